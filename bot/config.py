@@ -1,0 +1,288 @@
+"""Configuration: the environment plus one optional TOML file of provider accounts (DESIGN §2).
+
+Everything is checked at start-up so a bad value fails fast with the file, the key and the
+problem, instead of surfacing as a confusing error in the middle of an incident.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///./callbot.db"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class _Account(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout: float = Field(default=10.0, gt=0, le=120, description="seconds for one provider request")
+
+    def secrets(self) -> list[str]:
+        return []
+
+
+class TwilioAccount(_Account):
+    provider: Literal["twilio"]
+    account_sid: Annotated[str, Field(pattern=r"^AC[0-9a-f]{32}$")]
+    auth_token: str | None = None
+    api_key_sid: Annotated[str, Field(pattern=r"^SK[0-9a-f]{32}$")] | None = None
+    api_key_secret: str | None = None
+    base_url: HttpUrl = HttpUrl("https://api.twilio.com")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> TwilioAccount:
+        has_key = bool(self.api_key_sid or self.api_key_secret)
+        if has_key and not (self.api_key_sid and self.api_key_secret):
+            raise ValueError("api_key_sid and api_key_secret go together: set both")
+        if not has_key and not self.auth_token:
+            raise ValueError("missing credentials: set auth_token, or api_key_sid and api_key_secret")
+        if has_key and self.auth_token:
+            raise ValueError("set either auth_token or api_key_sid/api_key_secret, not both")
+        return self
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.auth_token, self.api_key_secret) if s]
+
+
+class BandwidthAccount(_Account):
+    provider: Literal["bandwidth"]
+    account_id: Annotated[str, Field(min_length=1)]
+    username: Annotated[str, Field(min_length=1)]
+    password: Annotated[str, Field(min_length=1)]
+    base_url: HttpUrl = HttpUrl("https://voice.bandwidth.com/api/v2")
+
+    def secrets(self) -> list[str]:
+        return [self.password]
+
+
+class BirdAccount(_Account):
+    provider: Literal["bird"]
+    workspace_id: Annotated[str, Field(min_length=1)]
+    channel_id: Annotated[str, Field(min_length=1)]
+    access_key: Annotated[str, Field(min_length=1)]
+    base_url: HttpUrl = HttpUrl("https://api.bird.com")
+
+    def secrets(self) -> list[str]:
+        return [self.access_key]
+
+
+AccountConfig = Annotated[TwilioAccount | BandwidthAccount | BirdAccount, Field(discriminator="provider")]
+
+
+class _ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accounts: dict[str, AccountConfig] = Field(default_factory=dict)
+
+    @field_validator("accounts")
+    @classmethod
+    def _names(cls, accounts: dict[str, Any]) -> dict[str, Any]:
+        for name in accounts:
+            if not _ACCOUNT_NAME.match(name):
+                raise ValueError(
+                    f"account name {name!r} must be lower-case letters, digits, '-' or '_' (it is typed as NAME:)"
+                )
+        return accounts
+
+
+@dataclass(frozen=True)
+class Account:
+    """A named provider account, as commands refer to it (`prod:CA…`)."""
+
+    name: str
+    config: TwilioAccount | BandwidthAccount | BirdAccount
+
+    @property
+    def provider(self) -> str:
+        return self.config.provider
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    slack_signing_secret: str | None = None
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    port: int = 3000
+    accounts: Mapping[str, Account] = field(default_factory=dict)
+    config_source: str | None = None
+    # A `pending` audit row older than this belongs to a process that died mid-request.
+    pending_grace_seconds: float | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        port_text = env.get("PORT", "3000")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError("environment", "PORT", f"{port_text!r} is not a TCP port number")
+        source, accounts = load_accounts(env)
+        grace_text = env.get("CALLBOT_PENDING_GRACE")
+        grace: float | None = None
+        if grace_text:
+            try:
+                grace = float(grace_text)
+            except ValueError:
+                raise ConfigError("environment", "CALLBOT_PENDING_GRACE", "must be a number of seconds") from None
+            if grace < 0:
+                raise ConfigError("environment", "CALLBOT_PENDING_GRACE", "must not be negative")
+        return cls(
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+            slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+            slack_api_url=env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL,
+            port=int(port_text),
+            accounts=accounts,
+            config_source=source,
+            pending_grace_seconds=grace,
+        )
+
+    @property
+    def pending_grace(self) -> float:
+        if self.pending_grace_seconds is not None:
+            return self.pending_grace_seconds
+        longest = max((a.config.timeout for a in self.accounts.values()), default=10.0)
+        return max(120.0, 3 * longest + 30.0)
+
+    def secrets(self) -> list[str]:
+        values = [self.slack_signing_secret, self.slack_bot_token, self.slack_app_token]
+        values += [s for account in self.accounts.values() for s in account.config.secrets()]
+        password = _url_password(self.database_url)
+        return [v for v in [*values, password] if v]
+
+    def require_http_serving(self) -> None:
+        if not self.slack_signing_secret:
+            raise ConfigError(
+                "environment",
+                "SLACK_SIGNING_SECRET",
+                "not set; copy it from your Slack app's Basic Information page",
+            )
+        self.require_bot_token()
+
+    def require_bot_token(self) -> None:
+        if not self.slack_bot_token:
+            raise ConfigError(
+                "environment", "SLACK_BOT_TOKEN", "not set; copy the xoxb-… token from OAuth & Permissions"
+            )
+        if not self.slack_bot_token.startswith("xoxb-"):
+            raise ConfigError("environment", "SLACK_BOT_TOKEN", "must be a bot token starting with xoxb-")
+
+
+def _url_password(url: str) -> str | None:
+    match = re.match(r"^[a-z0-9+]+://[^:/@]+:([^@]+)@", url)
+    return match.group(1) if match else None
+
+
+def load_accounts(env: Mapping[str, str]) -> tuple[str | None, dict[str, Account]]:
+    """The accounts from CALLBOT_CONFIG (or ./callbot.toml), else from the plain variables."""
+    path_text = env.get("CALLBOT_CONFIG")
+    if path_text:
+        path = Path(path_text)
+        if not path.is_file():
+            raise ConfigError(path_text, None, "file not found (set by CALLBOT_CONFIG)")
+    else:
+        path = Path("callbot.toml")
+        if not path.is_file():
+            return "environment", _accounts_from_variables(env)
+    return str(path), _accounts_from_file(path, env)
+
+
+def _accounts_from_file(path: Path, env: Mapping[str, str]) -> dict[str, Account]:
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, None, f"cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, None, "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, None, f"is not valid TOML: {exc}") from None
+    expanded = _expand(raw, env, source, ())
+    return _validated(expanded, source)
+
+
+def _expand(value: Any, env: Mapping[str, str], source: str, path: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, env, source, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, source, (*path, str(i))) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env or env[name] == "":
+                raise ConfigError(source, ".".join(path), f"environment variable {name} is not set")
+            return env[name]
+
+        return _ENV_REF.sub(substitute, value)
+    return value
+
+
+def _validated(raw: dict[str, Any], source: str) -> dict[str, Account]:
+    try:
+        parsed = _ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"] if not _is_union_tag(part))
+        raise ConfigError(source, key or None, _explain(first)) from None
+    return {name: Account(name, config) for name, config in parsed.accounts.items()}
+
+
+def _is_union_tag(part: Any) -> bool:
+    return part in {"twilio", "bandwidth", "bird"} or str(part).startswith("function-")
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known setting (check the spelling; see the README)"
+    if kind == "union_tag_invalid":
+        return "provider must be one of: twilio, bandwidth, bird"
+    if kind == "union_tag_not_found":
+        return "provider is required (twilio, bandwidth or bird)"
+    if kind == "string_pattern_mismatch":
+        return f"has the wrong shape (expected {error['ctx']['pattern']})"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _accounts_from_variables(env: Mapping[str, str]) -> dict[str, Account]:
+    groups = {
+        "twilio": {"account_sid": "TWILIO_ACCOUNT_SID", "auth_token": "TWILIO_AUTH_TOKEN"},
+        "bandwidth": {
+            "account_id": "BANDWIDTH_ACCOUNT_ID",
+            "username": "BANDWIDTH_USERNAME",
+            "password": "BANDWIDTH_PASSWORD",
+        },
+        "bird": {
+            "workspace_id": "BIRD_WORKSPACE_ID",
+            "channel_id": "BIRD_CHANNEL_ID",
+            "access_key": "BIRD_ACCESS_KEY",
+        },
+    }
+    raw: dict[str, Any] = {}
+    for provider, keys in groups.items():
+        present = {key: env[var] for key, var in keys.items() if env.get(var)}
+        if not present:
+            continue
+        missing = [var for key, var in keys.items() if key not in present]
+        if missing:
+            set_names = ", ".join(keys[key] for key in present)
+            raise ConfigError("environment", missing[0], f"is not set, but {set_names} is")
+        raw[provider] = {"provider": provider, **present}
+    return _validated({"accounts": raw}, "environment")

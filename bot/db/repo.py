@@ -1,0 +1,142 @@
+"""The queries the service needs, and nothing else. Each function is one short transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.db.models import AuditRow, GrantRow, utcnow
+from bot.db.session import Database
+from bot.permissions import ANY_ACCOUNT, Grant
+
+
+class DuplicateRequest(Exception):
+    """The idempotency key was already used: the request was delivered before."""
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    user_id: str | None = None
+    account: str | None = None
+    call_id: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    # Who is asking decides what they may see: None means every row.
+    visible_accounts: tuple[str, ...] | None = None
+    visible_user: str | None = None
+    limit: int = 20
+
+
+def _grant(row: GrantRow) -> Grant:
+    return Grant(row.id, row.user_id, row.action, row.account)
+
+
+async def grants_of(db: Database, user_id: str) -> list[Grant]:
+    async with db.session() as session:
+        rows = await session.scalars(select(GrantRow).where(GrantRow.user_id == user_id).order_by(GrantRow.id))
+        return [_grant(row) for row in rows]
+
+
+async def all_grants(db: Database) -> list[Grant]:
+    async with db.session() as session:
+        rows = await session.scalars(select(GrantRow).order_by(GrantRow.user_id, GrantRow.id))
+        return [_grant(row) for row in rows]
+
+
+async def add_grant(db: Database, user_id: str, action: str, account: str, granted_by: str) -> bool:
+    """True when the grant is new; False when the user already had it."""
+    try:
+        async with db.session() as session:
+            session.add(GrantRow(user_id=user_id, action=action, account=account, granted_by=granted_by))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def remove_grant(db: Database, user_id: str, action: str, account: str) -> bool:
+    async with db.session() as session:
+        result = await session.execute(
+            delete(GrantRow).where(GrantRow.user_id == user_id, GrantRow.action == action, GrantRow.account == account)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def insert_audit(db: Database, **fields: Any) -> AuditRow:
+    row = AuditRow(**fields)
+    try:
+        async with db.session() as session:
+            session.add(row)
+    except IntegrityError:
+        if fields.get("idempotency_key") is None:
+            raise
+        raise DuplicateRequest(fields["idempotency_key"]) from None
+    return row
+
+
+async def complete_audit(db: Database, audit_id: int, **fields: Any) -> None:
+    fields.setdefault("completed_at", utcnow())
+    async with db.session() as session:
+        await session.execute(update(AuditRow).where(AuditRow.id == audit_id).values(**fields))
+
+
+async def audit_by_key(db: Database, key: str) -> AuditRow | None:
+    async with db.session() as session:
+        return await session.scalar(select(AuditRow).where(AuditRow.idempotency_key == key))
+
+
+async def audit_by_id(db: Database, audit_id: int) -> AuditRow | None:
+    async with db.session() as session:
+        return await session.get(AuditRow, audit_id)
+
+
+async def mark_pending_unknown(db: Database, older_than: datetime) -> int:
+    """Rows left `pending` by a process that died between request and answer become `unknown`.
+
+    Only rows older than any request still in flight can be touched: other processes may share
+    the database.
+    """
+    async with db.session() as session:
+        result = await session.execute(
+            update(AuditRow)
+            .where(AuditRow.outcome == "pending", AuditRow.created_at < older_than)
+            .values(
+                outcome="unknown",
+                completed_at=utcnow(),
+                error_message="callbot stopped before the provider answered; check the call's state",
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def search_audit(db: Database, flt: AuditFilter) -> list[AuditRow]:
+    query = select(AuditRow)
+    if flt.visible_accounts is not None or flt.visible_user is not None:
+        scope = []
+        if flt.visible_user is not None:
+            scope.append(AuditRow.user_id == flt.visible_user)
+        if flt.visible_accounts:
+            if ANY_ACCOUNT in flt.visible_accounts:
+                scope = []
+            else:
+                scope.append(AuditRow.account.in_(flt.visible_accounts))
+        if scope:
+            query = query.where(or_(*scope))
+    for column, value in (
+        (AuditRow.user_id, flt.user_id),
+        (AuditRow.account, flt.account),
+        (AuditRow.call_id, flt.call_id),
+        (AuditRow.action, flt.action),
+        (AuditRow.outcome, flt.outcome),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if flt.since is not None:
+        query = query.where(AuditRow.created_at >= flt.since)
+    query = query.order_by(AuditRow.created_at.desc(), AuditRow.id.desc()).limit(flt.limit)
+    async with db.session() as session:
+        return list(await session.scalars(query))

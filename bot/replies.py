@@ -1,0 +1,47 @@
+"""What the service answers: plain values that Slack renders as Block Kit and the CLI prints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+class Tone(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    UNKNOWN = "unknown"
+    DENIED = "denied"
+    INVALID = "invalid"
+    DRY_RUN = "dry_run"
+    WORKING = "working"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Reply:
+    tone: Tone
+    title: str
+    lines: tuple[str, ...] = ()
+    code: str | None = None  # shown verbatim (a request preview, a table)
+    audit_id: int | None = None
+
+    def map_text(self, fn: Callable[[str], str]) -> Reply:
+        return replace(
+            self,
+            title=fn(self.title),
+            lines=tuple(fn(line) for line in self.lines),
+            code=fn(self.code) if self.code is not None else None,
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.tone in (Tone.SUCCESS, Tone.INFO, Tone.DRY_RUN, Tone.WORKING)
+
+    def as_text(self) -> str:
+        parts = [self.title, *self.lines]
+        if self.code:
+            parts.append(self.code)
+        if self.audit_id:
+            parts.append(f"(audit #{self.audit_id})")
+        return "\n".join(parts)

@@ -1,0 +1,70 @@
+"""Everything a running callbot holds: database, provider clients, the service. One per process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.db import migrate
+from bot.db.session import Database, is_sqlite
+from bot.errors import ConfigError
+from bot.providers import create_clients
+from bot.providers.base import ProviderClient
+from bot.redact import Redactor
+from bot.service import Service
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    clients: dict[str, ProviderClient]
+    service: Service
+    redactor: Redactor
+
+    @classmethod
+    async def start(cls, settings: Settings, *, recover: bool = True) -> Runtime:
+        redactor = Redactor(settings.secrets())
+        await prepare_schema(settings.database_url)
+        clients = create_clients(settings.accounts)
+        db = Database(settings.database_url)
+        service = Service(db, clients, redactor)
+        runtime = cls(settings, db, clients, service, redactor)
+        if recover:
+            try:
+                await service.recover_pending(settings.pending_grace)
+            except Exception:
+                await runtime.close()
+                raise
+        return runtime
+
+    async def sweep_pending_forever(self, every: float = 30.0) -> None:
+        """In a long-running server, rows of a crashed sibling process are recovered too."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.service.recover_pending(self.settings.pending_grace)
+            except Exception:
+                log.exception("pending-row sweep failed; will retry")
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+        await self.db.close()
+
+
+async def prepare_schema(database_url: str) -> None:
+    """SQLite (embedded) migrates itself; PostgreSQL is migrated by the release phase."""
+    if is_sqlite(database_url):
+        await asyncio.to_thread(migrate.upgrade, database_url)
+        return
+    try:
+        behind = await asyncio.to_thread(migrate.pending_revisions, database_url)
+    except Exception as exc:
+        raise ConfigError("DATABASE_URL", None, f"cannot connect to the database ({type(exc).__name__})") from None
+    if behind:
+        raise ConfigError("DATABASE_URL", None, "the database schema is not up to date: run `callbot migrate`")

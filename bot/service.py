@@ -1,0 +1,583 @@
+"""THE pipeline: parse → resolve account → authorise → audit(pending) → execute → audit(outcome).
+
+Slack listeners and the CLI both come here with plain values (`Invocation`) and get plain
+values back (`Reply`). The work is split in two steps so Slack can be answered within its 3 s:
+`begin` does everything that needs no provider (and audits the attempt); `finish` sends the
+provider request and completes the audit row. `handle` runs both, for the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from bot import grammar
+from bot.actions import (
+    ActionName,
+    CallAction,
+    CallTarget,
+    Cancel,
+    Hangup,
+    InlineTwiml,
+    Redirect,
+    action_params,
+)
+from bot.db import repo
+from bot.db.models import AuditRow, utcnow
+from bot.db.session import Database
+from bot.errors import CallbotError, InvalidInput, PermissionDenied, ProviderError
+from bot.grammar import AuditQuery, CallCommand, GrantCommand, HelpCommand, OpenFormCommand, PermsCommand
+from bot.permissions import (
+    ANY_ACCOUNT,
+    CALL_ACTIONS,
+    Decision,
+    Grant,
+    allowed_actions,
+    decide,
+    decide_management,
+)
+from bot.providers.base import ProviderClient, WireRequest, provider_error_fields
+from bot.redact import Redactor
+from bot.replies import Reply, Tone
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("slash", "modal", "button", "cli")
+# Ending a call twice ends it once: these may be retried after a 429/503.
+RETRY_SAFE = frozenset({ActionName.HANGUP, ActionName.CANCEL})
+OUTCOME_EMOJI = {
+    "succeeded": "✅",
+    "failed": "❌",
+    "unknown": "❓",
+    "pending": "⏳",
+    "denied": "⛔",
+    "invalid": "⚠️",
+    "dry_run": "🧪",
+}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Who asked for what, from where: the same shape from Slack and from the shell."""
+
+    source: str
+    user_id: str
+    text: str
+    user_name: str | None = None
+    team_id: str | None = None
+    channel_id: str | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def command_text(self) -> str:
+        return f"/call {self.text}".rstrip() if self.source != "cli" else self.text
+
+
+@dataclass(frozen=True)
+class Done:
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class Started:
+    """An allowed call action, audited as pending: the provider request still has to be sent."""
+
+    ack: Reply
+    audit_id: int
+    client: ProviderClient
+    request: WireRequest
+    action: CallAction
+    label: str
+
+
+class Service:
+    def __init__(self, db: Database, clients: Mapping[str, ProviderClient], redactor: Redactor) -> None:
+        self.db = db
+        self.clients = dict(clients)
+        self.redactor = redactor
+
+    # -- entry points -------------------------------------------------------------------------
+
+    async def handle(self, inv: Invocation) -> Reply:
+        step = await self.begin(inv)
+        return await self.finish(step) if isinstance(step, Started) else step.reply
+
+    async def begin(self, inv: Invocation) -> Done | Started:
+        if inv.idempotency_key:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
+            if earlier is not None:
+                return Done(self._safe(_duplicate_reply(earlier)))
+        try:
+            command = grammar.parse(inv.text)
+        except InvalidInput as error:
+            return Done(await self._refuse(inv, error, action=_verb_of(inv.text)))
+        if isinstance(command, CallCommand):
+            step = await self._begin_call(inv, command)
+            return step if isinstance(step, Started) else Done(self._safe(step.reply))
+        if isinstance(command, GrantCommand):
+            return Done(self._safe(await self._change_grants(inv, command)))
+        if isinstance(command, AuditQuery):
+            return Done(self._safe(await self._audit(inv, command)))
+        if isinstance(command, PermsCommand):
+            return Done(self._safe(await self._perms(inv, command)))
+        topic = command.topic if isinstance(command, HelpCommand) else None
+        assert isinstance(command, HelpCommand | OpenFormCommand)
+        return Done(self._safe(await self._help(inv, topic)))
+
+    async def finish(self, started: Started) -> Reply:
+        began = time.monotonic()
+        try:
+            result = await started.client.send(started.request, retry_safe=started.action.name in RETRY_SAFE)
+        except ProviderError as error:
+            await self._complete(
+                started.audit_id, outcome=error.outcome, latency_ms=_ms(began), **provider_error_fields(error)
+            )
+            tone = Tone.UNKNOWN if error.outcome == "unknown" else Tone.FAILURE
+            return self._safe(
+                Reply(tone, f"{error.title}: {started.label}", (error.message,), audit_id=started.audit_id)
+            )
+        except Exception:
+            log.exception("provider call failed unexpectedly (audit #%s)", started.audit_id)
+            await self._complete(
+                started.audit_id,
+                outcome="unknown",
+                latency_ms=_ms(began),
+                error_message="internal error in callbot while sending; see the server log",
+            )
+            return Reply(
+                Tone.UNKNOWN,
+                f"Something went wrong inside callbot: {started.label}",
+                ("The request may or may not have reached the provider. Check the call before retrying.",),
+                audit_id=started.audit_id,
+            )
+        await self._complete(
+            started.audit_id,
+            outcome="succeeded",
+            latency_ms=_ms(began),
+            provider_status=result.http_status,
+            provider_request_id=result.request_id,
+            result=dict(result.summary),
+        )
+        return self._safe(_success_reply(started, result.call_status))
+
+    async def recover_pending(self, grace_seconds: float) -> int:
+        """Attempts a dead process left `pending` (older than any live request) become `unknown`."""
+        cutoff = utcnow() - timedelta(seconds=grace_seconds)
+        count = await repo.mark_pending_unknown(self.db, cutoff)
+        if count:
+            log.warning("%d audit rows were still pending from a previous run; marked unknown", count)
+        return count
+
+    async def shell_grant(self, command: GrantCommand, os_user: str) -> Reply:
+        """`callbot grant` from the shell: trusted (it can reach the database anyway), still audited."""
+        inv = Invocation("cli", f"shell:{os_user}", _grant_text(command), user_name=os_user)
+        return self._safe(await self._apply_grants(inv, command, Decision(True, "admin", ANY_ACCOUNT)))
+
+    async def perms_of(self, user_id: str | None) -> Reply:
+        return self._safe(await self._describe_perms(user_id))
+
+    # -- call actions ---------------------------------------------------------------------------
+
+    async def _begin_call(self, inv: Invocation, command: CallCommand) -> Done | Started:
+        verb = command.action.name
+        try:
+            account, client = self._resolve(command.target)
+        except InvalidInput as error:
+            return Done(await self._refuse(inv, error, action=verb, call_id=command.target.call_id))
+        label = command.target.display(account)
+        context: dict[str, Any] = {
+            "action": verb.value,
+            "account": account,
+            "provider": client.provider,
+            "call_id": command.target.call_id,
+        }
+        decision = decide(await repo.grants_of(self.db, inv.user_id), verb.value, account)
+        if not decision.allowed:
+            return Done(await self._refuse(inv, PermissionDenied(verb.value, account), decision=decision, **context))
+        try:
+            client.check_supported(verb, command.options)
+            request = client.build(command.target.call_id, command.action)
+        except InvalidInput as error:
+            return Done(await self._refuse(inv, error, decision=decision, **context))
+        stored = {**request.for_audit(), "params": action_params(command.action)}
+        if command.dry_run:
+            row = await self._record(
+                inv, outcome="dry_run", decision=decision, request=stored, completed=True, **context
+            )
+            return Done(
+                Reply(
+                    Tone.DRY_RUN,
+                    f"Dry run: {verb.value} {label}. Nothing was sent.",
+                    ("This is the exact request callbot would send:",),
+                    code=request.preview(),
+                    audit_id=row.id,
+                )
+            )
+        try:
+            row = await self._record(inv, outcome="pending", decision=decision, request=stored, **context)
+        except repo.DuplicateRequest:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
+            assert earlier is not None
+            return Done(_duplicate_reply(earlier))
+        ack = Reply(Tone.WORKING, f"{_doing(command.action)} {label}…", audit_id=row.id)
+        return Started(self._safe(ack), row.id, client, request, command.action, label)
+
+    def _resolve(self, target: CallTarget) -> tuple[str, ProviderClient]:
+        if not self.clients:
+            raise InvalidInput(
+                None, "No provider account is configured.", "An admin must add one (README: Configuration)."
+            )
+        if target.account is not None:
+            client = self.clients.get(target.account)
+            if client is None:
+                names = sorted(self.clients)
+                hint = grammar.suggest(target.account, names) or f"Configured accounts: {', '.join(names)}."
+                raise InvalidInput(f"{target.account}:", "is not a configured account.", hint)
+            return target.account, client
+        matches = sorted(name for name, c in self.clients.items() if c.call_id_pattern.fullmatch(target.call_id))
+        if len(matches) == 1:
+            return matches[0], self.clients[matches[0]]
+        if not matches:
+            shapes = sorted({f"{c.provider} `{c.call_id_example}`" for c in self.clients.values()})
+            raise InvalidInput(
+                target.call_id,
+                "does not look like a call id of any configured provider.",
+                f"Expected {' or '.join(shapes)}; or name the account: `ACCOUNT:{target.call_id}`.",
+            )
+        raise InvalidInput(
+            target.call_id,
+            f"could belong to several accounts ({', '.join(matches)}).",
+            f"Name the account, e.g. `{matches[0]}:{target.call_id}`.",
+        )
+
+    # -- permissions ----------------------------------------------------------------------------
+
+    async def _change_grants(self, inv: Invocation, command: GrantCommand) -> Reply:
+        verb = "revoke" if command.revoke else "grant"
+        try:
+            self._check_accounts(command.accounts)
+        except InvalidInput as error:
+            return await self._refuse(inv, error, action=verb)
+        decision = decide_management(await repo.grants_of(self.db, inv.user_id), command.accounts)
+        if not decision.allowed:
+            denial = PermissionDenied(
+                verb,
+                decision.account,
+                "Changing permissions needs `admin` on every account named"
+                + (" (and on `*` to grant everywhere)." if ANY_ACCOUNT in command.accounts else "."),
+            )
+            return await self._refuse(inv, denial, action=verb, decision=decision, account=_one(command.accounts))
+        return await self._apply_grants(inv, command, decision)
+
+    async def _apply_grants(self, inv: Invocation, command: GrantCommand, decision: Decision) -> Reply:
+        changed: list[str] = []
+        unchanged: list[str] = []
+        for action in command.actions:
+            for account in command.accounts:
+                if command.revoke:
+                    done = await repo.remove_grant(self.db, command.user_id, action, account)
+                else:
+                    done = await repo.add_grant(self.db, command.user_id, action, account, inv.user_id)
+                (changed if done else unchanged).append(f"{action} on {account}")
+        verb = "revoke" if command.revoke else "grant"
+        row = await self._record(
+            inv,
+            outcome="succeeded",
+            decision=decision,
+            action=verb,
+            account=_one(command.accounts),
+            request={
+                "user": command.user_id,
+                "actions": list(command.actions),
+                "accounts": list(command.accounts),
+                "changed": changed,
+            },
+            completed=True,
+        )
+        who = f"<@{command.user_id}>"
+        if command.revoke:
+            title = f"Revoked from {who}: {', '.join(changed)}." if changed else f"{who} held none of that."
+            lines = (f"Not held, nothing to revoke: {', '.join(unchanged)}.",) if changed and unchanged else ()
+        else:
+            title = f"Granted to {who}: {', '.join(changed)}." if changed else f"{who} already had all of that."
+            lines = (f"Already held: {', '.join(unchanged)}.",) if changed and unchanged else ()
+        return Reply(Tone.SUCCESS, title, lines, audit_id=row.id)
+
+    def _check_accounts(self, accounts: tuple[str, ...]) -> None:
+        for account in accounts:
+            if account != ANY_ACCOUNT and account not in self.clients:
+                names = sorted(self.clients)
+                hint = (
+                    grammar.suggest(account, names) or f"Use `*` or one of: {', '.join(names) or '(none configured)'}."
+                )
+                raise InvalidInput(f"on={account}", "is not a configured account.", hint)
+
+    async def _perms(self, inv: Invocation, command: PermsCommand) -> Reply:
+        target = command.user_id or inv.user_id
+        if target != inv.user_id:
+            held = await repo.grants_of(self.db, inv.user_id)
+            if not any(g.action == "admin" for g in held):
+                denial = PermissionDenied("perms", None, "Seeing someone else's permissions needs `admin`.")
+                return await self._refuse(inv, denial, action="perms", decision=Decision(False, "admin", None))
+        return await self._describe_perms(target)
+
+    async def _describe_perms(self, user_id: str | None) -> Reply:
+        grants = await repo.grants_of(self.db, user_id) if user_id else await repo.all_grants(self.db)
+        if user_id is None:
+            title = "Every grant:"
+            lines = tuple(f"<@{g.user_id}> {_grant_line(g)}" for g in grants) or ("Nobody holds anything yet.",)
+            return Reply(Tone.INFO, title, lines)
+        if not grants:
+            return Reply(
+                Tone.INFO,
+                f"<@{user_id}> may not do anything yet (deny by default).",
+                ("An admin can grant actions: `/call grant @someone hangup,redirect on=ACCOUNT`.",),
+            )
+        return Reply(Tone.INFO, f"<@{user_id}> may:", tuple(_grant_line(g) for g in grants))
+
+    # -- audit and help -------------------------------------------------------------------------
+
+    async def _audit(self, inv: Invocation, query: AuditQuery) -> Reply:
+        grants = await repo.grants_of(self.db, inv.user_id)
+        readable = sorted({g.account for g in grants if g.action in ("audit", "admin")})
+        if ANY_ACCOUNT in readable:
+            visible_accounts: tuple[str, ...] | None = None
+            visible_user: str | None = None
+        else:
+            visible_accounts, visible_user = tuple(readable), inv.user_id
+        if query.user_id and query.user_id != inv.user_id and not readable:
+            denial = PermissionDenied(
+                "audit", None, "You can see only your own attempts; reading others' needs `audit`."
+            )
+            return await self._refuse(inv, denial, action="audit", decision=Decision(False, "audit", None))
+        return await self._audit_reply(query, visible_accounts, visible_user, bool(readable))
+
+    async def shell_audit(self, query: AuditQuery) -> Reply:
+        """`callbot audit list`: the shell sees every row."""
+        return self._safe(await self._audit_reply(query, None, None, True))
+
+    async def _audit_reply(
+        self,
+        query: AuditQuery,
+        visible_accounts: tuple[str, ...] | None,
+        visible_user: str | None,
+        reads_others: bool,
+    ) -> Reply:
+        rows = await repo.search_audit(
+            self.db,
+            repo.AuditFilter(
+                user_id=query.user_id,
+                account=query.account,
+                call_id=query.call_id,
+                action=query.action,
+                outcome=query.outcome,
+                since=query.since,
+                visible_accounts=visible_accounts,
+                visible_user=visible_user,
+                limit=query.limit,
+            ),
+        )
+        scope = "everyone's" if visible_accounts is None else ("visible to you" if reads_others else "yours")
+        if not rows:
+            return Reply(Tone.INFO, f"No audited attempts match ({scope}).")
+        title = f"Last {len(rows)} audited attempts ({scope}), newest first:"
+        return Reply(Tone.INFO, title, tuple(_audit_line(r) for r in rows))
+
+    async def _help(self, inv: Invocation, topic: str | None) -> Reply:
+        grants = await repo.grants_of(self.db, inv.user_id)
+        held = allowed_actions(grants)
+        if topic:
+            spec = grammar.VERBS.get(topic)
+            if spec is None:
+                hint = grammar.suggest(topic, list(grammar.VERBS)) or "Try `/call help`."
+                return Reply(Tone.INVALID, f"No help topic `{topic}`.", (hint,))
+            return Reply(Tone.INFO, f"`{spec.usage}`", (spec.summary + ".", *_TOPIC_NOTES.get(topic, ())))
+        visible = [
+            spec
+            for spec in grammar.VERBS.values()
+            if spec.permission is None or spec.permission in held or "admin" in held
+        ]
+        lines = [f"`{spec.usage}` — {spec.summary}" for spec in visible]
+        if not held & set(CALL_ACTIONS) and "admin" not in held:
+            lines.append("You may not run any call action yet. Ask an admin: `/call grant @you hangup on=ACCOUNT`.")
+        accounts = ", ".join(f"{name} ({c.provider})" for name, c in sorted(self.clients.items()))
+        lines.append(f"Accounts: {accounts or 'none configured'}. Write a call as `account:CALL-ID`.")
+        lines.append("Add `dry-run` to any call action to see the exact request without sending it.")
+        return Reply(Tone.INFO, "callbot: control live calls from Slack", tuple(lines))
+
+    # -- audit rows -----------------------------------------------------------------------------
+
+    async def _refuse(
+        self, inv: Invocation, error: CallbotError, *, decision: Decision | None = None, **context: Any
+    ) -> Reply:
+        row = await self._record(
+            inv,
+            outcome=error.outcome,
+            decision=decision,
+            error_message=error.message,
+            completed=True,
+            **context,
+        )
+        tone = Tone.DENIED if error.outcome == "denied" else Tone.INVALID
+        title = "Not allowed." if tone is Tone.DENIED else "That command is not valid."
+        return Reply(tone, title, (error.message,), audit_id=row.id)
+
+    async def _record(
+        self,
+        inv: Invocation,
+        *,
+        outcome: str,
+        decision: Decision | None = None,
+        request: dict[str, Any] | None = None,
+        error_message: str | None = None,
+        completed: bool = False,
+        action: str | None = None,
+        account: str | None = None,
+        provider: str | None = None,
+        call_id: str | None = None,
+    ) -> AuditRow:
+        return await repo.insert_audit(
+            self.db,
+            source=inv.source,
+            team_id=inv.team_id,
+            user_id=inv.user_id,
+            user_name=inv.user_name,
+            channel_id=inv.channel_id,
+            command_text=self.redactor.text(inv.command_text),
+            action=action,
+            account=account,
+            provider=provider,
+            call_id=call_id,
+            request=self.redactor.value(request) if request is not None else None,
+            decision=None if decision is None else ("allowed" if decision.allowed else "denied"),
+            grant_id=decision.grant.id if decision and decision.grant else None,
+            decision_basis=decision.basis if decision else None,
+            outcome=outcome,
+            error_message=self.redactor.text(error_message) if error_message else None,
+            idempotency_key=inv.idempotency_key,
+            completed_at=utcnow() if completed else None,
+        )
+
+    async def _complete(self, audit_id: int, **fields: Any) -> None:
+        if fields.get("error_message"):
+            fields["error_message"] = self.redactor.text(fields["error_message"])
+        if fields.get("result") is not None:
+            fields["result"] = self.redactor.value(fields["result"])
+        try:
+            await repo.complete_audit(self.db, audit_id, **fields)
+        except Exception:
+            # The provider already acted: the person must still hear about it. The row stays
+            # pending and becomes `unknown` at the next start-up.
+            log.exception("could not complete audit row #%s", audit_id)
+
+    def _safe(self, reply: Reply) -> Reply:
+        return reply.map_text(self.redactor.text)
+
+
+# -- wording --------------------------------------------------------------------------------------
+
+_TOPIC_NOTES: dict[str, tuple[str, ...]] = {
+    "hangup": ("Twilio sends `Status=completed`: ends the call whatever its state.",),
+    "cancel": (
+        "Twilio sends `Status=canceled`: only queued or ringing calls end; a call ringing inside <Dial> is "
+        "in progress, use hangup.",
+    ),
+    "redirect": (
+        "Twilio: `Url`, `Method`, `FallbackUrl`, `FallbackMethod`, `StatusCallback`, `StatusCallbackMethod`, "
+        "`TimeLimit`.",
+        "Example: `/call redirect prod:CA… https://example.com/hold.xml method=GET time-limit=600`",
+    ),
+    "twiml": (
+        'Example: `/call twiml prod:CA… "<Response><Say>Goodbye</Say><Hangup/></Response>"` (≤ 4,000 characters).',
+    ),
+    "grant": (
+        "ACTIONS: hangup, cancel, redirect, twiml, flow, audit, admin (comma-separated). `on=*` means all accounts.",
+    ),
+}
+
+
+def _doing(action: CallAction) -> str:
+    return {
+        ActionName.HANGUP: "Hanging up",
+        ActionName.CANCEL: "Canceling",
+        ActionName.REDIRECT: "Redirecting",
+        ActionName.TWIML: "Sending TwiML to",
+    }.get(action.name, "Working on")
+
+
+def _success_reply(started: Started, status: str | None) -> Reply:
+    action, label = started.action, started.label
+    provider = started.client.provider.capitalize()
+    reported = f"{provider} reports the call as `{status}`." if status else f"{provider} accepted the request."
+    lines: tuple[str, ...] = (reported,)
+    if isinstance(action, Hangup):
+        title = f"Hung up {label}."
+    elif isinstance(action, Cancel):
+        title = f"Canceled {label}."
+        if status == "in-progress":
+            title = f"{label} is still in progress: cancel only ends queued or ringing calls."
+            lines = (reported, f"To end it, use `/call hangup {label}`.")
+            return Reply(Tone.FAILURE, title, lines, audit_id=started.audit_id)
+    elif isinstance(action, Redirect):
+        title = f"Redirected {label} to {action.url}."
+    elif isinstance(action, InlineTwiml):
+        title = f"{label} is now running the inline TwiML."
+    else:  # pragma: no cover
+        title = f"Done: {label}."
+    if getattr(action, "reason", None):
+        lines = (*lines, f"Reason: {action.reason}")
+    return Reply(Tone.SUCCESS, title, lines, audit_id=started.audit_id)
+
+
+def _duplicate_reply(row: AuditRow) -> Reply:
+    if row.outcome == "pending":
+        return Reply(Tone.INFO, "This request is already being handled; nothing was sent twice.", audit_id=row.id)
+    detail = (row.error_message,) if row.error_message else ()
+    emoji = OUTCOME_EMOJI.get(row.outcome, "")
+    return Reply(
+        Tone.INFO,
+        f"This request was already handled: {emoji} {row.outcome}. Nothing was sent twice.",
+        detail,
+        audit_id=row.id,
+    )
+
+
+def _audit_line(row: AuditRow) -> str:
+    when = row.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    target = ":".join(part for part in (row.account, row.call_id) if part) or "—"
+    what = row.action or "?"
+    line = f"`{when}` #{row.id} <@{row.user_id}> {what} {target} {OUTCOME_EMOJI.get(row.outcome, '')} {row.outcome}"
+    if row.source != "slash":
+        line += f" ({row.source})"
+    if row.error_message and row.outcome not in ("succeeded", "dry_run"):
+        message = row.error_message if len(row.error_message) <= 90 else row.error_message[:89] + "…"
+        line += f" — {message}"
+    return line
+
+
+def _grant_line(grant: Grant) -> str:
+    where = "all accounts" if grant.account == ANY_ACCOUNT else f"account `{grant.account}`"
+    return f"`{grant.action}` on {where} (grant #{grant.id})"
+
+
+def _grant_text(command: GrantCommand) -> str:
+    verb = "revoke" if command.revoke else "grant"
+    return f"{verb} {command.user_id} {','.join(command.actions)} --on {','.join(command.accounts)}"
+
+
+def _verb_of(text: str) -> str | None:
+    first = text.strip().split(maxsplit=1)
+    word = first[0].lower() if first else ""
+    return word if word in grammar.VERBS or word == "flow" else None
+
+
+def _one(accounts: tuple[str, ...]) -> str | None:
+    return accounts[0] if len(accounts) == 1 else None
+
+
+def _ms(began: float) -> int:
+    return int((time.monotonic() - began) * 1000)

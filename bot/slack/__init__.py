@@ -1,0 +1,1 @@
+"""Slack in, Slack out: Bolt listeners and Block Kit rendering. No provider or database code here."""

@@ -1,0 +1,106 @@
+"""The Bolt AsyncApp: turns Slack requests into service invocations and replies into messages.
+
+Listeners only translate. Parsing, permissions, audit and provider calls live in the service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.replies import Reply, Tone
+from bot.service import Done, Invocation, Service
+from bot.slack.render import message
+from bot.slack.text import plain_text
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = Reply(
+    Tone.FAILURE,
+    "callbot hit an internal error; nothing was sent to any provider.",
+    ("The error is in the server log. Try again, or ask the people who run callbot.",),
+)
+STALE_BUTTON = Reply(Tone.INFO, "This button is no longer active.", ("Run the command again with `/call`.",))
+
+
+def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
+    """Built at start-up (never at import: a token means Slack calls), one per process."""
+    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    app = AsyncApp(
+        client=client,
+        token=settings.slack_bot_token,
+        signing_secret=settings.slack_signing_secret or "",
+        request_verification_enabled=bool(settings.slack_signing_secret),
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+    )
+
+    @app.command(re.compile(r"^/call"))
+    async def on_call(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, request: AsyncBoltRequest) -> None:
+        inv = Invocation(
+            source="slash",
+            user_id=str(body.get("user_id") or "unknown"),
+            user_name=body.get("user_name"),
+            team_id=body.get("team_id"),
+            channel_id=body.get("channel_id"),
+            text=plain_text(str(body.get("text") or "")),
+            idempotency_key=_idempotency_key(body, request),
+        )
+        try:
+            step = await service.begin(inv)
+        except Exception:
+            log.exception("could not start /call for %s", inv.user_id)
+            await ack(**message(INTERNAL_ERROR))
+            return
+        if isinstance(step, Done):
+            await ack(**message(step.reply))
+            return
+        # Answer Slack now; the provider call and the outcome follow through response_url.
+        await ack(**message(step.ack))
+        try:
+            reply = await service.finish(step)
+        except Exception:
+            log.exception("provider step failed for audit #%s", step.audit_id)
+            reply = Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
+        try:
+            await respond(**message(reply), replace_original=False)
+        except Exception:
+            log.exception("could not deliver the outcome of audit #%s to Slack", step.audit_id)
+
+    # Requests nothing else claims (old buttons, future views) are acknowledged, never a 404.
+    @app.action(re.compile(".*"))
+    async def on_unknown_action(ack: AsyncAck, respond: AsyncRespond) -> None:
+        await ack()
+        try:
+            await respond(**message(STALE_BUTTON), replace_original=False)
+        except Exception:
+            log.exception("could not answer an unknown button")
+
+    @app.view(re.compile(".*"))
+    async def on_unknown_view(ack: AsyncAck) -> None:
+        await ack()
+
+    @app.options(re.compile(".*"))
+    async def on_unknown_options(ack: AsyncAck) -> None:
+        await ack(options=[])
+
+    @app.error
+    async def on_error(error: Exception) -> None:
+        log.error("unhandled error in a Slack listener", exc_info=error)
+
+    return app
+
+
+def _idempotency_key(body: dict[str, Any], request: AsyncBoltRequest) -> str:
+    """Slack's trigger_id is unique per invocation; a replayed body carries the same one."""
+    trigger = body.get("trigger_id")
+    if trigger:
+        return f"slack:{trigger}"
+    return "body:" + hashlib.sha256(request.raw_body.encode("utf-8")).hexdigest()

@@ -1,0 +1,56 @@
+"""Replies as Slack messages: Block Kit through slack_sdk's models, with a plain-text fallback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
+
+from bot.replies import Reply, Tone
+
+EMOJI = {
+    Tone.SUCCESS: ":white_check_mark:",
+    Tone.FAILURE: ":x:",
+    Tone.UNKNOWN: ":grey_question:",
+    Tone.DENIED: ":no_entry:",
+    Tone.INVALID: ":warning:",
+    Tone.DRY_RUN: ":test_tube:",
+    Tone.WORKING: ":hourglass_flowing_sand:",
+    Tone.INFO: ":information_source:",
+}
+SECTION_LIMIT = 3000  # Slack's limit for a section's text
+MAX_BLOCKS = 50
+
+
+def _chunks(lines: list[str], limit: int) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        line = line if len(line) <= limit else line[: limit - 1] + "…"
+        if current and len(current) + 1 + len(line) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def message(reply: Reply) -> dict[str, Any]:
+    """Keyword arguments for ack()/respond(): an ephemeral message."""
+    blocks: list[Any] = [
+        SectionBlock(text=MarkdownTextObject(text=f"{EMOJI[reply.tone]} *{reply.title}*"[:SECTION_LIMIT]))
+    ]
+    for chunk in _chunks(list(reply.lines), SECTION_LIMIT):
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+    if reply.code:
+        code = reply.code if len(reply.code) <= SECTION_LIMIT - 8 else reply.code[: SECTION_LIMIT - 9] + "…"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{code}```")))
+    if reply.audit_id:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"audit #{reply.audit_id}")]))
+    return {
+        "text": reply.as_text()[:3000],
+        "blocks": [block.to_dict() for block in blocks[:MAX_BLOCKS]],
+        "response_type": "ephemeral",
+    }

@@ -1,0 +1,59 @@
+"""The ASGI app: POST /slack/events (Bolt) and GET /healthz, served by uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.config import Settings
+from bot.replies import Reply, Tone
+from bot.runtime import Runtime
+from bot.slack.app import create_bolt_app
+from bot.slack.render import message
+
+log = logging.getLogger(__name__)
+
+_BROKEN = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was done.", ("The error is in the server log.",))
+
+
+def create_web_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings)
+        app.state.runtime = runtime
+        app.state.slack = AsyncSlackRequestHandler(create_bolt_app(settings, runtime.service))
+        sweeper = asyncio.create_task(runtime.sweep_pending_forever())
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            await runtime.close()
+
+    async def slack_events(request: Request) -> Response:
+        try:
+            return await request.app.state.slack.handle(request)
+        except Exception:
+            # A 500 would show Slack's generic failure; say something useful instead.
+            log.exception("Slack request failed before any listener answered")
+            return JSONResponse(message(_BROKEN))
+
+    async def healthz(request: Request) -> Response:
+        if await request.app.state.runtime.db.ping():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "reason": "database does not answer"}, status_code=503)
+
+    return Starlette(
+        routes=[
+            Route("/slack/events", slack_events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
