@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.db import migrate
 from bot.errors import CallbotError
 from bot.grammar import AuditQuery, GrantCommand
-from bot.logs import configure_logging
+from bot.logs import configure_logging, install_redaction
 from bot.redact import Redactor
 from bot.replies import Reply
 from bot.runtime import Runtime, prepare_schema
@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         settings = Settings.from_env()
-        configure_logging(Redactor(settings.secrets()))
+        install_redaction(Redactor(settings.secrets()))
+        configure_logging()
         return int(args.func(settings, args) or 0)
     except CallbotError as error:
         print(f"callbot: {error.message}", file=sys.stderr)

@@ -25,6 +25,7 @@ class InvalidInput(CallbotError):
         self.word = word
         self.why = why
         self.fix = fix
+        why = why if why.endswith((".", "?", "!")) else why + "."
         parts = [f"`{word}`: {why}" if word else why]
         if fix:
             parts.append(fix)

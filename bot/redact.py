@@ -6,7 +6,6 @@ patterns for secrets a user may type (`password=…`, credentials inside URLs, S
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -18,7 +17,7 @@ _MIN_SECRET_LENGTH = 4
 
 _TYPED_SECRET = re.compile(
     r"(?P<key>\b(?:[\w-]*password|[\w-]*secret|[\w-]*token|access[_-]?key)\s*=\s*)"
-    r"(?P<value>\"[^\"]*\"|'[^']*'|\S+)",
+    r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s`]+)",
     re.IGNORECASE,
 )
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/\s@:]+(?::[^/\s@]*)?)@", re.I)
@@ -75,21 +74,3 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
-
-
-class RedactingFilter(logging.Filter):
-    """Rewrites every log record so no handler ever sees a secret, traceback included."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg = self.redactor.text(message)
-        record.args = None
-        if record.exc_text:
-            record.exc_text = self.redactor.text(record.exc_text)
-        return True

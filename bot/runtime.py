@@ -10,6 +10,7 @@ from bot.config import Settings
 from bot.db import migrate
 from bot.db.session import Database, is_sqlite
 from bot.errors import ConfigError
+from bot.logs import install_redaction
 from bot.providers import create_clients
 from bot.providers.base import ProviderClient
 from bot.redact import Redactor
@@ -29,6 +30,7 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings, *, recover: bool = True) -> Runtime:
         redactor = Redactor(settings.secrets())
+        install_redaction(redactor)
         await prepare_schema(settings.database_url)
         clients = create_clients(settings.accounts)
         db = Database(settings.database_url)

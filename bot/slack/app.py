@@ -35,7 +35,6 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     app = AsyncApp(
         client=client,
-        token=settings.slack_bot_token,
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=bool(settings.slack_signing_secret),
         process_before_response=False,

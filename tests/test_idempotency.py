@@ -1,0 +1,54 @@
+"""A request delivered twice (replays, double clicks) reaches the provider once."""
+
+from __future__ import annotations
+
+import threading
+
+from tests.conftest import ALICE, Bot, reply_text
+from tests.fakes.server import Answer
+from tests.fakes.twilio import call_sid
+
+
+def test_a_replayed_slash_command_is_not_sent_twice(bot: Bot) -> None:
+    bot.db.grant(ALICE, "hangup", "prod")
+    sid = bot.fake_twilio.add_call(call_sid(1))
+    body = bot.slack.command_body(f"hangup prod:{sid}")
+    first = bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded")
+    assert "Hanging up" in reply_text(first.json())
+    bot.fake_slack.wait_responses(1)
+    replay = bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded")
+    assert "already handled" in reply_text(replay.json()) and "succeeded" in reply_text(replay.json())
+    assert len(bot.fake_twilio.updates()) == 1
+    assert len(bot.db.audit()) == 1
+
+
+def test_simultaneous_duplicates_reach_the_provider_once(bot: Bot) -> None:
+    bot.db.grant(ALICE, "hangup", "prod")
+    sid = bot.fake_twilio.add_call(call_sid(2))
+    bot.fake_twilio.script(Answer(200, b"{}", delay=0.5))
+    body = bot.slack.command_body(f"hangup prod:{sid}")
+    answers: list[str] = []
+
+    def send() -> None:
+        response = bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded")
+        answers.append(reply_text(response.json()))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    bot.fake_slack.wait_responses(1)
+    bot.db.wait_audit(lambda rows: rows and rows[0]["outcome"] != "pending")
+    assert len(bot.fake_twilio.updates()) == 1
+    assert len(bot.db.audit()) == 1
+    assert sum("Hanging up" in a for a in answers) == 1
+    assert sum("already" in a for a in answers) == 3
+
+
+def test_a_duplicate_of_a_denied_request_gets_the_same_answer(bot: Bot) -> None:
+    body = bot.slack.command_body(f"hangup prod:{call_sid(3)}")
+    bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded")
+    again = reply_text(bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded").json())
+    assert "already handled" in again and "denied" in again
+    assert len(bot.db.audit()) == 1

@@ -1,0 +1,142 @@
+"""Deny by default; grants, revokes and perms through signed slash commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.permissions import Grant, decide, decide_management
+from tests.conftest import ALICE, BOB, CAROL, Bot, reply_text
+from tests.fakes.twilio import call_sid
+
+
+def test_nobody_may_act_without_a_grant(bot: Bot) -> None:
+    sid = bot.fake_twilio.add_call(call_sid(1))
+    response = bot.slack.command(f"hangup prod:{sid}")
+    text = reply_text(response.json())
+    assert "not allowed to `hangup` on account `prod`" in text
+    assert bot.fake_twilio.requests == []
+    [row] = bot.db.audit()
+    assert (row["outcome"], row["decision"], row["action"], row["account"]) == ("denied", "denied", "hangup", "prod")
+    assert row["decision_basis"] == "no matching grant"
+
+
+def test_a_grant_on_another_account_or_action_does_not_help(bot: Bot) -> None:
+    bot.db.grant(ALICE, "hangup", "staging")
+    bot.db.grant(ALICE, "redirect", "prod")
+    response = bot.slack.command(f"hangup prod:{call_sid(2)}")
+    assert "not allowed" in reply_text(response.json())
+    assert bot.fake_twilio.requests == []
+
+
+def test_admin_grants_then_the_grantee_can_act_and_both_steps_are_audited(bot: Bot) -> None:
+    bot.db.grant(ALICE, "admin", "*")
+    response = bot.slack.command(f"grant <@{BOB}|bob> hangup,redirect on=prod")
+    assert f"Granted to <@{BOB}>: hangup on prod, redirect on prod." in reply_text(response.json())
+    assert (BOB, "hangup", "prod") in bot.db.grants() and (BOB, "redirect", "prod") in bot.db.grants()
+
+    sid = bot.fake_twilio.add_call(call_sid(3))
+    _, outcome = bot.slack.run(f"hangup prod:{sid}", user=BOB)
+    assert "Hung up" in reply_text(outcome)
+
+    grant_row, hangup_row = bot.db.audit()
+    assert (grant_row["action"], grant_row["user_id"], grant_row["outcome"]) == ("grant", ALICE, "succeeded")
+    assert grant_row["request"]["user"] == BOB
+    assert grant_row["request"]["changed"] == ["hangup on prod", "redirect on prod"]
+    assert "admin on all accounts" in grant_row["decision_basis"]
+    assert hangup_row["user_id"] == BOB and hangup_row["outcome"] == "succeeded"
+
+
+def test_non_admin_cannot_grant(bot: Bot) -> None:
+    bot.db.grant(ALICE, "hangup", "*")
+    response = bot.slack.command(f"grant <@{BOB}> hangup")
+    assert "not allowed" in reply_text(response.json())
+    assert (BOB, "hangup", "*") not in bot.db.grants()
+    assert bot.db.audit()[0]["outcome"] == "denied"
+
+
+def test_an_account_admin_cannot_grant_more_than_they_hold(bot: Bot) -> None:
+    bot.db.grant(ALICE, "admin", "prod")
+    everywhere = bot.slack.command(f"grant <@{BOB}> hangup on=*")
+    assert "not allowed" in reply_text(everywhere.json())
+    on_prod = bot.slack.command(f"grant <@{BOB}> admin on=prod")
+    assert "Granted" in reply_text(on_prod.json())
+    assert bot.db.grants()[-1] == (BOB, "admin", "prod")
+
+
+def test_revoke_takes_a_grant_away(bot: Bot) -> None:
+    bot.db.grant(ALICE, "admin", "*")
+    bot.db.grant(BOB, "hangup", "prod")
+    response = bot.slack.command(f"revoke <@{BOB}> hangup,cancel on=prod")
+    text = reply_text(response.json())
+    assert f"Revoked from <@{BOB}>: hangup on prod." in text
+    assert "nothing to revoke: cancel on prod" in text
+    assert (BOB, "hangup", "prod") not in bot.db.grants()
+    denied = bot.slack.command(f"hangup prod:{call_sid(4)}", user=BOB)
+    assert "not allowed" in reply_text(denied.json())
+
+
+def test_grant_on_an_unknown_account_suggests_the_right_one(bot: Bot) -> None:
+    bot.db.grant(ALICE, "admin", "*")
+    response = bot.slack.command(f"grant <@{BOB}> hangup on=prd")
+    assert "`on=prd`: is not a configured account. Did you mean `prod`?" in reply_text(response.json())
+    assert bot.db.audit()[0]["outcome"] == "invalid"
+
+
+def test_perms_shows_own_grants_and_others_only_to_admins(bot: Bot) -> None:
+    bot.db.grant(BOB, "hangup", "prod")
+    own = reply_text(bot.slack.command("perms", user=BOB).json())
+    assert "`hangup` on account `prod`" in own
+    nothing = reply_text(bot.slack.command("perms").json())
+    assert "may not do anything yet" in nothing
+    refused = reply_text(bot.slack.command(f"perms <@{BOB}>", user=CAROL).json())
+    assert "needs `admin`" in refused
+    bot.db.grant(ALICE, "admin", "*")
+    seen = reply_text(bot.slack.command(f"perms <@{BOB}>").json())
+    assert f"<@{BOB}> may:" in seen and "`hangup` on account `prod`" in seen
+
+
+def test_help_shows_only_what_the_user_may_run(bot: Bot) -> None:
+    bot.db.grant(BOB, "hangup", "prod")
+    text = reply_text(bot.slack.command("help", user=BOB).json())
+    assert "/call hangup" in text
+    assert "/call redirect" not in text and "/call grant" not in text
+    stranger = reply_text(bot.slack.command("help", user=CAROL).json())
+    assert "/call hangup" not in stranger and "may not run any call action yet" in stranger
+    assert "prod (twilio)" in stranger
+    bot.db.grant(ALICE, "admin", "*")
+    admin = reply_text(bot.slack.command("help").json())
+    for verb in ("hangup", "cancel", "redirect", "twiml", "grant", "revoke", "audit", "perms"):
+        assert f"/call {verb}" in admin
+
+
+def test_help_topic_and_bare_call(bot: Bot) -> None:
+    topic = reply_text(bot.slack.command("help redirect").json())
+    assert "/call redirect CALL URL" in topic and "TimeLimit" in topic
+    bare = reply_text(bot.slack.command("").json())
+    assert "callbot: control live calls" in bare
+
+
+@pytest.mark.parametrize(
+    ("grants", "action", "account", "allowed", "basis"),
+    [
+        ([], "hangup", "prod", False, None),
+        ([Grant(1, "U", "hangup", "prod")], "hangup", "prod", True, 1),
+        ([Grant(1, "U", "hangup", "*"), Grant(2, "U", "hangup", "prod")], "hangup", "prod", True, 2),
+        ([Grant(1, "U", "admin", "*"), Grant(2, "U", "hangup", "*")], "hangup", "prod", True, 2),
+        ([Grant(1, "U", "admin", "prod")], "twiml", "prod", True, 1),
+        ([Grant(1, "U", "admin", "prod")], "twiml", "staging", False, None),
+        ([Grant(1, "U", "redirect", "*")], "hangup", "prod", False, None),
+    ],
+)
+def test_decide_picks_the_most_specific_grant(grants, action, account, allowed, basis) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(grants, action, account)
+    assert decision.allowed is allowed
+    assert (decision.grant.id if decision.grant else None) == basis
+
+
+def test_management_needs_admin_on_every_account_named() -> None:
+    grants = [Grant(1, "U", "admin", "prod")]
+    assert decide_management(grants, ["prod"]).allowed
+    assert not decide_management(grants, ["prod", "staging"]).allowed
+    assert not decide_management(grants, ["*"]).allowed
+    assert decide_management([Grant(2, "U", "admin", "*")], ["*", "prod"]).allowed

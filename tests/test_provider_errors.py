@@ -1,0 +1,132 @@
+"""Each way Twilio can fail, as the person in Slack and the audit row see it."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from tests.conftest import ALICE, Bot, ServerThread, SlackDriver, reply_text, write_config
+from tests.fakes.server import Answer
+from tests.fakes.twilio import AUTH_TOKEN, call_sid, twilio_error
+
+
+@pytest.fixture
+def allowed(bot: Bot) -> Bot:
+    for action in ("hangup", "cancel", "redirect", "twiml"):
+        bot.db.grant(ALICE, action, "prod")
+    return bot
+
+
+def test_unknown_call_20404(allowed: Bot) -> None:
+    sid = call_sid(404)  # never added to the fake
+    _, outcome = allowed.slack.run(f"hangup prod:{sid}")
+    text = reply_text(outcome)
+    assert "Unknown call" in text and "no such call" in text and "20404" in text
+    [row] = allowed.db.audit()
+    assert (row["outcome"], row["provider_status"], row["error_code"]) == ("failed", 404, "20404")
+    assert "was not found" in row["error_message"]
+
+
+def test_call_not_in_progress_21220(allowed: Bot) -> None:
+    sid = allowed.fake_twilio.add_call(call_sid(1), "completed")
+    _, outcome = allowed.slack.run(f"redirect prod:{sid} https://example.com/x.xml")
+    text = reply_text(outcome)
+    assert "not in progress" in text and "21220" in text
+    [row] = allowed.db.audit()
+    assert (row["outcome"], row["provider_status"], row["error_code"]) == ("failed", 400, "21220")
+
+
+def test_hangup_retries_a_429_honouring_retry_after_then_succeeds(allowed: Bot) -> None:
+    sid = allowed.fake_twilio.add_call(call_sid(2))
+    allowed.fake_twilio.script(twilio_error(429, 20429, "Too Many Requests", **{"Retry-After": "0"}))
+    _, outcome = allowed.slack.run(f"hangup prod:{sid}")
+    assert [r.form_pairs for r in allowed.fake_twilio.updates()] == [[("Status", "completed")]] * 2
+    assert "Hung up" in reply_text(outcome)
+    assert allowed.db.audit()[0]["outcome"] == "succeeded"
+
+
+def test_hangup_gives_up_after_three_rate_limited_tries_20429(allowed: Bot) -> None:
+    sid = allowed.fake_twilio.add_call(call_sid(3))
+    allowed.fake_twilio.script(*[twilio_error(429, 20429, "Too Many Requests", **{"Retry-After": "0"})] * 3)
+    _, outcome = allowed.slack.run(f"hangup prod:{sid}")
+    assert len(allowed.fake_twilio.updates()) == 3
+    assert "Rate limited" in reply_text(outcome) and "20429" in reply_text(outcome)
+    row = allowed.db.audit()[0]
+    assert (row["outcome"], row["error_code"]) == ("failed", "20429")
+
+
+@pytest.mark.parametrize("answer", [twilio_error(429, 20429, "Too Many Requests"), Answer(503, b"")])
+def test_redirect_is_never_retried(allowed: Bot, answer: Answer) -> None:
+    sid = allowed.fake_twilio.add_call(call_sid(4))
+    allowed.fake_twilio.script(answer, answer, answer)
+    _, outcome = allowed.slack.run(f"redirect prod:{sid} https://example.com/x.xml")
+    assert len(allowed.fake_twilio.updates()) == 1
+    assert allowed.db.audit()[0]["outcome"] == "failed"
+    assert "nothing was changed" in reply_text(outcome)
+
+
+def test_server_error_leaves_the_outcome_unknown(allowed: Bot) -> None:
+    sid = allowed.fake_twilio.add_call(call_sid(5))
+    allowed.fake_twilio.script(Answer(502, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"}))
+    _, outcome = allowed.slack.run(f"twiml prod:{sid} '&lt;Response&gt;&lt;Hangup/&gt;&lt;/Response&gt;'")
+    assert "may or may not have changed" in reply_text(outcome)
+    row = allowed.db.audit()[0]
+    assert (row["outcome"], row["provider_status"]) == ("unknown", 502)
+
+
+def test_timeout_after_sending_is_unknown_not_failed(allowed: Bot) -> None:
+    sid = allowed.fake_twilio.add_call(call_sid(6))
+    allowed.fake_twilio.script(Answer(200, b"{}", delay=4))  # the account's timeout is 2 s
+    _, outcome = allowed.slack.run(f"redirect prod:{sid} https://example.com/x.xml")
+    assert "did not answer in time" in reply_text(outcome)
+    assert allowed.db.audit()[0]["outcome"] == "unknown"
+
+
+def test_non_json_success_body_is_still_a_success(allowed: Bot) -> None:
+    sid = allowed.fake_twilio.add_call(call_sid(7))
+    allowed.fake_twilio.script(Answer(200, b"not json", {"Content-Type": "text/plain"}))
+    _, outcome = allowed.slack.run(f"hangup prod:{sid}")
+    assert "Twilio accepted the request" in reply_text(outcome)
+    assert allowed.db.audit()[0]["outcome"] == "succeeded"
+
+
+def test_bad_credentials_20003(env: dict[str, str], bot_factory_parts: tuple) -> None:
+    fake_slack, fake_twilio, db = bot_factory_parts
+    settings = Settings.from_env({**env, "TEST_TWILIO_AUTH_TOKEN": "wrong-token-value-123"})
+    server = ServerThread(settings)
+    driver = SlackDriver(server.start(), fake_slack)
+    try:
+        sid = fake_twilio.add_call(call_sid(8))
+        db.grant(ALICE, "hangup", "prod")
+        ack, outcome = driver.run(f"hangup prod:{sid}")
+        text = reply_text(outcome)
+        assert "rejected the credentials" in text and "20003" in text
+        assert "wrong-token-value-123" not in str(outcome) + str(ack) + str(db.audit())
+        row = db.audit()[0]
+        assert (row["outcome"], row["provider_status"], row["error_code"]) == ("failed", 401, "20003")
+    finally:
+        driver.http.close()
+        server.stop()
+
+
+def test_provider_down_fails_clearly(env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple) -> None:
+    fake_slack, _, db = bot_factory_parts
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = write_config(tmp_path / "down.toml", dead)
+    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}))
+    driver = SlackDriver(server.start(), fake_slack)
+    try:
+        db.grant(ALICE, "hangup", "prod")
+        _, outcome = driver.run(f"hangup prod:{call_sid(9)}")
+        text = reply_text(outcome)
+        assert "Could not reach twilio" in text and "nothing was sent" in text
+        assert db.audit()[0]["outcome"] == "failed"
+        assert AUTH_TOKEN not in str(outcome)
+    finally:
+        driver.http.close()
+        server.stop()
