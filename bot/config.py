@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 from bot.errors import ConfigError
 
@@ -85,16 +85,6 @@ class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accounts: dict[str, AccountConfig] = Field(default_factory=dict)
-
-    @field_validator("accounts")
-    @classmethod
-    def _names(cls, accounts: dict[str, Any]) -> dict[str, Any]:
-        for name in accounts:
-            if not _ACCOUNT_NAME.match(name):
-                raise ValueError(
-                    f"account name {name!r} must be lower-case letters, digits, '-' or '_' (it is typed as NAME:)"
-                )
-        return accounts
 
 
 @dataclass(frozen=True)
@@ -232,6 +222,14 @@ def _expand(value: Any, env: Mapping[str, str], source: str, path: tuple[str, ..
 
 
 def _validated(raw: dict[str, Any], source: str) -> dict[str, Account]:
+    accounts = raw.get("accounts")
+    for name in accounts if isinstance(accounts, dict) else ():
+        if not _ACCOUNT_NAME.match(name):
+            raise ConfigError(
+                source,
+                f"accounts.{name}",
+                f"account name {name!r} must be lower-case letters, digits, '-' or '_' (it is typed as NAME: in commands)",
+            )
     try:
         parsed = _ConfigFile.model_validate(raw)
     except ValidationError as exc:

@@ -41,6 +41,11 @@ SECRET_KEYS = frozenset(
 )
 
 
+def mask_url_credentials(value: str) -> str:
+    """`https://user:pass@host/` → `https://***@host/` (Twilio and Bandwidth accept such URLs)."""
+    return _URL_USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", value)
+
+
 class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
@@ -58,7 +63,7 @@ class Redactor:
             if secret in value:
                 value = value.replace(secret, MASK)
         value = _TYPED_SECRET.sub(lambda m: m.group("key") + MASK, value)
-        value = _URL_USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", value)
+        value = mask_url_credentials(value)
         value = _SLACK_TOKEN.sub(MASK, value)
         return _BASIC_AUTH.sub(lambda m: f"{m.group(1)} {MASK}", value)
 

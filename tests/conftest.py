@@ -58,7 +58,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @dataclass
-class TestDatabase:
+class DbHelper:
     url: str
     engine: Engine
 
@@ -109,9 +109,9 @@ class TestDatabase:
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[TestDatabase]:
+def db(database_url: str) -> Iterator[DbHelper]:
     engine = create_engine(parse_database_url(database_url, sync=True))
-    database = TestDatabase(database_url, engine)
+    database = DbHelper(database_url, engine)
     database.reset()
     yield database
     engine.dispose()
@@ -148,7 +148,7 @@ timeout = 2
 
 
 @pytest.fixture
-def env(tmp_path: Path, db: TestDatabase, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> dict[str, str]:
+def env(tmp_path: Path, db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> dict[str, str]:
     """The environment a deployment would set, pointing at the fakes."""
     return {
         "DATABASE_URL": db.url,
@@ -240,14 +240,14 @@ class SlackDriver:
 class Bot:
     url: str
     slack: SlackDriver
-    db: TestDatabase
+    db: DbHelper
     fake_slack: FakeSlack
     fake_twilio: FakeTwilio
     settings: Settings
 
 
 @pytest.fixture
-def bot(env: dict[str, str], db: TestDatabase, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> Iterator[Bot]:
+def bot(env: dict[str, str], db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> Iterator[Bot]:
     settings = Settings.from_env(env)
     server = ServerThread(settings)
     url = server.start()
@@ -272,6 +272,15 @@ def reply_text(message: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def bot_factory_parts(db: TestDatabase, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> tuple:
+def bot_factory_parts(db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> tuple:
     """For tests that start the bot themselves with a different configuration."""
     return fake_slack, fake_twilio, db
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

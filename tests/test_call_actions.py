@@ -131,8 +131,14 @@ def test_inline_twiml_arrives_exactly_as_typed(bot: Bot) -> None:
     [
         ("hangup prod:{sid} dry-run", "Status=completed"),
         ("cancel prod:{sid} dry-run", "Status=canceled"),
-        ("redirect prod:{sid} https://example.com/a.xml method=GET dry-run", "Url=https%3A%2F%2Fexample.com%2Fa.xml&Method=GET"),
-        ('twiml prod:{sid} "<Response><Hangup/></Response>" dry-run', "Twiml=%3CResponse%3E%3CHangup%2F%3E%3C%2FResponse%3E"),
+        (
+            "redirect prod:{sid} https://example.com/a.xml method=GET dry-run",
+            "Url=https%3A%2F%2Fexample.com%2Fa.xml&Method=GET",
+        ),
+        (
+            'twiml prod:{sid} "<Response><Hangup/></Response>" dry-run',
+            "Twiml=%3CResponse%3E%3CHangup%2F%3E%3C%2FResponse%3E",
+        ),
     ],
 )
 def test_dry_run_shows_the_exact_request_and_sends_nothing(bot: Bot, text: str, expected_body: str) -> None:

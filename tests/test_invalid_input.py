@@ -14,21 +14,33 @@ SID = call_sid(1)
     ("text", "expected"),
     [
         ("hangpu prod:" + SID, "`hangpu`: is not a command. Did you mean `hangup`?"),
-        (f"redirect prod:{SID} https://example.com/x methd=GET", "`methd=`: is not an option of `redirect`. Did you mean `method`?"),
+        (
+            f"redirect prod:{SID} https://example.com/x methd=GET",
+            "`methd=`: is not an option of `redirect`. Did you mean `method`?",
+        ),
         (f"redirect prod:{SID} https://example.com/x tag=vip", "`tag=`: is not supported by twilio for `redirect`"),
         (f"redirect prod:{SID} https://example.com/x username=u password=p", "`password=`: is not supported by twilio"),
         (f"redirect prod:{SID} ftp://example.com/x", "is not an absolute http(s) URL"),
-        (f"redirect prod:{SID} https://example.com/x method=PUT", "`method=PUT`: is not an allowed method. Use GET or POST."),
-        (f"redirect prod:{SID} https://example.com/x time-limit=0", "`time-limit=0`: must be a whole number of seconds"),
+        (
+            f"redirect prod:{SID} https://example.com/x method=PUT",
+            "`method=PUT`: is not an allowed method. Use GET or POST.",
+        ),
+        (
+            f"redirect prod:{SID} https://example.com/x time-limit=0",
+            "`time-limit=0`: must be a whole number of seconds",
+        ),
         (f"redirect prod:{SID} https://example.com/x time-limit=ten", "`time-limit=ten`"),
         (f"redirect prod:{SID}", "`redirect` needs URL."),
         (f"twiml prod:{SID} '&lt;Response&gt;&lt;Say&gt;hi&lt;/Response&gt;'", "is not well-formed XML"),
         (f"twiml prod:{SID} '&lt;Say&gt;hi&lt;/Say&gt;'", "the root element is <Say>, it must be <Response>"),
-        (f"hangup prod:{SID} reason=\"unclosed", "A quote is not closed."),
+        (f'hangup prod:{SID} reason="unclosed', "A quote is not closed."),
         (f"hangup prod:{SID} dryrun", "`dryrun`: is one word too many. Did you mean `dry-run`?"),
         (f"hangup prod:{SID} reason=a reason=b", "`reason=`: is given twice."),
         (f"hangup prd:{SID}", "`prd:`: is not a configured account. Did you mean `prod`?"),
-        ("hangup prod:CA123", "`CA123`: is not a twilio call id. twilio call ids look like `CA0123456789abcdef0123456789abcdef`."),
+        (
+            "hangup prod:CA123",
+            "`CA123`: is not a twilio call id. twilio call ids look like `CA0123456789abcdef0123456789abcdef`.",
+        ),
         ("hangup 12345", "`12345`: does not look like a call id of any configured provider."),
         ("hangup", "`hangup` needs CALL."),
         ("flow prod:" + SID, "callFlow actions are for Bird calls"),
@@ -50,7 +62,7 @@ def test_invalid_input_is_explained_audited_and_nothing_is_sent(bot: Bot, text: 
     assert bot.fake_twilio.requests == []
     [row] = bot.db.audit()
     assert row["outcome"] == "invalid"
-    assert row["error_message"] and expected.split("`")[1] in row["error_message"] if "`" in expected else True
+    assert expected in row["error_message"]
 
 
 def test_twiml_over_twilio_limit_is_refused(bot: Bot) -> None:

@@ -23,7 +23,7 @@ import httpx
 from bot import __version__
 from bot.actions import ActionName, CallAction
 from bot.errors import InvalidInput, ProviderError, ProviderOutcomeUnknown, ProviderUnavailable
-from bot.redact import MASK
+from bot.redact import MASK, mask_url_credentials
 
 USER_AGENT = f"callbot/{__version__} (+https://github.com/callbot/callbot)"
 MAX_TRIES = 3
@@ -47,10 +47,15 @@ class WireRequest:
         return "application/x-www-form-urlencoded" if self.form is not None else "application/json"
 
     def redacted_body(self) -> Any:
+        def mask(key: str, value: Any) -> Any:
+            if key in self.secret_fields:
+                return MASK
+            return mask_url_credentials(value) if isinstance(value, str) else value
+
         if self.form is not None:
-            return {k: (MASK if k in self.secret_fields else v) for k, v in self.form}
+            return {k: mask(k, v) for k, v in self.form}
         if isinstance(self.json_body, dict):
-            return {k: (MASK if k in self.secret_fields else v) for k, v in self.json_body.items()}
+            return {k: mask(k, v) for k, v in self.json_body.items()}
         return self.json_body
 
     def preview(self) -> str:

@@ -119,7 +119,10 @@ class FakeTwilio(RecordingServer):
             "sid": sid,
             "start_time": "Tue, 24 Nov 2026 14:36:29 +0000",
             "status": status,
-            "subresource_uris": {"notifications": f"{base}/Notifications.json", "recordings": f"{base}/Recordings.json"},
+            "subresource_uris": {
+                "notifications": f"{base}/Notifications.json",
+                "recordings": f"{base}/Recordings.json",
+            },
             "to": "+14158675309",
             "to_formatted": "(415) 867-5309",
             "trunk_sid": None,

@@ -1,0 +1,53 @@
+"""Configuration parsing, in process (the start-up tests check the same through `callbot serve`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.db.session import parse_database_url
+from bot.errors import ConfigError
+from tests.fakes.twilio import ACCOUNT_SID
+
+
+def test_plain_variables_define_one_twilio_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": "tok-123456"})
+    assert list(settings.accounts) == ["twilio"]
+    assert settings.accounts["twilio"].provider == "twilio"
+    assert "tok-123456" in settings.secrets()
+    assert settings.database_url == "sqlite:///./callbot.db"
+
+
+def test_callbot_toml_in_the_working_directory_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "callbot.toml").write_text(
+        f'[accounts.main]\nprovider = "twilio"\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "${{T}}"\n'
+    )
+    settings = Settings.from_env({"T": "from-env-999"})
+    assert settings.config_source == "callbot.toml"
+    assert settings.accounts["main"].config.auth_token == "from-env-999"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("sqlite:///./callbot.db", "sqlite+aiosqlite"),
+        ("postgresql://u@h/db", "postgresql+psycopg"),
+        ("postgres://u@h/db", "postgresql+psycopg"),
+    ],
+)
+def test_database_urls_are_accepted_as_users_write_them(url: str, driver: str) -> None:
+    assert parse_database_url(url, sync=False).drivername == driver
+
+
+def test_unsupported_database_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL: backend 'mysql' is not supported"):
+        parse_database_url("mysql://x/y", sync=True)
+
+
+def test_bad_port() -> None:
+    with pytest.raises(ConfigError, match="PORT: 'http' is not a TCP port"):
+        Settings.from_env({"PORT": "http"})
