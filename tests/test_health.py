@@ -1,0 +1,105 @@
+"""GET /healthz tells a load balancer whether the bot can reach its database."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.config import Settings
+from tests.conftest import ServerThread, SlackDriver
+
+
+class TcpProxy:
+    """Forwards loopback connections to the database until `cut()`: a database that goes away."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.running = False
+        try:
+            # On Linux, close() alone leaves a thread blocked in accept() still accepting.
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def proxied_env(env: dict[str, str]) -> Iterator[tuple[dict[str, str], TcpProxy]]:
+    url = make_url(env["DATABASE_URL"])
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("the network cut needs a database server (runs with CALLBOT_TEST_DATABASE_URL)")
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    yield {**env, "DATABASE_URL": url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)}, proxy
+    proxy.cut()
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(proxied_env: tuple[dict[str, str], TcpProxy], fake_slack) -> None:  # type: ignore[no-untyped-def]
+    env, proxy = proxied_env
+    server = ServerThread(Settings.from_env(env))
+    driver = SlackDriver(server.start(), fake_slack)
+    try:
+        assert driver.http.get("/healthz").status_code == 200
+        proxy.cut()
+        response = driver.http.get("/healthz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "unavailable"
+    finally:
+        driver.http.close()
+        server.stop()
+
+
+def test_embedded_sqlite_runs_in_wal_mode(tmp_path: Path, env: dict[str, str], fake_slack) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "wal.db"
+    server = ServerThread(Settings.from_env({**env, "DATABASE_URL": f"sqlite:///{path}"}))
+    driver = SlackDriver(server.start(), fake_slack)
+    try:
+        assert driver.http.get("/healthz").status_code == 200
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        driver.http.close()
+        server.stop()
