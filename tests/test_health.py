@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sqlite3
 import threading
@@ -46,18 +47,14 @@ class TcpProxy:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         self.running = False
-        try:
-            # On Linux, close() alone leaves a thread blocked in accept() still accepting.
+        # On Linux, close() alone leaves a thread blocked in accept() still accepting.
+        with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.listener.close()
         for sock in self.sockets:
             try:
@@ -77,7 +74,9 @@ def proxied_env(env: dict[str, str]) -> Iterator[tuple[dict[str, str], TcpProxy]
     proxy.cut()
 
 
-def test_healthz_is_503_when_the_database_is_unreachable(proxied_env: tuple[dict[str, str], TcpProxy], fake_slack) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_is_503_when_the_database_is_unreachable(
+    proxied_env: tuple[dict[str, str], TcpProxy], fake_slack
+) -> None:  # type: ignore[no-untyped-def]
     env, proxy = proxied_env
     server = ServerThread(Settings.from_env(env))
     driver = SlackDriver(server.start(), fake_slack)
