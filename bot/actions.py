@@ -12,6 +12,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
+from bot.callflow import CallFlow
 from bot.errors import InvalidInput
 
 
@@ -88,7 +89,16 @@ class InlineTwiml:
     reason: str | None = None
 
 
-CallAction = Hangup | Cancel | Redirect | InlineTwiml
+@dataclass(frozen=True)
+class ApplyFlow:
+    """Replace a Bird call's callFlow."""
+
+    name = ActionName.FLOW
+    flow: CallFlow
+    reason: str | None = None
+
+
+CallAction = Hangup | Cancel | Redirect | InlineTwiml | ApplyFlow
 
 # How each option of the grammar maps onto an action field, with the validator for its value.
 REDIRECT_OPTIONS: dict[str, str] = {
@@ -163,4 +173,11 @@ def redirect_from_options(url: str, options: dict[str, str], reason: str | None)
 
 def action_params(action: CallAction) -> dict[str, object]:
     """The action's parameters as plain values (secrets included: redact before storing)."""
-    return {f.name: getattr(action, f.name) for f in fields(action) if getattr(action, f.name) is not None}
+    params: dict[str, object] = {}
+    for f in fields(action):
+        value = getattr(action, f.name)
+        if isinstance(value, CallFlow):
+            value = value.to_wire()
+        if value is not None:
+            params[f.name] = value
+    return params

@@ -32,6 +32,19 @@ class InvalidInput(CallbotError):
         super().__init__(" ".join(parts))
 
 
+class AmbiguousAccount(InvalidInput):
+    """A call id whose shape fits several configured accounts: the person must pick one."""
+
+    def __init__(self, call_id: str, accounts: tuple[str, ...]) -> None:
+        self.call_id = call_id
+        self.accounts = accounts
+        super().__init__(
+            call_id,
+            f"could belong to several accounts ({', '.join(accounts)}).",
+            f"Pick one below, or name it: `{accounts[0]}:{call_id}`.",
+        )
+
+
 class PermissionDenied(CallbotError):
     outcome = "denied"
 

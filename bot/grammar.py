@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from bot.actions import (
     REDIRECT_OPTIONS,
     ActionName,
+    ApplyFlow,
     CallAction,
     CallTarget,
     Cancel,
@@ -23,6 +24,7 @@ from bot.actions import (
     check_twiml,
     redirect_from_options,
 )
+from bot.callflow import CallFlow, parse_callflow
 from bot.errors import InvalidInput
 from bot.permissions import ALL_ACTIONS, OUTCOMES
 
@@ -89,6 +91,15 @@ VERBS: dict[str, VerbSpec] = {
             permission="twiml",
         ),
         VerbSpec(
+            "flow",
+            "/call flow CALL 'CALLFLOW-JSON' [reason=\"…\"] [dry-run]",
+            "replace a Bird call's callFlow (JSON or YAML list of commands)",
+            ("CALL", "CALLFLOW"),
+            options=("reason",),
+            flags=_CALL_FLAGS,
+            permission="flow",
+        ),
+        VerbSpec(
             "audit",
             "/call audit [user=@someone] [account=NAME] [call=ID] [action=NAME] [outcome=NAME] [since=2h|7d|DATE]",
             "recent audited attempts (yours, or everyone's with `audit`)",
@@ -113,7 +124,8 @@ VERBS: dict[str, VerbSpec] = {
         VerbSpec("perms", "/call perms [@someone]", "who may do what, where", optional_positionals=("USER",)),
     )
 }
-CALL_VERBS = frozenset(a.value for a in ActionName) - {"flow"}
+CALL_VERBS = frozenset(a.value for a in ActionName)
+_FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -187,8 +199,6 @@ def parse(text: str) -> Command:
         return OpenFormCommand()
     verb_word, rest = words[0], words[1:]
     verb = verb_word.lower()
-    if verb == "flow":
-        raise InvalidInput("flow", "callFlow actions are for Bird calls, which this version does not control yet.")
     spec = VERBS.get(verb)
     if spec is None:
         hint = suggest(verb, list(VERBS)) or "Try `/call help`."
@@ -255,9 +265,21 @@ def _call_command(verb: str, args: list[str], options: dict[str, str], flags: se
         action = Cancel(reason)
     elif verb == ActionName.REDIRECT:
         action = redirect_from_options(args[1], options, reason)
+    elif verb == ActionName.FLOW:
+        action = ApplyFlow(_flow_argument(args[1]), reason)
     else:
         action = InlineTwiml(check_twiml(args[1]), reason)
     return CallCommand(target, action, "dry-run" in flags, frozenset(options))
+
+
+def _flow_argument(word: str) -> CallFlow:
+    if _FLOW_NAME.match(word) and not word.isdigit():
+        raise InvalidInput(
+            word,
+            "looks like the name of a saved flow; saved flows are not available yet.",
+            'Pass the callFlow itself, e.g. `\'[{"command":"say","options":{"text":"Hello"}},{"command":"hangup"}]\'`.',
+        )
+    return parse_callflow(word)
 
 
 def parse_user(word: str) -> str:

@@ -19,12 +19,21 @@ class Tone(StrEnum):
 
 
 @dataclass(frozen=True)
+class Choice:
+    """A button: `value` comes back to the service when the person clicks it."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Reply:
     tone: Tone
     title: str
     lines: tuple[str, ...] = ()
     code: str | None = None  # shown verbatim (a request preview, a table)
     audit_id: int | None = None
+    choices: tuple[Choice, ...] = ()
 
     def map_text(self, fn: Callable[[str], str]) -> Reply:
         return replace(

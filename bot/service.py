@@ -9,15 +9,17 @@ provider request and completes the audit row. `handle` runs both, for the CLI.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from bot import grammar
 from bot.actions import (
     ActionName,
+    ApplyFlow,
     CallAction,
     CallTarget,
     Cancel,
@@ -29,7 +31,7 @@ from bot.actions import (
 from bot.db import repo
 from bot.db.models import AuditRow, utcnow
 from bot.db.session import Database
-from bot.errors import CallbotError, InvalidInput, PermissionDenied, ProviderError
+from bot.errors import AmbiguousAccount, CallbotError, InvalidInput, PermissionDenied, ProviderError
 from bot.grammar import AuditQuery, CallCommand, GrantCommand, HelpCommand, OpenFormCommand, PermsCommand
 from bot.permissions import (
     ANY_ACCOUNT,
@@ -40,9 +42,9 @@ from bot.permissions import (
     decide,
     decide_management,
 )
-from bot.providers.base import ProviderClient, WireRequest, provider_error_fields
+from bot.providers.base import ProviderClient, ProviderResult, WireRequest, provider_error_fields
 from bot.redact import Redactor
-from bot.replies import Reply, Tone
+from bot.replies import Choice, Reply, Tone
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ class Invocation:
     team_id: str | None = None
     channel_id: str | None = None
     idempotency_key: str | None = None
+    # The account picked with a button when the call id alone was ambiguous.
+    account: str | None = None
 
     @property
     def command_text(self) -> str:
@@ -128,6 +132,17 @@ class Service:
         assert isinstance(command, HelpCommand | OpenFormCommand)
         return Done(self._safe(await self._help(inv, topic)))
 
+    async def begin_choice(self, inv: Invocation, token: str, account: str) -> Done | Started:
+        """The person picked `account` for a command whose call id fitted several accounts."""
+        if inv.idempotency_key:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
+            if earlier is not None:
+                return Done(self._safe(_duplicate_reply(earlier)))
+        choice = await repo.take_choice(self.db, token)
+        if choice is None or choice.user_id != inv.user_id or account not in choice.accounts:
+            return Done(Reply(Tone.INFO, "This choice has expired or was already used.", ("Run the command again.",)))
+        return await self.begin(replace(inv, text=choice.text, account=account))
+
     async def finish(self, started: Started) -> Reply:
         began = time.monotonic()
         try:
@@ -162,7 +177,7 @@ class Service:
             provider_request_id=result.request_id,
             result=dict(result.summary),
         )
-        return self._safe(_success_reply(started, result.call_status))
+        return self._safe(_success_reply(started, result))
 
     async def recover_pending(self, grace_seconds: float) -> int:
         """Attempts a dead process left `pending` (older than any live request) become `unknown`."""
@@ -184,11 +199,16 @@ class Service:
 
     async def _begin_call(self, inv: Invocation, command: CallCommand) -> Done | Started:
         verb = command.action.name
+        target = command.target
+        if target.account is None and inv.account is not None:
+            target = CallTarget(inv.account, target.call_id)
         try:
-            account, client = self._resolve(command.target)
+            account, client = self._resolve(target)
+        except AmbiguousAccount as error:
+            return Done(await self._offer_accounts(inv, error, verb))
         except InvalidInput as error:
-            return Done(await self._refuse(inv, error, action=verb, call_id=command.target.call_id))
-        label = command.target.display(account)
+            return Done(await self._refuse(inv, error, action=verb, call_id=target.call_id))
+        label = target.display(account)
         context: dict[str, Any] = {
             "action": verb.value,
             "account": account,
@@ -248,11 +268,15 @@ class Service:
                 "does not look like a call id of any configured provider.",
                 f"Expected {' or '.join(shapes)}; or name the account: `ACCOUNT:{target.call_id}`.",
             )
-        raise InvalidInput(
-            target.call_id,
-            f"could belong to several accounts ({', '.join(matches)}).",
-            f"Name the account, e.g. `{matches[0]}:{target.call_id}`.",
-        )
+        raise AmbiguousAccount(target.call_id, tuple(matches))
+
+    async def _offer_accounts(self, inv: Invocation, error: AmbiguousAccount, verb: ActionName) -> Reply:
+        """Audited as invalid (nothing was sent); the buttons re-run the command on one account."""
+        refused = await self._refuse(inv, error, action=verb, call_id=error.call_id)
+        token = secrets.token_urlsafe(16)
+        await repo.save_choice(self.db, token, inv.user_id, inv.text, list(error.accounts))
+        choices = tuple(Choice(f"{name}:{error.call_id}", f"{token}|{name}") for name in error.accounts)
+        return replace(refused, title="Which account is this call on?", choices=choices)
 
     # -- permissions ----------------------------------------------------------------------------
 
@@ -481,18 +505,29 @@ class Service:
 # -- wording --------------------------------------------------------------------------------------
 
 _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
-    "hangup": ("Twilio sends `Status=completed`: ends the call whatever its state.",),
+    "hangup": (
+        'Ends the call whatever its state. Twilio: `Status=completed`; Bandwidth: `{"state":"completed"}`; '
+        'Bird: `{"status":"completed"}`.',
+    ),
     "cancel": (
-        "Twilio sends `Status=canceled`: only queued or ringing calls end; a call ringing inside <Dial> is "
-        "in progress, use hangup.",
+        "Twilio only: `Status=canceled` ends queued or ringing calls; an answered call (or one ringing inside "
+        "<Dial>) is in progress: use hangup. On Bandwidth and Bird, hangup also ends unanswered calls.",
     ),
     "redirect": (
-        "Twilio: `Url`, `Method`, `FallbackUrl`, `FallbackMethod`, `StatusCallback`, `StatusCallbackMethod`, "
-        "`TimeLimit`.",
+        "Twilio: `method`, `fallback`, `fallback-method`, `status-callback`, `status-callback-method`, `time-limit`.",
+        "Bandwidth (BXML): `method`, `fallback`, `fallback-method`, `username`+`password`, "
+        '`fallback-username`+`fallback-password`, `tag` (`tag=""` clears it). Bird: use `flow`.',
         "Example: `/call redirect prod:CA… https://example.com/hold.xml method=GET time-limit=600`",
     ),
     "twiml": (
-        'Example: `/call twiml prod:CA… "<Response><Say>Goodbye</Say><Hangup/></Response>"` (≤ 4,000 characters).',
+        'Twilio only. Example: `/call twiml prod:CA… "<Response><Say>Goodbye</Say><Hangup/></Response>"` '
+        "(≤ 4,000 characters).",
+    ),
+    "flow": (
+        "Bird only: replaces the call's callFlow (≤ 20 commands: answer, ringing, say, playback, pause, gather, "
+        "record, bridge, hangup), checked against Bird's schema before sending.",
+        """Example: `/call flow bird:ID '[{"command":"say","options":{"text":"Hello","locale":"en-GB"}},"""
+        """{"command":"hangup"}]'` (YAML works too).""",
     ),
     "grant": (
         "ACTIONS: hangup, cancel, redirect, twiml, flow, audit, admin (comma-separated). `on=*` means all accounts.",
@@ -506,14 +541,15 @@ def _doing(action: CallAction) -> str:
         ActionName.CANCEL: "Canceling",
         ActionName.REDIRECT: "Redirecting",
         ActionName.TWIML: "Sending TwiML to",
+        ActionName.FLOW: "Applying the callFlow to",
     }.get(action.name, "Working on")
 
 
-def _success_reply(started: Started, status: str | None) -> Reply:
-    action, label = started.action, started.label
+def _success_reply(started: Started, result: ProviderResult) -> Reply:
+    action, label, status = started.action, started.label, result.call_status
     provider = started.client.provider.capitalize()
     reported = f"{provider} reports the call as `{status}`." if status else f"{provider} accepted the request."
-    lines: tuple[str, ...] = (reported,)
+    lines: tuple[str, ...] = (reported, *result.notes)
     if isinstance(action, Hangup):
         title = f"Hung up {label}."
     elif isinstance(action, Cancel):
@@ -526,6 +562,9 @@ def _success_reply(started: Started, status: str | None) -> Reply:
         title = f"Redirected {label} to {action.url}."
     elif isinstance(action, InlineTwiml):
         title = f"{label} is now running the inline TwiML."
+    elif isinstance(action, ApplyFlow):
+        count = len(action.flow.commands)
+        title = f"Applied a callFlow of {count} command{'s' if count != 1 else ''} to {label}."
     else:  # pragma: no cover
         title = f"Done: {label}."
     if getattr(action, "reason", None):

@@ -23,6 +23,9 @@ from bot.config import Settings
 from bot.db import migrate
 from bot.db.session import parse_database_url
 from bot.web import create_web_app
+from tests.fakes import bandwidth, bird
+from tests.fakes.bandwidth import FakeBandwidth
+from tests.fakes.bird import FakeBird
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
@@ -131,32 +134,76 @@ def fake_twilio() -> Iterator[FakeTwilio]:
     server.stop()
 
 
-def write_config(path: Path, twilio_url: str, extra: str = "") -> Path:
-    path.write_text(
-        f"""
+@pytest.fixture
+def fake_bandwidth() -> Iterator[FakeBandwidth]:
+    server = FakeBandwidth().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_bird() -> Iterator[FakeBird]:
+    server = FakeBird().start()
+    yield server
+    server.stop()
+
+
+def write_config(
+    path: Path, twilio_url: str, extra: str = "", bandwidth_url: str | None = None, bird_url: str | None = None
+) -> Path:
+    """One account per provider, secrets from the environment, as the README recommends."""
+    text = f"""
 [accounts.prod]
 provider = "twilio"
 account_sid = "{ACCOUNT_SID}"
 auth_token = "${{TEST_TWILIO_AUTH_TOKEN}}"
 base_url = "{twilio_url}"
 timeout = 2
-{extra}
-""",
-        encoding="utf-8",
-    )
+"""
+    if bandwidth_url:
+        text += f"""
+[accounts.bw]
+provider = "bandwidth"
+account_id = "{bandwidth.ACCOUNT_ID}"
+username = "{bandwidth.USERNAME}"
+password = "${{TEST_BW_PASSWORD}}"
+base_url = "{bandwidth_url}"
+timeout = 2
+"""
+    if bird_url:
+        text += f"""
+[accounts.bird]
+provider = "bird"
+workspace_id = "{bird.WORKSPACE_ID}"
+channel_id = "{bird.CHANNEL_ID}"
+access_key = "${{TEST_BIRD_ACCESS_KEY}}"
+base_url = "{bird_url}"
+timeout = 2
+"""
+    path.write_text(text + extra, encoding="utf-8")
     return path
 
 
 @pytest.fixture
-def env(tmp_path: Path, db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> dict[str, str]:
+def env(
+    tmp_path: Path,
+    db: DbHelper,
+    fake_slack: FakeSlack,
+    fake_twilio: FakeTwilio,
+    fake_bandwidth: FakeBandwidth,
+    fake_bird: FakeBird,
+) -> dict[str, str]:
     """The environment a deployment would set, pointing at the fakes."""
+    config = write_config(tmp_path / "callbot.toml", fake_twilio.url, "", fake_bandwidth.url, fake_bird.url)
     return {
         "DATABASE_URL": db.url,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_API_URL": fake_slack.api_url,
-        "CALLBOT_CONFIG": str(write_config(tmp_path / "callbot.toml", fake_twilio.url)),
+        "CALLBOT_CONFIG": str(config),
         "TEST_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TEST_BW_PASSWORD": bandwidth.PASSWORD,
+        "TEST_BIRD_ACCESS_KEY": bird.ACCESS_KEY,
         "CALLBOT_PENDING_GRACE": "0",
     }
 
@@ -244,16 +291,25 @@ class Bot:
     fake_slack: FakeSlack
     fake_twilio: FakeTwilio
     settings: Settings
+    fake_bandwidth: FakeBandwidth
+    fake_bird: FakeBird
 
 
 @pytest.fixture
-def bot(env: dict[str, str], db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> Iterator[Bot]:
+def bot(
+    env: dict[str, str],
+    db: DbHelper,
+    fake_slack: FakeSlack,
+    fake_twilio: FakeTwilio,
+    fake_bandwidth: FakeBandwidth,
+    fake_bird: FakeBird,
+) -> Iterator[Bot]:
     settings = Settings.from_env(env)
     server = ServerThread(settings)
     url = server.start()
     driver = SlackDriver(url, fake_slack)
     try:
-        yield Bot(url, driver, db, fake_slack, fake_twilio, settings)
+        yield Bot(url, driver, db, fake_slack, fake_twilio, settings, fake_bandwidth, fake_bird)
     finally:
         driver.http.close()
         server.stop()

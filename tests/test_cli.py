@@ -7,6 +7,7 @@ import getpass
 from pathlib import Path
 
 from tests.conftest import DbHelper
+from tests.fakes import bandwidth, bird
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid
 from tests.processes import callbot
 
@@ -74,7 +75,10 @@ def test_revoke_perms_accounts_and_audit_list(env: dict[str, str], tmp_path: Pat
 
     accounts = callbot(["accounts"], env, tmp_path)
     assert "prod" in accounts.stdout and "twilio" in accounts.stdout and ACCOUNT_SID in accounts.stdout
-    assert AUTH_TOKEN not in accounts.stdout + accounts.stderr
+    assert "bw " in accounts.stdout and "bandwidth" in accounts.stdout and bandwidth.ACCOUNT_ID in accounts.stdout
+    assert "bird" in accounts.stdout and bird.WORKSPACE_ID in accounts.stdout
+    for secret in (AUTH_TOKEN, bandwidth.PASSWORD, bird.ACCESS_KEY):
+        assert secret not in accounts.stdout + accounts.stderr
 
     listing = callbot(["audit", "list", "--action", "revoke"], env, tmp_path)
     assert listing.returncode == 0

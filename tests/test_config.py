@@ -51,3 +51,25 @@ def test_unsupported_database_url_is_a_config_error() -> None:
 def test_bad_port() -> None:
     with pytest.raises(ConfigError, match="PORT: 'http' is not a TCP port"):
         Settings.from_env({"PORT": "http"})
+
+
+def test_plain_variables_define_bandwidth_and_bird_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env(
+        {
+            "BANDWIDTH_ACCOUNT_ID": "9900000",
+            "BANDWIDTH_USERNAME": "user",
+            "BANDWIDTH_PASSWORD": "bw-secret-1",
+            "BIRD_WORKSPACE_ID": "ws",
+            "BIRD_CHANNEL_ID": "ch",
+            "BIRD_ACCESS_KEY": "bird-secret-1",
+        }
+    )
+    assert {name: a.provider for name, a in settings.accounts.items()} == {"bandwidth": "bandwidth", "bird": "bird"}
+    assert {"bw-secret-1", "bird-secret-1"} <= set(settings.secrets())
+
+
+def test_half_configured_bird_variables_name_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="BIRD_ACCESS_KEY: is not set, but BIRD_WORKSPACE_ID, BIRD_CHANNEL_ID is"):
+        Settings.from_env({"BIRD_WORKSPACE_ID": "ws", "BIRD_CHANNEL_ID": "ch"})

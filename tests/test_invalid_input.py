@@ -43,7 +43,11 @@ SID = call_sid(1)
         ),
         ("hangup 12345", "`12345`: does not look like a call id of any configured provider."),
         ("hangup", "`hangup` needs CALL."),
-        ("flow prod:" + SID, "callFlow actions are for Bird calls"),
+        ("flow prod:" + SID, "`flow` needs CALLFLOW."),
+        (
+            "flow prod:" + SID + """ '[{"command":"hangup"}]'""",
+            "callFlows are Bird's; on Twilio use `twiml` or `redirect`.",
+        ),
         ("cancel prod:" + SID + ' reason=""', "is empty"),
         ("audit since=yesterday", "`since=yesterday`: is not a duration or a date."),
         ("audit outcome=sucess", "is not an outcome. Use one of: denied, invalid, dry_run, pending, succeeded"),

@@ -97,3 +97,19 @@ class AuditRow(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class PendingChoice(Base):
+    """A command waiting for the person to pick an account (ambiguous call id).
+
+    Holds the command as typed (it may carry a password for the provider), so rows are deleted
+    when used and expire after CHOICE_TTL.
+    """
+
+    __tablename__ = "pending_choices"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    accounts: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.models import AuditRow, GrantRow, utcnow
+from bot.db.models import AuditRow, GrantRow, PendingChoice, utcnow
 from bot.db.session import Database
 from bot.permissions import ANY_ACCOUNT, Grant
+
+CHOICE_TTL = timedelta(minutes=15)
 
 
 class DuplicateRequest(Exception):
@@ -140,3 +142,19 @@ async def search_audit(db: Database, flt: AuditFilter) -> list[AuditRow]:
     query = query.order_by(AuditRow.created_at.desc(), AuditRow.id.desc()).limit(flt.limit)
     async with db.session() as session:
         return list(await session.scalars(query))
+
+
+async def save_choice(db: Database, token: str, user_id: str, text: str, accounts: list[str]) -> None:
+    async with db.session() as session:
+        await session.execute(delete(PendingChoice).where(PendingChoice.created_at < utcnow() - CHOICE_TTL))
+        session.add(PendingChoice(token=token, user_id=user_id, text=text, accounts=accounts))
+
+
+async def take_choice(db: Database, token: str) -> PendingChoice | None:
+    """The stored command, removed as it is taken; None when unknown or expired."""
+    async with db.session() as session:
+        choice = await session.get(PendingChoice, token)
+        if choice is None:
+            return None
+        await session.delete(choice)
+        return choice if choice.created_at >= utcnow() - CHOICE_TTL else None

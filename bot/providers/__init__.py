@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.config import Account, TwilioAccount
-from bot.errors import ConfigError
+from bot.config import Account, BandwidthAccount, BirdAccount, TwilioAccount
+from bot.providers.bandwidth import BandwidthClient
 from bot.providers.base import ProviderClient
+from bot.providers.bird import BirdClient
 from bot.providers.twilio import TwilioClient
 
 
 def create_client(account: Account) -> ProviderClient:
-    if isinstance(account.config, TwilioAccount):
-        return TwilioClient(account.name, account.config)
-    raise ConfigError(
-        "configuration",
-        f"accounts.{account.name}.provider",
-        f"{account.provider} accounts are not supported by this version of callbot yet",
-    )
+    config = account.config
+    if isinstance(config, TwilioAccount):
+        return TwilioClient(account.name, config)
+    if isinstance(config, BandwidthAccount):
+        return BandwidthClient(account.name, config)
+    if isinstance(config, BirdAccount):
+        return BirdClient(account.name, config)
+    raise AssertionError(f"unknown provider {account.provider}")  # pragma: no cover - config validates
 
 
 def create_clients(accounts: Mapping[str, Account]) -> dict[str, ProviderClient]:

@@ -22,7 +22,16 @@ import httpx
 
 from bot import __version__
 from bot.actions import ActionName, CallAction
-from bot.errors import InvalidInput, ProviderError, ProviderOutcomeUnknown, ProviderUnavailable
+from bot.errors import (
+    CallNotFound,
+    CallNotModifiable,
+    InvalidInput,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderOutcomeUnknown,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
 from bot.redact import MASK, mask_url_credentials
 
 USER_AGENT = f"callbot/{__version__} (+https://github.com/callbot/callbot)"
@@ -78,21 +87,33 @@ class WireRequest:
     def for_audit(self) -> dict[str, Any]:
         return {"method": self.method, "url": self.url, "body": self.redacted_body()}
 
+    def secret_values(self) -> list[str]:
+        """The secrets this request carries in its body (e.g. credentials for a redirect URL)."""
+        fields = dict(self.form) if self.form is not None else self.json_body
+        if not isinstance(fields, dict):
+            return []
+        return [str(fields[k]) for k in self.secret_fields if fields.get(k)]
+
 
 @dataclass(frozen=True)
 class ProviderResult:
     http_status: int
-    call_status: str | None
+    call_status: str | None  # the provider's own word for the call's state, when it reports one
     request_id: str | None = None
-    summary: Mapping[str, Any] = field(default_factory=dict)
+    summary: Mapping[str, Any] = field(default_factory=dict)  # stored in the audit row
+    notes: tuple[str, ...] = ()  # extra facts worth telling the person (e.g. accepted commands)
 
 
 class ProviderClient(ABC):
     provider: ClassVar[str]
+    display_name: ClassVar[str]  # as people write it: "Twilio"
+    credential_hint: ClassVar[str] = "its credentials"  # what an admin must check after a 401
     call_id_pattern: ClassVar[Any]  # compiled regex of this provider's call ids
     call_id_example: ClassVar[str]
     # For each supported action, the grammar options the provider understands.
     supported: ClassVar[Mapping[ActionName, frozenset[str]]]
+    # What to use instead of an action this provider does not have.
+    alternatives: ClassVar[Mapping[ActionName, str]] = {}
 
     def __init__(self, account_name: str, http: httpx.AsyncClient) -> None:
         self.account_name = account_name
@@ -101,10 +122,11 @@ class ProviderClient(ABC):
     def check_supported(self, action: ActionName, options: frozenset[str]) -> None:
         if action not in self.supported:
             offered = ", ".join(a.value for a in self.supported)
+            hint = self.alternatives.get(action, "")
             raise InvalidInput(
                 action.value,
                 f"is not supported by {self.provider} (account `{self.account_name}`).",
-                f"On {self.provider} you can: {offered}.",
+                f"{hint} On {self.provider} you can: {offered}.".strip(),
             )
         unsupported = sorted(options - self.supported[action])
         if unsupported:
@@ -137,13 +159,68 @@ class ProviderClient(ABC):
         Connection failures are retried by the transport: nothing reached the provider then.
         """
         tries = MAX_TRIES if retry_safe else 1
-        for attempt in range(1, tries + 1):
-            response = await self._send_once(request)
-            if response.status_code in (429, 503) and attempt < tries:
-                await asyncio.sleep(retry_delay(response, attempt))
-                continue
-            return self.interpret(response)
+        try:
+            for attempt in range(1, tries + 1):
+                response = await self._send_once(request)
+                if response.status_code in (429, 503) and attempt < tries:
+                    await asyncio.sleep(retry_delay(response, attempt))
+                    continue
+                return self.interpret(response)
+        except ProviderError as error:
+            # A provider's error text may quote what we sent: never the secrets in it.
+            _scrub(error, request.secret_values())
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def status_error(self, response: httpx.Response, common: dict[str, Any], ref: str, detail: str) -> ProviderError:
+        """The error for an HTTP status, worded the same for every provider.
+
+        Clients handle their own error codes first and call this for the rest. `ref` names the
+        provider's code or status (" (Twilio 20404)"), `detail` is the provider's own message.
+        """
+        status, p, name = response.status_code, self.display_name, self.account_name
+        said = f": {detail}" if detail else ""
+        if status == 401:
+            return ProviderAuthFailed(
+                self.provider,
+                f"{p} rejected the credentials of account `{name}`{ref}. An admin must check {self.credential_hint}.",
+                **common,
+            )
+        if status == 403:
+            return ProviderAuthFailed(
+                self.provider,
+                f"{p} refused account `{name}` access{ref}{said}. An admin must check its permissions.",
+                **common,
+            )
+        if status == 404:
+            return CallNotFound(
+                self.provider,
+                f"{p} has no such call on account `{name}`{ref}: the call is gone (no longer active) or the id "
+                "is wrong. Check the id, and that the call belongs to this account.",
+                **common,
+            )
+        if status in (409, 422):
+            return CallNotModifiable(
+                self.provider, f"{p} cannot change the call in its current state{ref}{said}", **common
+            )
+        if status == 429:
+            return ProviderRateLimited(
+                self.provider,
+                f"{p} is rate limiting account `{name}`{ref}; nothing was changed. Wait a few seconds and try again.",
+                retry_after=_seconds(response.headers.get("Retry-After")),
+                **common,
+            )
+        if status == 503:
+            return ProviderUnavailable(
+                self.provider, f"{p} is unavailable{ref}; nothing was changed. Try again shortly.", **common
+            )
+        if status >= 500:
+            return ProviderOutcomeUnknown(
+                self.provider,
+                f"{p} failed with a server error{ref}. The call may or may not have changed: check it before retrying.",
+                **common,
+            )
+        return ProviderError(self.provider, f"{p} refused the request{ref}{said}", **common)
 
     async def _send_once(self, request: WireRequest) -> httpx.Response:
         kwargs: dict[str, Any] = {"headers": {"Accept": "application/json"}}
@@ -191,6 +268,22 @@ def retry_delay(response: httpx.Response, attempt: int) -> float:
     if delay is None:
         delay = 0.5 * 2 ** (attempt - 1)
     return max(0.0, min(delay, MAX_RETRY_WAIT))
+
+
+def _scrub(error: ProviderError, secrets: list[str]) -> None:
+    # Like the Redactor: values under 4 characters would mask ordinary words.
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        error.message = error.message.replace(secret, MASK)
+        if error.provider_message:
+            error.provider_message = error.provider_message.replace(secret, MASK)
+    error.args = (error.message,)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def make_http_client(auth: httpx.Auth, timeout: float) -> httpx.AsyncClient:

@@ -14,19 +14,12 @@ import httpx
 
 from bot.actions import ActionName, CallAction, Cancel, Hangup, InlineTwiml, Redirect
 from bot.config import TwilioAccount
-from bot.errors import (
-    CallNotFound,
-    CallNotModifiable,
-    InvalidInput,
-    ProviderAuthFailed,
-    ProviderError,
-    ProviderOutcomeUnknown,
-    ProviderRateLimited,
-    ProviderUnavailable,
-)
+from bot.errors import CallNotModifiable, InvalidInput, ProviderError
 from bot.providers.base import ProviderClient, ProviderResult, WireRequest, json_or_none, make_http_client
 
 TWIML_MAX_CHARS = 4000
+# Twilio error codes that mean the same as an HTTP status.
+_CODE_STATUS = {"20003": 401, "20404": 404, "20429": 429}
 _REDIRECT_OPTIONS = frozenset(
     {"method", "fallback", "fallback-method", "status-callback", "status-callback-method", "time-limit"}
 )
@@ -44,6 +37,8 @@ _REDIRECT_FIELDS = (
 
 class TwilioClient(ProviderClient):
     provider = "twilio"
+    display_name = "Twilio"
+    credential_hint = "its auth_token or API key"
     call_id_pattern = re.compile(r"CA[0-9a-f]{32}")
     call_id_example = "CA0123456789abcdef0123456789abcdef"
     supported: ClassVar[dict[ActionName, frozenset[str]]] = {
@@ -51,6 +46,9 @@ class TwilioClient(ProviderClient):
         ActionName.CANCEL: frozenset(),
         ActionName.REDIRECT: _REDIRECT_OPTIONS,
         ActionName.TWIML: frozenset(),
+    }
+    alternatives: ClassVar[dict[ActionName, str]] = {
+        ActionName.FLOW: "callFlows are Bird's; on Twilio use `twiml` or `redirect`.",
     }
 
     def __init__(self, account_name: str, config: TwilioAccount, http: httpx.AsyncClient | None = None) -> None:
@@ -98,63 +96,24 @@ class TwilioClient(ProviderClient):
         raise self._error(response, body, request_id)
 
     def _error(self, response: httpx.Response, body: Any, request_id: str | None) -> ProviderError:
-        status = response.status_code
         fields = body if isinstance(body, dict) else {}
         raw_code = fields.get("code")
         code = str(raw_code) if isinstance(raw_code, int | str) and str(raw_code) else None
         message = str(fields.get("message") or fields.get("detail") or response.reason_phrase or "")[:500]
         common: dict[str, Any] = {
-            "http_status": status,
+            "http_status": response.status_code,
             "code": code,
             "provider_message": message or None,
             "request_id": request_id,
         }
-        ref = f" (Twilio {code})" if code else f" (HTTP {status})"
-        if code == "20003" or status == 401:
-            return ProviderAuthFailed(
-                "twilio",
-                f"Twilio rejected the credentials of account `{self.account_name}`{ref}. "
-                "An admin must check its auth_token or API key.",
-                **common,
-            )
-        if code == "20404" or status == 404:
-            return CallNotFound(
-                "twilio",
-                f"Twilio has no such call on account `{self.account_name}`{ref}. "
-                "Check the call SID, and that the call belongs to this account.",
-                **common,
-            )
+        ref = f" (Twilio {code})" if code else f" (HTTP {response.status_code})"
         if code == "21220":
             return CallNotModifiable(
                 "twilio",
                 f"The call is not in progress, so Twilio cannot change it{ref}. It has probably ended already.",
                 **common,
             )
-        if code == "20429" or status == 429:
-            return ProviderRateLimited(
-                "twilio",
-                f"Twilio is rate limiting account `{self.account_name}`{ref}; nothing was changed. "
-                "Wait a few seconds and try again.",
-                retry_after=_float(response.headers.get("Retry-After")),
-                **common,
-            )
-        if status == 503:
-            return ProviderUnavailable(
-                "twilio", f"Twilio is unavailable{ref}; nothing was changed. Try again shortly.", **common
-            )
-        if status >= 500:
-            return ProviderOutcomeUnknown(
-                "twilio",
-                f"Twilio failed with a server error{ref}. The call may or may not have changed: "
-                "check it before retrying.",
-                **common,
-            )
-        detail = f": {message}" if message else ""
-        return ProviderError("twilio", f"Twilio refused the request{ref}{detail}", **common)
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
+        if code in _CODE_STATUS and code is not None:
+            # Twilio's code is more precise than its status (a proxy may change the status).
+            response = httpx.Response(_CODE_STATUS[code], headers=response.headers)
+        return self.status_error(response, common, ref, message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -16,8 +17,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.replies import Reply, Tone
-from bot.service import Done, Invocation, Service
-from bot.slack.render import message
+from bot.service import Done, Invocation, Service, Started
+from bot.slack.render import CHOICE_ACTION, message
 from bot.slack.text import plain_text
 
 log = logging.getLogger(__name__)
@@ -52,26 +53,34 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
             text=plain_text(str(body.get("text") or "")),
             idempotency_key=_idempotency_key(body, request),
         )
-        try:
-            step = await service.begin(inv)
-        except Exception:
-            log.exception("could not start /call for %s", inv.user_id)
-            await ack(**message(INTERNAL_ERROR))
-            return
-        if isinstance(step, Done):
-            await ack(**message(step.reply))
-            return
-        # Answer Slack now; the provider call and the outcome follow through response_url.
-        await ack(**message(step.ack))
-        try:
-            reply = await service.finish(step)
-        except Exception:
-            log.exception("provider step failed for audit #%s", step.audit_id)
-            reply = Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
-        try:
-            await respond(**message(reply), replace_original=False)
-        except Exception:
-            log.exception("could not deliver the outcome of audit #%s to Slack", step.audit_id)
+
+        async def first(reply: Reply) -> None:
+            await ack(**message(reply))
+
+        await _drive(service, lambda: service.begin(inv), first, respond, replace=False)
+
+    @app.action(re.compile(rf"^{CHOICE_ACTION}:"))
+    async def on_choose_account(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        token, _, account = str(action.get("value") or "").partition("|")
+        user = body.get("user") or {}
+        inv = Invocation(
+            source="button",
+            user_id=str(user.get("id") or "unknown"),
+            user_name=user.get("username") or user.get("name"),
+            team_id=(body.get("team") or {}).get("id"),
+            channel_id=(body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
+            text="",
+            # One choice runs once, whichever button and however many clicks.
+            idempotency_key=f"choice:{token}",
+        )
+
+        async def first(reply: Reply) -> None:
+            await respond(**message(reply), replace_original=True)
+
+        await _drive(service, lambda: service.begin_choice(inv, token, account), first, respond, replace=True)
 
     # Requests nothing else claims (old buttons, future views) are acknowledged, never a 404.
     @app.action(re.compile(".*"))
@@ -95,6 +104,36 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         log.error("unhandled error in a Slack listener", exc_info=error)
 
     return app
+
+
+async def _drive(
+    service: Service,
+    begin: Callable[[], Awaitable[Done | Started]],
+    first: Callable[[Reply], Awaitable[None]],
+    respond: AsyncRespond,
+    *,
+    replace: bool,
+) -> None:
+    """Answer at once (`first`), then send the provider request and post the outcome."""
+    try:
+        step = await begin()
+    except Exception:
+        log.exception("could not start a call action")
+        await first(INTERNAL_ERROR)
+        return
+    if isinstance(step, Done):
+        await first(step.reply)
+        return
+    await first(step.ack)
+    try:
+        reply = await service.finish(step)
+    except Exception:
+        log.exception("provider step failed for audit #%s", step.audit_id)
+        reply = Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
+    try:
+        await respond(**message(reply), replace_original=replace)
+    except Exception:
+        log.exception("could not deliver the outcome of audit #%s to Slack", step.audit_id)
 
 
 def _idempotency_key(body: dict[str, Any], request: AsyncBoltRequest) -> str:

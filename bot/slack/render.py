@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
 
 from bot.replies import Reply, Tone
 
@@ -20,6 +26,8 @@ EMOJI = {
 }
 SECTION_LIMIT = 3000  # Slack's limit for a section's text
 MAX_BLOCKS = 50
+MAX_BUTTONS = 25  # Slack's limit of elements in an actions block
+CHOICE_ACTION = "choose_account"
 
 
 def _chunks(lines: list[str], limit: int) -> list[str]:
@@ -47,6 +55,12 @@ def message(reply: Reply) -> dict[str, Any]:
     if reply.code:
         code = reply.code if len(reply.code) <= SECTION_LIMIT - 8 else reply.code[: SECTION_LIMIT - 9] + "…"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{code}```")))
+    if reply.choices:
+        buttons = [
+            ButtonElement(text=choice.label[:75], action_id=f"{CHOICE_ACTION}:{i}", value=choice.value)
+            for i, choice in enumerate(reply.choices[:MAX_BUTTONS])
+        ]
+        blocks.append(ActionsBlock(block_id=CHOICE_ACTION, elements=buttons))
     if reply.audit_id:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"audit #{reply.audit_id}")]))
     return {

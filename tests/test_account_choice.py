@@ -1,0 +1,90 @@
+"""A call id that fits several accounts: the bot asks which, with buttons that run the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from tests.conftest import ALICE, BOB, PAYLOADS, ServerThread, SlackDriver, reply_text, write_config
+from tests.fakes.twilio import ACCOUNT_SID, call_sid
+
+STAGING = f"""
+[accounts.staging]
+provider = "twilio"
+account_sid = "AC{"f" * 32}"
+auth_token = "${{TEST_TWILIO_AUTH_TOKEN}}"
+base_url = "{{url}}"
+"""
+
+
+@pytest.fixture
+def two_twilio(env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple) -> Any:
+    fake_slack, fake_twilio, db = bot_factory_parts
+    config = write_config(tmp_path / "two.toml", fake_twilio.url, STAGING.replace("{url}", fake_twilio.url))
+    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}))
+    driver = SlackDriver(server.start(), fake_slack)
+    db.grant(ALICE, "hangup", "*")
+    yield driver, fake_slack, fake_twilio, db
+    driver.http.close()
+    server.stop()
+
+
+def click(driver: SlackDriver, button: dict[str, Any], user: str = ALICE) -> None:
+    payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+    payload["user"]["id"] = user
+    payload["response_url"] = driver.slack.response_url("choice")
+    payload["actions"] = [{**button, "block_id": "choose_account", "type": "button", "action_ts": "1.2"}]
+    assert driver.interact(payload).status_code == 200
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_ambiguous_call_offers_accounts_and_a_click_runs_the_command(two_twilio: Any) -> None:
+    driver, fake_slack, fake_twilio, db = two_twilio
+    sid = fake_twilio.add_call(call_sid(1))
+    answer = driver.command(f'hangup {sid} reason="fraud"').json()
+    assert "Which account is this call on?" in reply_text(answer)
+    offered = buttons(answer)
+    assert [b["text"]["text"] for b in offered] == [f"prod:{sid}", f"staging:{sid}"]
+    assert fake_twilio.requests == []
+    assert db.audit()[0]["outcome"] == "invalid"
+
+    click(driver, offered[0])
+    progress, outcome = [r.json for r in fake_slack.wait_responses(2)]
+    assert f"Hanging up prod:{sid}" in reply_text(progress) and progress["replace_original"] is True
+    assert f"Hung up prod:{sid}." in reply_text(outcome) and "Reason: fraud" in reply_text(outcome)
+    [request] = fake_twilio.updates()
+    assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}.json"
+    row = db.audit()[-1]
+    assert (row["source"], row["account"], row["outcome"]) == ("button", "prod", "succeeded")
+    assert row["idempotency_key"].startswith("choice:")
+
+
+def test_double_click_or_second_button_runs_once(two_twilio: Any) -> None:
+    driver, fake_slack, fake_twilio, _db = two_twilio
+    sid = fake_twilio.add_call(call_sid(2))
+    offered = buttons(driver.command(f"hangup {sid}").json())
+    click(driver, offered[0])
+    fake_slack.wait_responses(2)
+    click(driver, offered[0])
+    click(driver, offered[1])
+    later = [r.json for r in fake_slack.wait_responses(4)][2:]
+    assert all("already handled" in reply_text(m) for m in later)
+    assert len(fake_twilio.updates()) == 1
+
+
+def test_someone_else_cannot_use_the_buttons(two_twilio: Any) -> None:
+    driver, fake_slack, fake_twilio, db = two_twilio
+    db.grant(BOB, "hangup", "*")
+    sid = fake_twilio.add_call(call_sid(3))
+    offered = buttons(driver.command(f"hangup {sid}").json())
+    click(driver, offered[0], user=BOB)
+    [reply] = fake_slack.wait_responses(1)
+    assert "expired or was already used" in reply_text(reply.json)
+    assert fake_twilio.requests == []
