@@ -82,6 +82,18 @@ class Invocation:
 
 
 @dataclass(frozen=True)
+class FormAccount:
+    """An account as the action modal offers it: only the actions this person may run there."""
+
+    name: str
+    provider: str
+    provider_name: str
+    call_id_example: str
+    actions: tuple[str, ...]
+    options: dict[str, tuple[str, ...]]  # action -> the grammar options the provider supports
+
+
+@dataclass(frozen=True)
 class Done:
     reply: Reply
 
@@ -131,6 +143,31 @@ class Service:
         topic = command.topic if isinstance(command, HelpCommand) else None
         assert isinstance(command, HelpCommand | OpenFormCommand)
         return Done(self._safe(await self._help(inv, topic)))
+
+    async def begin_command(self, inv: Invocation, command: CallCommand) -> Done | Started:
+        """A call action that arrives already structured (the action modal): same checks, same audit."""
+        if inv.idempotency_key:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
+            if earlier is not None:
+                return Done(self._safe(_duplicate_reply(earlier)))
+        step = await self._begin_call(inv, command)
+        return step if isinstance(step, Started) else Done(self._safe(step.reply))
+
+    async def record_invalid(self, inv: Invocation, error: InvalidInput, action: str | None) -> None:
+        """A form submission refused field by field is still an attempt: it leaves an audit row."""
+        await self._refuse(inv, error, action=action)
+
+    async def form_accounts(self, user_id: str) -> list[FormAccount]:
+        grants = await repo.grants_of(self.db, user_id)
+        offered = []
+        for name, client in sorted(self.clients.items()):
+            actions = tuple(a.value for a in client.supported if decide(grants, a.value, name).allowed)
+            if actions:
+                options = {a.value: tuple(sorted(client.supported[a])) for a in client.supported}
+                offered.append(
+                    FormAccount(name, client.provider, client.display_name, client.call_id_example, actions, options)
+                )
+        return offered
 
     async def begin_choice(self, inv: Invocation, token: str, account: str) -> Done | Started:
         """The person picked `account` for a command whose call id fitted several accounts."""
