@@ -96,6 +96,9 @@ class ApplyFlow:
     name = ActionName.FLOW
     flow: CallFlow
     reason: str | None = None
+    # Set when the callFlow comes from the saved-flow library (bot/flow_library.py): which one.
+    saved_name: str | None = None
+    saved_version: int | None = None
 
 
 CallAction = Hangup | Cancel | Redirect | InlineTwiml | ApplyFlow

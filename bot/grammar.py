@@ -26,7 +26,8 @@ from bot.actions import (
 )
 from bot.callflow import CallFlow, parse_callflow
 from bot.errors import InvalidInput
-from bot.permissions import ALL_ACTIONS, OUTCOMES
+from bot.flow_library import FlowRef, looks_like_reference, parse_ref
+from bot.permissions import ALL_ACTIONS, FLOW_MANAGE, OUTCOMES
 
 _OPTION = re.compile(r"^([A-Za-z][A-Za-z-]*)=(.*)$", re.S)
 _USER = re.compile(r"^(?:<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>|@?([UW][A-Z0-9]{2,}))$")
@@ -45,6 +46,8 @@ class VerbSpec:
     options: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
     permission: str | None = None
+    # Other actions that also make the verb usable (help lists the verb for holders of any of them).
+    also_permitted: tuple[str, ...] = ()
 
 
 _CALL_FLAGS = ("dry-run",)
@@ -92,12 +95,21 @@ VERBS: dict[str, VerbSpec] = {
         ),
         VerbSpec(
             "flow",
-            "/call flow CALL 'CALLFLOW-JSON' [reason=\"…\"] [dry-run]",
-            "replace a Bird call's callFlow (JSON or YAML list of commands)",
+            "/call flow CALL 'CALLFLOW-JSON'|SAVED-FLOW[@VERSION] [reason=\"…\"] [dry-run]",
+            "replace a Bird call's callFlow (JSON or YAML list of commands, or a saved flow's name)",
             ("CALL", "CALLFLOW"),
-            options=("reason",),
+            options=("reason", "version"),
             flags=_CALL_FLAGS,
             permission="flow",
+        ),
+        VerbSpec(
+            "flows",
+            "/call flows [show NAME[@VERSION] | save NAME 'CALLFLOW-JSON' | delete NAME]",
+            "the team's saved callFlows: list, show, save a new version, delete",
+            optional_positionals=("SUBCOMMAND", "NAME", "CALLFLOW"),
+            options=("version",),
+            permission="flow",
+            also_permitted=(FLOW_MANAGE,),
         ),
         VerbSpec(
             "audit",
@@ -125,7 +137,14 @@ VERBS: dict[str, VerbSpec] = {
     )
 }
 CALL_VERBS = frozenset(a.value for a in ActionName)
-_FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+FLOWS_USAGE = {
+    "list": "/call flows",
+    "show": "/call flows show NAME[@VERSION]",
+    "save": "/call flows save NAME 'CALLFLOW-JSON'",
+    "delete": "/call flows delete NAME",
+}
+# What `action=` of `/call audit` accepts: the actions, and the other attempts the audit records.
+AUDIT_ACTIONS = (*ALL_ACTIONS, "grant", "revoke", "perms", "flows.save", "flows.delete", "flows.list", "flows.show")
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,33 @@ class CallCommand:
     @property
     def verb(self) -> str:
         return self.action.name.value
+
+
+@dataclass(frozen=True)
+class SavedFlowCommand:
+    """`/call flow CALL NAME[@N]`: apply a saved flow (the service resolves it and asks to confirm)."""
+
+    target: CallTarget
+    ref: FlowRef
+    dry_run: bool
+    reason: str | None = None
+
+    @property
+    def verb(self) -> str:
+        return ActionName.FLOW.value
+
+
+@dataclass(frozen=True)
+class FlowsCommand:
+    """`/call flows …`: `sub` is list, show, save or delete."""
+
+    sub: str
+    ref: FlowRef | None = None
+    flow: CallFlow | None = None  # for save
+
+    @property
+    def audit_action(self) -> str:
+        return f"flows.{self.sub}"
 
 
 @dataclass(frozen=True)
@@ -174,7 +220,16 @@ class PermsCommand:
     user_id: str | None = None
 
 
-Command = CallCommand | HelpCommand | OpenFormCommand | AuditQuery | GrantCommand | PermsCommand
+Command = (
+    CallCommand
+    | SavedFlowCommand
+    | FlowsCommand
+    | HelpCommand
+    | OpenFormCommand
+    | AuditQuery
+    | GrantCommand
+    | PermsCommand
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -217,6 +272,8 @@ def parse(text: str) -> Command:
         )
     if verb == "audit":
         return _audit_query(options)
+    if verb == "flows":
+        return _flows_command(args, options)
     return _call_command(verb, args, options, flags)
 
 
@@ -253,11 +310,22 @@ def _split(spec: VerbSpec, words: list[str]) -> tuple[list[str], dict[str, str],
     return args, options, flags
 
 
-def _call_command(verb: str, args: list[str], options: dict[str, str], flags: set[str]) -> CallCommand:
+def _call_command(
+    verb: str, args: list[str], options: dict[str, str], flags: set[str]
+) -> CallCommand | SavedFlowCommand:
     target = CallTarget.parse(args[0])
     reason = options.pop("reason", None)
     if reason is not None and not reason.strip():
         raise InvalidInput('reason=""', "is empty.", "Say why, or leave `reason=` out.")
+    version = options.pop("version", None)
+    if verb == ActionName.FLOW and looks_like_reference(args[1]):
+        return SavedFlowCommand(target, parse_ref(args[1], version), "dry-run" in flags, reason)
+    if version is not None:
+        raise InvalidInput(
+            f"version={version}",
+            "goes with the name of a saved flow, not with a callFlow written out.",
+            "E.g. `/call flow bird:CALL-ID hold-music@2`.",
+        )
     action: CallAction
     if verb == ActionName.HANGUP:
         action = Hangup(reason)
@@ -266,20 +334,46 @@ def _call_command(verb: str, args: list[str], options: dict[str, str], flags: se
     elif verb == ActionName.REDIRECT:
         action = redirect_from_options(args[1], options, reason)
     elif verb == ActionName.FLOW:
-        action = ApplyFlow(_flow_argument(args[1]), reason)
+        action = ApplyFlow(parse_callflow(args[1]), reason)
     else:
         action = InlineTwiml(check_twiml(args[1]), reason)
     return CallCommand(target, action, "dry-run" in flags, frozenset(options))
 
 
-def _flow_argument(word: str) -> CallFlow:
-    if _FLOW_NAME.match(word) and not word.isdigit():
-        raise InvalidInput(
-            word,
-            "looks like the name of a saved flow; saved flows are not available yet.",
-            'Pass the callFlow itself, e.g. `\'[{"command":"say","options":{"text":"Hello"}},{"command":"hangup"}]\'`.',
+def _flows_command(args: list[str], options: dict[str, str]) -> FlowsCommand:
+    sub = args[0].lower() if args else "list"
+    if sub not in FLOWS_USAGE:
+        hint = suggest(sub, list(FLOWS_USAGE)) or (
+            f"To see a saved flow: `/call flows show {args[0]}`."
+            if looks_like_reference(args[0])
+            else f"Usage: `{VERBS['flows'].usage}`"
         )
-    return parse_callflow(word)
+        raise InvalidInput(args[0], "is not a `flows` subcommand (list, show, save, delete).", hint)
+    rest = args[1:]
+    wanted = ("NAME", "CALLFLOW")[: {"list": 0, "show": 1, "delete": 1, "save": 2}[sub]]
+    usage = f"Usage: `{FLOWS_USAGE[sub]}`"
+    if len(rest) < len(wanted):
+        raise InvalidInput(None, f"`flows {sub}` needs {wanted[len(rest)]}.", usage)
+    if len(rest) > len(wanted):
+        raise InvalidInput(rest[len(wanted)], "is one word too many.", usage)
+    version = options.get("version")
+    if version is not None and sub != "show":
+        raise InvalidInput(f"version={version}", f"is not an option of `flows {sub}`.", usage)
+    if sub == "list":
+        return FlowsCommand("list")
+    ref = parse_ref(rest[0], version)
+    if sub == "show":
+        return FlowsCommand("show", ref)
+    if ref.version is not None:
+        why = (
+            "names a version, but saving picks the next version itself."
+            if sub == "save"
+            else "names a version, but delete removes the name with all its versions."
+        )
+        raise InvalidInput(rest[0], why, f"Write just the name: `{ref.name}`.")
+    if sub == "delete":
+        return FlowsCommand("delete", ref)
+    return FlowsCommand("save", ref, parse_callflow(rest[1]))
 
 
 def parse_user(word: str) -> str:
@@ -313,8 +407,8 @@ def _audit_query(options: dict[str, str]) -> AuditQuery:
     user = options.get("user")
     action = options.get("action")
     outcome = options.get("outcome")
-    if action is not None and action.lower() not in (*ALL_ACTIONS, "revoke", "grant"):
-        raise InvalidInput(f"action={action}", "is not an action.", suggest(action, ALL_ACTIONS))
+    if action is not None and action.lower() not in AUDIT_ACTIONS:
+        raise InvalidInput(f"action={action}", "is not an action.", suggest(action, AUDIT_ACTIONS))
     if outcome is not None and outcome.lower() not in OUTCOMES:
         raise InvalidInput(
             f"outcome={outcome}",

@@ -2,6 +2,15 @@
 
 A grant is (Slack user id, action, account or `*`). `admin` implies every action, including
 managing grants; an admin's reach is the account of that grant (`*` for all accounts).
+
+Saved flows (bot/flow_library.py) are one library shared by the whole team, not tied to an account:
+
+- `flow:manage` (save, delete) is a team-wide right: it counts only when granted on `*`, and it
+  can only be granted on `*` (so only an admin on `*` can hand it out). `admin` on `*` implies it;
+  `admin` on one account does not, since a library edit reaches every account.
+- Reading the library (list, show) needs `flow` or `flow:manage` (or `admin`) on any account.
+- Applying a saved flow to a call is the plain `flow` action on that call's account, checked again
+  when the confirmation button is clicked.
 """
 
 from __future__ import annotations
@@ -10,7 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 CALL_ACTIONS = ("hangup", "cancel", "redirect", "twiml", "flow")
-ALL_ACTIONS = (*CALL_ACTIONS, "audit", "admin")
+FLOW_MANAGE = "flow:manage"
+ALL_ACTIONS = (*CALL_ACTIONS, FLOW_MANAGE, "audit", "admin")
+# Actions whose grants only mean something on `*` (they are not about one account).
+TEAM_WIDE_ACTIONS = (FLOW_MANAGE,)
 ANY_ACCOUNT = "*"
 OUTCOMES = ("denied", "invalid", "dry_run", "pending", "succeeded", "failed", "unknown")
 
@@ -78,6 +90,24 @@ def decide_management(grants: Iterable[Grant], accounts: Iterable[str]) -> Decis
         if not decision.allowed:
             return decision
     return decision
+
+
+def decide_flow_manage(grants: Iterable[Grant]) -> Decision:
+    """Saving or deleting a saved flow: `flow:manage` (or `admin`) on `*`."""
+    return decide([g for g in grants if g.account == ANY_ACCOUNT], FLOW_MANAGE, ANY_ACCOUNT)
+
+
+def decide_flow_read(grants: Iterable[Grant]) -> Decision:
+    """Listing or showing saved flows: `flow:manage`, `flow` or `admin`, on any account.
+
+    The decision names the grant that allowed it (the most specific first), like `decide`.
+    """
+    grants = list(grants)
+    for action in (FLOW_MANAGE, "flow", "admin"):
+        for grant in sorted(grants, key=lambda g: g.account == ANY_ACCOUNT):
+            if grant.action == action and (action != FLOW_MANAGE or grant.account == ANY_ACCOUNT):
+                return Decision(True, "flow", grant.account, grant)
+    return Decision(False, "flow", None)
 
 
 def allowed_actions(grants: Iterable[Grant], account: str | None = None) -> set[str]:

@@ -34,6 +34,8 @@ class Reply:
     code: str | None = None  # shown verbatim (a request preview, a table)
     audit_id: int | None = None
     choices: tuple[Choice, ...] = ()
+    field: str | None = None  # for a refusal: the word (option, call id…) that was wrong
+    offers_form: bool = False  # Slack adds an "Open form" button
 
     def map_text(self, fn: Callable[[str], str]) -> Reply:
         return replace(

@@ -8,15 +8,17 @@ provider request and completes the audit row. `handle` runs both, for the CLI.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
+import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from bot import grammar
+from bot import flow_library, grammar
 from bot.actions import (
     ActionName,
     ApplyFlow,
@@ -28,18 +30,32 @@ from bot.actions import (
     Redirect,
     action_params,
 )
+from bot.callflow import CallFlow
 from bot.db import repo
 from bot.db.models import AuditRow, utcnow
 from bot.db.session import Database
 from bot.errors import AmbiguousAccount, CallbotError, InvalidInput, PermissionDenied, ProviderError
-from bot.grammar import AuditQuery, CallCommand, GrantCommand, HelpCommand, OpenFormCommand, PermsCommand
+from bot.flow_library import FlowRef, SavedFlow, mention
+from bot.grammar import (
+    AuditQuery,
+    CallCommand,
+    FlowsCommand,
+    GrantCommand,
+    HelpCommand,
+    OpenFormCommand,
+    PermsCommand,
+    SavedFlowCommand,
+)
 from bot.permissions import (
     ANY_ACCOUNT,
     CALL_ACTIONS,
+    TEAM_WIDE_ACTIONS,
     Decision,
     Grant,
     allowed_actions,
     decide,
+    decide_flow_manage,
+    decide_flow_read,
     decide_management,
 )
 from bot.providers.base import ProviderClient, ProviderResult, WireRequest, provider_error_fields
@@ -110,6 +126,17 @@ class Started:
     label: str
 
 
+@dataclass(frozen=True)
+class _Authorised:
+    """A call action's account resolved and `decide` passed: what the rest of the pipeline needs."""
+
+    account: str
+    client: ProviderClient
+    decision: Decision
+    context: dict[str, Any]
+    label: str
+
+
 class Service:
     def __init__(self, db: Database, clients: Mapping[str, ProviderClient], redactor: Redactor) -> None:
         self.db = db
@@ -123,6 +150,10 @@ class Service:
         return await self.finish(step) if isinstance(step, Started) else step.reply
 
     async def begin(self, inv: Invocation) -> Done | Started:
+        return await self._begin(inv, confirmed=False)
+
+    async def _begin(self, inv: Invocation, *, confirmed: bool) -> Done | Started:
+        """`confirmed`: the person clicked the confirmation of a saved flow (see `_confirm_flow`)."""
         if inv.idempotency_key:
             earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
             if earlier is not None:
@@ -134,6 +165,11 @@ class Service:
         if isinstance(command, CallCommand):
             step = await self._begin_call(inv, command)
             return step if isinstance(step, Started) else Done(self._safe(step.reply))
+        if isinstance(command, SavedFlowCommand):
+            step = await self._begin_saved_flow(inv, command, confirmed=confirmed)
+            return step if isinstance(step, Started) else Done(self._safe(step.reply))
+        if isinstance(command, FlowsCommand):
+            return Done(self._safe(await self._flows(inv, command)))
         if isinstance(command, GrantCommand):
             return Done(self._safe(await self._change_grants(inv, command)))
         if isinstance(command, AuditQuery):
@@ -178,7 +214,21 @@ class Service:
         choice = await repo.take_choice(self.db, token)
         if choice is None or choice.user_id != inv.user_id or account not in choice.accounts:
             return Done(Reply(Tone.INFO, "This choice has expired or was already used.", ("Run the command again.",)))
-        return await self.begin(replace(inv, text=choice.text, account=account))
+        confirmed = choice.purpose == "confirm"
+        return await self._begin(replace(inv, text=choice.text, account=account), confirmed=confirmed)
+
+    async def save_flow(self, inv: Invocation, name: str, flow: CallFlow) -> Reply:
+        """Save `flow` as the next version of `name` (the builder's "Save as…"): the same permission
+        check (`flow:manage` on `*`) and audit row (`flows.save`) as `/call flows save`."""
+        if inv.idempotency_key:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
+            if earlier is not None:
+                return self._safe(_duplicate_reply(earlier))
+        try:
+            flow_library.check_name(name)
+        except InvalidInput as error:
+            return self._safe(await self._refuse(inv, error, action="flows.save"))
+        return self._safe(await self._flows(inv, FlowsCommand("save", FlowRef(name), flow)))
 
     async def finish(self, started: Started) -> Reply:
         began = time.monotonic()
@@ -227,6 +277,10 @@ class Service:
     async def shell_grant(self, command: GrantCommand, os_user: str) -> Reply:
         """`callbot grant` from the shell: trusted (it can reach the database anyway), still audited."""
         inv = Invocation("cli", f"shell:{os_user}", _grant_text(command), user_name=os_user)
+        try:
+            _check_team_wide(command)
+        except InvalidInput as error:
+            return self._safe(await self._refuse(inv, error, action="revoke" if command.revoke else "grant"))
         return self._safe(await self._apply_grants(inv, command, Decision(True, "admin", ANY_ACCOUNT)))
 
     async def perms_of(self, user_id: str | None) -> Reply:
@@ -235,8 +289,13 @@ class Service:
     # -- call actions ---------------------------------------------------------------------------
 
     async def _begin_call(self, inv: Invocation, command: CallCommand) -> Done | Started:
-        verb = command.action.name
-        target = command.target
+        authorised = await self._authorise_call(inv, command.target, command.action.name)
+        if isinstance(authorised, Done):
+            return authorised
+        return await self._send_call(inv, command, authorised)
+
+    async def _authorise_call(self, inv: Invocation, target: CallTarget, verb: ActionName) -> Done | _Authorised:
+        """Resolve the account (asking when ambiguous) and check the person may run `verb` there."""
         if target.account is None and inv.account is not None:
             target = CallTarget(inv.account, target.call_id)
         try:
@@ -245,16 +304,21 @@ class Service:
             return Done(await self._offer_accounts(inv, error, verb))
         except InvalidInput as error:
             return Done(await self._refuse(inv, error, action=verb, call_id=target.call_id))
-        label = target.display(account)
         context: dict[str, Any] = {
             "action": verb.value,
             "account": account,
             "provider": client.provider,
-            "call_id": command.target.call_id,
+            "call_id": target.call_id,
         }
         decision = decide(await repo.grants_of(self.db, inv.user_id), verb.value, account)
         if not decision.allowed:
             return Done(await self._refuse(inv, PermissionDenied(verb.value, account), decision=decision, **context))
+        return _Authorised(account, client, decision, context, target.display(account))
+
+    async def _send_call(self, inv: Invocation, command: CallCommand, authorised: _Authorised) -> Done | Started:
+        """Build the provider request; audit it as dry_run, or as pending and hand it to `finish`."""
+        verb = command.action.name
+        client, decision, context, label = authorised.client, authorised.decision, authorised.context, authorised.label
         try:
             client.check_supported(verb, command.options)
             request = client.build(command.target.call_id, command.action)
@@ -307,6 +371,188 @@ class Service:
             )
         raise AmbiguousAccount(target.call_id, tuple(matches))
 
+    # -- saved flows ----------------------------------------------------------------------------
+
+    async def _begin_saved_flow(self, inv: Invocation, command: SavedFlowCommand, *, confirmed: bool) -> Done | Started:
+        """`/call flow CALL NAME[@N]`: permission first (`flow` on the account), then the flow. Typed in
+        Slack, it answers with a confirmation; the click (`confirmed`) runs the normal pipeline.
+        `dry-run` and the shell (which has no buttons) go straight to the pipeline."""
+        authorised = await self._authorise_call(inv, command.target, ActionName.FLOW)
+        if isinstance(authorised, Done):
+            return authorised
+        try:
+            saved = await flow_library.resolve(self.db, command.ref)
+        except InvalidInput as error:
+            return Done(await self._refuse(inv, error, decision=authorised.decision, **authorised.context))
+        action = ApplyFlow(saved.flow, command.reason, saved_name=saved.name, saved_version=saved.version)
+        options: frozenset[str] = frozenset()  # `reason` is callbot's, not a provider option
+        call = CallCommand(command.target, action, command.dry_run, options)
+        if command.dry_run or confirmed or inv.source == "cli":
+            return await self._send_call(inv, call, authorised)
+        try:  # refuse now what the click would refuse anyway (e.g. a Twilio account)
+            authorised.client.check_supported(ActionName.FLOW, options)
+            authorised.client.build(command.target.call_id, action)
+        except InvalidInput as error:
+            return Done(await self._refuse(inv, error, decision=authorised.decision, **authorised.context))
+        return Done(await self._confirm_flow(inv, saved, command, authorised))
+
+    async def _confirm_flow(
+        self, inv: Invocation, saved: SavedFlow, command: SavedFlowCommand, authorised: _Authorised
+    ) -> Reply:
+        """Not audited: nothing happened yet. The button re-runs the command naming the exact account
+        and version shown here (a newer version saved meanwhile does not change what is applied)."""
+        words = ["flow", f"{authorised.account}:{command.target.call_id}", str(saved.ref)]
+        if command.reason:
+            words.append(f"reason={command.reason}")
+        token = secrets.token_urlsafe(16)
+        await repo.save_choice(self.db, token, inv.user_id, shlex.join(words), [authorised.account], purpose="confirm")
+        summary = saved.flow.summary()
+        lines = [
+            f"Saved by {mention(saved.author)} on {_when(saved)}; {_plural(len(summary), 'command')}:",
+            *(f"{i}. {line}" for i, line in enumerate(summary, 1)),
+        ]
+        if command.reason:
+            lines.append(f"Reason: {command.reason}")
+        lines.append(
+            "Nothing is sent until you click Apply (the button is yours only, for 15 minutes). "
+            "Add `dry-run` to see the exact request."
+        )
+        button = Choice(f"Apply {saved.name} v{saved.version}", f"{token}|{authorised.account}")
+        return Reply(
+            Tone.INFO, f"Apply saved flow {saved.label} to {authorised.label}?", tuple(lines), choices=(button,)
+        )
+
+    async def _flows(self, inv: Invocation, command: FlowsCommand) -> Reply:
+        grants = await repo.grants_of(self.db, inv.user_id)
+        action = command.audit_action
+        if command.sub in ("list", "show"):
+            decision = decide_flow_read(grants)
+            if not decision.allowed:
+                denial = PermissionDenied(
+                    "flows",
+                    None,
+                    "Saved flows are for people who hold `flow` (on any account) or `flow:manage`. "
+                    "Ask an admin: `/call grant @you flow on=ACCOUNT`.",
+                )
+                return await self._refuse(inv, denial, action=action, decision=decision)
+            return await (self._list_flows() if command.sub == "list" else self._show_flow(command))
+        assert command.ref is not None
+        name = command.ref.name
+        request: dict[str, Any] = {"name": name}
+        if command.flow is not None:
+            request["callFlow"] = command.flow.to_wire()
+        decision = decide_flow_manage(grants)
+        if not decision.allowed:
+            denial = PermissionDenied(
+                f"flows {command.sub}",
+                None,
+                "Saving and deleting saved flows needs `flow:manage`, granted on `*` (the library is shared "
+                "by every account). Ask an admin: `/call grant @you flow:manage`.",
+            )
+            return await self._refuse(inv, denial, action=action, decision=decision, request=request)
+        if command.sub == "save":
+            assert command.flow is not None
+            flow = command.flow
+            return await self._change_library(inv, decision, action, request, lambda: self._store_flow(inv, name, flow))
+        return await self._change_library(inv, decision, action, request, lambda: self._drop_flow(inv, name))
+
+    async def _change_library(
+        self,
+        inv: Invocation,
+        decision: Decision,
+        action: str,
+        request: dict[str, Any],
+        change: Callable[[], Awaitable[tuple[Reply, dict[str, Any]]]],
+    ) -> Reply:
+        """Audited like a call action: `pending` first (the idempotency key makes a replayed command
+        change nothing), then the change, then the outcome."""
+        try:
+            row = await self._record(inv, outcome="pending", decision=decision, action=action, request=request)
+        except repo.DuplicateRequest:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
+            assert earlier is not None
+            return _duplicate_reply(earlier)
+        try:
+            reply, result = await change()
+        except InvalidInput as error:
+            await self._complete(row.id, outcome="invalid", error_message=error.message)
+            return Reply(Tone.INVALID, "That command is not valid.", (error.message,), audit_id=row.id)
+        except Exception:
+            log.exception("could not change the saved flows (audit #%s)", row.id)
+            await self._complete(row.id, outcome="failed", error_message="internal error; see the server log")
+            return Reply(
+                Tone.FAILURE,
+                "callbot could not change the saved flows; nothing was changed.",
+                ("The error is in the server log.",),
+                audit_id=row.id,
+            )
+        await self._complete(row.id, outcome="succeeded", result=result)
+        return replace(reply, audit_id=row.id)
+
+    async def _store_flow(self, inv: Invocation, name: str, flow: CallFlow) -> tuple[Reply, dict[str, Any]]:
+        saved = await flow_library.save(self.db, name, flow, inv.user_id)
+        summary = flow.summary()
+        lines = [*(f"{i}. {line}" for i, line in enumerate(summary, 1))]
+        if saved.version > 1:
+            lines.append(f"Earlier versions are kept: `/call flows show {name}@{saved.version - 1}`.")
+        lines.append(f"Apply it: `/call flow {self._bird_example()}:CALL-ID {name}`.")
+        title = f"Saved {saved.label} ({_plural(len(summary), 'command')})."
+        result = {"name": saved.name, "version": saved.version, "saved_flow_id": saved.id}
+        return Reply(Tone.SUCCESS, title, tuple(lines)), result
+
+    async def _drop_flow(self, inv: Invocation, name: str) -> tuple[Reply, dict[str, Any]]:
+        versions = await flow_library.delete(self.db, name, inv.user_id)
+        kept = f"version {versions[0]}" if len(versions) == 1 else f"versions {versions[0]}–{versions[-1]}"
+        title = f"Deleted saved flow `{name}`."
+        lines = (
+            f"It is no longer listed and cannot be applied; its {kept} stay in the database for the record.",
+            f"Saving `{name}` again starts at version {versions[-1] + 1}.",
+        )
+        return Reply(Tone.SUCCESS, title, lines), {"name": name, "versions": versions}
+
+    async def _list_flows(self) -> Reply:
+        entries = await flow_library.entries(self.db)
+        if not entries:
+            return Reply(
+                Tone.INFO,
+                "No saved flows yet.",
+                ("Save one with `/call flows save NAME 'CALLFLOW-JSON'` (needs `flow:manage`).",),
+            )
+        lines = [
+            f"`{e.name}` v{e.version} · {_plural(e.commands, 'command')} · by {mention(e.author)} · "
+            f"{e.created_at.strftime('%Y-%m-%d %H:%M UTC')}" + (f" · {e.versions} versions" if e.versions > 1 else "")
+            for e in entries
+        ]
+        lines.append(
+            f"Show one: `/call flows show NAME`. Apply: `/call flow {self._bird_example()}:CALL-ID NAME` "
+            "(shows it first and asks to confirm)."
+        )
+        return Reply(Tone.INFO, f"Saved flows ({len(entries)}):", tuple(lines))
+
+    async def _show_flow(self, command: FlowsCommand) -> Reply:
+        assert command.ref is not None
+        try:
+            saved = await flow_library.resolve(self.db, command.ref)
+        except InvalidInput as error:
+            return Reply(Tone.INVALID, "No such saved flow.", (error.message,))
+        versions = await flow_library.versions(self.db, saved.name)
+        latest = "latest" if saved.version == versions[-1] else f"latest is v{versions[-1]}"
+        summary = saved.flow.summary()
+        lines = (
+            f"Saved by {mention(saved.author)} on {_when(saved)}. Versions: {', '.join(str(v) for v in versions)}.",
+            f"{_plural(len(summary), 'command')}:",
+            *(f"{i}. {line}" for i, line in enumerate(summary, 1)),
+            f"Apply it: `/call flow {self._bird_example()}:CALL-ID {saved.ref}`.",
+        )
+        wire = saved.flow.to_wire()
+        code = json.dumps(wire, indent=2, ensure_ascii=False)
+        if len(code) > 2900:
+            code = json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
+        return Reply(Tone.INFO, f"Saved flow {saved.label} ({latest})", lines, code=code)
+
+    def _bird_example(self) -> str:
+        return next((name for name, c in sorted(self.clients.items()) if c.provider == "bird"), "ACCOUNT")
+
     async def _offer_accounts(self, inv: Invocation, error: AmbiguousAccount, verb: ActionName) -> Reply:
         """Audited as invalid (nothing was sent); the buttons re-run the command on one account."""
         refused = await self._refuse(inv, error, action=verb, call_id=error.call_id)
@@ -321,6 +567,7 @@ class Service:
         verb = "revoke" if command.revoke else "grant"
         try:
             self._check_accounts(command.accounts)
+            _check_team_wide(command)
         except InvalidInput as error:
             return await self._refuse(inv, error, action=verb)
         decision = decide_management(await repo.grants_of(self.db, inv.user_id), command.accounts)
@@ -460,7 +707,7 @@ class Service:
         visible = [
             spec
             for spec in grammar.VERBS.values()
-            if spec.permission is None or spec.permission in held or "admin" in held
+            if spec.permission is None or "admin" in held or held & {spec.permission, *spec.also_permitted}
         ]
         lines = [f"`{spec.usage}` — {spec.summary}" for spec in visible]
         if not held & set(CALL_ACTIONS) and "admin" not in held:
@@ -468,7 +715,8 @@ class Service:
         accounts = ", ".join(f"{name} ({c.provider})" for name, c in sorted(self.clients.items()))
         lines.append(f"Accounts: {accounts or 'none configured'}. Write a call as `account:CALL-ID`.")
         lines.append("Add `dry-run` to any call action to see the exact request without sending it.")
-        return Reply(Tone.INFO, "callbot: control live calls from Slack", tuple(lines))
+        may_act = bool(held & set(CALL_ACTIONS)) or "admin" in held
+        return Reply(Tone.INFO, "callbot: control live calls from Slack", tuple(lines), offers_form=may_act)
 
     # -- audit rows -----------------------------------------------------------------------------
 
@@ -485,7 +733,7 @@ class Service:
         )
         tone = Tone.DENIED if error.outcome == "denied" else Tone.INVALID
         title = "Not allowed." if tone is Tone.DENIED else "That command is not valid."
-        return Reply(tone, title, (error.message,), audit_id=row.id)
+        return Reply(tone, title, (error.message,), audit_id=row.id, field=getattr(error, "word", None))
 
     async def _record(
         self,
@@ -565,9 +813,24 @@ _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
         "record, bridge, hangup), checked against Bird's schema before sending.",
         """Example: `/call flow bird:ID '[{"command":"say","options":{"text":"Hello","locale":"en-GB"}},"""
         """{"command":"hangup"}]'` (YAML works too).""",
+        "A saved flow's name instead of the JSON (`/call flow bird:ID hold-music`, or `hold-music@2` for an "
+        "older version) shows that flow and an Apply button; see `/call help flows`.",
+    ),
+    "flows": (
+        "Saved flows are Bird callFlows shared by the whole team, under a name (lowercase words and dashes, "
+        "e.g. `hold-music`) with versions 1, 2, 3…",
+        "`/call flows` lists them; `/call flows show NAME` (or `NAME@2`, or `version=2`) shows one: its "
+        "commands and its JSON. Listing and showing need `flow` on any account, or `flow:manage`.",
+        """`/call flows save NAME '[{"command":"say","options":{"text":"Please hold"}},{"command":"hangup"}]'` """
+        "stores a new version (older ones are kept); `/call flows delete NAME` removes the name from the list "
+        "(every version stays in the database for the record). Both need `flow:manage`, granted on `*`.",
+        "`/call flow bird:CALL-ID NAME` applies the newest version (`NAME@2` an older one): callbot shows the "
+        "flow with an Apply button, and clicking it sends exactly that version, checking `flow` on the account "
+        "again. Add `dry-run` to see the request instead; from `callbot run` it applies without asking.",
     ),
     "grant": (
-        "ACTIONS: hangup, cancel, redirect, twiml, flow, audit, admin (comma-separated). `on=*` means all accounts.",
+        "ACTIONS: hangup, cancel, redirect, twiml, flow, flow:manage, audit, admin (comma-separated). "
+        "`on=*` means all accounts; `flow:manage` (save and delete saved flows) is granted on `*` only.",
     ),
 }
 
@@ -599,6 +862,9 @@ def _success_reply(started: Started, result: ProviderResult) -> Reply:
         title = f"Redirected {label} to {action.url}."
     elif isinstance(action, InlineTwiml):
         title = f"{label} is now running the inline TwiML."
+    elif isinstance(action, ApplyFlow) and action.saved_name:
+        commands = _plural(len(action.flow.commands), "command")
+        title = f"Applied saved flow `{action.saved_name}` v{action.saved_version} ({commands}) to {label}."
     elif isinstance(action, ApplyFlow):
         count = len(action.flow.commands)
         title = f"Applied a callFlow of {count} command{'s' if count != 1 else ''} to {label}."
@@ -646,9 +912,33 @@ def _grant_text(command: GrantCommand) -> str:
 
 
 def _verb_of(text: str) -> str | None:
-    first = text.strip().split(maxsplit=1)
+    first = text.strip().split(maxsplit=2)
     word = first[0].lower() if first else ""
+    if word == "flows":
+        sub = first[1].lower() if len(first) > 1 else "list"
+        return f"flows.{sub}" if sub in grammar.FLOWS_USAGE else "flows"
     return word if word in grammar.VERBS or word == "flow" else None
+
+
+def _check_team_wide(command: GrantCommand) -> None:
+    """`flow:manage` is about the team's saved flows, not one account: it is granted on `*` only."""
+    if command.revoke or command.accounts == (ANY_ACCOUNT,):
+        return
+    for action in command.actions:
+        if action in TEAM_WIDE_ACTIONS:
+            raise InvalidInput(
+                f"on={','.join(command.accounts)}",
+                f"`{action}` is team-wide (saved flows are shared by every account), so it is granted on `*` only.",
+                f"Grant it on its own, without `on=`: `/call grant <@{command.user_id}> {action}`.",
+            )
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _when(saved: SavedFlow) -> str:
+    return saved.created_at.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _one(accounts: tuple[str, ...]) -> str | None:

@@ -68,10 +68,11 @@ class DbHelper:
     def reset(self) -> None:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                conn.execute(text("TRUNCATE audit_log, grants RESTART IDENTITY"))
+                conn.execute(text("TRUNCATE audit_log, grants, saved_flows RESTART IDENTITY"))
             else:
                 conn.execute(text("DELETE FROM audit_log"))
                 conn.execute(text("DELETE FROM grants"))
+                conn.execute(text("DELETE FROM saved_flows"))
 
     def grant(self, user: str, action: str, account: str = "*") -> None:
         with self.engine.begin() as conn:

@@ -40,11 +40,13 @@ def test_malformed_signed_bodies_never_500(bot: Bot, body: str) -> None:
     assert "Traceback" not in response.text
 
 
-def test_a_command_without_user_or_text_gets_help(bot: Bot) -> None:
+def test_a_command_without_user_or_text_opens_the_form(bot: Bot) -> None:
     body = "command=%2Fcall&team_id=T0001&trigger_id=1.2.3"
     response = bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded")
     assert response.status_code == 200
-    assert "callbot: control live calls" in reply_text(response.json())
+    bot.fake_slack.wait_for(lambda reqs: any(r.path == "/api/views.update" for r in reqs))
+    assert bot.fake_slack.calls("views.open")[0]["trigger_id"] == "1.2.3"
+    assert "may not run any call action yet" in json.dumps(bot.fake_slack.calls("views.update")[0])
 
 
 def test_get_on_the_events_endpoint_is_not_a_500(bot: Bot) -> None:

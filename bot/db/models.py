@@ -113,3 +113,23 @@ class PendingChoice(Base):
     text: Mapped[str] = mapped_column(Text)
     accounts: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # "account": pick the account of an ambiguous call id (the command is run again, as typed);
+    # "confirm": apply a saved flow, whose exact version the stored command names.
+    purpose: Mapped[str] = mapped_column(String(16), default="account", server_default="account")
+
+
+class SavedFlowRow(Base):
+    """One version of a saved Bird callFlow. Rows are never removed: saving a name again adds a
+    version, deleting a name marks all its versions deleted (who, when), so history stays for audit."""
+
+    __tablename__ = "saved_flows"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_saved_flows_name_version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    callflow: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # the wire form, as sent to Bird
+    author: Mapped[str] = mapped_column(String(64))  # Slack user id (or `shell:NAME`)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_by: Mapped[str | None] = mapped_column(String(64))

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.models import AuditRow, GrantRow, PendingChoice, utcnow
+from bot.db.models import AuditRow, GrantRow, PendingChoice, SavedFlowRow, utcnow
 from bot.db.session import Database
 from bot.permissions import ANY_ACCOUNT, Grant
 
@@ -144,10 +144,12 @@ async def search_audit(db: Database, flt: AuditFilter) -> list[AuditRow]:
         return list(await session.scalars(query))
 
 
-async def save_choice(db: Database, token: str, user_id: str, text: str, accounts: list[str]) -> None:
+async def save_choice(
+    db: Database, token: str, user_id: str, text: str, accounts: list[str], purpose: str = "account"
+) -> None:
     async with db.session() as session:
         await session.execute(delete(PendingChoice).where(PendingChoice.created_at < utcnow() - CHOICE_TTL))
-        session.add(PendingChoice(token=token, user_id=user_id, text=text, accounts=accounts))
+        session.add(PendingChoice(token=token, user_id=user_id, text=text, accounts=accounts, purpose=purpose))
 
 
 async def take_choice(db: Database, token: str) -> PendingChoice | None:
@@ -158,3 +160,84 @@ async def take_choice(db: Database, token: str) -> PendingChoice | None:
             return None
         await session.delete(choice)
         return choice if choice.created_at >= utcnow() - CHOICE_TTL else None
+
+
+# -- saved flows ----------------------------------------------------------------------------------
+
+SAVE_ATTEMPTS = 5
+
+
+async def insert_saved_flow(db: Database, name: str, callflow: list[dict[str, Any]], author: str) -> SavedFlowRow:
+    """The next version of `name` (1 for a new name; numbers are never reused, even after a delete).
+
+    Two people saving the same name at once both compute the same next version; the unique
+    (name, version) constraint refuses one of them, which then tries the following number.
+    """
+    for attempt in range(SAVE_ATTEMPTS):
+        try:
+            async with db.session() as session:
+                latest = await session.scalar(select(func.max(SavedFlowRow.version)).where(SavedFlowRow.name == name))
+                row = SavedFlowRow(name=name, version=(latest or 0) + 1, callflow=callflow, author=author)
+                session.add(row)
+            return row
+        except IntegrityError:
+            if attempt == SAVE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def saved_flow_versions(db: Database, name: str) -> list[SavedFlowRow]:
+    """Every version of a name, deleted ones included, oldest first."""
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(SavedFlowRow).where(SavedFlowRow.name == name).order_by(SavedFlowRow.version)
+        )
+        return list(rows)
+
+
+async def latest_saved_flows(db: Database) -> list[tuple[SavedFlowRow, int]]:
+    """Each name that has live (not deleted) versions: its newest live version and how many it has."""
+    live = SavedFlowRow.deleted_at.is_(None)
+    newest = (
+        select(
+            SavedFlowRow.name.label("name"),
+            func.max(SavedFlowRow.version).label("version"),
+            func.count().label("versions"),
+        )
+        .where(live)
+        .group_by(SavedFlowRow.name)
+        .subquery()
+    )
+    query = (
+        select(SavedFlowRow, newest.c.versions)
+        .join(newest, (SavedFlowRow.name == newest.c.name) & (SavedFlowRow.version == newest.c.version))
+        .order_by(SavedFlowRow.name)
+    )
+    async with db.session() as session:
+        return [(row, int(count)) for row, count in (await session.execute(query)).all()]
+
+
+async def saved_flow_names(db: Database, *, deleted: bool = False) -> list[str]:
+    """Names with live versions (or, with deleted=True, names whose every version is deleted)."""
+    live_names = select(SavedFlowRow.name).where(SavedFlowRow.deleted_at.is_(None)).distinct()
+    query = select(SavedFlowRow.name).where(SavedFlowRow.name.not_in(live_names)).distinct() if deleted else live_names
+    async with db.session() as session:
+        return sorted(await session.scalars(query))
+
+
+async def delete_saved_flow(db: Database, name: str, deleted_by: str) -> list[int]:
+    """Marks every live version of `name` deleted; the versions it marked (none: nothing to delete)."""
+    async with db.session() as session:
+        rows = list(
+            await session.scalars(
+                select(SavedFlowRow)
+                .where(SavedFlowRow.name == name, SavedFlowRow.deleted_at.is_(None))
+                .order_by(SavedFlowRow.version)
+                .with_for_update()
+            )
+        )
+        now = utcnow()
+        for row in rows:
+            row.deleted_at = now
+            row.deleted_by = deleted_by
+        return [row.version for row in rows]

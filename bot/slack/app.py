@@ -6,20 +6,34 @@ Listeners only translate. Parsing, permissions, audit and provider calls live in
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service, Started
-from bot.slack.render import CHOICE_ACTION, message
+from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
+from bot.slack.render import CHOICE_ACTION, OPEN_FORM_ACTION, message
 from bot.slack.text import plain_text
+from bot.slack.views import (
+    ACTION_MODAL,
+    CONFIRM_MODAL,
+    DESTRUCTIVE,
+    FormState,
+    action_view,
+    confirm_view,
+    loading_view,
+    read_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +57,9 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     )
 
     @app.command(re.compile(r"^/call"))
-    async def on_call(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, request: AsyncBoltRequest) -> None:
+    async def on_call(
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, request: AsyncBoltRequest, client: AsyncWebClient
+    ) -> None:
         inv = Invocation(
             source="slash",
             user_id=str(body.get("user_id") or "unknown"),
@@ -54,10 +70,67 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
             idempotency_key=_idempotency_key(body, request),
         )
 
+        if not inv.text.strip():
+            await ack()
+            await _open_action_modal(client, service, str(body.get("trigger_id") or ""), inv)
+            return
+
         async def first(reply: Reply) -> None:
             await ack(**message(reply))
 
         await _drive(service, lambda: service.begin(inv), first, respond, replace=False)
+
+    @app.action(OPEN_FORM_ACTION)
+    async def on_open_form(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user = body.get("user") or {}
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        inv = Invocation(source="button", user_id=str(user.get("id") or "unknown"), text="", channel_id=channel)
+        await _open_action_modal(client, service, str(body.get("trigger_id") or ""), inv)
+
+    @app.action("account")
+    @app.action("action")
+    async def on_form_change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """Choosing the account or the action reshapes the form to what that provider supports."""
+        await ack()
+        view = body.get("view") or {}
+        user = str((body.get("user") or {}).get("id") or "")
+        try:
+            accounts = await service.form_accounts(user)
+            channel = _metadata(view).get("channel")
+            updated = action_view(accounts, read_state(view), channel)
+            await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=updated)
+        except Exception:
+            log.exception("could not update the action modal")
+
+    @app.view(ACTION_MODAL)
+    async def on_action_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        state = read_state(view)
+        inv = _modal_invocation(body, view, _metadata(view).get("channel"))
+        try:
+            command = command_from_form(state)
+        except FormErrors as problems:
+            await ack(response_action="errors", errors=problems.errors)
+            await _safely(service.record_invalid(replace(inv, text=_partial_line(state)), problems.first, state.action))
+            return
+        inv = replace(inv, text=command_line(command))
+        if command.action.name.value in DESTRUCTIVE and not command.dry_run:
+            await ack(response_action="update", view=_confirmation(command, inv.channel_id))
+            return
+        await _run_modal(service, client, ack, inv, command)
+
+    @app.view(CONFIRM_MODAL)
+    async def on_confirm_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        meta = _metadata(view)
+        inv = _modal_invocation(body, view, meta.get("channel"))
+        try:
+            command = command_from_form(FormState(meta.get("account"), meta.get("action"), meta.get("values") or {}))
+        except FormErrors:
+            await ack(response_action="clear")
+            return
+        await _run_modal(service, client, ack, replace(inv, text=command_line(command)), command)
 
     @app.action(re.compile(rf"^{CHOICE_ACTION}:"))
     async def on_choose_account(
@@ -104,6 +177,113 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         log.error("unhandled error in a Slack listener", exc_info=error)
 
     return app
+
+
+async def _open_action_modal(client: AsyncWebClient, service: Service, trigger_id: str, inv: Invocation) -> None:
+    """`views.open` first (the trigger_id lives 3 s), then fill the form with `views.update`."""
+    try:
+        opened = await client.views_open(trigger_id=trigger_id, view=loading_view())
+        view = opened.get("view") or {}
+        accounts = await service.form_accounts(inv.user_id)
+        await client.views_update(
+            view_id=view.get("id"), hash=view.get("hash"), view=action_view(accounts, FormState(), inv.channel_id)
+        )
+    except Exception:
+        log.exception("could not open the action modal for %s", inv.user_id)
+
+
+async def _run_modal(service: Service, client: AsyncWebClient, ack: AsyncAck, inv: Invocation, command: Any) -> None:
+    """Same pipeline as a typed command. Refusals stay in the form, under the field concerned;
+    everything else closes it and the outcome arrives as an ephemeral message (or a DM)."""
+    try:
+        step = await service.begin_command(inv, command)
+    except Exception:
+        log.exception("could not start a modal action")
+        await ack(response_action="errors", errors={"action": INTERNAL_ERROR.title})
+        return
+    if isinstance(step, Done) and step.reply.tone in (Tone.INVALID, Tone.DENIED):
+        block = "action" if step.reply.tone is Tone.DENIED else block_for(step.reply.field, command.action.name.value)
+        await ack(response_action="errors", errors={block: " ".join(step.reply.lines)[:2000] or step.reply.title})
+        return
+    await ack(response_action="clear")
+    if isinstance(step, Done):
+        await _deliver(client, inv, step.reply)
+        return
+    try:
+        reply = await service.finish(step)
+    except Exception:
+        log.exception("provider step failed for audit #%s", step.audit_id)
+        reply = Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
+    await _deliver(client, inv, reply)
+
+
+async def _deliver(client: AsyncWebClient, inv: Invocation, reply: Reply) -> None:
+    """A view submission has no response_url: ephemeral in the channel it came from, else a DM."""
+    payload = message(reply)
+    payload.pop("response_type", None)
+    if inv.channel_id:
+        try:
+            await client.chat_postEphemeral(channel=inv.channel_id, user=inv.user_id, **payload)
+            return
+        except SlackApiError as error:
+            log.info("ephemeral post failed (%s); sending a DM", error.response.get("error"))
+    try:
+        await client.chat_postMessage(channel=inv.user_id, **payload)
+    except Exception:
+        log.exception("could not deliver a modal outcome to %s", inv.user_id)
+
+
+def _confirmation(command: Any, channel: str | None) -> Any:
+    action = command.action
+    target = command.target.display()
+    verb = "Hang up" if action.name.value == "hangup" else "Cancel"
+    detail = (
+        "This ends the call for everyone on it."
+        if action.name.value == "hangup"
+        else "This ends the call if it is still queued or ringing."
+    )
+    if action.reason:
+        detail += f"\nReason: {action.reason}"
+    values = {"call_id": command.target.call_id, "reason": action.reason}
+    meta = {"channel": channel, "account": command.target.account, "action": action.name.value, "values": values}
+    return confirm_view(f"{verb} {target}?", detail, meta, verb)
+
+
+def _modal_invocation(body: dict[str, Any], view: dict[str, Any], channel: str | None) -> Invocation:
+    user = body.get("user") or {}
+    # A replayed submission carries the same view and values; a corrected one does not.
+    digest = hashlib.sha256(
+        json.dumps([view.get("id"), view.get("hash"), (view.get("state") or {}).get("values")], sort_keys=True).encode()
+    ).hexdigest()
+    return Invocation(
+        source="modal",
+        user_id=str(user.get("id") or "unknown"),
+        user_name=user.get("username") or user.get("name"),
+        team_id=(body.get("team") or {}).get("id"),
+        channel_id=channel,
+        text="",
+        idempotency_key=f"modal:{digest[:48]}",
+    )
+
+
+def _partial_line(state: FormState) -> str:
+    target = f"{state.account}:{state.get('call_id')}" if state.account else str(state.get("call_id") or "")
+    return f"{state.action or '(no action)'} {target}".strip()
+
+
+def _metadata(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+async def _safely(work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("could not audit a refused form")
 
 
 async def _drive(

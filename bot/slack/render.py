@@ -28,6 +28,7 @@ SECTION_LIMIT = 3000  # Slack's limit for a section's text
 MAX_BLOCKS = 50
 MAX_BUTTONS = 25  # Slack's limit of elements in an actions block
 CHOICE_ACTION = "choose_account"
+OPEN_FORM_ACTION = "open_form"
 
 
 def _chunks(lines: list[str], limit: int) -> list[str]:
@@ -61,6 +62,13 @@ def message(reply: Reply) -> dict[str, Any]:
             for i, choice in enumerate(reply.choices[:MAX_BUTTONS])
         ]
         blocks.append(ActionsBlock(block_id=CHOICE_ACTION, elements=buttons))
+    if reply.offers_form:
+        blocks.append(
+            ActionsBlock(
+                block_id=OPEN_FORM_ACTION,
+                elements=[ButtonElement(text="Open form", action_id=OPEN_FORM_ACTION, style="primary")],
+            )
+        )
     if reply.audit_id:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"audit #{reply.audit_id}")]))
     return {

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from typing import Any
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.views import View
+
 from tests.fakes.server import Answer, Recorded, RecordingServer
 
 BOT_TOKEN = "xoxb-1111-2222-testbottokenvalue"
@@ -10,6 +17,9 @@ BOT_TOKEN = "xoxb-1111-2222-testbottokenvalue"
 class FakeSlack(RecordingServer):
     def __init__(self) -> None:
         super().__init__(self._answer)
+        self._views = itertools.count(1)
+        self.unreachable_channels: set[str] = set()  # chat.postEphemeral answers channel_not_found
+        self.view_errors: list[str] = []
 
     @property
     def api_url(self) -> str:
@@ -40,9 +50,37 @@ class FakeSlack(RecordingServer):
                     "is_enterprise_install": False,
                 },
             )
+        args = _args(request)
+        if method == "chat.postEphemeral" and args.get("channel") in self.unreachable_channels:
+            return Answer.json(200, {"ok": False, "error": "channel_not_found"})
         if method in ("chat.postMessage", "chat.postEphemeral", "chat.update"):
             return Answer.json(200, {"ok": True, "channel": "C2147483705", "ts": "1700000000.000100"})
+        if method in ("views.open", "views.update", "views.push"):
+            return self._view(method, args)
         return Answer.json(200, {"ok": False, "error": "unknown_method"})
+
+    def _view(self, method: str, args: dict[str, Any]) -> Answer:
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        try:
+            # Slack's own limits (title 24 chars, 100 blocks, text lengths…) as slack_sdk checks them.
+            View(**view).validate_json()
+        except (SlackObjectFormationError, TypeError, ValueError) as error:
+            self.view_errors.append(str(error))
+            return Answer.json(
+                200, {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [str(error)]}}
+            )
+        if method == "views.open" and not args.get("trigger_id"):
+            return Answer.json(200, {"ok": False, "error": "invalid_trigger_id"})
+        number = int(str(args.get("view_id") or "V0").lstrip("V") or 0) or next(self._views)
+        return Answer.json(
+            200, {"ok": True, "view": {**view, "id": f"V{number:010d}", "hash": f"{number}.{len(self.requests)}"}}
+        )
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        """The arguments of every call to a Web API method, in order."""
+        return [_args(r) for r in self.requests if r.path == f"/api/{method}"]
 
     def responses(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.startswith("/response/")]
@@ -50,3 +88,12 @@ class FakeSlack(RecordingServer):
     def wait_responses(self, count: int, timeout: float = 10.0) -> list[Recorded]:
         self.wait_for(lambda reqs: sum(r.path.startswith("/response/") for r in reqs) >= count, timeout)
         return self.responses()
+
+
+def _args(request: Recorded) -> dict[str, Any]:
+    if not request.body:
+        return dict(request.form) if request.query else {}
+    if (request.header("content-type") or "").startswith("application/json"):
+        body = request.json
+        return body if isinstance(body, dict) else {}
+    return dict(request.form)

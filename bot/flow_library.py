@@ -1,0 +1,214 @@
+"""Saved flows: the team's library of named, versioned Bird callFlows.
+
+A saved flow is a name (lowercase words and dashes, ≤ 64 characters, e.g. `hold-music`) with
+versions 1, 2, 3…: saving an existing name adds the next version and keeps the older ones. A flow is
+referred to as `NAME` (its newest version) or `NAME@N` (version N).
+
+Deleting a name marks every version deleted (who, when) instead of removing rows: the history
+stays in the `saved_flows` table for auditors, while the name disappears from `/call flows` and
+can no longer be shown or applied. Saving the name again later starts at the next unused version
+number, so a version number always means the same flow.
+
+The library is shared by the whole team, not tied to a provider account; who may read, save and
+delete is decided by the service (bot/permissions.py: `decide_flow_read`, `decide_flow_manage`).
+The functions here neither check permissions nor audit: callers (the service's `/call flows`
+commands, and `Service.save_flow` for the builder's "Save as…") do both.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.callflow import CallFlow, validate_callflow
+from bot.db import repo
+from bot.db.models import SavedFlowRow
+from bot.db.session import Database
+from bot.errors import InvalidInput
+
+MAX_NAME = 64
+NAME_RULE = "lowercase words joined by dashes (a–z, 0–9, `-`), at most 64 characters, e.g. `hold-music`"
+_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# A word that names a saved flow rather than spelling out a callFlow (JSON and YAML callFlows
+# always contain brackets, braces, colons or spaces).
+_REFERENCE_SHAPE = re.compile(r"^[\w.@-]+$")
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+@dataclass(frozen=True)
+class FlowRef:
+    """A saved flow as written in a command: `NAME` (newest version) or `NAME@N`."""
+
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}" if self.version is not None else self.name
+
+
+@dataclass(frozen=True)
+class SavedFlow:
+    id: int
+    name: str
+    version: int
+    flow: CallFlow
+    author: str
+    created_at: datetime
+
+    @property
+    def label(self) -> str:
+        return f"`{self.name}` v{self.version}"
+
+    @property
+    def ref(self) -> FlowRef:
+        return FlowRef(self.name, self.version)
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    """A name as `/call flows` lists it: its newest version, and how many live versions it has."""
+
+    name: str
+    version: int
+    commands: int
+    author: str
+    created_at: datetime
+    versions: int
+
+
+def looks_like_reference(word: str) -> bool:
+    return bool(_REFERENCE_SHAPE.match(word))
+
+
+def check_name(word: str) -> str:
+    if len(word) > MAX_NAME:
+        raise InvalidInput(_short(word), f"is {len(word)} characters long; a flow name has at most {MAX_NAME}")
+    if not _NAME.match(word):
+        fixed = _slug(word)
+        hint = f"Did you mean `{fixed}`?" if fixed and fixed != word and len(fixed) <= MAX_NAME else ""
+        raise InvalidInput(word, f"is not a valid flow name. Names are {NAME_RULE}", hint or None)
+    return word
+
+
+def check_version(text: str, word: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1 or len(text) > 9:
+        raise InvalidInput(word, "is not a version: versions are whole numbers from 1", "E.g. `hold-music@2`.")
+    return int(text)
+
+
+def parse_ref(word: str, version_option: str | None = None) -> FlowRef:
+    """`NAME` or `NAME@N`; `version_option` is the value of a `version=N` option, if given."""
+    name, at, version_text = word.partition("@")
+    version = check_version(version_text, word) if at else None
+    if version_option is not None:
+        option_version = check_version(version_option.strip(), f"version={version_option}")
+        if version is not None and version != option_version:
+            raise InvalidInput(
+                f"version={version_option}", f"contradicts `{word}`", f"Give the version once: `{name}@{version}`."
+            )
+        version = option_version
+    return FlowRef(check_name(name), version)
+
+
+# -- the library ----------------------------------------------------------------------------------
+
+
+async def save(db: Database, name: str, flow: CallFlow, author: str) -> SavedFlow:
+    """Stores `flow` as the next version of `name`. No permission check, no audit: see the service."""
+    row = await repo.insert_saved_flow(db, check_name(name), flow.to_wire(), author)
+    return SavedFlow(row.id, row.name, row.version, flow, row.author, row.created_at)
+
+
+async def resolve(db: Database, ref: FlowRef) -> SavedFlow:
+    """The version a reference means, or an InvalidInput saying clearly why there is none."""
+    rows = await repo.saved_flow_versions(db, ref.name)
+    if not rows:
+        raise InvalidInput(ref.name, "is not a saved flow", await _unknown_hint(db, ref.name))
+    live = [row for row in rows if row.deleted_at is None]
+    if not live:
+        raise InvalidInput(ref.name, f"was {_deleted(rows[-1])}", "See `/call flows` for the saved flows.")
+    if ref.version is None:
+        return _saved(live[-1])
+    row = next((row for row in rows if row.version == ref.version), None)
+    if row is None:
+        raise InvalidInput(str(ref), f"there is no version {ref.version}", f"`{ref.name}` has {_versions(live)}.")
+    if row.deleted_at is not None:
+        raise InvalidInput(
+            str(ref), f"version {row.version} was {_deleted(row)}", f"`{ref.name}` has {_versions(live)}."
+        )
+    return _saved(row)
+
+
+async def entries(db: Database) -> list[LibraryEntry]:
+    return [
+        LibraryEntry(row.name, row.version, len(row.callflow), row.author, row.created_at, count)
+        for row, count in await repo.latest_saved_flows(db)
+    ]
+
+
+async def versions(db: Database, name: str) -> list[int]:
+    """The live versions of a name, oldest first."""
+    return [row.version for row in await repo.saved_flow_versions(db, name) if row.deleted_at is None]
+
+
+async def delete(db: Database, name: str, deleted_by: str) -> list[int]:
+    """Marks every version of `name` deleted; the versions marked. Unknown or deleted: InvalidInput."""
+    marked = await repo.delete_saved_flow(db, check_name(name), deleted_by)
+    if not marked:
+        rows = await repo.saved_flow_versions(db, name)
+        if rows:
+            raise InvalidInput(name, f"was already {_deleted(rows[-1])}")
+        raise InvalidInput(name, "is not a saved flow", await _unknown_hint(db, name))
+    return marked
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def mention(user: str) -> str:
+    """An author as Slack shows people: `<@U…>` for a Slack user, the shell user's name otherwise."""
+    return f"<@{user}>" if _SLACK_USER.match(user) else f"`{user}`"
+
+
+def _saved(row: SavedFlowRow) -> SavedFlow:
+    """A stored row as a domain value. The stored callFlow is checked again before use: if callbot's
+    validation has become stricter since it was saved, the person hears why instead of Bird."""
+    try:
+        flow = validate_callflow(row.callflow)
+    except InvalidInput as error:
+        raise InvalidInput(
+            f"{row.name}@{row.version}",
+            f"no longer passes callbot's checks ({error.message})",
+            f"Save a corrected version: `/call flows save {row.name} 'CALLFLOW'`.",
+        ) from None
+    return SavedFlow(row.id, row.name, row.version, flow, row.author, row.created_at)
+
+
+async def _unknown_hint(db: Database, name: str) -> str:
+    names = await repo.saved_flow_names(db)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return f"Did you mean `{close[0]}`?"
+    return "See `/call flows` for the saved flows." if names else "No flow has been saved yet."
+
+
+def _deleted(row: SavedFlowRow) -> str:
+    when = row.deleted_at.strftime("%Y-%m-%d %H:%M UTC") if row.deleted_at else "?"
+    return f"deleted by {mention(row.deleted_by or '?')} on {when}"
+
+
+def _versions(live: list[SavedFlowRow]) -> str:
+    numbers = [row.version for row in live]
+    if len(numbers) == 1:
+        return f"only version {numbers[0]}"
+    return "versions " + ", ".join(str(n) for n in numbers)
+
+
+def _slug(word: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", word.lower()).strip("-")
+
+
+def _short(word: str) -> str:
+    return word if len(word) <= 40 else word[:39] + "…"

@@ -1,0 +1,303 @@
+"""The action modal as Block Kit views (slack_sdk models, so Slack's limits are checked on build).
+
+Block ids are the names the errors use: `account`, `call_id`, `action`, `url`, `twiml`, `callflow`,
+`reason`, and each provider option by its command-line name (`method`, `time-limit`, …), so an
+error about `time-limit=` lands under the time-limit field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    CheckboxesElement,
+    ContextBlock,
+    InputBlock,
+    MarkdownTextObject,
+    NumberInputElement,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.service import FormAccount
+
+ACTION_MODAL = "call_action"
+CONFIRM_MODAL = "call_confirm"
+VALUE = "value"  # the action_id of every plain input
+DESTRUCTIVE = ("hangup", "cancel")
+ACTION_LABELS = {
+    "hangup": "Hang up",
+    "cancel": "Cancel (queued or ringing)",
+    "redirect": "Redirect to a URL",
+    "twiml": "Replace with inline TwiML",
+    "flow": "Replace the callFlow",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    label: str
+    kind: str  # url | method | int | text | secret
+    hint: str
+
+
+# Every provider option the grammar knows, as a form field; block id = option name.
+OPTION_FIELDS: dict[str, Field] = {
+    "method": Field("Method", "method", "How the provider fetches the URL (default POST)."),
+    "fallback": Field("Fallback URL", "url", "Fetched when the URL fails or returns bad instructions."),
+    "fallback-method": Field("Fallback method", "method", "How the fallback URL is fetched (default POST)."),
+    "status-callback": Field("Status callback URL", "url", "Twilio calls it when the call ends."),
+    "status-callback-method": Field("Status callback method", "method", "Default POST."),
+    "time-limit": Field("Time limit (seconds)", "int", "Twilio ends the call after this many seconds."),
+    "tag": Field("Tag", "text", "Bandwidth sends it with every later callback; leave empty to keep it."),
+    "username": Field("Username for the URL", "text", "Bandwidth: HTTP Basic auth, with the password."),
+    "password": Field("Password for the URL", "secret", "Never shown again nor stored in the audit."),
+    "fallback-username": Field("Username for the fallback URL", "text", "With the fallback password."),
+    "fallback-password": Field("Password for the fallback URL", "secret", "Never stored in the audit."),
+}
+
+
+@dataclass(frozen=True)
+class FormState:
+    """What the person has filled in so far (read back from Slack's view state)."""
+
+    account: str | None = None
+    action: str | None = None
+    values: Mapping[str, str] = None  # type: ignore[assignment]
+
+    def get(self, block_id: str) -> str | None:
+        return (self.values or {}).get(block_id)
+
+
+def _text(text: str) -> PlainTextObject:
+    return PlainTextObject(text=text, emoji=True)
+
+
+def _option(value: str, label: str) -> Option:
+    return Option(value=value, label=label[:75])
+
+
+def _select(action_id: str, options: Sequence[Option], selected: str | None, placeholder: str) -> StaticSelectElement:
+    initial = next((o for o in options if o.value == selected), None)
+    return StaticSelectElement(
+        action_id=action_id, options=list(options), initial_option=initial, placeholder=_text(placeholder)
+    )
+
+
+def _input(block_id: str, label: str, element: Any, *, hint: str | None = None, optional: bool = False) -> InputBlock:
+    return InputBlock(
+        block_id=block_id, label=_text(label), element=element, hint=_text(hint) if hint else None, optional=optional
+    )
+
+
+def _plain(initial: str | None, placeholder: str = "", *, multiline: bool = False, max_length: int = 3000) -> Any:
+    return PlainTextInputElement(
+        action_id=VALUE,
+        initial_value=initial or None,
+        placeholder=_text(placeholder) if placeholder else None,
+        multiline=multiline,
+        max_length=max_length,
+    )
+
+
+def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: str | None) -> View:
+    """The form: account, call, action, then exactly the options that provider has for that action."""
+    metadata = json.dumps({"channel": channel_id})
+    if not accounts:
+        return View(
+            type="modal",
+            callback_id=ACTION_MODAL,
+            title=_text("Call action"),
+            close=_text("Close"),
+            private_metadata=metadata,
+            blocks=[
+                SectionBlock(
+                    text=MarkdownTextObject(
+                        text="You may not run any call action yet. Ask an admin: `/call grant @you hangup on=ACCOUNT`."
+                    )
+                )
+            ],
+        )
+    chosen = next((a for a in accounts if a.name == state.account), accounts[0] if len(accounts) == 1 else None)
+    blocks: list[Block] = [
+        InputBlock(
+            block_id="account",
+            label=_text("Account"),
+            element=_select(
+                "account",
+                [_option(a.name, f"{a.name} ({a.provider_name})") for a in accounts],
+                chosen.name if chosen else None,
+                "Pick an account",
+            ),
+            dispatch_action=True,
+        ),
+        _input(
+            "call_id",
+            "Call",
+            _plain(state.get("call_id"), chosen.call_id_example if chosen else "The call's id", max_length=128),
+            hint=f"A {chosen.provider_name} call id, like {chosen.call_id_example}" if chosen else None,
+        ),
+    ]
+    action = None
+    if chosen:
+        action = state.action if state.action in chosen.actions else None
+        blocks.append(
+            InputBlock(
+                block_id="action",
+                label=_text("Action"),
+                element=_select(
+                    "action",
+                    [_option(a, ACTION_LABELS.get(a, a)) for a in chosen.actions],
+                    action,
+                    "What to do with the call",
+                ),
+                dispatch_action=True,
+            )
+        )
+    if chosen and action:
+        blocks += _action_fields(chosen, action, state)
+    return View(
+        type="modal",
+        callback_id=ACTION_MODAL,
+        title=_text("Call action"),
+        submit=_text("Run") if chosen and action else None,
+        close=_text("Cancel"),
+        private_metadata=metadata,
+        blocks=blocks,
+    )
+
+
+def _action_fields(account: FormAccount, action: str, state: FormState) -> list[Block]:
+    blocks: list[Block] = []
+    if action == "redirect":
+        blocks.append(
+            _input(
+                "url",
+                "URL with the new instructions",
+                _plain(state.get("url"), "https://example.com/hold.xml", max_length=2000),
+                hint="TwiML for Twilio, BXML for Bandwidth.",
+            )
+        )
+    elif action == "twiml":
+        blocks.append(
+            _input(
+                "twiml",
+                "TwiML",
+                _plain(state.get("twiml"), "<Response><Say>Goodbye</Say><Hangup/></Response>", multiline=True),
+                hint="A <Response> document, at most 4,000 characters.",
+            )
+        )
+    elif action == "flow":
+        blocks.append(
+            _input(
+                "callflow",
+                "callFlow (JSON or YAML)",
+                _plain(state.get("callflow"), '[{"command":"say","options":{"text":"Hello"}}]', multiline=True),
+                hint="At most 20 commands; checked against Bird's schema before sending.",
+            )
+        )
+    for option in account.options.get(action, ()):
+        field = OPTION_FIELDS.get(option)
+        if field is not None:
+            blocks.append(_option_block(option, field, state.get(option)))
+    blocks.append(
+        _input(
+            "reason",
+            "Reason",
+            _plain(state.get("reason"), "Why (kept in the audit)", max_length=500),
+            optional=True,
+        )
+    )
+    blocks.append(
+        _input(
+            "dry_run",
+            "Dry run",
+            CheckboxesElement(
+                action_id=VALUE,
+                options=[_option("dry-run", "Only show the request; send nothing")],
+                initial_options=[_option("dry-run", "Only show the request; send nothing")]
+                if state.get("dry_run")
+                else None,
+            ),
+            optional=True,
+        )
+    )
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"{account.provider_name} account `{account.name}`")]))
+    return blocks
+
+
+def _option_block(option: str, field: Field, current: str | None) -> InputBlock:
+    element: Any
+    if field.kind == "method":
+        element = _select(VALUE, [_option("GET", "GET"), _option("POST", "POST")], current, "POST (default)")
+    elif field.kind == "int":
+        element = NumberInputElement(action_id=VALUE, is_decimal_allowed=False, min_value=1, initial_value=current)
+    elif field.kind == "url":
+        element = _plain(current, "https://…", max_length=2000)
+    elif field.kind == "secret":
+        element = _plain(None, "", max_length=1024)  # never echoed back into a view
+    else:
+        element = _plain(current, "", max_length=1024)
+    return _input(option, field.label, element, hint=field.hint, optional=True)
+
+
+def confirm_view(summary: str, detail: str, metadata: Mapping[str, Any], submit: str) -> View:
+    """The destructive-action check: names the call and the account before anything is sent."""
+    return View(
+        type="modal",
+        callback_id=CONFIRM_MODAL,
+        title=_text("Confirm"),
+        submit=_text(submit[:24]),
+        close=_text("Cancel"),
+        private_metadata=json.dumps(metadata),
+        blocks=[
+            SectionBlock(text=MarkdownTextObject(text=f":warning: *{summary}*")),
+            SectionBlock(text=MarkdownTextObject(text=detail)),
+        ],
+    )
+
+
+def loading_view() -> View:
+    return View(
+        type="modal",
+        callback_id=ACTION_MODAL,
+        title=_text("Call action"),
+        close=_text("Cancel"),
+        blocks=[SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: Loading your accounts…"))],
+    )
+
+
+def read_state(view: Mapping[str, Any]) -> FormState:
+    """Slack's view.state.values → the plain values, whatever element each field uses."""
+    values: dict[str, str] = {}
+    raw = ((view.get("state") or {}).get("values")) or {}
+    for block_id, actions in raw.items():
+        if not isinstance(actions, dict):
+            continue
+        for element in actions.values():
+            if not isinstance(element, dict):
+                continue
+            value = _element_value(element)
+            if value is not None:
+                values[str(block_id)] = value
+    return FormState(account=values.get("account"), action=values.get("action"), values=values)
+
+
+def _element_value(element: Mapping[str, Any]) -> str | None:
+    kind = element.get("type")
+    if kind == "static_select":
+        selected = element.get("selected_option") or {}
+        return str(selected.get("value")) if selected.get("value") else None
+    if kind == "checkboxes":
+        chosen = element.get("selected_options") or []
+        return ",".join(str(o.get("value")) for o in chosen if isinstance(o, dict)) or None
+    value = element.get("value")
+    return str(value) if value not in (None, "") else None
