@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from bot import __version__, grammar
 from bot.config import Settings
 from bot.db import migrate
-from bot.errors import CallbotError
+from bot.errors import CallbotError, ConfigError
 from bot.grammar import AuditQuery, GrantCommand
 from bot.logs import configure_logging, install_redaction
 from bot.redact import Redactor
@@ -134,13 +134,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _serve_socket(settings: Settings) -> int:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
     from bot.slack.app import create_bolt_app
 
     async def go() -> None:
         runtime = await Runtime.start(settings)
         try:
-            handler = AsyncSocketModeHandler(create_bolt_app(settings, runtime.service), settings.slack_app_token)
+            app = create_bolt_app(settings, runtime.service)
+            try:
+                # The Socket Mode client retries a refused token forever: ask once, fail in one line.
+                await app.client.apps_connections_open(app_token=settings.slack_app_token)
+            except SlackApiError as error:
+                reason = error.response.get("error", "unknown error")
+                raise ConfigError(
+                    "environment", "SLACK_APP_TOKEN", f"Slack refused the Socket Mode connection ({reason})"
+                ) from None
+            handler = AsyncSocketModeHandler(app, settings.slack_app_token)
             log.info("callbot %s connected over Socket Mode", __version__)
             await handler.start_async()
         finally:

@@ -111,8 +111,9 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         try:
             command = command_from_form(state)
         except FormErrors as problems:
-            await ack(response_action="errors", errors=problems.errors)
+            # Audited before answering, like every attempt; a quick local write, well within 3 s.
             await _safely(service.record_invalid(replace(inv, text=_partial_line(state)), problems.first, state.action))
+            await ack(response_action="errors", errors=problems.errors)
             return
         inv = replace(inv, text=command_line(command))
         if command.action.name.value in DESTRUCTIVE and not command.dry_run:

@@ -12,6 +12,7 @@ from slack_sdk.models.views import View
 from tests.fakes.server import Answer, Recorded, RecordingServer
 
 BOT_TOKEN = "xoxb-1111-2222-testbottokenvalue"
+APP_TOKEN = "xapp-1-A123456-3333-testapptokenvalue"
 
 
 class FakeSlack(RecordingServer):
@@ -20,6 +21,7 @@ class FakeSlack(RecordingServer):
         self._views = itertools.count(1)
         self.unreachable_channels: set[str] = set()  # chat.postEphemeral answers channel_not_found
         self.view_errors: list[str] = []
+        self.socket_url: str | None = None  # what apps.connections.open hands out
 
     @property
     def api_url(self) -> str:
@@ -34,6 +36,10 @@ class FakeSlack(RecordingServer):
         if not request.path.startswith("/api/"):
             return Answer(404, b"not found")
         method = request.path.removeprefix("/api/")
+        if method == "apps.connections.open":
+            if request.header("authorization") != f"Bearer {APP_TOKEN}" or not self.socket_url:
+                return Answer.json(200, {"ok": False, "error": "invalid_auth"})
+            return Answer.json(200, {"ok": True, "url": self.socket_url})
         if request.header("authorization") != f"Bearer {BOT_TOKEN}":
             return Answer.json(200, {"ok": False, "error": "invalid_auth"})
         if method == "auth.test":
