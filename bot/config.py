@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -234,13 +234,18 @@ def _validated(raw: dict[str, Any], source: str) -> dict[str, Account]:
         parsed = _ConfigFile.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"] if not _is_union_tag(part))
+        key = ".".join(str(part) for part in _key_path(first["loc"]))
         raise ConfigError(source, key or None, _explain(first)) from None
     return {name: Account(name, config) for name, config in parsed.accounts.items()}
 
 
-def _is_union_tag(part: Any) -> bool:
-    return part in {"twilio", "bandwidth", "bird"} or str(part).startswith("function-")
+def _key_path(loc: Sequence[Any]) -> list[Any]:
+    """pydantic's location minus what is not a key in the file: the provider tag it adds after the
+    account name (accounts.NAME.<tag>.key) and validator names."""
+    parts = list(loc)
+    if len(parts) >= 3 and parts[0] == "accounts" and parts[2] in ("twilio", "bandwidth", "bird"):
+        del parts[2]
+    return [p for p in parts if not str(p).startswith("function-")]
 
 
 def _explain(error: Mapping[str, Any]) -> str:
@@ -283,4 +288,12 @@ def _accounts_from_variables(env: Mapping[str, str]) -> dict[str, Account]:
             set_names = ", ".join(keys[key] for key in present)
             raise ConfigError("environment", missing[0], f"is not set, but {set_names} is")
         raw[provider] = {"provider": provider, **present}
-    return _validated({"accounts": raw}, "environment")
+    try:
+        return _validated({"accounts": raw}, "environment")
+    except ConfigError as error:
+        # Name the variable people set, not the file-style key it became.
+        provider, _, key = (error.key or "").removeprefix("accounts.").partition(".")
+        variable = groups.get(provider, {}).get(key)
+        if variable is None:
+            raise
+        raise ConfigError("environment", variable, error.problem) from None

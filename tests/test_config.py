@@ -73,3 +73,11 @@ def test_half_configured_bird_variables_name_what_is_missing(tmp_path: Path, mon
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="BIRD_ACCESS_KEY: is not set, but BIRD_WORKSPACE_ID, BIRD_CHANNEL_ID is"):
         Settings.from_env({"BIRD_WORKSPACE_ID": "ws", "BIRD_CHANNEL_ID": "ch"})
+
+
+def test_a_bad_plain_variable_is_named_as_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"TWILIO_ACCOUNT_SID": "AC-not-a-sid", "TWILIO_AUTH_TOKEN": "tok-123456"})
+    assert str(raised.value).startswith("environment: TWILIO_ACCOUNT_SID: has the wrong shape")
+    assert "tok-123456" not in str(raised.value)
