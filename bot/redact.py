@@ -17,7 +17,8 @@ _MIN_SECRET_LENGTH = 4
 
 _TYPED_SECRET = re.compile(
     r"(?P<key>\b(?:[\w-]*password|[\w-]*secret|[\w-]*token|access[_-]?key)\s*=\s*)"
-    r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s`]+)",
+    # A value, unless it is a placeholder (`password=…`), already masked, or markup.
+    r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s`…*\[<][^\s`]*)",
     re.IGNORECASE,
 )
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/\s@:]+(?::[^/\s@]*)?)@", re.I)

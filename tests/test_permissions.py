@@ -107,6 +107,7 @@ def test_help_shows_only_what_the_user_may_run(bot: Bot) -> None:
     admin = reply_text(bot.slack.command("help").json())
     for verb in ("hangup", "cancel", "redirect", "twiml", "grant", "revoke", "audit", "perms"):
         assert f"/call {verb}" in admin
+    assert "[username=… password=…]" in admin  # placeholders are not mistaken for secrets
 
 
 def test_help_topic_and_bare_call(bot: Bot) -> None:

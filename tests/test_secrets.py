@@ -60,6 +60,8 @@ def test_acks_carry_no_secret(bot: Bot) -> None:
         ("token xoxb-123-456-abc here", "token *** here"),
         ("the configured value sekrit-value-1 appears", "the configured value *** appears"),
         ("`password=`: is not supported", "`password=`: is not supported"),
+        ("[username=… password=…] [fallback-password=…]", "[username=… password=…] [fallback-password=…]"),
+        ("password=*** already", "password=*** already"),
     ],
 )
 def test_redactor_masks_typed_and_configured_secrets(text: str, expected: str) -> None:
