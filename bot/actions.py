@@ -99,6 +99,8 @@ class ApplyFlow:
     # Set when the callFlow comes from the saved-flow library (bot/flow_library.py): which one.
     saved_name: str | None = None
     saved_version: int | None = None
+    # End the call once the flow is handed over (the builder's "End the call after this flow").
+    end_call: bool = False
 
 
 CallAction = Hangup | Cancel | Redirect | InlineTwiml | ApplyFlow

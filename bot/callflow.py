@@ -59,7 +59,7 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import urlsplit
@@ -101,7 +101,6 @@ AMD_NOTIFY_AFTER = ("beep", "wordCount")
 CONDITION_VARIABLES = ("keys", "speech")
 CONDITION_OPERATORS = ("eq", "ne", "==", "!=", "contains")
 
-Check = Callable[[Any, str], Any]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OTHER_KINDS = {"date": "a date", "datetime": "a date and time", "bytes": "binary data", "set": "a set"}
 _UNPRINTABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
@@ -170,30 +169,47 @@ def _one_of(choices: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Field validators: each takes (value, path) and returns the value to keep, or raises InvalidInput.
+# Field validators: each is called with (value, path) and returns the value to keep, or raises
+# InvalidInput. They are small frozen dataclasses rather than closures so that what they accept
+# (kind, range, choices, nested model) can be read back: the Slack callFlow builder generates each
+# command's form from them instead of repeating the schema.
 
 
-def _int(minimum: int = 0, maximum: int = MAX_INT) -> Check:
-    def check(value: Any, path: str) -> int:
+@dataclass(frozen=True)
+class IntCheck:
+    kind: ClassVar[str] = "int"
+    minimum: int = 0
+    maximum: int = MAX_INT
+
+    def __call__(self, value: Any, path: str) -> int:
         # bool is a subclass of int in Python, but `true` is no number of seconds.
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidInput(path, f"must be a whole number, not {_kind(value)}")
-        _in_range(value, path, minimum, maximum)
+        _in_range(value, path, self.minimum, self.maximum)
         return value
 
-    return check
 
+@dataclass(frozen=True)
+class NumberCheck:
+    kind: ClassVar[str] = "number"
+    minimum: int = 0
+    maximum: int = MAX_INT
 
-def _number(minimum: int, maximum: int = MAX_INT) -> Check:
-    def check(value: Any, path: str) -> int | float:
+    def __call__(self, value: Any, path: str) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(path, f"must be a number, not {_kind(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidInput(path, "must be a finite number")
-        _in_range(value, path, minimum, maximum)
+        _in_range(value, path, self.minimum, self.maximum)
         return value
 
-    return check
+
+def _int(minimum: int = 0, maximum: int = MAX_INT) -> IntCheck:
+    return IntCheck(minimum, maximum)
+
+
+def _number(minimum: int, maximum: int = MAX_INT) -> NumberCheck:
+    return NumberCheck(minimum, maximum)
 
 
 def _in_range(value: float, path: str, minimum: int, maximum: int) -> None:
@@ -203,70 +219,128 @@ def _in_range(value: float, path: str, minimum: int, maximum: int) -> None:
         raise InvalidInput(path, f"must be ≤ {maximum}")
 
 
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(path, f"must be true or false, not {_kind(value)}")
-    return value
+@dataclass(frozen=True)
+class BoolCheck:
+    kind: ClassVar[str] = "bool"
+
+    def __call__(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidInput(path, f"must be true or false, not {_kind(value)}")
+        return value
 
 
-def _text(*, blank_ok: bool = False) -> Check:
-    def check(value: Any, path: str) -> str:
+@dataclass(frozen=True)
+class TextCheck:
+    kind: ClassVar[str] = "text"
+    blank_ok: bool = False
+
+    def __call__(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
             raise InvalidInput(path, f"must be text, not {_kind(value)}", _quote_hint(value))
-        if not blank_ok and not value.strip():
+        if not self.blank_ok and not value.strip():
             raise InvalidInput(path, "must not be empty")
         return value
 
-    return check
+
+def _text(*, blank_ok: bool = False) -> TextCheck:
+    return TextCheck(blank_ok)
 
 
-def _choice(choices: Sequence[str], noun: str) -> Check:
-    def check(value: Any, path: str) -> str:
+@dataclass(frozen=True)
+class ChoiceCheck:
+    kind: ClassVar[str] = "choice"
+    choices: tuple[str, ...]
+    noun: str
+
+    def __call__(self, value: Any, path: str) -> str:
+        choices = self.choices
         if not isinstance(value, str):
             raise InvalidInput(path, f"must be text, not {_kind(value)}", _quote_hint(value) or _one_of(choices))
         if value not in choices:
             raise InvalidInput(
-                path, f"{_quoted(value)} is not a {noun}", _did_you_mean(value, choices) or _one_of(choices)
+                path, f"{_quoted(value)} is not a {self.noun}", _did_you_mean(value, choices) or _one_of(choices)
             )
         return value
 
-    return check
+
+def _choice(choices: Sequence[str], noun: str) -> ChoiceCheck:
+    return ChoiceCheck(tuple(choices), noun)
 
 
-def _url(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(path, f"must be a URL, not {_kind(value)}")
-    try:
-        parts = urlsplit(value)
-        absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        absolute = False
-    if not absolute:
-        raise InvalidInput(path, "is not an absolute http(s) URL", "Write it like `https://example.com/hold.mp3`.")
-    if _UNPRINTABLE.search(value):
-        raise InvalidInput(path, "contains spaces or control characters", "Encode spaces in a URL as `%20`.")
-    return value
+@dataclass(frozen=True)
+class UrlCheck:
+    kind: ClassVar[str] = "url"
+
+    def __call__(self, value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            raise InvalidInput(path, f"must be a URL, not {_kind(value)}")
+        try:
+            parts = urlsplit(value)
+            absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            absolute = False
+        if not absolute:
+            raise InvalidInput(path, "is not an absolute http(s) URL", "Write it like `https://example.com/hold.mp3`.")
+        if _UNPRINTABLE.search(value):
+            raise InvalidInput(path, "contains spaces or control characters", "Encode spaces in a URL as `%20`.")
+        return value
 
 
-def _media(value: Any, path: str) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise InvalidInput(
-            path, f"must be a list of URLs, not {_kind(value)}", 'Write it like ["https://example.com/a.mp3"].'
-        )
-    if not value:
-        raise InvalidInput(path, "is empty", "Give at least one URL.")
-    if len(value) > MAX_MEDIA:
-        raise InvalidInput(path, f"has {len(value)} files; Bird accepts at most {MAX_MEDIA}")
-    return tuple(_url(item, f"{path}[{i}]") for i, item in enumerate(value))
+_url = UrlCheck()
+_bool = BoolCheck()
 
 
-def _nested(cls: type[_Model]) -> Check:
-    return lambda value, path: _parse_object(cls, value, path)
+@dataclass(frozen=True)
+class MediaCheck:
+    kind: ClassVar[str] = "media"
+    maximum: int = MAX_MEDIA
+
+    def __call__(self, value: Any, path: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise InvalidInput(
+                path, f"must be a list of URLs, not {_kind(value)}", 'Write it like ["https://example.com/a.mp3"].'
+            )
+        if not value:
+            raise InvalidInput(path, "is empty", "Give at least one URL.")
+        if len(value) > self.maximum:
+            raise InvalidInput(path, f"has {len(value)} files; Bird accepts at most {self.maximum}")
+        return tuple(_url(item, f"{path}[{i}]") for i, item in enumerate(value))
 
 
-def _bridge_flow(value: Any, path: str) -> tuple[Command, ...] | None:
-    # An empty list is valid for the schema and plainly means "nothing after the bridge".
-    return _parse_commands(value, path, _IN_BRIDGE) or None
+_media = MediaCheck()
+
+
+@dataclass(frozen=True)
+class NestedCheck:
+    """An object option (gather's `say`/`playback`, bridge's `notification`/`amdSettings`)."""
+
+    kind: ClassVar[str] = "nested"
+    model: type[_Model]
+
+    def __call__(self, value: Any, path: str) -> Any:
+        return _parse_object(self.model, value, path)
+
+
+def _nested(cls: type[_Model]) -> NestedCheck:
+    return NestedCheck(cls)
+
+
+@dataclass(frozen=True)
+class BridgeFlowCheck:
+    """A bridge's own callFlow: the restricted command set of `CallFlowCommandBridgeCall`."""
+
+    kind: ClassVar[str] = "flow"
+
+    def __call__(self, value: Any, path: str) -> tuple[Command, ...] | None:
+        # An empty list is valid for the schema and plainly means "nothing after the bridge".
+        return _parse_commands(value, path, _IN_BRIDGE) or None
+
+
+_bridge_flow = BridgeFlowCheck()
+
+Check = (
+    IntCheck | NumberCheck | BoolCheck | TextCheck | ChoiceCheck | UrlCheck | MediaCheck | NestedCheck | BridgeFlowCheck
+)
 
 
 def _option(wire: str, check: Check, *, required: bool = False, nullable: bool = False) -> Any:
@@ -449,6 +523,33 @@ _ALL: tuple[type[_Model], ...] = (Answer, Hangup, Playback, Say, Gather, Record,
 _IN_BRIDGE: tuple[type[_Model], ...] = (Hangup, Playback, Say, Gather, Pause)  # CallFlowCommandEnumBridgeCall
 _BY_NAME = {cls.NAME: cls for cls in _ALL}
 _COMMAND_KEYS = ("command", "options", "conditions")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One field of a command's options (or of a nested object, or of a condition), as declared."""
+
+    wire: str
+    check: Check
+    required: bool
+    nullable: bool
+
+
+def option_specs(model: type[_Model]) -> tuple[OptionSpec, ...]:
+    """The fields of `model` in schema order, for code that builds forms from the model."""
+    return tuple(
+        OptionSpec(f.metadata["wire"], f.metadata["check"], f.metadata["required"], f.metadata["nullable"])
+        for f in fields(model)
+    )
+
+
+COMMAND_NAMES: tuple[str, ...] = tuple(cls.NAME for cls in _ALL)
+BRIDGE_COMMAND_NAMES: tuple[str, ...] = tuple(cls.NAME for cls in _IN_BRIDGE)
+
+
+def command_model(name: str) -> type[_Model]:
+    """The options model of a command name (KeyError for an unknown name)."""
+    return _BY_NAME[name]
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serve_socket(settings: Settings) -> int:
+    app_token = settings.slack_app_token or ""  # checked by the caller
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
     from slack_sdk.errors import SlackApiError
 
@@ -144,13 +145,13 @@ def _serve_socket(settings: Settings) -> int:
             app = create_bolt_app(settings, runtime.service)
             try:
                 # The Socket Mode client retries a refused token forever: ask once, fail in one line.
-                await app.client.apps_connections_open(app_token=settings.slack_app_token)
+                await app.client.apps_connections_open(app_token=app_token)
             except SlackApiError as error:
                 reason = error.response.get("error", "unknown error")
                 raise ConfigError(
                     "environment", "SLACK_APP_TOKEN", f"Slack refused the Socket Mode connection ({reason})"
                 ) from None
-            handler = AsyncSocketModeHandler(app, settings.slack_app_token)
+            handler = AsyncSocketModeHandler(app, app_token)
             log.info("callbot %s connected over Socket Mode", __version__)
             await handler.start_async()
         finally:

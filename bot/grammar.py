@@ -95,9 +95,10 @@ VERBS: dict[str, VerbSpec] = {
         ),
         VerbSpec(
             "flow",
-            "/call flow CALL 'CALLFLOW-JSON'|SAVED-FLOW[@VERSION] [reason=\"…\"] [dry-run]",
-            "replace a Bird call's callFlow (JSON or YAML list of commands, or a saved flow's name)",
-            ("CALL", "CALLFLOW"),
+            "/call flow CALL ['CALLFLOW-JSON'|SAVED-FLOW[@VERSION]] [reason=\"…\"] [dry-run]",
+            "replace a Bird call's callFlow (alone: the callFlow builder; or JSON/YAML, or a saved flow's name)",
+            ("CALL",),
+            ("CALLFLOW",),
             options=("reason", "version"),
             flags=_CALL_FLAGS,
             permission="flow",
@@ -174,6 +175,18 @@ class SavedFlowCommand:
 
 
 @dataclass(frozen=True)
+class FlowBuilderCommand:
+    """`/call flow CALL` with no callFlow: Slack opens the callFlow builder (a modal) for that call.
+    Elsewhere (the CLI, or an account without callFlows) it is refused as `flow` needing CALLFLOW."""
+
+    target: CallTarget
+
+    @property
+    def verb(self) -> str:
+        return ActionName.FLOW.value
+
+
+@dataclass(frozen=True)
 class FlowsCommand:
     """`/call flows …`: `sub` is list, show, save or delete."""
 
@@ -223,6 +236,7 @@ class PermsCommand:
 Command = (
     CallCommand
     | SavedFlowCommand
+    | FlowBuilderCommand
     | FlowsCommand
     | HelpCommand
     | OpenFormCommand
@@ -312,8 +326,12 @@ def _split(spec: VerbSpec, words: list[str]) -> tuple[list[str], dict[str, str],
 
 def _call_command(
     verb: str, args: list[str], options: dict[str, str], flags: set[str]
-) -> CallCommand | SavedFlowCommand:
+) -> CallCommand | SavedFlowCommand | FlowBuilderCommand:
     target = CallTarget.parse(args[0])
+    if verb == ActionName.FLOW and len(args) == 1:
+        if options or flags:  # the builder takes none of them: they belong with a callFlow
+            raise InvalidInput(None, "`flow` needs CALLFLOW.", f"Usage: `{VERBS['flow'].usage}`")
+        return FlowBuilderCommand(target)
     reason = options.pop("reason", None)
     if reason is not None and not reason.strip():
         raise InvalidInput('reason=""', "is empty.", "Say why, or leave `reason=` out.")

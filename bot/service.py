@@ -15,7 +15,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot import flow_library, grammar
@@ -39,6 +39,7 @@ from bot.flow_library import FlowRef, SavedFlow, mention
 from bot.grammar import (
     AuditQuery,
     CallCommand,
+    FlowBuilderCommand,
     FlowsCommand,
     GrantCommand,
     HelpCommand,
@@ -127,6 +128,32 @@ class Started:
 
 
 @dataclass(frozen=True)
+class FlowDraft:
+    """A callFlow being built in Slack's builder: commands in wire form, each already validated."""
+
+    id: int
+    user_id: str
+    account: str
+    call_id: str
+    commands: tuple[dict[str, Any], ...]
+    end_call: bool
+    updated_at: datetime
+
+    @property
+    def label(self) -> str:
+        return f"{self.account}:{self.call_id}"
+
+
+@dataclass(frozen=True)
+class BuilderOpening:
+    """`/call flow CALL` may open the builder: the call, and the person's unfinished draft for it."""
+
+    account: str
+    call_id: str
+    earlier: FlowDraft | None
+
+
+@dataclass(frozen=True)
 class _Authorised:
     """A call action's account resolved and `decide` passed: what the rest of the pipeline needs."""
 
@@ -168,6 +195,8 @@ class Service:
         if isinstance(command, SavedFlowCommand):
             step = await self._begin_saved_flow(inv, command, confirmed=confirmed)
             return step if isinstance(step, Started) else Done(self._safe(step.reply))
+        if isinstance(command, FlowBuilderCommand):
+            return Done(self._safe(await self._refuse(inv, self._no_builder(inv), action=ActionName.FLOW)))
         if isinstance(command, FlowsCommand):
             return Done(self._safe(await self._flows(inv, command)))
         if isinstance(command, GrantCommand):
@@ -181,7 +210,8 @@ class Service:
         return Done(self._safe(await self._help(inv, topic)))
 
     async def begin_command(self, inv: Invocation, command: CallCommand) -> Done | Started:
-        """A call action that arrives already structured (the action modal): same checks, same audit."""
+        """A call action that arrives already structured (the action modal, the callFlow builder):
+        same checks, same audit."""
         if inv.idempotency_key:
             earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
             if earlier is not None:
@@ -370,6 +400,83 @@ class Service:
                 f"Expected {' or '.join(shapes)}; or name the account: `ACCOUNT:{target.call_id}`.",
             )
         raise AmbiguousAccount(target.call_id, tuple(matches))
+
+    # -- the callFlow builder (Slack) -------------------------------------------------------------
+
+    def builder_target(self, text: str) -> CallTarget | None:
+        """`/call flow CALL` alone, on an account whose provider takes callFlows: the call the builder
+        is for (account resolved). None otherwise; the normal pipeline then explains what is missing.
+        No database access, so Slack's listener can decide at once whether to open a modal."""
+        try:
+            command = grammar.parse(text)
+        except InvalidInput:
+            return None
+        if not isinstance(command, FlowBuilderCommand):
+            return None
+        try:
+            account, client = self._resolve(command.target)
+        except InvalidInput:
+            return None
+        return CallTarget(account, command.target.call_id) if ActionName.FLOW in client.supported else None
+
+    async def open_builder(self, inv: Invocation, target: CallTarget) -> BuilderOpening | Reply:
+        """May this person build a flow for this call? `flow` on the account (refusals are audited,
+        like any refused attempt), a callFlow provider, a well-formed call id. Then their draft, if any."""
+        authorised = await self._authorise_call(inv, target, ActionName.FLOW)
+        if isinstance(authorised, Done):
+            return self._safe(authorised.reply)
+        try:
+            authorised.client.check_supported(ActionName.FLOW, frozenset())
+            authorised.client.check_call_id(target.call_id)
+        except InvalidInput as error:
+            return self._safe(await self._refuse(inv, error, decision=authorised.decision, **authorised.context))
+        row = await repo.latest_draft(self.db, inv.user_id, authorised.account, target.call_id)
+        return BuilderOpening(authorised.account, target.call_id, _draft(row) if row else None)
+
+    async def start_draft(
+        self, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]] | None = None
+    ) -> FlowDraft:
+        """A fresh draft (replacing the person's earlier one for this call)."""
+        return _draft(await repo.create_draft(self.db, user_id, account, call_id, commands or []))
+
+    async def draft(self, draft_id: int, user_id: str) -> FlowDraft | None:
+        """The person's own live draft; None when expired, applied, or someone else's."""
+        row = await repo.get_draft(self.db, draft_id)
+        return _draft(row) if row is not None and row.user_id == user_id else None
+
+    async def update_draft(
+        self, draft: FlowDraft, *, commands: list[dict[str, Any]] | None = None, end_call: bool | None = None
+    ) -> FlowDraft:
+        changed = replace(
+            draft,
+            commands=tuple(commands) if commands is not None else draft.commands,
+            end_call=draft.end_call if end_call is None else end_call,
+            updated_at=utcnow(),
+        )
+        await repo.update_draft(
+            self.db,
+            draft.id,
+            commands=list(changed.commands),
+            end_call=changed.end_call,
+            updated_at=changed.updated_at,
+        )
+        return changed
+
+    async def discard_draft(self, draft_id: int) -> None:
+        await repo.delete_draft(self.db, draft_id)
+
+    def flow_request_body(self, account: str, call_id: str, flow: CallFlow, *, end_call: bool) -> Any:
+        """The exact JSON body `flow` would PATCH to the call: the builder's Preview."""
+        return self.clients[account].build(call_id, ApplyFlow(flow, end_call=end_call)).redacted_body()
+
+    def _no_builder(self, inv: Invocation) -> InvalidInput:
+        where = (
+            "The callFlow builder is a Slack modal: run `/call flow ACCOUNT:CALL-ID` in Slack."
+            if inv.source == "cli"
+            else "Alone, `/call flow ACCOUNT:CALL-ID` opens the callFlow builder, on a Bird account."
+        )
+        usage = f"Or give the callFlow (JSON or YAML) or a saved flow's name: `{grammar.VERBS['flow'].usage}`"
+        return InvalidInput(None, "`flow` needs CALLFLOW.", f"{where} {usage}")
 
     # -- saved flows ----------------------------------------------------------------------------
 
@@ -815,6 +922,8 @@ _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
         """{"command":"hangup"}]'` (YAML works too).""",
         "A saved flow's name instead of the JSON (`/call flow bird:ID hold-music`, or `hold-music@2` for an "
         "older version) shows that flow and an Apply button; see `/call help flows`.",
+        "In Slack, `/call flow bird:ID` alone opens the callFlow builder: commands one by one, a preview, "
+        "Save as…, then Apply.",
     ),
     "flows": (
         "Saved flows are Bird callFlows shared by the whole team, under a name (lowercase words and dashes, "
@@ -873,6 +982,12 @@ def _success_reply(started: Started, result: ProviderResult) -> Reply:
     if getattr(action, "reason", None):
         lines = (*lines, f"Reason: {action.reason}")
     return Reply(Tone.SUCCESS, title, lines, audit_id=started.audit_id)
+
+
+def _draft(row: Any) -> FlowDraft:
+    return FlowDraft(
+        row.id, row.user_id, row.account, row.call_id, tuple(row.commands), bool(row.end_call), row.updated_at
+    )
 
 
 def _duplicate_reply(row: AuditRow) -> Reply:

@@ -68,11 +68,12 @@ class DbHelper:
     def reset(self) -> None:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                conn.execute(text("TRUNCATE audit_log, grants, saved_flows RESTART IDENTITY"))
+                conn.execute(text("TRUNCATE audit_log, grants, saved_flows, flow_drafts RESTART IDENTITY"))
             else:
                 conn.execute(text("DELETE FROM audit_log"))
                 conn.execute(text("DELETE FROM grants"))
                 conn.execute(text("DELETE FROM saved_flows"))
+                conn.execute(text("DELETE FROM flow_drafts"))
 
     def grant(self, user: str, action: str, account: str = "*") -> None:
         with self.engine.begin() as conn:

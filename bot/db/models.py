@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -133,3 +133,22 @@ class SavedFlowRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class FlowDraftRow(Base):
+    """A callFlow being built in the Slack builder, kept here rather than in the view because
+    Slack's `private_metadata` holds at most 3,000 characters. One person, one call: reopening the
+    builder on the same call offers to resume it. Drafts older than DRAFT_TTL (repo) are ignored and
+    purged; a draft is deleted once its flow has been applied."""
+
+    __tablename__ = "flow_drafts"
+    __table_args__ = (Index("ix_flow_drafts_user_id_account_call_id", "user_id", "account", "call_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(128))
+    commands: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # wire form, each command validated
+    end_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.models import AuditRow, GrantRow, PendingChoice, SavedFlowRow, utcnow
+from bot.db.models import AuditRow, FlowDraftRow, GrantRow, PendingChoice, SavedFlowRow, utcnow
 from bot.db.session import Database
 from bot.permissions import ANY_ACCOUNT, Grant
 
 CHOICE_TTL = timedelta(minutes=15)
+DRAFT_TTL = timedelta(hours=24)
 
 
 class DuplicateRequest(Exception):
@@ -241,3 +242,56 @@ async def delete_saved_flow(db: Database, name: str, deleted_by: str) -> list[in
             row.deleted_at = now
             row.deleted_by = deleted_by
         return [row.version for row in rows]
+
+
+# -- callFlow builder drafts ----------------------------------------------------------------------
+
+
+async def create_draft(
+    db: Database, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]]
+) -> FlowDraftRow:
+    """A new draft; the person's earlier drafts for the same call, and every expired draft, go."""
+    async with db.session() as session:
+        await session.execute(delete(FlowDraftRow).where(FlowDraftRow.updated_at < utcnow() - DRAFT_TTL))
+        await session.execute(
+            delete(FlowDraftRow).where(
+                FlowDraftRow.user_id == user_id, FlowDraftRow.account == account, FlowDraftRow.call_id == call_id
+            )
+        )
+        row = FlowDraftRow(user_id=user_id, account=account, call_id=call_id, commands=commands, end_call=False)
+        session.add(row)
+    return row
+
+
+async def latest_draft(db: Database, user_id: str, account: str, call_id: str) -> FlowDraftRow | None:
+    """The person's live draft for this call, if any (expired ones are ignored)."""
+    async with db.session() as session:
+        return await session.scalar(
+            select(FlowDraftRow)
+            .where(
+                FlowDraftRow.user_id == user_id,
+                FlowDraftRow.account == account,
+                FlowDraftRow.call_id == call_id,
+                FlowDraftRow.updated_at >= utcnow() - DRAFT_TTL,
+            )
+            .order_by(FlowDraftRow.updated_at.desc(), FlowDraftRow.id.desc())
+            .limit(1)
+        )
+
+
+async def get_draft(db: Database, draft_id: int) -> FlowDraftRow | None:
+    """A live draft by id; None when unknown or expired."""
+    async with db.session() as session:
+        row = await session.get(FlowDraftRow, draft_id)
+        return row if row is not None and row.updated_at >= utcnow() - DRAFT_TTL else None
+
+
+async def update_draft(db: Database, draft_id: int, **fields: Any) -> None:
+    fields.setdefault("updated_at", utcnow())
+    async with db.session() as session:
+        await session.execute(update(FlowDraftRow).where(FlowDraftRow.id == draft_id).values(**fields))
+
+
+async def delete_draft(db: Database, draft_id: int) -> None:
+    async with db.session() as session:
+        await session.execute(delete(FlowDraftRow).where(FlowDraftRow.id == draft_id))

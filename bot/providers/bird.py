@@ -58,7 +58,12 @@ class BirdClient(ProviderClient):
         if isinstance(action, Hangup):
             body = {"status": "completed"}
         elif isinstance(action, ApplyFlow):
-            body = {"callFlow": action.flow.to_wire()}
+            # PatchCall takes `status` together with `callFlow` (the update page's example 1 sends both).
+            body = (
+                {"status": "completed", "callFlow": action.flow.to_wire()}
+                if action.end_call
+                else {"callFlow": action.flow.to_wire()}
+            )
         else:  # pragma: no cover - the service checks support first
             raise InvalidInput(action.name.value, "is not supported by bird.")
         url = f"{self.base_url}/workspaces/{self.config.workspace_id}/channels/{self.config.channel_id}/calls/{call_id}"

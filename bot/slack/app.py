@@ -6,7 +6,6 @@ Listeners only translate. Parsing, permissions, audit and provider calls live in
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -15,13 +14,14 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service, Started
+from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
+from bot.slack.modal_io import INTERNAL_ERROR, deliver, modal_invocation, view_metadata
 from bot.slack.render import CHOICE_ACTION, OPEN_FORM_ACTION, message
 from bot.slack.text import plain_text
 from bot.slack.views import (
@@ -37,11 +37,6 @@ from bot.slack.views import (
 
 log = logging.getLogger(__name__)
 
-INTERNAL_ERROR = Reply(
-    Tone.FAILURE,
-    "callbot hit an internal error; nothing was sent to any provider.",
-    ("The error is in the server log. Try again, or ask the people who run callbot.",),
-)
 STALE_BUTTON = Reply(Tone.INFO, "This button is no longer active.", ("Run the command again with `/call`.",))
 
 
@@ -74,6 +69,11 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
             await ack()
             await _open_action_modal(client, service, str(body.get("trigger_id") or ""), inv)
             return
+        builder_target = service.builder_target(inv.text)  # `/call flow bird:ID` alone: the builder
+        if builder_target is not None:
+            await ack()
+            await open_builder(client, service, inv, builder_target, trigger_id=str(body.get("trigger_id") or ""))
+            return
 
         async def first(reply: Reply) -> None:
             await ack(**message(reply))
@@ -97,7 +97,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         user = str((body.get("user") or {}).get("id") or "")
         try:
             accounts = await service.form_accounts(user)
-            channel = _metadata(view).get("channel")
+            channel = view_metadata(view).get("channel")
             updated = action_view(accounts, read_state(view), channel)
             await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=updated)
         except Exception:
@@ -107,7 +107,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     async def on_action_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         view = body.get("view") or {}
         state = read_state(view)
-        inv = _modal_invocation(body, view, _metadata(view).get("channel"))
+        inv = modal_invocation(body, view, view_metadata(view).get("channel"))
         try:
             command = command_from_form(state)
         except FormErrors as problems:
@@ -124,8 +124,8 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     @app.view(CONFIRM_MODAL)
     async def on_confirm_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         view = body.get("view") or {}
-        meta = _metadata(view)
-        inv = _modal_invocation(body, view, meta.get("channel"))
+        meta = view_metadata(view)
+        inv = modal_invocation(body, view, meta.get("channel"))
         try:
             command = command_from_form(FormState(meta.get("account"), meta.get("action"), meta.get("values") or {}))
         except FormErrors:
@@ -155,6 +155,9 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
             await respond(**message(reply), replace_original=True)
 
         await _drive(service, lambda: service.begin_choice(inv, token, account), first, respond, replace=True)
+
+    # Before the catch-alls below: Bolt runs the first listener that matches.
+    register_flow_builder(app, service)
 
     # Requests nothing else claims (old buttons, future views) are acknowledged, never a 404.
     @app.action(re.compile(".*"))
@@ -208,30 +211,14 @@ async def _run_modal(service: Service, client: AsyncWebClient, ack: AsyncAck, in
         return
     await ack(response_action="clear")
     if isinstance(step, Done):
-        await _deliver(client, inv, step.reply)
+        await deliver(client, inv, step.reply)
         return
     try:
         reply = await service.finish(step)
     except Exception:
         log.exception("provider step failed for audit #%s", step.audit_id)
         reply = Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
-    await _deliver(client, inv, reply)
-
-
-async def _deliver(client: AsyncWebClient, inv: Invocation, reply: Reply) -> None:
-    """A view submission has no response_url: ephemeral in the channel it came from, else a DM."""
-    payload = message(reply)
-    payload.pop("response_type", None)
-    if inv.channel_id:
-        try:
-            await client.chat_postEphemeral(channel=inv.channel_id, user=inv.user_id, **payload)
-            return
-        except SlackApiError as error:
-            log.info("ephemeral post failed (%s); sending a DM", error.response.get("error"))
-    try:
-        await client.chat_postMessage(channel=inv.user_id, **payload)
-    except Exception:
-        log.exception("could not deliver a modal outcome to %s", inv.user_id)
+    await deliver(client, inv, reply)
 
 
 def _confirmation(command: Any, channel: str | None) -> Any:
@@ -250,34 +237,9 @@ def _confirmation(command: Any, channel: str | None) -> Any:
     return confirm_view(f"{verb} {target}?", detail, meta, verb)
 
 
-def _modal_invocation(body: dict[str, Any], view: dict[str, Any], channel: str | None) -> Invocation:
-    user = body.get("user") or {}
-    # A replayed submission carries the same view and values; a corrected one does not.
-    digest = hashlib.sha256(
-        json.dumps([view.get("id"), view.get("hash"), (view.get("state") or {}).get("values")], sort_keys=True).encode()
-    ).hexdigest()
-    return Invocation(
-        source="modal",
-        user_id=str(user.get("id") or "unknown"),
-        user_name=user.get("username") or user.get("name"),
-        team_id=(body.get("team") or {}).get("id"),
-        channel_id=channel,
-        text="",
-        idempotency_key=f"modal:{digest[:48]}",
-    )
-
-
 def _partial_line(state: FormState) -> str:
     target = f"{state.account}:{state.get('call_id')}" if state.account else str(state.get("call_id") or "")
     return f"{state.action or '(no action)'} {target}".strip()
-
-
-def _metadata(view: dict[str, Any]) -> dict[str, Any]:
-    try:
-        meta = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 async def _safely(work: Awaitable[None]) -> None:

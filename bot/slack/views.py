@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
     CheckboxesElement,
     ContextBlock,
     InputBlock,
@@ -30,6 +32,7 @@ from slack_sdk.models.views import View
 from bot.service import FormAccount
 
 ACTION_MODAL = "call_action"
+BUILD_FLOW = "fb_build"  # the button that turns this modal into the callFlow builder
 CONFIRM_MODAL = "call_confirm"
 VALUE = "value"  # the action_id of every plain input
 DESTRUCTIVE = ("hangup", "cancel")
@@ -168,7 +171,7 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
         type="modal",
         callback_id=ACTION_MODAL,
         title=_text("Call action"),
-        submit=_text("Run") if chosen and action else None,
+        submit=_text("Run") if chosen and action and action != "flow" else None,
         close=_text("Cancel"),
         private_metadata=metadata,
         blocks=blocks,
@@ -196,14 +199,22 @@ def _action_fields(account: FormAccount, action: str, state: FormState) -> list[
             )
         )
     elif action == "flow":
-        blocks.append(
-            _input(
-                "callflow",
-                "callFlow (JSON or YAML)",
-                _plain(state.get("callflow"), '[{"command":"say","options":{"text":"Hello"}}]', multiline=True),
-                hint="At most 20 commands; checked against Bird's schema before sending.",
-            )
-        )
+        # The callFlow builder (bot/slack/flow_builder.py) takes over this modal: it has its own
+        # Apply, and its "JSON" button for those who prefer to write the callFlow out.
+        return [
+            ActionsBlock(
+                block_id=BUILD_FLOW,
+                elements=[ButtonElement(text="Build the callFlow", action_id=BUILD_FLOW, style="primary")],
+            ),
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"Opens the callFlow builder for this {account.provider_name} call "
+                        f"(account `{account.name}`): commands one by one, a preview, saved flows."
+                    )
+                ]
+            ),
+        ]
     for option in account.options.get(action, ()):
         field = OPTION_FIELDS.get(option)
         if field is not None:
