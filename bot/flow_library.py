@@ -27,6 +27,7 @@ from bot.db import repo
 from bot.db.models import SavedFlowRow
 from bot.db.session import Database
 from bot.errors import InvalidInput
+from bot.replies import mention
 
 MAX_NAME = 64
 NAME_RULE = "lowercase words joined by dashes (a–z, 0–9, `-`), at most 64 characters, e.g. `hold-music`"
@@ -34,7 +35,6 @@ _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # A word that names a saved flow rather than spelling out a callFlow (JSON and YAML callFlows
 # always contain brackets, braces, colons or spaces).
 _REFERENCE_SHAPE = re.compile(r"^[\w.@-]+$")
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 @dataclass(frozen=True)
@@ -165,11 +165,6 @@ async def delete(db: Database, name: str, deleted_by: str) -> list[int]:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def mention(user: str) -> str:
-    """An author as Slack shows people: `<@U…>` for a Slack user, the shell user's name otherwise."""
-    return f"<@{user}>" if _SLACK_USER.match(user) else f"`{user}`"
 
 
 def _saved(row: SavedFlowRow) -> SavedFlow:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def mention(user: str) -> str:
+    """A person as Slack shows people: `<@U…>` for a Slack user, the shell user's name otherwise."""
+    return f"<@{user}>" if _SLACK_USER.match(user) else f"`{user}`"
 
 
 class Tone(StrEnum):

@@ -35,7 +35,7 @@ from bot.db import repo
 from bot.db.models import AuditRow, utcnow
 from bot.db.session import Database
 from bot.errors import AmbiguousAccount, CallbotError, InvalidInput, PermissionDenied, ProviderError
-from bot.flow_library import FlowRef, SavedFlow, mention
+from bot.flow_library import FlowRef, SavedFlow
 from bot.grammar import (
     AuditQuery,
     CallCommand,
@@ -61,7 +61,7 @@ from bot.permissions import (
 )
 from bot.providers.base import ProviderClient, ProviderResult, WireRequest, provider_error_fields
 from bot.redact import Redactor
-from bot.replies import Choice, Reply, Tone
+from bot.replies import Choice, Reply, Tone, mention
 
 log = logging.getLogger(__name__)
 
@@ -713,7 +713,7 @@ class Service:
             },
             completed=True,
         )
-        who = f"<@{command.user_id}>"
+        who = mention(command.user_id)
         if command.revoke:
             title = f"Revoked from {who}: {', '.join(changed)}." if changed else f"{who} held none of that."
             lines = (f"Not held, nothing to revoke: {', '.join(unchanged)}.",) if changed and unchanged else ()
@@ -744,15 +744,15 @@ class Service:
         grants = await repo.grants_of(self.db, user_id) if user_id else await repo.all_grants(self.db)
         if user_id is None:
             title = "Every grant:"
-            lines = tuple(f"<@{g.user_id}> {_grant_line(g)}" for g in grants) or ("Nobody holds anything yet.",)
+            lines = tuple(f"{mention(g.user_id)} {_grant_line(g)}" for g in grants) or ("Nobody holds anything yet.",)
             return Reply(Tone.INFO, title, lines)
         if not grants:
             return Reply(
                 Tone.INFO,
-                f"<@{user_id}> may not do anything yet (deny by default).",
+                f"{mention(user_id)} may not do anything yet (deny by default).",
                 ("An admin can grant actions: `/call grant @someone hangup,redirect on=ACCOUNT`.",),
             )
-        return Reply(Tone.INFO, f"<@{user_id}> may:", tuple(_grant_line(g) for g in grants))
+        return Reply(Tone.INFO, f"{mention(user_id)} may:", tuple(_grant_line(g) for g in grants))
 
     # -- audit and help -------------------------------------------------------------------------
 
@@ -1007,7 +1007,9 @@ def _audit_line(row: AuditRow) -> str:
     when = row.created_at.strftime("%Y-%m-%d %H:%M:%S")
     target = ":".join(part for part in (row.account, row.call_id) if part) or "—"
     what = row.action or "?"
-    line = f"`{when}` #{row.id} <@{row.user_id}> {what} {target} {OUTCOME_EMOJI.get(row.outcome, '')} {row.outcome}"
+    line = (
+        f"`{when}` #{row.id} {mention(row.user_id)} {what} {target} {OUTCOME_EMOJI.get(row.outcome, '')} {row.outcome}"
+    )
     if row.source != "slash":
         line += f" ({row.source})"
     if row.error_message and row.outcome not in ("succeeded", "dry_run"):
@@ -1044,7 +1046,7 @@ def _check_team_wide(command: GrantCommand) -> None:
             raise InvalidInput(
                 f"on={','.join(command.accounts)}",
                 f"`{action}` is team-wide (saved flows are shared by every account), so it is granted on `*` only.",
-                f"Grant it on its own, without `on=`: `/call grant <@{command.user_id}> {action}`.",
+                f"Grant it on its own, without `on=`: `/call grant {mention(command.user_id)} {action}`.",
             )
 
 

@@ -96,3 +96,10 @@ def test_migrate_and_usage_errors(env: dict[str, str], tmp_path: Path) -> None:
     assert "Did you mean `hangup`?" in bad_action.stderr
     nothing = callbot([], env, tmp_path)
     assert nothing.returncode == 2 and "serve" in nothing.stdout
+
+
+def test_shell_actors_are_named_not_mentioned(env: dict[str, str], tmp_path: Path, db: DbHelper) -> None:
+    callbot(["grant", ADMIN, "audit"], env, tmp_path)
+    listing = callbot(["audit", "list"], env, tmp_path)
+    assert f"`shell:{getpass.getuser()}` grant" in listing.stdout
+    assert "<@shell:" not in listing.stdout
