@@ -311,11 +311,15 @@ def test_keys_go_on_the_wire_in_schema_order_whatever_the_input_order() -> None:
 
 
 def test_limits_are_inclusive() -> None:
-    validate_callflow([{"command": "hangup"}] * MAX_COMMANDS)
-    validate_callflow([{"command": "playback", "options": {"media": [URL] * MAX_MEDIA}}])
+    assert len(validate_callflow([{"command": "hangup"}] * MAX_COMMANDS).to_wire()) == MAX_COMMANDS
+    playback = validate_callflow([{"command": "playback", "options": {"media": [URL] * MAX_MEDIA}}]).to_wire()
+    assert len(playback[0]["options"]["media"]) == MAX_MEDIA
     nested = [{"command": "pause"}] * MAX_COMMANDS
-    validate_callflow([{"command": "bridge", "options": {"to": "+1", "callFlow": nested, "ringTimeout": 120}}])
-    validate_callflow([{"command": "say", "options": {"text": "x", "loop": MAX_INT}}])
+    bridge = validate_callflow([{"command": "bridge", "options": {"to": "+1", "callFlow": nested, "ringTimeout": 120}}])
+    assert bridge.to_wire()[0]["options"]["ringTimeout"] == 120
+    assert len(bridge.to_wire()[0]["options"]["callFlow"]) == MAX_COMMANDS
+    say = validate_callflow([{"command": "say", "options": {"text": "x", "loop": MAX_INT}}]).to_wire()
+    assert say[0]["options"]["loop"] == MAX_INT
 
 
 # ---------------------------------------------------------------------------------------------
