@@ -69,7 +69,9 @@ def main() -> None:
     prepare_database(url)
     slack, twilio = FakeSlack().start(), FakeTwilio().start()
     delay = args.latency_ms / 1000
-    twilio.script(*[Answer(200, b'{"status": "completed"}', {"Content-Type": "application/json"}, delay)] * args.requests)
+    twilio.script(
+        *[Answer(200, b'{"status": "completed"}', {"Content-Type": "application/json"}, delay)] * args.requests
+    )
     settings = Settings.from_env(
         {
             "DATABASE_URL": url,

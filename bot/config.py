@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
+from bot.permissions import CALL_ACTIONS
+from bot.policy import Policy, check_bridge_pattern, check_url_rule
 
 DEFAULT_DATABASE_URL = "sqlite:///./callbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -28,6 +30,45 @@ class _Account(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout: float = Field(default=10.0, gt=0, le=120, description="seconds for one provider request")
+    # Safety policy (README "Security model"): see bot/policy.py for what each rule means.
+    confirm: tuple[str, ...] = ()
+    require_reason: tuple[str, ...] = ()
+    allowed_urls: tuple[str, ...] | None = None
+    allowed_bridge_numbers: tuple[str, ...] | None = None
+    max_actions_per_minute: int = Field(default=30, ge=1, le=10_000)
+    max_account_actions_per_minute: int | None = Field(default=None, ge=1, le=100_000)
+
+    @field_validator("confirm", "require_reason")
+    @classmethod
+    def _call_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for action in value:
+            if action not in CALL_ACTIONS:
+                raise ValueError(f"{action!r} is not a call action (use: {', '.join(CALL_ACTIONS)})")
+        return value
+
+    @field_validator("allowed_urls")
+    @classmethod
+    def _url_rules(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for rule in value or ():
+            check_url_rule(rule)
+        return value
+
+    @field_validator("allowed_bridge_numbers")
+    @classmethod
+    def _bridge_rules(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for rule in value or ():
+            check_bridge_pattern(rule)
+        return value
+
+    def policy(self) -> Policy:
+        return Policy(
+            confirm=frozenset(self.confirm),
+            require_reason=frozenset(self.require_reason),
+            allowed_urls=self.allowed_urls,
+            allowed_bridge_numbers=self.allowed_bridge_numbers,
+            max_actions_per_minute=self.max_actions_per_minute,
+            max_account_actions_per_minute=self.max_account_actions_per_minute,
+        )
 
     def secrets(self) -> list[str]:
         return []

@@ -133,3 +133,25 @@ class ProviderOutcomeUnknown(ProviderError):
     def __init__(self, provider: str, message: str, **kwargs: object) -> None:
         kwargs["applied"] = None
         super().__init__(provider, message, **kwargs)  # type: ignore[arg-type]
+
+
+class PolicyDenied(CallbotError):
+    """An account's safety policy (callbot.toml) refuses the action: `rule` names the setting
+    (allowed_urls, allowed_bridge_numbers, require_reason, freeze…) so people and auditors see why."""
+
+    outcome = "denied"
+
+    def __init__(self, rule: str, message: str, word: str | None = None) -> None:
+        self.rule = rule
+        self.word = word
+        super().__init__(message)
+
+
+class RateLimited(CallbotError):
+    """Too many actions in the last minute (max_actions_per_minute): refused, with the wait."""
+
+    outcome = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -135,6 +135,20 @@ VERBS: dict[str, VerbSpec] = {
             permission="admin",
         ),
         VerbSpec("perms", "/call perms [@someone]", "who may do what, where", optional_positionals=("USER",)),
+        VerbSpec(
+            "freeze",
+            '/call freeze on=ACCOUNTS reason="…"',
+            "stop every call action on accounts until unfrozen (admins)",
+            options=("on", "reason"),
+            permission="admin",
+        ),
+        VerbSpec(
+            "unfreeze",
+            '/call unfreeze on=ACCOUNTS [reason="…"]',
+            "lift a freeze (admins)",
+            options=("on", "reason"),
+            permission="admin",
+        ),
     )
 }
 CALL_VERBS = frozenset(a.value for a in ActionName)
@@ -145,7 +159,18 @@ FLOWS_USAGE = {
     "delete": "/call flows delete NAME",
 }
 # What `action=` of `/call audit` accepts: the actions, and the other attempts the audit records.
-AUDIT_ACTIONS = (*ALL_ACTIONS, "grant", "revoke", "perms", "flows.save", "flows.delete", "flows.list", "flows.show")
+AUDIT_ACTIONS = (
+    *ALL_ACTIONS,
+    "grant",
+    "revoke",
+    "perms",
+    "freeze",
+    "unfreeze",
+    "flows.save",
+    "flows.delete",
+    "flows.list",
+    "flows.show",
+)
 
 
 @dataclass(frozen=True)
@@ -233,6 +258,19 @@ class PermsCommand:
     user_id: str | None = None
 
 
+@dataclass(frozen=True)
+class FreezeCommand:
+    """`/call freeze|unfreeze on=ACCOUNTS [reason=…]` (a reason is required to freeze)."""
+
+    lift: bool
+    accounts: tuple[str, ...]
+    reason: str | None
+
+    @property
+    def verb(self) -> str:
+        return "unfreeze" if self.lift else "freeze"
+
+
 Command = (
     CallCommand
     | SavedFlowCommand
@@ -243,6 +281,7 @@ Command = (
     | AuditQuery
     | GrantCommand
     | PermsCommand
+    | FreezeCommand
 )
 
 
@@ -286,6 +325,8 @@ def parse(text: str) -> Command:
         )
     if verb == "audit":
         return _audit_query(options)
+    if verb in ("freeze", "unfreeze"):
+        return _freeze_command(verb, options)
     if verb == "flows":
         return _flows_command(args, options)
     return _call_command(verb, args, options, flags)
@@ -356,6 +397,21 @@ def _call_command(
     else:
         action = InlineTwiml(check_twiml(args[1]), reason)
     return CallCommand(target, action, "dry-run" in flags, frozenset(options))
+
+
+def _freeze_command(verb: str, options: dict[str, str]) -> FreezeCommand:
+    usage = f"Usage: `{VERBS[verb].usage}`"
+    if "on" not in options:
+        raise InvalidInput(None, f"`{verb}` needs `on=ACCOUNT` (comma-separated for several).", usage)
+    accounts = _csv(options["on"], "on")
+    if "*" in accounts:
+        raise InvalidInput("on=*", "names no account.", "Name each account to freeze, e.g. `on=prod,bw`.")
+    reason = options.get("reason")
+    if reason is not None and not reason.strip():
+        raise InvalidInput('reason=""', "is empty.", "Say why.")
+    if verb == "freeze" and reason is None:
+        raise InvalidInput(None, "`freeze` needs a reason: everyone refused sees it.", usage)
+    return FreezeCommand(verb == "unfreeze", accounts, reason)
 
 
 def _flows_command(args: list[str], options: dict[str, str]) -> FlowsCommand:

@@ -11,6 +11,10 @@ Saved flows (bot/flow_library.py) are one library shared by the whole team, not 
 - Reading the library (list, show) needs `flow` or `flow:manage` (or `admin`) on any account.
 - Applying a saved flow to a call is the plain `flow` action on that call's account, checked again
   when the confirmation button is clicked.
+
+`break-glass` lets its holder act on an account frozen by `/call freeze` (with a reason; the audit
+row is flagged). It is an emergency override of a deliberate stop, so `admin` does NOT imply it:
+it must be granted by name (an admin can grant it, to themselves too, which leaves a `grant` row).
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from dataclasses import dataclass
 
 CALL_ACTIONS = ("hangup", "cancel", "redirect", "twiml", "flow")
 FLOW_MANAGE = "flow:manage"
-ALL_ACTIONS = (*CALL_ACTIONS, FLOW_MANAGE, "audit", "admin")
+BREAK_GLASS = "break-glass"
+ALL_ACTIONS = (*CALL_ACTIONS, FLOW_MANAGE, "audit", BREAK_GLASS, "admin")
+# Held only when granted by name: `admin` does not imply these.
+NOT_IMPLIED_BY_ADMIN = (BREAK_GLASS,)
 # Actions whose grants only mean something on `*` (they are not about one account).
 TEAM_WIDE_ACTIONS = (FLOW_MANAGE,)
 ANY_ACCOUNT = "*"
-OUTCOMES = ("denied", "invalid", "dry_run", "pending", "succeeded", "failed", "unknown")
+OUTCOMES = ("denied", "invalid", "dry_run", "pending", "succeeded", "failed", "unknown", "rate_limited")
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,14 @@ class Decision:
     action: str
     account: str | None
     grant: Grant | None = None
+    # What else the decision rests on, for the audit row: a policy rule that refused an action the
+    # grant allowed, or the break-glass grant used during a freeze.
+    note: str | None = None
 
     @property
     def basis(self) -> str:
-        return self.grant.describe() if self.grant else "no matching grant"
+        base = self.grant.describe() if self.grant else "no matching grant"
+        return f"{base}; {self.note}" if self.note else base
 
 
 def decide(grants: Iterable[Grant], action: str, account: str | None) -> Decision:
@@ -65,7 +76,7 @@ def decide(grants: Iterable[Grant], action: str, account: str | None) -> Decisio
             continue
         if grant.action == action:
             ranked.append((0 if on_account else 1, grant))
-        elif grant.action == "admin":
+        elif grant.action == "admin" and action not in NOT_IMPLIED_BY_ADMIN:
             ranked.append((2 if on_account else 3, grant))
     if not ranked:
         return Decision(False, action, account)
@@ -114,5 +125,6 @@ def allowed_actions(grants: Iterable[Grant], account: str | None = None) -> set[
     grants = list(grants)
     if account is None:
         held = {g.action for g in grants}
-        return set(ALL_ACTIONS) if "admin" in held else held
+        implied = set(ALL_ACTIONS) - set(NOT_IMPLIED_BY_ADMIN) if "admin" in held else set()
+        return held | implied
     return {action for action in ALL_ACTIONS if decide(grants, action, account).allowed}

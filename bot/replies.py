@@ -27,11 +27,25 @@ class Tone(StrEnum):
 
 
 @dataclass(frozen=True)
+class ConfirmDialog:
+    """Slack's "are you sure?" dialog on a button (Block Kit `confirm` object)."""
+
+    title: str
+    text: str
+    confirm: str
+    deny: str = "Back"
+
+
+@dataclass(frozen=True)
 class Choice:
-    """A button: `value` comes back to the service when the person clicks it."""
+    """A button: `value` comes back to the service when the person clicks it.
+    `dismiss`: the button withdraws the pending command instead of running it (Cancel)."""
 
     label: str
     value: str
+    style: str | None = None  # "primary" | "danger"
+    confirm: ConfirmDialog | None = None
+    dismiss: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from bot.logs import install_redaction
 from bot.providers import create_clients
 from bot.providers.base import ProviderClient
 from bot.redact import Redactor
-from bot.service import Service
+from bot.service import Clock, Service
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,15 @@ class Runtime:
     redactor: Redactor
 
     @classmethod
-    async def start(cls, settings: Settings, *, recover: bool = True) -> Runtime:
+    async def start(cls, settings: Settings, *, recover: bool = True, clock: Clock | None = None) -> Runtime:
+        """`clock`: what the service takes as "now" (rate limits, audit times); tests control it."""
         redactor = Redactor(settings.secrets())
         install_redaction(redactor)
         await prepare_schema(settings.database_url)
         clients = create_clients(settings.accounts)
         db = Database(settings.database_url)
-        service = Service(db, clients, redactor)
+        policies = {name: account.config.policy() for name, account in settings.accounts.items()}
+        service = Service(db, clients, redactor, policies=policies, clock=clock)
         runtime = cls(settings, db, clients, service, redactor)
         if recover:
             try:

@@ -15,7 +15,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot import flow_library, grammar
@@ -34,13 +34,22 @@ from bot.callflow import CallFlow
 from bot.db import repo
 from bot.db.models import AuditRow, utcnow
 from bot.db.session import Database
-from bot.errors import AmbiguousAccount, CallbotError, InvalidInput, PermissionDenied, ProviderError
+from bot.errors import (
+    AmbiguousAccount,
+    CallbotError,
+    InvalidInput,
+    PermissionDenied,
+    PolicyDenied,
+    ProviderError,
+    RateLimited,
+)
 from bot.flow_library import FlowRef, SavedFlow
 from bot.grammar import (
     AuditQuery,
     CallCommand,
     FlowBuilderCommand,
     FlowsCommand,
+    FreezeCommand,
     GrantCommand,
     HelpCommand,
     OpenFormCommand,
@@ -49,6 +58,7 @@ from bot.grammar import (
 )
 from bot.permissions import (
     ANY_ACCOUNT,
+    BREAK_GLASS,
     CALL_ACTIONS,
     TEAM_WIDE_ACTIONS,
     Decision,
@@ -59,9 +69,18 @@ from bot.permissions import (
     decide_flow_read,
     decide_management,
 )
+from bot.policy import (
+    DEFAULT_POLICY,
+    RATE_WINDOW,
+    Policy,
+    check_destinations,
+    check_reason,
+    needs_confirmation,
+    rate_limit_wait,
+)
 from bot.providers.base import ProviderClient, ProviderResult, WireRequest, provider_error_fields
 from bot.redact import Redactor
-from bot.replies import Choice, Reply, Tone, mention
+from bot.replies import Choice, ConfirmDialog, Reply, Tone, mention
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +93,7 @@ OUTCOME_EMOJI = {
     "unknown": "❓",
     "pending": "⏳",
     "denied": "⛔",
+    "rate_limited": "🐢",
     "invalid": "⚠️",
     "dry_run": "🧪",
 }
@@ -164,11 +184,37 @@ class _Authorised:
     label: str
 
 
+@dataclass(frozen=True)
+class _Cleared:
+    """A call action that passed the account's safety policy: the decision to audit it under."""
+
+    decision: Decision
+    break_glass: bool
+
+
+Clock = Callable[[], datetime]
+
+
+def _real_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 class Service:
-    def __init__(self, db: Database, clients: Mapping[str, ProviderClient], redactor: Redactor) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clients: Mapping[str, ProviderClient],
+        redactor: Redactor,
+        *,
+        policies: Mapping[str, Policy] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.db = db
         self.clients = dict(clients)
         self.redactor = redactor
+        self.policies = dict(policies or {})
+        # Rate limits and audit timestamps read this clock; tests pass a controllable one.
+        self.now: Clock = clock or _real_clock
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -190,7 +236,7 @@ class Service:
         except InvalidInput as error:
             return Done(await self._refuse(inv, error, action=_verb_of(inv.text)))
         if isinstance(command, CallCommand):
-            step = await self._begin_call(inv, command)
+            step = await self._begin_call(inv, command, confirmed=confirmed)
             return step if isinstance(step, Started) else Done(self._safe(step.reply))
         if isinstance(command, SavedFlowCommand):
             step = await self._begin_saved_flow(inv, command, confirmed=confirmed)
@@ -201,6 +247,8 @@ class Service:
             return Done(self._safe(await self._flows(inv, command)))
         if isinstance(command, GrantCommand):
             return Done(self._safe(await self._change_grants(inv, command)))
+        if isinstance(command, FreezeCommand):
+            return Done(self._safe(await self._freeze(inv, command)))
         if isinstance(command, AuditQuery):
             return Done(self._safe(await self._audit(inv, command)))
         if isinstance(command, PermsCommand):
@@ -241,11 +289,19 @@ class Service:
             earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
             if earlier is not None:
                 return Done(self._safe(_duplicate_reply(earlier)))
-        choice = await repo.take_choice(self.db, token)
-        if choice is None or choice.user_id != inv.user_id or account not in choice.accounts:
+        choice = await repo.take_choice(self.db, token, inv.user_id)
+        if choice is None or account not in choice.accounts:
             return Done(Reply(Tone.INFO, "This choice has expired or was already used.", ("Run the command again.",)))
         confirmed = choice.purpose == "confirm"
         return await self._begin(replace(inv, text=choice.text, account=account), confirmed=confirmed)
+
+    async def dismiss_choice(self, user_id: str, token: str) -> Reply | None:
+        """The Cancel button of a confirmation: the stored command is dropped, nothing is sent.
+        None when the button is not this person's (or already used): their message stays."""
+        choice = await repo.take_choice(self.db, token, user_id)
+        if choice is None:
+            return None
+        return Reply(Tone.INFO, "Canceled: nothing was sent.", (f"`/call {choice.text}`",))
 
     async def save_flow(self, inv: Invocation, name: str, flow: CallFlow) -> Reply:
         """Save `flow` as the next version of `name` (the builder's "Save as…"): the same permission
@@ -318,11 +374,11 @@ class Service:
 
     # -- call actions ---------------------------------------------------------------------------
 
-    async def _begin_call(self, inv: Invocation, command: CallCommand) -> Done | Started:
+    async def _begin_call(self, inv: Invocation, command: CallCommand, *, confirmed: bool = False) -> Done | Started:
         authorised = await self._authorise_call(inv, command.target, command.action.name)
         if isinstance(authorised, Done):
             return authorised
-        return await self._send_call(inv, command, authorised)
+        return await self._send_call(inv, command, authorised, confirmed=confirmed)
 
     async def _authorise_call(self, inv: Invocation, target: CallTarget, verb: ActionName) -> Done | _Authorised:
         """Resolve the account (asking when ambiguous) and check the person may run `verb` there."""
@@ -345,19 +401,35 @@ class Service:
             return Done(await self._refuse(inv, PermissionDenied(verb.value, account), decision=decision, **context))
         return _Authorised(account, client, decision, context, target.display(account))
 
-    async def _send_call(self, inv: Invocation, command: CallCommand, authorised: _Authorised) -> Done | Started:
-        """Build the provider request; audit it as dry_run, or as pending and hand it to `finish`."""
+    async def _send_call(
+        self, inv: Invocation, command: CallCommand, authorised: _Authorised, *, confirmed: bool = False
+    ) -> Done | Started:
+        """Build the provider request, apply the account's policy (asking to confirm where it says
+        so); audit it as dry_run, or as pending and hand it to `finish`.
+        `confirmed`: the person already clicked a confirmation for exactly this command."""
         verb = command.action.name
-        client, decision, context, label = authorised.client, authorised.decision, authorised.context, authorised.label
+        client, context, label = authorised.client, authorised.context, authorised.label
         try:
             client.check_supported(verb, command.options)
             request = client.build(command.target.call_id, command.action)
         except InvalidInput as error:
-            return Done(await self._refuse(inv, error, decision=decision, **context))
+            return Done(await self._refuse(inv, error, decision=authorised.decision, **context))
+        cleared = await self._check_policy(inv, command, authorised)
+        if isinstance(cleared, Done):
+            return cleared
+        decision, break_glass = cleared.decision, cleared.break_glass
+        if self._asks_confirmation(inv, command, authorised.account, confirmed=confirmed):
+            return Done(await self._confirm_action(inv, command, authorised))
         stored = {**request.for_audit(), "params": action_params(command.action)}
         if command.dry_run:
             row = await self._record(
-                inv, outcome="dry_run", decision=decision, request=stored, completed=True, **context
+                inv,
+                outcome="dry_run",
+                decision=decision,
+                request=stored,
+                completed=True,
+                break_glass=break_glass,
+                **context,
             )
             return Done(
                 Reply(
@@ -369,13 +441,170 @@ class Service:
                 )
             )
         try:
-            row = await self._record(inv, outcome="pending", decision=decision, request=stored, **context)
+            row = await self._record(
+                inv, outcome="pending", decision=decision, request=stored, break_glass=break_glass, **context
+            )
         except repo.DuplicateRequest:
             earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
             assert earlier is not None
             return Done(_duplicate_reply(earlier))
         ack = Reply(Tone.WORKING, f"{_doing(command.action)} {label}…", audit_id=row.id)
         return Started(self._safe(ack), row.id, client, request, command.action, label)
+
+    # -- the account's safety policy (bot/policy.py) ----------------------------------------------
+
+    def policy_of(self, account: str) -> Policy:
+        return self.policies.get(account, DEFAULT_POLICY)
+
+    async def _check_policy(self, inv: Invocation, command: CallCommand, authorised: _Authorised) -> Done | _Cleared:
+        """Freeze (and break-glass), required reason, URL and number allowlists, rate limits: the
+        first rule broken refuses the action, audited as denied (or rate_limited) naming the rule."""
+        account, context = authorised.account, authorised.context
+        policy, action = self.policy_of(account), command.action
+        cleared = await self._check_freeze(inv, action, authorised)
+        if isinstance(cleared, Done):
+            return cleared
+        decision, break_glass = cleared.decision, cleared.break_glass
+        error: CallbotError | None = None
+        rule = ""
+        try:
+            check_reason(policy, account, action)
+            check_destinations(policy, account, action)
+        except PolicyDenied as denied:
+            error, rule = denied, denied.rule
+        if error is None and not command.dry_run:  # a dry run sends nothing: not limited, not counted
+            error = await self._rate_limit(inv.user_id, account, policy)
+            rule = "rate limit"
+        if error is not None:
+            refused = replace(decision, allowed=False, note=f"refused by {rule}")
+            return Done(await self._refuse(inv, error, decision=refused, break_glass=break_glass, **context))
+        return _Cleared(decision, break_glass)
+
+    async def _check_freeze(self, inv: Invocation, action: CallAction, authorised: _Authorised) -> Done | _Cleared:
+        """A frozen account refuses everyone but holders of `break-glass` there, who must give a
+        reason; their rows are flagged `break_glass` and name the grant and the freeze."""
+        account, context, decision = authorised.account, authorised.context, authorised.decision
+        freeze = await repo.active_freeze(self.db, account)
+        if freeze is None:
+            return _Cleared(decision, False)
+        frozen = (
+            f"Account `{account}` is frozen since {freeze.frozen_at.strftime('%Y-%m-%d %H:%M UTC')} by "
+            f"{mention(freeze.frozen_by)}: {freeze.reason}"
+        )
+        note = f"account frozen (freeze #{freeze.id})"
+        glass = decide(await repo.grants_of(self.db, inv.user_id), BREAK_GLASS, account)
+        if not glass.allowed:
+            error = PolicyDenied(
+                "freeze",
+                f"{frozen}. Every call action on it is refused until an admin runs `/call unfreeze on={account}`.",
+            )
+            refused = replace(decision, allowed=False, note=note)
+            return Done(await self._refuse(inv, error, decision=refused, **context))
+        assert glass.grant is not None
+        note = f"break-glass ({glass.grant.describe()}) during freeze #{freeze.id}"
+        if not (action.reason or "").strip():
+            error = PolicyDenied(
+                "break-glass",
+                f"{frozen}. Your break-glass grant lets you act anyway, with a reason for the audit log: "
+                f'add `reason="…"`.',
+                word="reason",
+            )
+            refused = replace(decision, allowed=False, note=note)
+            return Done(await self._refuse(inv, error, decision=refused, break_glass=True, **context))
+        return _Cleared(replace(decision, note=note), True)
+
+    async def _rate_limit(self, user_id: str, account: str, policy: Policy) -> RateLimited | None:
+        """Soft limits: attempts sent or being sent in the last minute (two requests arriving at the
+        same instant may both pass)."""
+        now = self.now()
+        since = now - RATE_WINDOW
+        mine = await repo.recent_attempt_times(self.db, since, CALL_ACTIONS, account=account, user_id=user_id)
+        wait = rate_limit_wait(mine, policy.max_actions_per_minute, now)
+        if wait is not None:
+            return RateLimited(
+                f"You started {policy.max_actions_per_minute} or more call actions on account `{account}` in the "
+                f"last minute (max_actions_per_minute = {policy.max_actions_per_minute} per person). "
+                f"Try again in {wait} s.",
+                wait,
+            )
+        limit = policy.max_account_actions_per_minute
+        if limit is None:
+            return None
+        everyone = await repo.recent_attempt_times(self.db, since, CALL_ACTIONS, account=account)
+        wait = rate_limit_wait(everyone, limit, now)
+        if wait is None:
+            return None
+        return RateLimited(
+            f"Account `{account}` had {limit} or more call actions in the last minute "
+            f"(max_account_actions_per_minute = {limit}, everyone together). Try again in {wait} s.",
+            wait,
+        )
+
+    def _asks_confirmation(self, inv: Invocation, command: CallCommand, account: str, *, confirmed: bool) -> bool:
+        """Typed in Slack (or re-run by an account button), an action listed in `confirm` waits for
+        a click. Dry runs send nothing; the modal has its own confirmation step; the shell has no
+        buttons (like saved flows, `callbot run` proceeds)."""
+        if confirmed or command.dry_run or inv.source not in ("slash", "button"):
+            return False
+        return needs_confirmation(self.policy_of(account), command.action.name.value)
+
+    async def _confirm_action(self, inv: Invocation, command: CallCommand, authorised: _Authorised) -> Reply:
+        """Not audited: nothing happened yet. The Confirm click re-runs the command (every check
+        again, then audited); Cancel drops it. Both buttons are the typist's only, for 15 minutes."""
+        account, label, verb = authorised.account, authorised.label, command.action.name.value
+        token = secrets.token_urlsafe(16)
+        await repo.save_choice(self.db, token, inv.user_id, inv.text, [account], purpose="confirm")
+        lines = [*_action_summary(command.action)]
+        lines.append(
+            f"Account `{account}` asks to confirm `{verb}` (confirm in callbot.toml): nothing is sent until you "
+            "click Confirm. The buttons are yours only, for 15 minutes."
+        )
+        dialog = ConfirmDialog(
+            title=f"{verb.capitalize()} {label}?",
+            text=f"`/call {inv.text}`"[:300],
+            confirm=f"Yes, {verb}",
+        )
+        buttons = (
+            Choice("Confirm", f"{token}|{account}", style="danger", confirm=dialog),
+            Choice("Cancel", f"{token}|{account}", dismiss=True),
+        )
+        return Reply(Tone.INFO, f"{verb.capitalize()} {label}?", tuple(lines), choices=buttons)
+
+    async def _freeze(self, inv: Invocation, command: FreezeCommand) -> Reply:
+        """`/call freeze|unfreeze on=…`: admins of every account named. History is kept (freezes table)."""
+        verb = command.verb
+        try:
+            self._check_accounts(command.accounts)
+        except InvalidInput as error:
+            return await self._refuse(inv, error, action=verb)
+        decision = decide_management(await repo.grants_of(self.db, inv.user_id), command.accounts)
+        if not decision.allowed:
+            denial = PermissionDenied(verb, decision.account, f"`{verb}` needs `admin` on every account named.")
+            return await self._refuse(inv, denial, action=verb, decision=decision, account=_one(command.accounts))
+        now = self.now()
+        changed: list[str] = []
+        unchanged: list[str] = []
+        for account in command.accounts:
+            if command.lift:
+                lifted = await repo.lift_freezes(self.db, account, inv.user_id, now, command.reason)
+                (changed if lifted else unchanged).append(account)
+                continue
+            if await repo.active_freeze(self.db, account) is not None:
+                unchanged.append(account)
+                continue
+            await repo.add_freeze(self.db, account, command.reason or "", inv.user_id, now)
+            changed.append(account)
+        request = {"accounts": list(command.accounts), "reason": command.reason, "changed": changed}
+        row = await self._record(
+            inv,
+            outcome="succeeded",
+            decision=decision,
+            action=verb,
+            account=_one(command.accounts),
+            request=request,
+            completed=True,
+        )
+        return Reply(Tone.SUCCESS, *_freeze_wording(command, changed, unchanged), audit_id=row.id)
 
     def _resolve(self, target: CallTarget) -> tuple[str, ProviderClient]:
         if not self.clients:
@@ -495,12 +724,16 @@ class Service:
         options: frozenset[str] = frozenset()  # `reason` is callbot's, not a provider option
         call = CallCommand(command.target, action, command.dry_run, options)
         if command.dry_run or confirmed or inv.source == "cli":
-            return await self._send_call(inv, call, authorised)
+            # Applying a saved flow always has its own confirmation: `confirm` adds no second one.
+            return await self._send_call(inv, call, authorised, confirmed=True)
         try:  # refuse now what the click would refuse anyway (e.g. a Twilio account)
             authorised.client.check_supported(ActionName.FLOW, options)
             authorised.client.build(command.target.call_id, action)
         except InvalidInput as error:
             return Done(await self._refuse(inv, error, decision=authorised.decision, **authorised.context))
+        cleared = await self._check_policy(inv, call, authorised)  # refuse before offering the button
+        if isinstance(cleared, Done):
+            return cleared
         return Done(await self._confirm_flow(inv, saved, command, authorised))
 
     async def _confirm_flow(
@@ -828,7 +1061,13 @@ class Service:
     # -- audit rows -----------------------------------------------------------------------------
 
     async def _refuse(
-        self, inv: Invocation, error: CallbotError, *, decision: Decision | None = None, **context: Any
+        self,
+        inv: Invocation,
+        error: CallbotError,
+        *,
+        decision: Decision | None = None,
+        break_glass: bool = False,
+        **context: Any,
     ) -> Reply:
         row = await self._record(
             inv,
@@ -836,10 +1075,13 @@ class Service:
             decision=decision,
             error_message=error.message,
             completed=True,
+            break_glass=break_glass,
             **context,
         )
-        tone = Tone.DENIED if error.outcome == "denied" else Tone.INVALID
-        title = "Not allowed." if tone is Tone.DENIED else "That command is not valid."
+        tone = Tone.DENIED if error.outcome in ("denied", "rate_limited") else Tone.INVALID
+        title = {"denied": "Not allowed.", "rate_limited": "Too many actions: slow down."}.get(
+            error.outcome, "That command is not valid."
+        )
         return Reply(tone, title, (error.message,), audit_id=row.id, field=getattr(error, "word", None))
 
     async def _record(
@@ -855,9 +1097,13 @@ class Service:
         account: str | None = None,
         provider: str | None = None,
         call_id: str | None = None,
+        break_glass: bool = False,
     ) -> AuditRow:
+        now = self.now()
         return await repo.insert_audit(
             self.db,
+            created_at=now,
+            break_glass=break_glass,
             source=inv.source,
             team_id=inv.team_id,
             user_id=inv.user_id,
@@ -871,11 +1117,11 @@ class Service:
             request=self.redactor.value(request) if request is not None else None,
             decision=None if decision is None else ("allowed" if decision.allowed else "denied"),
             grant_id=decision.grant.id if decision and decision.grant else None,
-            decision_basis=decision.basis if decision else None,
+            decision_basis=decision.basis[:255] if decision else None,
             outcome=outcome,
             error_message=self.redactor.text(error_message) if error_message else None,
             idempotency_key=inv.idempotency_key,
-            completed_at=utcnow() if completed else None,
+            completed_at=now if completed else None,
         )
 
     async def _complete(self, audit_id: int, **fields: Any) -> None:
@@ -938,9 +1184,18 @@ _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
         "again. Add `dry-run` to see the request instead; from `callbot run` it applies without asking.",
     ),
     "grant": (
-        "ACTIONS: hangup, cancel, redirect, twiml, flow, flow:manage, audit, admin (comma-separated). "
+        "ACTIONS: hangup, cancel, redirect, twiml, flow, flow:manage, audit, break-glass, admin (comma-separated). "
         "`on=*` means all accounts; `flow:manage` (save and delete saved flows) is granted on `*` only.",
+        "`break-glass` lets someone act on a frozen account (with a reason; flagged in the audit). "
+        "`admin` does not include it: grant it by name.",
     ),
+    "freeze": (
+        "Admins only. While an account is frozen, every call action on it is refused (audited as denied, "
+        'naming the freeze), except for holders of `break-glass` there, who must give `reason="…"`; '
+        "their audit rows are flagged `break_glass`.",
+        'Example: `/call freeze on=prod reason="fraud wave, investigating"`; lift with `/call unfreeze on=prod`.',
+    ),
+    "unfreeze": ("Admins only. Lifts the freeze of the accounts named; who and when is kept.",),
 }
 
 
@@ -988,6 +1243,30 @@ def _draft(row: Any) -> FlowDraft:
     return FlowDraft(
         row.id, row.user_id, row.account, row.call_id, tuple(row.commands), bool(row.end_call), row.updated_at
     )
+
+
+def _action_summary(action: CallAction) -> list[str]:
+    """What a confirmation shows: the action's parameters, never a password."""
+    if isinstance(action, ApplyFlow):
+        lines = [f"{i}. {line}" for i, line in enumerate(action.flow.summary(), 1)]
+        return [*lines, *([f"Reason: {action.reason}"] if action.reason else [])]
+    params = {k: v for k, v in action_params(action).items() if "password" not in k}
+    return [f"{key.replace('_', ' ')}: {value}" for key, value in params.items()]
+
+
+def _freeze_wording(command: FreezeCommand, changed: list[str], unchanged: list[str]) -> tuple[str, tuple[str, ...]]:
+    names = ", ".join(f"`{a}`" for a in changed)
+    if command.lift:
+        title = f"Unfrozen: {names}." if changed else "Nothing to unfreeze."
+        rest = (f"Not frozen: {', '.join(unchanged)}.",) if unchanged else ()
+        return title, rest
+    title = (
+        f"Frozen: {names}. Every call action there is refused until `/call unfreeze`."
+        if changed
+        else ("Already frozen: nothing changed.")
+    )
+    rest = (f"Already frozen (unchanged): {', '.join(unchanged)}.",) if unchanged else ()
+    return title, (*rest, f"Reason: {command.reason}", "Holders of `break-glass` may still act, with a reason.")
 
 
 def _duplicate_reply(row: AuditRow) -> Reply:

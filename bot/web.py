@@ -16,6 +16,7 @@ from starlette.routing import Route
 from bot.config import Settings
 from bot.replies import Reply, Tone
 from bot.runtime import Runtime
+from bot.service import Clock
 from bot.slack.app import create_bolt_app
 from bot.slack.render import message
 
@@ -24,10 +25,10 @@ log = logging.getLogger(__name__)
 _BROKEN = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was done.", ("The error is in the server log.",))
 
 
-def create_web_app(settings: Settings) -> Starlette:
+def create_web_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        runtime = await Runtime.start(settings)
+        runtime = await Runtime.start(settings, clock=clock)
         app.state.runtime = runtime
         app.state.slack = AsyncSlackRequestHandler(create_bolt_app(settings, runtime.service))
         sweeper = asyncio.create_task(runtime.sweep_pending_forever())

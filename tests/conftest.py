@@ -68,8 +68,9 @@ class DbHelper:
     def reset(self) -> None:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                conn.execute(text("TRUNCATE audit_log, grants, saved_flows, flow_drafts RESTART IDENTITY"))
+                conn.execute(text("TRUNCATE audit_log, grants, saved_flows, flow_drafts, freezes RESTART IDENTITY"))
             else:
+                conn.execute(text("DELETE FROM freezes"))
                 conn.execute(text("DELETE FROM audit_log"))
                 conn.execute(text("DELETE FROM grants"))
                 conn.execute(text("DELETE FROM saved_flows"))
@@ -213,8 +214,9 @@ def env(
 class ServerThread:
     """The real ASGI app under uvicorn, on a free loopback port, in a background thread."""
 
-    def __init__(self, settings: Settings) -> None:
-        config = uvicorn.Config(create_web_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    def __init__(self, settings: Settings, clock: Any = None) -> None:
+        app = create_web_app(settings, clock=clock)
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

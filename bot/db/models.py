@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -97,6 +109,8 @@ class AuditRow(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # True when the action ran on a frozen account under a `break-glass` grant (README: Security model).
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PendingChoice(Base):
@@ -152,3 +166,20 @@ class FlowDraftRow(Base):
     end_call: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class FreezeRow(Base):
+    """`/call freeze on=ACCOUNT`: while a row has no `lifted_at`, call actions on that account are
+    refused (except under `break-glass`). Rows are never deleted: lifting sets who and when."""
+
+    __tablename__ = "freezes"
+    __table_args__ = (Index("ix_freezes_account_lifted_at", "account", "lifted_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    frozen_by: Mapped[str] = mapped_column(String(64))
+    frozen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lift_reason: Mapped[str | None] = mapped_column(Text)

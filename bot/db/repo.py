@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.models import AuditRow, FlowDraftRow, GrantRow, PendingChoice, SavedFlowRow, utcnow
+from bot.db.models import AuditRow, FlowDraftRow, FreezeRow, GrantRow, PendingChoice, SavedFlowRow, utcnow
 from bot.db.session import Database
 from bot.permissions import ANY_ACCOUNT, Grant
 
@@ -153,14 +153,66 @@ async def save_choice(
         session.add(PendingChoice(token=token, user_id=user_id, text=text, accounts=accounts, purpose=purpose))
 
 
-async def take_choice(db: Database, token: str) -> PendingChoice | None:
-    """The stored command, removed as it is taken; None when unknown or expired."""
+async def take_choice(db: Database, token: str, user_id: str | None = None) -> PendingChoice | None:
+    """The stored command, removed as it is taken; None when unknown or expired. With `user_id`,
+    someone else's click leaves it in place (the owner's buttons keep working)."""
     async with db.session() as session:
         choice = await session.get(PendingChoice, token)
-        if choice is None:
+        if choice is None or (user_id is not None and choice.user_id != user_id):
             return None
         await session.delete(choice)
         return choice if choice.created_at >= utcnow() - CHOICE_TTL else None
+
+
+# -- safety policy: rate limits and freezes ---------------------------------------------------------
+
+# Attempts that count against a rate limit: sent, or being sent. Refusals and dry runs do not.
+COUNTED_OUTCOMES = ("pending", "succeeded", "failed", "unknown")
+
+
+async def recent_attempt_times(
+    db: Database, since: datetime, actions: tuple[str, ...], *, account: str, user_id: str | None = None
+) -> list[datetime]:
+    """When the counted call attempts on `account` (by `user_id`, or by anyone) since `since` began."""
+    query = select(AuditRow.created_at).where(
+        AuditRow.created_at >= since,
+        AuditRow.account == account,
+        AuditRow.action.in_(actions),
+        AuditRow.outcome.in_(COUNTED_OUTCOMES),
+    )
+    if user_id is not None:
+        query = query.where(AuditRow.user_id == user_id)
+    async with db.session() as session:
+        return list(await session.scalars(query))
+
+
+async def active_freeze(db: Database, account: str) -> FreezeRow | None:
+    async with db.session() as session:
+        query = (
+            select(FreezeRow)
+            .where(FreezeRow.account == account, FreezeRow.lifted_at.is_(None))
+            .order_by(FreezeRow.id.desc())
+            .limit(1)
+        )
+        return (await session.scalars(query)).first()
+
+
+async def add_freeze(db: Database, account: str, reason: str, frozen_by: str, at: datetime) -> FreezeRow:
+    row = FreezeRow(account=account, reason=reason, frozen_by=frozen_by, frozen_at=at)
+    async with db.session() as session:
+        session.add(row)
+    return row
+
+
+async def lift_freezes(db: Database, account: str, lifted_by: str, at: datetime, reason: str | None) -> list[int]:
+    """Lift every active freeze of `account`; the ids lifted (none when it was not frozen)."""
+    async with db.session() as session:
+        rows = list(
+            await session.scalars(select(FreezeRow).where(FreezeRow.account == account, FreezeRow.lifted_at.is_(None)))
+        )
+        for row in rows:
+            row.lifted_by, row.lifted_at, row.lift_reason = lifted_by, at, reason
+        return [row.id for row in rows]
 
 
 # -- saved flows ----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from bot.service import Done, Invocation, Service, Started
 from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
 from bot.slack.modal_io import INTERNAL_ERROR, deliver, modal_invocation, view_metadata
-from bot.slack.render import CHOICE_ACTION, OPEN_FORM_ACTION, message
+from bot.slack.render import CHOICE_ACTION, DISMISS_ACTION, OPEN_FORM_ACTION, message
 from bot.slack.text import plain_text
 from bot.slack.views import (
     ACTION_MODAL,
@@ -37,6 +37,7 @@ from bot.slack.views import (
 
 log = logging.getLogger(__name__)
 
+STALE_CHOICE = Reply(Tone.INFO, "This choice has expired or was already used.", ("Run the command again.",))
 STALE_BUTTON = Reply(Tone.INFO, "This button is no longer active.", ("Run the command again with `/call`.",))
 
 
@@ -155,6 +156,23 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
             await respond(**message(reply), replace_original=True)
 
         await _drive(service, lambda: service.begin_choice(inv, token, account), first, respond, replace=True)
+
+    @app.action(re.compile(rf"^{DISMISS_ACTION}:"))
+    async def on_dismiss_choice(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        """Cancel on a confirmation: drop the stored command; nothing is sent, nothing audited."""
+        await ack()
+        token = str(action.get("value") or "").partition("|")[0]
+        user = str((body.get("user") or {}).get("id") or "unknown")
+        try:
+            reply = await service.dismiss_choice(user, token)
+            if reply is None:  # not this person's button, or already used: leave the message alone
+                await respond(**message(STALE_CHOICE), replace_original=False)
+            else:
+                await respond(**message(reply), replace_original=True)
+        except Exception:
+            log.exception("could not cancel a confirmation")
 
     # Before the catch-alls below: Bolt runs the first listener that matches.
     register_flow_builder(app, service)

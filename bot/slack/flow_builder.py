@@ -890,8 +890,9 @@ async def _apply(
         flow = validate_callflow(list(draft.commands))
     except InvalidInput as error:
         text = "Add at least one command first." if not draft.commands else error.message
-        await ack(response_action="errors", errors={APPLY_BLOCK: text[:2000]})
+        # Audited before answering, like every attempt.
         await _safe(service.record_invalid(replace(inv, text=f"flow {draft.label} <callFlow>"), error, "flow"))
+        await ack(response_action="errors", errors={APPLY_BLOCK: text[:2000]})
         return
     action = ApplyFlow(flow, end_call=end_call)
     command = CallCommand(CallTarget(draft.account, draft.call_id), action, False, frozenset())

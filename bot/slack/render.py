@@ -7,12 +7,13 @@ from typing import Any
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     MarkdownTextObject,
     SectionBlock,
 )
 
-from bot.replies import Reply, Tone
+from bot.replies import Choice, Reply, Tone
 
 EMOJI = {
     Tone.SUCCESS: ":white_check_mark:",
@@ -28,6 +29,7 @@ SECTION_LIMIT = 3000  # Slack's limit for a section's text
 MAX_BLOCKS = 50
 MAX_BUTTONS = 25  # Slack's limit of elements in an actions block
 CHOICE_ACTION = "choose_account"
+DISMISS_ACTION = "dismiss_choice"
 OPEN_FORM_ACTION = "open_form"
 
 
@@ -57,10 +59,7 @@ def message(reply: Reply) -> dict[str, Any]:
         code = reply.code if len(reply.code) <= SECTION_LIMIT - 8 else reply.code[: SECTION_LIMIT - 9] + "…"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{code}```")))
     if reply.choices:
-        buttons = [
-            ButtonElement(text=choice.label[:75], action_id=f"{CHOICE_ACTION}:{i}", value=choice.value)
-            for i, choice in enumerate(reply.choices[:MAX_BUTTONS])
-        ]
+        buttons = [_button(i, choice) for i, choice in enumerate(reply.choices[:MAX_BUTTONS])]
         blocks.append(ActionsBlock(block_id=CHOICE_ACTION, elements=buttons))
     if reply.offers_form:
         blocks.append(
@@ -76,3 +75,28 @@ def message(reply: Reply) -> dict[str, Any]:
         "blocks": [block.to_dict() for block in blocks[:MAX_BLOCKS]],
         "response_type": "ephemeral",
     }
+
+
+def _button(index: int, choice: Choice) -> ButtonElement:
+    confirm = None
+    if choice.confirm is not None:
+        dialog = choice.confirm
+        # Slack's limits: title 100, text 300, button labels 30 characters.
+        confirm = ConfirmObject(
+            title=_clip(dialog.title, 100),
+            text=_clip(dialog.text, 300),
+            confirm=_clip(dialog.confirm, 30),
+            deny=_clip(dialog.deny, 30),
+            style="danger" if choice.style == "danger" else None,
+        )
+    return ButtonElement(
+        text=choice.label[:75],
+        action_id=f"{DISMISS_ACTION if choice.dismiss else CHOICE_ACTION}:{index}",
+        value=choice.value,
+        style=choice.style,
+        confirm=confirm,
+    )
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

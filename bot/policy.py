@@ -1,0 +1,223 @@
+"""Per-account safety policy (callbot.toml): pure decisions over an account's rules and a call action.
+
+The service calls these after the permission check and before anything is audited as `pending` or
+sent, so a refused action never reaches a provider. Each refusal names the rule (the setting in
+callbot.toml) and the value that broke it, because that is what the person and the auditor need.
+
+- `allowed_urls`: every URL callbot hands to a provider (redirect URL, fallback, status callback,
+  URLs inside inline TwiML, Bird playback media, gather prompts, bridge notifications and the bridge's
+  own callFlow) must start with one of the listed prefixes, compared on scheme, host, port and path
+  (path segment by segment: `https://h/ivr` allows `/ivr` and `/ivr/x`, not `/ivr2`). Unset, any
+  https:// URL passes. Plain http:// is refused unless a listed prefix is itself http://.
+- `allowed_bridge_numbers`: Bird `bridge` targets must match an E.164 number or prefix (`+44*`).
+  Unset, any target passes.
+- `require_reason`: these actions need `reason="…"`.
+- `confirm`: these actions, typed in Slack, answer with Confirm / Cancel buttons first.
+- `max_actions_per_minute` (per person, default 30) and `max_account_actions_per_minute`
+  (everyone together, unset by default): attempts sent (or being sent) in the last 60 s.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import unquote, urlsplit
+from xml.etree import ElementTree
+
+from bot.actions import ApplyFlow, CallAction, InlineTwiml, Redirect
+from bot.callflow import Bridge, Command, Gather, Playback
+from bot.errors import PolicyDenied
+
+RATE_WINDOW = timedelta(minutes=1)
+_E164_RULE = re.compile(r"^\+[0-9]{1,15}\*?$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Policy:
+    confirm: frozenset[str] = frozenset()
+    require_reason: frozenset[str] = frozenset()
+    allowed_urls: tuple[str, ...] | None = None
+    allowed_bridge_numbers: tuple[str, ...] | None = None
+    max_actions_per_minute: int = 30
+    max_account_actions_per_minute: int | None = None
+
+
+DEFAULT_POLICY = Policy()
+
+
+# -- configuration checks (raise ValueError: pydantic turns it into a ConfigError naming the key) ---
+
+
+def check_url_rule(rule: str) -> None:
+    parts = urlsplit(rule)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{rule!r} is not an absolute http(s) URL prefix, like 'https://twiml.example.com/'")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{rule!r}: a URL prefix has scheme, host and path only (no user, query or fragment)")
+    if _has_dot_segment(parts.path):
+        raise ValueError(f"{rule!r}: the path must not contain '.' or '..' segments")
+    _port(parts.scheme, rule)
+
+
+def check_bridge_pattern(rule: str) -> None:
+    if not _E164_RULE.match(rule):
+        raise ValueError(
+            f"{rule!r} is not an E.164 number or prefix ('+' and digits, optionally ending in *, like '+44*')"
+        )
+
+
+# -- the checks -------------------------------------------------------------------------------------
+
+
+def check_reason(policy: Policy, account: str, action: CallAction) -> None:
+    verb = action.name.value
+    if verb in policy.require_reason and not (action.reason or "").strip():
+        raise PolicyDenied(
+            "require_reason",
+            f"`{verb}` on account `{account}` needs a reason (require_reason in callbot.toml). "
+            f'Add `reason="…"`: it is kept in the audit log.',
+            word="reason",
+        )
+
+
+def needs_confirmation(policy: Policy, verb: str) -> bool:
+    return verb in policy.confirm
+
+
+def check_destinations(policy: Policy, account: str, action: CallAction) -> None:
+    """Every URL and bridge number the action would send must pass the account's allowlists."""
+    for label, url in urls_of(action):
+        _check_url(policy, account, label, url)
+    if policy.allowed_bridge_numbers is None:
+        return
+    for label, number in bridge_numbers_of(action):
+        if not any(_number_matches(number, rule) for rule in policy.allowed_bridge_numbers):
+            raise PolicyDenied(
+                "allowed_bridge_numbers",
+                f"`{label}={number}`: not in allowed_bridge_numbers of account `{account}` "
+                f"({', '.join(policy.allowed_bridge_numbers)}).",
+                word=label,
+            )
+
+
+def rate_limit_wait(recent: Sequence[datetime], limit: int, now: datetime) -> int | None:
+    """Seconds until one more attempt fits under `limit` per minute, or None when it fits now.
+    `recent`: when the counted attempts started (any order)."""
+    inside = sorted(t for t in recent if t > now - RATE_WINDOW)
+    if len(inside) < limit:
+        return None
+    oldest_that_must_expire = inside[len(inside) - limit]
+    return max(1, math.ceil((oldest_that_must_expire + RATE_WINDOW - now).total_seconds()))
+
+
+# -- what an action sends ---------------------------------------------------------------------------
+
+
+def urls_of(action: CallAction) -> list[tuple[str, str]]:
+    """(label as the person wrote it, URL) for every URL the provider will be given."""
+    if isinstance(action, Redirect):
+        pairs = [("URL", action.url), ("fallback", action.fallback_url), ("status-callback", action.status_callback)]
+        return [(label, url) for label, url in pairs if url]
+    if isinstance(action, ApplyFlow):
+        return list(_flow_urls(action.flow.commands, "callFlow"))
+    if isinstance(action, InlineTwiml):
+        return list(_twiml_urls(action.twiml))
+    return []
+
+
+def bridge_numbers_of(action: CallAction) -> list[tuple[str, str]]:
+    if not isinstance(action, ApplyFlow):
+        return []
+    return [
+        (f"callFlow[{i}].bridge.to", c.options.to)
+        for i, c in enumerate(action.flow.commands)
+        if isinstance(c.options, Bridge)
+    ]
+
+
+def _flow_urls(commands: Sequence[Command], path: str) -> Iterator[tuple[str, str]]:
+    for i, command in enumerate(commands):
+        options, here = command.options, f"{path}[{i}].{command.name}"
+        if isinstance(options, Playback):
+            yield from _media(options, here)
+        elif isinstance(options, Gather) and options.playback is not None:
+            yield from _media(options.playback, f"{here}.playback")
+        elif isinstance(options, Bridge):
+            if options.notification is not None:
+                yield f"{here}.notification.url", options.notification.url
+            yield from _flow_urls(options.call_flow or (), f"{here}.callFlow")
+
+
+def _media(playback: Playback, path: str) -> Iterator[tuple[str, str]]:
+    for j, url in enumerate(playback.media):
+        yield f"{path}.media[{j}]", url
+
+
+def _twiml_urls(twiml: str) -> Iterator[tuple[str, str]]:
+    """Inline TwiML can point Twilio anywhere (<Play>, <Redirect>, action=, statusCallback=…): every
+    attribute or text that is an absolute URL counts. (The TwiML was checked well-formed already.)"""
+    for element in ElementTree.fromstring(twiml).iter():
+        for name, value in element.attrib.items():
+            if _looks_like_url(value):
+                yield f"<{element.tag} {name}>", value.strip()
+        if element.text and _looks_like_url(element.text):
+            yield f"<{element.tag}>", element.text.strip()
+
+
+def _looks_like_url(text: str) -> bool:
+    return bool(re.match(r"^\s*[a-z][a-z0-9+.-]*://", text, re.I))
+
+
+def _check_url(policy: Policy, account: str, label: str, url: str) -> None:
+    shown = f"`{label}={url}`" if label != "URL" else f"`{url}`"
+    if policy.allowed_urls is None:
+        if urlsplit(url).scheme.lower() != "https":
+            raise PolicyDenied(
+                "allowed_urls",
+                f"{shown}: plain http:// is refused (anyone on the way can read or change what the call "
+                f"plays); use https://, or list the prefix in allowed_urls of account `{account}`.",
+                word=label,
+            )
+        return
+    if not any(url_matches(url, rule) for rule in policy.allowed_urls):
+        raise PolicyDenied(
+            "allowed_urls",
+            f"{shown}: not in allowed_urls of account `{account}` ({', '.join(policy.allowed_urls)}).",
+            word=label,
+        )
+
+
+def url_matches(url: str, rule: str) -> bool:
+    """Prefix match on scheme, host, port and path (whole segments unless the prefix ends in `/`)."""
+    u, r = urlsplit(url.strip()), urlsplit(rule)
+    try:
+        if u.scheme.lower() != r.scheme.lower() or (u.hostname or "") != (r.hostname or ""):
+            return False
+        if _port(u.scheme.lower(), url) != _port(r.scheme.lower(), rule):
+            return False
+    except ValueError:
+        return False
+    path, prefix = u.path or "/", r.path or "/"
+    if _has_dot_segment(path):
+        return False  # `/ivr/../admin` would leave the allowed path once the server resolves it
+    if prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _port(scheme: str, url: str) -> int | None:
+    port = urlsplit(url).port  # ValueError for a bad port
+    return port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(segment in (".", "..") for segment in unquote(path).split("/"))
+
+
+def _number_matches(number: str, rule: str) -> bool:
+    number = number.strip()
+    return number.startswith(rule[:-1]) if rule.endswith("*") else number == rule
