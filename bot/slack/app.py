@@ -21,7 +21,7 @@ from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service, Started
 from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
-from bot.slack.modal_io import INTERNAL_ERROR, deliver, modal_invocation, view_metadata
+from bot.slack.modal_io import INTERNAL_ERROR, modal_invocation, run_from_modal, view_metadata
 from bot.slack.render import CHOICE_ACTION, DISMISS_ACTION, OPEN_FORM_ACTION, message
 from bot.slack.text import plain_text
 from bot.slack.views import (
@@ -41,8 +41,19 @@ STALE_CHOICE = Reply(Tone.INFO, "This choice has expired or was already used.", 
 STALE_BUTTON = Reply(Tone.INFO, "This button is no longer active.", ("Run the command again with `/call`.",))
 
 
+class _SameTokenWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and then warns that our client makes it unused; the client
+    carries that very token (plus SLACK_API_URL), so the warning only misleads operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
 def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     """Built at start-up (never at import: a token means Slack calls), one per process."""
+    bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
+    if not any(isinstance(f, _SameTokenWarning) for f in bolt_logger.filters):
+        bolt_logger.addFilter(_SameTokenWarning())
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     app = AsyncApp(
         client=client,
@@ -215,28 +226,12 @@ async def _open_action_modal(client: AsyncWebClient, service: Service, trigger_i
 
 
 async def _run_modal(service: Service, client: AsyncWebClient, ack: AsyncAck, inv: Invocation, command: Any) -> None:
-    """Same pipeline as a typed command. Refusals stay in the form, under the field concerned;
-    everything else closes it and the outcome arrives as an ephemeral message (or a DM)."""
-    try:
-        step = await service.begin_command(inv, command)
-    except Exception:
-        log.exception("could not start a modal action")
-        await ack(response_action="errors", errors={"action": INTERNAL_ERROR.title})
-        return
-    if isinstance(step, Done) and step.reply.tone in (Tone.INVALID, Tone.DENIED):
-        block = "action" if step.reply.tone is Tone.DENIED else block_for(step.reply.field, command.action.name.value)
-        await ack(response_action="errors", errors={block: " ".join(step.reply.lines)[:2000] or step.reply.title})
-        return
-    await ack(response_action="clear")
-    if isinstance(step, Done):
-        await deliver(client, inv, step.reply)
-        return
-    try:
-        reply = await service.finish(step)
-    except Exception:
-        log.exception("provider step failed for audit #%s", step.audit_id)
-        reply = Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
-    await deliver(client, inv, reply)
+    def block(reply: Reply) -> str:
+        if reply.tone is Tone.DENIED:
+            return "action"
+        return block_for(reply.field, command.action.name.value)
+
+    await run_from_modal(service, client, ack, inv, command, block_for=block)
 
 
 def _confirmation(command: Any, channel: str | None) -> Any:

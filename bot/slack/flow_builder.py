@@ -68,9 +68,9 @@ from bot.callflow import (
 from bot.errors import InvalidInput
 from bot.grammar import CallCommand
 from bot.replies import Reply, Tone
-from bot.service import BuilderOpening, Done, FlowDraft, Invocation, Service
+from bot.service import BuilderOpening, FlowDraft, Invocation, Service
 from bot.slack.forms import command_line
-from bot.slack.modal_io import INTERNAL_ERROR, deliver, modal_invocation, view_metadata
+from bot.slack.modal_io import INTERNAL_ERROR, deliver, modal_invocation, run_from_modal, view_metadata
 from bot.slack.render import message
 from bot.slack.views import BUILD_FLOW, read_state
 
@@ -897,22 +897,13 @@ async def _apply(
     action = ApplyFlow(flow, end_call=end_call)
     command = CallCommand(CallTarget(draft.account, draft.call_id), action, False, frozenset())
     inv = replace(inv, text=command_line(command) + (" (then end the call)" if end_call else ""))
-    step = await service.begin_command(inv, command)
-    if isinstance(step, Done) and step.reply.tone in (Tone.INVALID, Tone.DENIED):
-        await ack(response_action="errors", errors={APPLY_BLOCK: " ".join(step.reply.lines)[:2000] or step.reply.title})
-        return
-    await ack(response_action="clear")
-    if isinstance(step, Done):
-        await deliver(client, inv, step.reply)
-        return
-    try:
-        reply = await service.finish(step)
-    except Exception:
-        log.exception("provider step failed for audit #%s", step.audit_id)
-        reply = Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
-    if reply.tone is Tone.SUCCESS:
+
+    async def discard() -> None:
         await service.discard_draft(draft.id)  # applied: reopening the builder starts afresh
-    await deliver(client, inv, reply)
+
+    await run_from_modal(
+        service, client, ack, inv, command, block_for=lambda _reply: APPLY_BLOCK, after_success=discard
+    )
 
 
 async def _safe(work: Any) -> None:

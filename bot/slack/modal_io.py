@@ -6,13 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.grammar import CallCommand
 from bot.replies import Reply, Tone
-from bot.service import Invocation
+from bot.service import Done, Invocation, Service
 from bot.slack.render import message
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,45 @@ INTERNAL_ERROR = Reply(
     "callbot hit an internal error; nothing was sent to any provider.",
     ("The error is in the server log. Try again, or ask the people who run callbot.",),
 )
+
+
+async def run_from_modal(
+    service: Service,
+    client: AsyncWebClient,
+    ack: AsyncAck,
+    inv: Invocation,
+    command: CallCommand,
+    *,
+    block_for: Callable[[Reply], str],
+    after_success: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """A submitted modal through the same pipeline as a typed command.
+
+    Refusals (invalid, denied) keep the modal open with the message under `block_for(reply)`;
+    anything else closes it, and the outcome arrives as an ephemeral message (or a DM).
+    """
+    try:
+        step = await service.begin_command(inv, command)
+    except Exception:
+        log.exception("could not start a modal action")
+        await ack(response_action="errors", errors={block_for(INTERNAL_ERROR): INTERNAL_ERROR.title})
+        return
+    if isinstance(step, Done) and step.reply.tone in (Tone.INVALID, Tone.DENIED):
+        message_text = " ".join(step.reply.lines)[:2000] or step.reply.title
+        await ack(response_action="errors", errors={block_for(step.reply): message_text})
+        return
+    await ack(response_action="clear")
+    if isinstance(step, Done):
+        await deliver(client, inv, step.reply)
+        return
+    try:
+        reply = await service.finish(step)
+    except Exception:
+        log.exception("provider step failed for audit #%s", step.audit_id)
+        reply = Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
+    if after_success is not None and reply.tone is Tone.SUCCESS:
+        await after_success()
+    await deliver(client, inv, reply)
 
 
 async def deliver(client: AsyncWebClient, inv: Invocation, reply: Reply) -> None:
