@@ -13,7 +13,7 @@ from bot import __version__, grammar
 from bot.config import Settings
 from bot.db import migrate
 from bot.errors import CallbotError, ConfigError
-from bot.grammar import AuditQuery, GrantCommand
+from bot.grammar import AuditQuery, GrantCommand, RoleCommand
 from bot.logs import configure_logging, install_redaction
 from bot.redact import Redactor
 from bot.replies import Reply
@@ -57,14 +57,27 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("grant", "let a Slack user run actions"), ("revoke", "take actions back")):
         cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("user", help="Slack user id, e.g. U012AB3CD")
-        cmd.add_argument("actions", help="comma-separated: hangup,cancel,redirect,twiml,flow,audit,admin")
+        cmd.add_argument("user", help="Slack user id (U012AB3CD) or user group id (S0123ABC)")
+        cmd.add_argument("actions", help="comma-separated actions or roles: operator, hangup,redirect, admin…")
         cmd.add_argument("--on", default="*", help="comma-separated account names, or * (default)")
+        cmd.add_argument("--in", dest="channel", help="only from this Slack channel (its id, C0123ABCD)")
+        if name == "grant":
+            until = cmd.add_mutually_exclusive_group()
+            until.add_argument("--for", dest="duration", help="temporary: 30m, 8h, 2d, 1w")
+            until.add_argument("--until", help="temporary: a date (UTC), e.g. 2026-12-01")
         cmd.set_defaults(func=_grant, revoke=name == "revoke")
 
-    perms = sub.add_parser("perms", help="who may do what (one user, or everyone)")
+    perms = sub.add_parser("perms", help="who may do what, where, until when (one user or group, or everyone)")
     perms.add_argument("user", nargs="?")
     perms.set_defaults(func=_perms)
+
+    sub.add_parser("roles", help="the built-in and custom roles and their actions").set_defaults(func=_roles)
+    role = sub.add_parser("role", help="define roles: role create NAME ACTIONS")
+    role_sub = role.add_subparsers(dest="role_command", metavar="SUBCOMMAND", required=True)
+    create = role_sub.add_parser("create", help="create or redefine a custom role")
+    create.add_argument("name")
+    create.add_argument("actions", help="comma-separated actions, e.g. hangup,audit")
+    create.set_defaults(func=_role_create)
 
     run = sub.add_parser("run", help='run a /call command as a Slack user, e.g. run --as U012AB3CD "hangup prod:CA…"')
     run.add_argument("--as", dest="as_user", required=True, help="the Slack user id to act as (permission-checked)")
@@ -168,18 +181,41 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _grant(settings: Settings, args: argparse.Namespace) -> int:
+    kind, subject = grammar.parse_subject(args.user)
+    duration = getattr(args, "duration", None)
+    until = getattr(args, "until", None)
     command = GrantCommand(
         revoke=args.revoke,
-        user_id=grammar.parse_user(args.user),
+        user_id=subject,
         actions=grammar.parse_actions(args.actions),
         accounts=tuple(a.strip() for a in args.on.split(",") if a.strip()) or ("*",),
+        subject_kind=kind,
+        channel=grammar.parse_channel(args.channel) if args.channel else None,
+        duration=grammar.parse_duration(duration) if duration else None,
+        until=grammar.parse_until(until) if until else None,
     )
-    return _with_runtime(settings, lambda rt: rt.service.shell_grant(command, getpass.getuser()))
+
+    async def work(rt: Runtime) -> Reply:
+        # An unknown action or role is a usage error (stderr, exit 2), as before roles existed.
+        grammar.check_grantable(command.actions, await rt.service.custom_role_names())
+        return await rt.service.shell_grant(command, getpass.getuser())
+
+    return _with_runtime(settings, work)
 
 
 def _perms(settings: Settings, args: argparse.Namespace) -> int:
-    user = grammar.parse_user(args.user) if args.user else None
-    return _with_runtime(settings, lambda rt: rt.service.perms_of(user))
+    kind, subject = grammar.parse_subject(args.user) if args.user else ("user", None)
+    return _with_runtime(settings, lambda rt: rt.service.perms_of(subject, kind))
+
+
+def _roles(settings: Settings, args: argparse.Namespace) -> int:
+    return _with_runtime(settings, lambda rt: rt.service.roles())
+
+
+def _role_create(settings: Settings, args: argparse.Namespace) -> int:
+    command = grammar.parse(f"role create {args.name} {args.actions}")
+    assert isinstance(command, RoleCommand)
+    return _with_runtime(settings, lambda rt: rt.service.shell_role(command, getpass.getuser()))
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:

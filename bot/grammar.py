@@ -27,11 +27,15 @@ from bot.actions import (
 from bot.callflow import CallFlow, parse_callflow
 from bot.errors import InvalidInput
 from bot.flow_library import FlowRef, looks_like_reference, parse_ref
-from bot.permissions import ALL_ACTIONS, FLOW_MANAGE, OUTCOMES
+from bot.permissions import ALL_ACTIONS, BUILTIN_ROLES, FLOW_MANAGE, GROUP, OUTCOMES, USER
 
 _OPTION = re.compile(r"^([A-Za-z][A-Za-z-]*)=(.*)$", re.S)
 _USER = re.compile(r"^(?:<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>|@?([UW][A-Z0-9]{2,}))$")
+_GROUP = re.compile(r"^(?:<!subteam\^(S[A-Z0-9]{2,})(?:\|[^>]*)?>|@?(S[A-Z0-9]{2,}))$")
+_CHANNEL = re.compile(r"^(?:<#([CG][A-Z0-9]{2,})(?:\|[^>]*)?>|([CG][A-Z0-9]{2,}))$")
+_ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 _DURATION = re.compile(r"^(\d{1,6})([mhdw])$")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 MAX_TEXT = 8000
 
@@ -120,21 +124,34 @@ VERBS: dict[str, VerbSpec] = {
         ),
         VerbSpec(
             "grant",
-            "/call grant @someone ACTIONS [on=ACCOUNTS]",
-            "let someone run actions (admins)",
+            "/call grant @someone|@group ACTIONS|ROLE [on=ACCOUNTS] [in=#channel] [for=8h|until=DATE]",
+            "let someone (or a user group) run actions (admins)",
             ("USER", "ACTIONS"),
-            options=("on",),
+            options=("on", "in", "for", "until"),
             permission="admin",
         ),
         VerbSpec(
             "revoke",
-            "/call revoke @someone ACTIONS [on=ACCOUNTS]",
+            "/call revoke @someone|@group ACTIONS|ROLE [on=ACCOUNTS] [in=#channel]",
             "take actions back (admins)",
             ("USER", "ACTIONS"),
-            options=("on",),
+            options=("on", "in"),
             permission="admin",
         ),
-        VerbSpec("perms", "/call perms [@someone]", "who may do what, where", optional_positionals=("USER",)),
+        VerbSpec(
+            "perms",
+            "/call perms [@someone|@group]",
+            "who may do what, where, until when, and why",
+            optional_positionals=("USER",),
+        ),
+        VerbSpec("roles", "/call roles", "the roles (named sets of actions) and what they allow"),
+        VerbSpec(
+            "role",
+            "/call role create NAME ACTIONS",
+            "define or redefine a custom role (admins on `*`)",
+            ("SUBCOMMAND", "NAME", "ACTIONS"),
+            permission="admin",
+        ),
         VerbSpec(
             "freeze",
             '/call freeze on=ACCOUNTS reason="…"',
@@ -164,6 +181,7 @@ AUDIT_ACTIONS = (
     "grant",
     "revoke",
     "perms",
+    "role",
     "freeze",
     "unfreeze",
     "flows.save",
@@ -248,14 +266,33 @@ class AuditQuery:
 @dataclass(frozen=True)
 class GrantCommand:
     revoke: bool
-    user_id: str
-    actions: tuple[str, ...]
+    user_id: str  # the subject: a user id, or a user group id when subject_kind is "group"
+    actions: tuple[str, ...]  # actions or role names (custom roles are checked by the service)
     accounts: tuple[str, ...]
+    subject_kind: str = USER
+    channel: str | None = None
+    # At most one of these; the service turns `duration` into a moment with its clock.
+    duration: timedelta | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
 class PermsCommand:
     user_id: str | None = None
+    subject_kind: str = USER
+
+
+@dataclass(frozen=True)
+class RolesCommand:
+    pass
+
+
+@dataclass(frozen=True)
+class RoleCommand:
+    """`/call role create NAME ACTIONS`: creating an existing custom role redefines it."""
+
+    name: str
+    actions: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -281,6 +318,8 @@ Command = (
     | AuditQuery
     | GrantCommand
     | PermsCommand
+    | RolesCommand
+    | RoleCommand
     | FreezeCommand
 )
 
@@ -315,14 +354,16 @@ def parse(text: str) -> Command:
     if verb == "help":
         return HelpCommand(args[0].lower() if args else None)
     if verb == "perms":
-        return PermsCommand(parse_user(args[0]) if args else None)
+        if not args:
+            return PermsCommand()
+        kind, subject = parse_subject(args[0])
+        return PermsCommand(subject, kind)
     if verb in ("grant", "revoke"):
-        return GrantCommand(
-            revoke=verb == "revoke",
-            user_id=parse_user(args[0]),
-            actions=parse_actions(args[1]),
-            accounts=_csv(options.get("on", "*"), "on"),
-        )
+        return _grant_command(verb, args, options)
+    if verb == "roles":
+        return RolesCommand()
+    if verb == "role":
+        return _role_command(args)
     if verb == "audit":
         return _audit_query(options)
     if verb in ("freeze", "unfreeze"):
@@ -450,6 +491,89 @@ def _flows_command(args: list[str], options: dict[str, str]) -> FlowsCommand:
     return FlowsCommand("save", ref, parse_callflow(rest[1]))
 
 
+def _grant_command(verb: str, args: list[str], options: dict[str, str]) -> GrantCommand:
+    kind, subject = parse_subject(args[0])
+    if "for" in options and "until" in options:
+        raise InvalidInput("until=", "is given with `for=`.", "Keep one: `for=8h` or `until=2026-12-01`.")
+    return GrantCommand(
+        revoke=verb == "revoke",
+        user_id=subject,
+        actions=parse_actions(args[1]),
+        accounts=_csv(options.get("on", "*"), "on"),
+        subject_kind=kind,
+        channel=parse_channel(options["in"]) if "in" in options else None,
+        duration=parse_duration(options["for"]) if "for" in options else None,
+        until=parse_until(options["until"]) if "until" in options else None,
+    )
+
+
+def _role_command(args: list[str]) -> RoleCommand:
+    if args[0].lower() != "create":
+        hint = suggest(args[0], ["create"]) or f"Usage: `{VERBS['role'].usage}`"
+        raise InvalidInput(args[0], "is not a `role` subcommand (create).", hint)
+    name = args[1].lower()
+    if name in BUILTIN_ROLES:
+        raise InvalidInput(name, "is a built-in role: it cannot be redefined.", "Pick another name; see `/call roles`.")
+    if name in ALL_ACTIONS or not _ROLE_NAME.match(name):
+        raise InvalidInput(
+            name, "cannot name a role.", "Use 2–32 lowercase letters, digits and dashes, not an action's name."
+        )
+    actions = _csv(args[2], "ACTIONS")
+    for action in actions:
+        if action not in ALL_ACTIONS:
+            hint = suggest(action, ALL_ACTIONS) or f"A role is made of actions: {', '.join(ALL_ACTIONS)}."
+            raise InvalidInput(action, "is not an action.", hint)
+    return RoleCommand(name, actions)
+
+
+def parse_subject(word: str) -> tuple[str, str]:
+    """A user (`<@U…>`, `U…`) or a user group (`<!subteam^S…>` as Slack sends `@oncall-voice`, or `S…`)."""
+    group = _GROUP.match(word.strip())
+    if group:
+        return GROUP, group.group(1) or group.group(2)
+    try:
+        return USER, parse_user(word)
+    except InvalidInput:
+        raise InvalidInput(
+            word,
+            "is not a Slack user I can identify.",
+            "Mention the person or user group (`@alice`, `@oncall-voice`, picked from Slack's list) or give the "
+            "id (`U012AB3CD`, `S0123ABC`).",
+        ) from None
+
+
+def parse_channel(word: str) -> str:
+    match = _CHANNEL.match(word.strip())
+    if not match:
+        raise InvalidInput(
+            f"in={word}",
+            "is not a channel I can identify.",
+            "Pick the channel from Slack's list (`in=#ops-voice`, sent as a link) or give its id (`C0123ABCD`).",
+        )
+    return match.group(1) or match.group(2)
+
+
+def parse_duration(word: str) -> timedelta:
+    match = _DURATION.match(word.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise InvalidInput(f"for={word}", "is not a duration.", "Use e.g. `for=30m`, `for=8h`, `for=2d`, `for=1w`.")
+    try:
+        return int(match.group(1)) * _UNITS[match.group(2)]
+    except OverflowError:
+        raise InvalidInput(f"for={word}", "is too long.") from None
+
+
+def parse_until(word: str) -> datetime:
+    """A date (`2026-12-01`: its first moment, UTC) or a date and time (UTC unless a zone is given)."""
+    try:
+        moment = datetime.fromisoformat(word.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"until={word}", "is not a date.", "Use e.g. `until=2026-12-01` or `until=2026-12-01T18:00`."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def parse_user(word: str) -> str:
     match = _USER.match(word.strip())
     if not match:
@@ -462,12 +586,26 @@ def parse_user(word: str) -> str:
 
 
 def parse_actions(word: str) -> tuple[str, ...]:
+    """Actions and role names. A name that could be a custom role passes: the service, which knows
+    the custom roles, refuses it when it is neither (`check_grantable`)."""
     actions = _csv(word, "ACTIONS")
     for action in actions:
-        if action not in ALL_ACTIONS:
-            hint = suggest(action, ALL_ACTIONS) or f"Actions are: {', '.join(ALL_ACTIONS)}."
-            raise InvalidInput(action, "is not an action.", hint)
+        if action not in ALL_ACTIONS and action not in BUILTIN_ROLES and not _ROLE_NAME.match(action):
+            raise InvalidInput(action, "is not an action.", unknown_action_hint(action, ()))
     return actions
+
+
+def check_grantable(names: tuple[str, ...], custom_roles: tuple[str, ...]) -> None:
+    for name in names:
+        if name not in ALL_ACTIONS and name not in BUILTIN_ROLES and name not in custom_roles:
+            raise InvalidInput(name, "is not an action.", unknown_action_hint(name, custom_roles))
+
+
+def unknown_action_hint(word: str, custom_roles: tuple[str, ...]) -> str:
+    roles = (*BUILTIN_ROLES, *custom_roles)
+    return suggest(word, (*ALL_ACTIONS, *roles)) or (
+        f"Actions are: {', '.join(ALL_ACTIONS)}. Roles are: {', '.join(roles)} (`/call roles`)."
+    )
 
 
 def _csv(word: str, label: str) -> tuple[str, ...]:
@@ -504,14 +642,8 @@ def parse_since(word: str, now: datetime | None = None) -> datetime:
     match = _DURATION.match(word.strip().lower())
     if match:
         amount, unit = int(match.group(1)), match.group(2)
-        delta = {
-            "m": timedelta(minutes=1),
-            "h": timedelta(hours=1),
-            "d": timedelta(days=1),
-            "w": timedelta(weeks=1),
-        }
         try:
-            return now - amount * delta[unit]
+            return now - amount * _UNITS[unit]
         except OverflowError:
             raise InvalidInput(f"since={word}", "reaches too far back.") from None
     try:

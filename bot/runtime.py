@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bot.config import Settings
 from bot.db import migrate
 from bot.db.session import Database, is_sqlite
+from bot.directory import Directory
 from bot.errors import ConfigError
 from bot.logs import install_redaction
 from bot.providers import create_clients
@@ -36,7 +38,9 @@ class Runtime:
         clients = create_clients(settings.accounts)
         db = Database(settings.database_url)
         policies = {name: account.config.policy() for name, account in settings.accounts.items()}
-        service = Service(db, clients, redactor, policies=policies, clock=clock)
+        service = Service(
+            db, clients, redactor, policies=policies, clock=clock, directory=create_directory(settings, clock)
+        )
         runtime = cls(settings, db, clients, service, redactor)
         if recover:
             try:
@@ -59,6 +63,19 @@ class Runtime:
         for client in self.clients.values():
             await client.aclose()
         await self.db.close()
+
+
+def create_directory(settings: Settings, clock: Clock | None) -> Directory | None:
+    """User-group membership from Slack, when a bot token is set (the server always has one; the
+    shell may not, and then group grants cannot match there)."""
+    if not settings.slack_bot_token:
+        return None
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.directory import SlackDirectory
+
+    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    return SlackDirectory(client, clock or (lambda: datetime.now(UTC)))
 
 
 async def prepare_schema(database_url: str) -> None:

@@ -13,7 +13,7 @@ import logging
 import secrets
 import shlex
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from bot.callflow import CallFlow
 from bot.db import repo
 from bot.db.models import AuditRow, utcnow
 from bot.db.session import Database
+from bot.directory import Directory, DirectoryError, NoDirectory
 from bot.errors import (
     AmbiguousAccount,
     CallbotError,
@@ -54,20 +55,30 @@ from bot.grammar import (
     HelpCommand,
     OpenFormCommand,
     PermsCommand,
+    RoleCommand,
+    RolesCommand,
     SavedFlowCommand,
 )
 from bot.permissions import (
     ANY_ACCOUNT,
     BREAK_GLASS,
+    BUILTIN_ROLES,
     CALL_ACTIONS,
+    GROUP,
     TEAM_WIDE_ACTIONS,
     Decision,
     Grant,
+    Limits,
     allowed_actions,
+    concerns,
     decide,
     decide_flow_manage,
     decide_flow_read,
     decide_management,
+    group_mention,
+    usable,
+    when,
+    with_roles,
 )
 from bot.policy import (
     DEFAULT_POLICY,
@@ -208,6 +219,7 @@ class Service:
         *,
         policies: Mapping[str, Policy] | None = None,
         clock: Clock | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.db = db
         self.clients = dict(clients)
@@ -215,6 +227,8 @@ class Service:
         self.policies = dict(policies or {})
         # Rate limits and audit timestamps read this clock; tests pass a controllable one.
         self.now: Clock = clock or _real_clock
+        # User-group membership (bot/slack/directory.py); without it group grants never match.
+        self.directory: Directory = directory or NoDirectory()
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -253,6 +267,10 @@ class Service:
             return Done(self._safe(await self._audit(inv, command)))
         if isinstance(command, PermsCommand):
             return Done(self._safe(await self._perms(inv, command)))
+        if isinstance(command, RolesCommand):
+            return Done(self._safe(await self._roles()))
+        if isinstance(command, RoleCommand):
+            return Done(self._safe(await self._define_role(inv, command)))
         topic = command.topic if isinstance(command, HelpCommand) else None
         assert isinstance(command, HelpCommand | OpenFormCommand)
         return Done(self._safe(await self._help(inv, topic)))
@@ -272,7 +290,11 @@ class Service:
         await self._refuse(inv, error, action=action)
 
     async def form_accounts(self, user_id: str) -> list[FormAccount]:
-        grants = await repo.grants_of(self.db, user_id)
+        # The form does not know the channel: channel-scoped grants are offered, and the submission
+        # is decided again with its channel.
+        held, _ = await self._held(user_id)
+        now = self.now()
+        grants = [replace(g, channel=None) for g in held if not g.expired(now)]
         offered = []
         for name, client in sorted(self.clients.items()):
             actions = tuple(a.value for a in client.supported if decide(grants, a.value, name).allowed)
@@ -365,12 +387,32 @@ class Service:
         inv = Invocation("cli", f"shell:{os_user}", _grant_text(command), user_name=os_user)
         try:
             _check_team_wide(command)
+            expires_at = await self._check_grant(command)
         except InvalidInput as error:
             return self._safe(await self._refuse(inv, error, action="revoke" if command.revoke else "grant"))
-        return self._safe(await self._apply_grants(inv, command, Decision(True, "admin", ANY_ACCOUNT)))
+        shell = Decision(True, "admin", ANY_ACCOUNT, note="trusted shell")
+        return self._safe(await self._apply_grants(inv, command, shell, expires_at))
 
-    async def perms_of(self, user_id: str | None) -> Reply:
-        return self._safe(await self._describe_perms(user_id))
+    async def shell_role(self, command: RoleCommand, os_user: str) -> Reply:
+        """`callbot role create` from the shell: trusted like `callbot grant`, still audited."""
+        inv = Invocation("cli", f"shell:{os_user}", f"role create {command.name} {','.join(command.actions)}")
+        previous = await repo.save_role(self.db, command.name, list(command.actions), inv.user_id, self.now())
+        request = {"name": command.name, "actions": list(command.actions), "previous": previous and list(previous)}
+        shell = Decision(True, "admin", ANY_ACCOUNT, note="trusted shell")
+        row = await self._record(
+            inv, outcome="succeeded", decision=shell, action="role", request=request, completed=True
+        )
+        verb = "Created" if previous is None else "Redefined"
+        return Reply(Tone.SUCCESS, f"{verb} role `{command.name}`: {_actions_text(command.actions)}.", audit_id=row.id)
+
+    async def perms_of(self, user_id: str | None, kind: str = "user") -> Reply:
+        return self._safe(await self._describe_perms(user_id, kind))
+
+    async def custom_role_names(self) -> tuple[str, ...]:
+        return tuple(await repo.custom_roles(self.db))
+
+    async def roles(self) -> Reply:
+        return self._safe(await self._roles())
 
     # -- call actions ---------------------------------------------------------------------------
 
@@ -396,9 +438,9 @@ class Service:
             "provider": client.provider,
             "call_id": target.call_id,
         }
-        decision = decide(await repo.grants_of(self.db, inv.user_id), verb.value, account)
+        decision = await self._decide(inv, verb.value, account)
         if not decision.allowed:
-            return Done(await self._refuse(inv, PermissionDenied(verb.value, account), decision=decision, **context))
+            return Done(await self._refuse(inv, _denied(decision), decision=decision, **context))
         return _Authorised(account, client, decision, context, target.display(account))
 
     async def _send_call(
@@ -492,7 +534,7 @@ class Service:
             f"{mention(freeze.frozen_by)}: {freeze.reason}"
         )
         note = f"account frozen (freeze #{freeze.id})"
-        glass = decide(await repo.grants_of(self.db, inv.user_id), BREAK_GLASS, account)
+        glass = await self._decide(inv, BREAK_GLASS, account)
         if not glass.allowed:
             error = PolicyDenied(
                 "freeze",
@@ -577,7 +619,9 @@ class Service:
             self._check_accounts(command.accounts)
         except InvalidInput as error:
             return await self._refuse(inv, error, action=verb)
-        decision = decide_management(await repo.grants_of(self.db, inv.user_id), command.accounts)
+        decision = decide_management(
+            await self._all_held(inv), command.accounts, channel=inv.channel_id, now=self.now()
+        )
         if not decision.allowed:
             denial = PermissionDenied(verb, decision.account, f"`{verb}` needs `admin` on every account named.")
             return await self._refuse(inv, denial, action=verb, decision=decision, account=_one(command.accounts))
@@ -763,7 +807,7 @@ class Service:
         )
 
     async def _flows(self, inv: Invocation, command: FlowsCommand) -> Reply:
-        grants = await repo.grants_of(self.db, inv.user_id)
+        grants = await self._usable(inv)
         action = command.audit_action
         if command.sub in ("list", "show"):
             decision = decide_flow_read(grants)
@@ -903,57 +947,120 @@ class Service:
 
     # -- permissions ----------------------------------------------------------------------------
 
+    async def _held(
+        self, user_id: str, relevant: Callable[[Grant], bool] = lambda grant: True
+    ) -> tuple[list[Grant], list[str]]:
+        """A user's own grants and those of the groups they are in (roles expanded, expired
+        included), and the groups whose members could not be read. Only groups with a `relevant`,
+        unexpired grant are looked up, so an unrelated group costs no Slack call."""
+        custom = await repo.custom_roles(self.db)
+        held = with_roles(await repo.grants_of(self.db, user_id), custom)
+        now = self.now()
+        membership: dict[str, bool] = {}
+        problems: list[str] = []
+        for grant in with_roles(await repo.group_grants(self.db), custom):
+            if grant.expired(now) or not relevant(grant):
+                continue
+            if grant.user_id not in membership:
+                membership[grant.user_id] = await self._is_member(grant.user_id, user_id, problems)
+            if membership[grant.user_id]:
+                held.append(grant)
+        return held, problems
+
+    async def _is_member(self, group_id: str, user_id: str, problems: list[str]) -> bool:
+        try:
+            return await self.directory.is_member(group_id, user_id)
+        except DirectoryError as error:
+            log.warning("could not read the members of user group %s: %s", group_id, error)
+            problems.append(f"could not read the members of {group_mention(group_id)} ({error})")
+            return False
+
+    async def _decide(self, inv: Invocation, action: str, account: str | None) -> Decision:
+        held, problems = await self._held(inv.user_id, lambda grant: concerns(grant, action, account))
+        decision = decide(held, action, account, channel=inv.channel_id, now=self.now())
+        if not decision.allowed and problems:
+            decision = replace(decision, note="; ".join(filter(None, [decision.note, *problems])))
+        return decision
+
+    async def _all_held(self, inv: Invocation) -> list[Grant]:
+        return (await self._held(inv.user_id))[0]
+
+    async def _usable(self, inv: Invocation) -> list[Grant]:
+        """The grants that count for this command: unexpired, and from its channel."""
+        return usable(await self._all_held(inv), channel=inv.channel_id, now=self.now())
+
     async def _change_grants(self, inv: Invocation, command: GrantCommand) -> Reply:
         verb = "revoke" if command.revoke else "grant"
         try:
             self._check_accounts(command.accounts)
             _check_team_wide(command)
+            expires_at = await self._check_grant(command)
         except InvalidInput as error:
             return await self._refuse(inv, error, action=verb)
-        decision = decide_management(await repo.grants_of(self.db, inv.user_id), command.accounts)
+        wanted = None if command.revoke else Limits(command.channel, expires_at)
+        decision = decide_management(
+            await self._all_held(inv), command.accounts, channel=inv.channel_id, now=self.now(), wanted=wanted
+        )
         if not decision.allowed:
-            denial = PermissionDenied(
-                verb,
-                decision.account,
-                "Changing permissions needs `admin` on every account named"
-                + (" (and on `*` to grant everywhere)." if ANY_ACCOUNT in command.accounts else "."),
-            )
+            denial = PermissionDenied(verb, decision.account, _management_detail(command, decision))
             return await self._refuse(inv, denial, action=verb, decision=decision, account=_one(command.accounts))
-        return await self._apply_grants(inv, command, decision)
+        return await self._apply_grants(inv, command, decision, expires_at)
 
-    async def _apply_grants(self, inv: Invocation, command: GrantCommand, decision: Decision) -> Reply:
-        changed: list[str] = []
-        unchanged: list[str] = []
+    async def _check_grant(self, command: GrantCommand) -> datetime | None:
+        """Role names must exist; the expiry (from `for=` or `until=`) must be in the future."""
+        grammar.check_grantable(command.actions, tuple(await repo.custom_roles(self.db)))
+        now = self.now()
+        if command.duration is not None:
+            return now + command.duration
+        if command.until is not None and command.until <= now:
+            raise InvalidInput(
+                f"until={command.until.date()}", f"is not in the future (it is {when(now)} now).", "Give a later date."
+            )
+        return command.until
+
+    async def _apply_grants(
+        self, inv: Invocation, command: GrantCommand, decision: Decision, expires_at: datetime | None = None
+    ) -> Reply:
+        outcomes: dict[str, list[str]] = {"added": [], "renewed": [], "held": []}
         for action in command.actions:
             for account in command.accounts:
+                label = f"{action} on {account}" + (f" in <#{command.channel}>" if command.channel else "")
                 if command.revoke:
-                    done = await repo.remove_grant(self.db, command.user_id, action, account)
-                else:
-                    done = await repo.add_grant(self.db, command.user_id, action, account, inv.user_id)
-                (changed if done else unchanged).append(f"{action} on {account}")
-        verb = "revoke" if command.revoke else "grant"
+                    done = await repo.remove_grant(
+                        self.db, command.user_id, action, account, kind=command.subject_kind, channel=command.channel
+                    )
+                    outcomes["added" if done else "held"].append(label)
+                    continue
+                result = await repo.add_grant(
+                    self.db,
+                    command.user_id,
+                    action,
+                    account,
+                    inv.user_id,
+                    kind=command.subject_kind,
+                    channel=command.channel,
+                    expires_at=expires_at,
+                )
+                outcomes[result].append(label)
+        changed = outcomes["added"] + outcomes["renewed"]
         row = await self._record(
             inv,
             outcome="succeeded",
             decision=decision,
-            action=verb,
+            action="revoke" if command.revoke else "grant",
             account=_one(command.accounts),
             request={
                 "user": command.user_id,
+                "subject_kind": command.subject_kind,
                 "actions": list(command.actions),
                 "accounts": list(command.accounts),
+                "channel": command.channel,
+                "expires_at": expires_at.isoformat() if expires_at else None,
                 "changed": changed,
             },
             completed=True,
         )
-        who = mention(command.user_id)
-        if command.revoke:
-            title = f"Revoked from {who}: {', '.join(changed)}." if changed else f"{who} held none of that."
-            lines = (f"Not held, nothing to revoke: {', '.join(unchanged)}.",) if changed and unchanged else ()
-        else:
-            title = f"Granted to {who}: {', '.join(changed)}." if changed else f"{who} already had all of that."
-            lines = (f"Already held: {', '.join(unchanged)}.",) if changed and unchanged else ()
-        return Reply(Tone.SUCCESS, title, lines, audit_id=row.id)
+        return Reply(Tone.SUCCESS, *_grant_wording(command, outcomes, expires_at), audit_id=row.id)
 
     def _check_accounts(self, accounts: tuple[str, ...]) -> None:
         for account in accounts:
@@ -966,32 +1073,64 @@ class Service:
 
     async def _perms(self, inv: Invocation, command: PermsCommand) -> Reply:
         target = command.user_id or inv.user_id
-        if target != inv.user_id:
-            held = await repo.grants_of(self.db, inv.user_id)
-            if not any(g.action == "admin" for g in held):
-                denial = PermissionDenied("perms", None, "Seeing someone else's permissions needs `admin`.")
-                return await self._refuse(inv, denial, action="perms", decision=Decision(False, "admin", None))
-        return await self._describe_perms(target)
+        if target != inv.user_id and not any("admin" in g.actions for g in await self._usable(inv)):
+            denial = PermissionDenied("perms", None, "Seeing someone else's permissions needs `admin`.")
+            return await self._refuse(inv, denial, action="perms", decision=Decision(False, "admin", None))
+        return await self._describe_perms(target, command.subject_kind)
 
-    async def _describe_perms(self, user_id: str | None) -> Reply:
-        grants = await repo.grants_of(self.db, user_id) if user_id else await repo.all_grants(self.db)
-        if user_id is None:
-            title = "Every grant:"
-            lines = tuple(f"{mention(g.user_id)} {_grant_line(g)}" for g in grants) or ("Nobody holds anything yet.",)
-            return Reply(Tone.INFO, title, lines)
-        if not grants:
-            return Reply(
-                Tone.INFO,
-                f"{mention(user_id)} may not do anything yet (deny by default).",
-                ("An admin can grant actions: `/call grant @someone hangup,redirect on=ACCOUNT`.",),
-            )
-        return Reply(Tone.INFO, f"{mention(user_id)} may:", tuple(_grant_line(g) for g in grants))
+    async def _describe_perms(self, subject: str | None, kind: str = "user") -> Reply:
+        now = self.now()
+        if subject is None:
+            grants = with_roles(await repo.all_grants(self.db), await repo.custom_roles(self.db))
+            every = tuple(f"{_subject(g)} {_grant_line(g, now)}" for g in grants)
+            return Reply(Tone.INFO, "Every grant:", every or ("Nobody holds anything yet.",))
+        if kind == GROUP:
+            custom = await repo.custom_roles(self.db)
+            grants = [g for g in with_roles(await repo.group_grants(self.db), custom) if g.user_id == subject]
+            problems: list[str] = []
+        else:
+            grants, problems = await self._held(subject)
+        who = group_mention(subject) if kind == GROUP else mention(subject)
+        active = [_grant_line(g, now) for g in grants if not g.expired(now)]
+        expired = [_grant_line(g, now) for g in grants if g.expired(now)]
+        lines = [*active, *(["Expired (no longer count):", *expired] if expired else []), *problems]
+        if not active:
+            title = f"{who} may not do anything {'now' if expired else 'yet'} (deny by default)."
+            lines.append("An admin can grant actions or a role: `/call grant @someone operator on=ACCOUNT`.")
+            return Reply(Tone.INFO, title, tuple(lines))
+        return Reply(Tone.INFO, f"{who} may:", tuple(lines))
+
+    async def _roles(self) -> Reply:
+        custom = await repo.custom_roles(self.db)
+        lines: list[str] = [f"`{name}` (built in): {_actions_text(actions)}" for name, actions in BUILTIN_ROLES.items()]
+        lines += [f"`{name}` (custom): {_actions_text(actions)}" for name, actions in custom.items()]
+        lines.append("Grant one like an action: `/call grant @someone operator on=ACCOUNT`.")
+        lines.append("Admins on `*` define more: `/call role create NAME ACTIONS` (again to redefine).")
+        return Reply(Tone.INFO, "Roles:", tuple(lines))
+
+    async def _define_role(self, inv: Invocation, command: RoleCommand) -> Reply:
+        """Roles are team-wide (a grant of one reaches whatever it will contain): admin on `*`."""
+        decision = decide_management(await self._all_held(inv), [ANY_ACCOUNT], channel=inv.channel_id, now=self.now())
+        request: dict[str, Any] = {"name": command.name, "actions": list(command.actions)}
+        if not decision.allowed:
+            denial = PermissionDenied("role create", None, "Defining roles needs `admin` on `*`.")
+            return await self._refuse(inv, denial, action="role", decision=decision, request=request)
+        previous = await repo.save_role(self.db, command.name, list(command.actions), inv.user_id, self.now())
+        request["previous"] = list(previous) if previous is not None else None
+        row = await self._record(
+            inv, outcome="succeeded", decision=decision, action="role", request=request, completed=True
+        )
+        verb = "Created" if previous is None else "Redefined"
+        lines = [f"Actions: {_actions_text(command.actions)}."]
+        if previous is not None:
+            lines.append(f"Before: {_actions_text(previous)}. Every grant of `{command.name}` changes at once.")
+        return Reply(Tone.SUCCESS, f"{verb} role `{command.name}`.", tuple(lines), audit_id=row.id)
 
     # -- audit and help -------------------------------------------------------------------------
 
     async def _audit(self, inv: Invocation, query: AuditQuery) -> Reply:
-        grants = await repo.grants_of(self.db, inv.user_id)
-        readable = sorted({g.account for g in grants if g.action in ("audit", "admin")})
+        grants = await self._usable(inv)
+        readable = sorted({g.account for g in grants if g.actions & {"audit", "admin"}})
         if ANY_ACCOUNT in readable:
             visible_accounts: tuple[str, ...] | None = None
             visible_user: str | None = None
@@ -1036,8 +1175,7 @@ class Service:
         return Reply(Tone.INFO, title, tuple(_audit_line(r) for r in rows))
 
     async def _help(self, inv: Invocation, topic: str | None) -> Reply:
-        grants = await repo.grants_of(self.db, inv.user_id)
-        held = allowed_actions(grants)
+        held = allowed_actions(await self._usable(inv))
         if topic:
             spec = grammar.VERBS.get(topic)
             if spec is None:
@@ -1184,8 +1322,12 @@ _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
         "again. Add `dry-run` to see the request instead; from `callbot run` it applies without asking.",
     ),
     "grant": (
-        "ACTIONS: hangup, cancel, redirect, twiml, flow, flow:manage, audit, break-glass, admin (comma-separated). "
+        "ACTIONS: hangup, cancel, redirect, twiml, flow, flow:manage, audit, approve, break-glass, admin "
+        "(comma-separated), or roles: viewer, operator, supervisor, admin and custom ones (`/call roles`). "
         "`on=*` means all accounts; `flow:manage` (save and delete saved flows) is granted on `*` only.",
+        "To a user group: `/call grant @oncall-voice operator on=prod` (every member, read from Slack). "
+        "`in=#channel`: only commands typed there. `for=8h` or `until=2026-12-01`: temporary access.",
+        "What you grant is limited at least as much as your own admin grant (its channel, its expiry).",
         "`break-glass` lets someone act on a frozen account (with a reason; flagged in the audit). "
         "`admin` does not include it: grant it by name.",
     ),
@@ -1297,14 +1439,77 @@ def _audit_line(row: AuditRow) -> str:
     return line
 
 
-def _grant_line(grant: Grant) -> str:
+def _grant_line(grant: Grant, now: datetime) -> str:
+    """What, where, until when, and why (which grant), as `/call perms` lists it."""
     where = "all accounts" if grant.account == ANY_ACCOUNT else f"account `{grant.account}`"
-    return f"`{grant.action}` on {where} (grant #{grant.id})"
+    line = f"`{grant.action}`"
+    if grant.is_role:
+        line += f" ({_actions_text(sorted(grant.actions))})"
+    line += f" on {where}"
+    if grant.channel:
+        line += f", only in <#{grant.channel}>"
+    if grant.expires_at:
+        line += f", expired {when(grant.expires_at)}" if grant.expired(now) else f", until {when(grant.expires_at)}"
+    why = f"grant #{grant.id}" + (f", via {group_mention(grant.user_id)}" if grant.subject_kind == GROUP else "")
+    return f"{line} ({why})"
+
+
+def _subject(grant: Grant) -> str:
+    return group_mention(grant.user_id) if grant.subject_kind == GROUP else mention(grant.user_id)
+
+
+def _actions_text(actions: Iterable[str]) -> str:
+    names = list(actions)
+    return ", ".join(names) if names else "nothing beyond help, their own perms and audit rows"
+
+
+def _denied(decision: Decision) -> PermissionDenied:
+    """A refused call action says why when a grant nearly matched (channel, expiry, unreadable group)."""
+    if not decision.note:
+        return PermissionDenied(decision.action, decision.account)
+    return PermissionDenied(decision.action, decision.account, f"Your grants here: {decision.note}.")
+
+
+def _management_detail(command: GrantCommand, decision: Decision) -> str:
+    detail = "Changing permissions needs `admin` on every account named" + (
+        " (and on `*` to grant everywhere)." if ANY_ACCOUNT in command.accounts else "."
+    )
+    if decision.note:
+        detail += (
+            f" Your {decision.note}: a grant you give must be limited at least as much (same `in=` channel, "
+            "expiring no later)."
+        )
+    return detail
+
+
+def _grant_wording(
+    command: GrantCommand, outcomes: dict[str, list[str]], expires_at: datetime | None
+) -> tuple[str, tuple[str, ...]]:
+    who = group_mention(command.user_id) if command.subject_kind == GROUP else mention(command.user_id)
+    done, renewed, unchanged = outcomes["added"], outcomes["renewed"], outcomes["held"]
+    if command.revoke:
+        title = f"Revoked from {who}: {', '.join(done)}." if done else f"{who} held none of that."
+        return title, ((f"Not held, nothing to revoke: {', '.join(unchanged)}.",) if done and unchanged else ())
+    changed = done + renewed
+    title = f"Granted to {who}: {', '.join(changed)}." if changed else f"{who} already had all of that."
+    lines = [f"Until {when(expires_at)}." if expires_at else "No expiry."] if changed else []
+    if renewed:
+        lines.append(f"Already held, expiry changed: {', '.join(renewed)}.")
+    if changed and unchanged:
+        lines.append(f"Already held: {', '.join(unchanged)}.")
+    return title, tuple(lines)
 
 
 def _grant_text(command: GrantCommand) -> str:
     verb = "revoke" if command.revoke else "grant"
-    return f"{verb} {command.user_id} {','.join(command.actions)} --on {','.join(command.accounts)}"
+    text = f"{verb} {command.user_id} {','.join(command.actions)} --on {','.join(command.accounts)}"
+    if command.channel:
+        text += f" --in {command.channel}"
+    if command.duration:
+        text += f" --for {command.duration}"
+    if command.until:
+        text += f" --until {command.until.isoformat()}"
+    return text
 
 
 def _verb_of(text: str) -> str | None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -17,10 +18,11 @@ import httpx
 import pytest
 import uvicorn
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, bindparam, create_engine, text
 
 from bot.config import Settings
 from bot.db import migrate
+from bot.db.models import UTCDateTime
 from bot.db.session import parse_database_url
 from bot.web import create_web_app
 from tests.fakes import bandwidth, bird
@@ -68,23 +70,37 @@ class DbHelper:
     def reset(self) -> None:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                conn.execute(text("TRUNCATE audit_log, grants, saved_flows, flow_drafts, freezes RESTART IDENTITY"))
+                conn.execute(
+                    text("TRUNCATE audit_log, grants, roles, saved_flows, flow_drafts, freezes RESTART IDENTITY")
+                )
             else:
                 conn.execute(text("DELETE FROM freezes"))
                 conn.execute(text("DELETE FROM audit_log"))
                 conn.execute(text("DELETE FROM grants"))
+                conn.execute(text("DELETE FROM roles"))
                 conn.execute(text("DELETE FROM saved_flows"))
                 conn.execute(text("DELETE FROM flow_drafts"))
 
-    def grant(self, user: str, action: str, account: str = "*") -> None:
+    def grant(
+        self,
+        user: str,
+        action: str,
+        account: str = "*",
+        *,
+        kind: str = "user",
+        channel: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> int:
+        """Insert a grant (a user's, or a user group's with kind="group"); returns its id."""
         with self.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO grants (user_id, action, account, granted_by, created_at) "
-                    "VALUES (:u, :a, :acc, 'test-setup', CURRENT_TIMESTAMP)"
-                ),
-                {"u": user, "a": action, "acc": account},
+                    "INSERT INTO grants (user_id, action, account, granted_by, created_at, subject_kind, channel, "
+                    "expires_at) VALUES (:u, :a, :acc, 'test-setup', CURRENT_TIMESTAMP, :k, :c, :e)"
+                ).bindparams(bindparam("e", type_=UTCDateTime())),  # stored exactly as the bot stores it
+                {"u": user, "a": action, "acc": account, "k": kind, "c": channel, "e": expires_at},
             )
+            return int(conn.execute(text("SELECT max(id) FROM grants")).scalar_one())
 
     def grants(self) -> list[tuple[str, str, str]]:
         with self.engine.connect() as conn:

@@ -62,15 +62,39 @@ class Base(DeclarativeBase):
 
 
 class GrantRow(Base):
+    """A subject (user or user group) holds an action or a role on an account, maybe only in one
+    channel, maybe until a moment. Expired rows are kept (listed as expired) until revoked."""
+
     __tablename__ = "grants"
-    __table_args__ = (UniqueConstraint("user_id", "action", "account", name="uq_grants_user_action_account"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "subject_kind", "user_id", "action", "account", "channel", name="uq_grants_subject_action_account_channel"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # A Slack user id, or a user group id (`S…`) when subject_kind is "group".
     user_id: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))  # an action or a role name
     account: Mapped[str] = mapped_column(String(64))
     granted_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    subject_kind: Mapped[str] = mapped_column(String(8), default="user", server_default="user")
+    # NULL means every channel (and the shell). NULLs are distinct in unique constraints, so
+    # repo.add_grant looks the grant up first instead of relying on the constraint alone.
+    channel: Mapped[str | None] = mapped_column(String(32))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RoleRow(Base):
+    """A custom role: a named set of actions (built-in roles live in bot/permissions.py)."""
+
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    actions: Mapped[list[str]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditRow(Base):

@@ -9,9 +9,18 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.models import AuditRow, FlowDraftRow, FreezeRow, GrantRow, PendingChoice, SavedFlowRow, utcnow
+from bot.db.models import (
+    AuditRow,
+    FlowDraftRow,
+    FreezeRow,
+    GrantRow,
+    PendingChoice,
+    RoleRow,
+    SavedFlowRow,
+    utcnow,
+)
 from bot.db.session import Database
-from bot.permissions import ANY_ACCOUNT, Grant
+from bot.permissions import ANY_ACCOUNT, GROUP, USER, Grant
 
 CHOICE_TTL = timedelta(minutes=15)
 DRAFT_TTL = timedelta(hours=24)
@@ -36,12 +45,29 @@ class AuditFilter:
 
 
 def _grant(row: GrantRow) -> Grant:
-    return Grant(row.id, row.user_id, row.action, row.account)
+    return Grant(
+        row.id,
+        row.user_id,
+        row.action,
+        row.account,
+        channel=row.channel,
+        expires_at=row.expires_at,
+        subject_kind=row.subject_kind,
+    )
 
 
 async def grants_of(db: Database, user_id: str) -> list[Grant]:
+    """A user's own grants (not those of their groups), expired ones included."""
     async with db.session() as session:
-        rows = await session.scalars(select(GrantRow).where(GrantRow.user_id == user_id).order_by(GrantRow.id))
+        rows = await session.scalars(
+            select(GrantRow).where(GrantRow.user_id == user_id, GrantRow.subject_kind == USER).order_by(GrantRow.id)
+        )
+        return [_grant(row) for row in rows]
+
+
+async def group_grants(db: Database) -> list[Grant]:
+    async with db.session() as session:
+        rows = await session.scalars(select(GrantRow).where(GrantRow.subject_kind == GROUP).order_by(GrantRow.id))
         return [_grant(row) for row in rows]
 
 
@@ -51,22 +77,86 @@ async def all_grants(db: Database) -> list[Grant]:
         return [_grant(row) for row in rows]
 
 
-async def add_grant(db: Database, user_id: str, action: str, account: str, granted_by: str) -> bool:
-    """True when the grant is new; False when the user already had it."""
+def _same_grant(kind: str, subject: str, action: str, account: str, channel: str | None) -> list[Any]:
+    return [
+        GrantRow.subject_kind == kind,
+        GrantRow.user_id == subject,
+        GrantRow.action == action,
+        GrantRow.account == account,
+        GrantRow.channel.is_(None) if channel is None else GrantRow.channel == channel,
+    ]
+
+
+async def add_grant(
+    db: Database,
+    user_id: str,
+    action: str,
+    account: str,
+    granted_by: str,
+    *,
+    kind: str = USER,
+    channel: str | None = None,
+    expires_at: datetime | None = None,
+) -> str:
+    """ "added", "renewed" (same grant, new expiry: an incident grant extended or made permanent)
+    or "held" (nothing changed)."""
     try:
         async with db.session() as session:
-            session.add(GrantRow(user_id=user_id, action=action, account=account, granted_by=granted_by))
+            row = await session.scalar(select(GrantRow).where(*_same_grant(kind, user_id, action, account, channel)))
+            if row is None:
+                session.add(
+                    GrantRow(
+                        user_id=user_id,
+                        action=action,
+                        account=account,
+                        granted_by=granted_by,
+                        subject_kind=kind,
+                        channel=channel,
+                        expires_at=expires_at,
+                    )
+                )
+                return "added"
+            if row.expires_at == expires_at:
+                return "held"
+            row.expires_at, row.granted_by = expires_at, granted_by
+            return "renewed"
     except IntegrityError:
-        return False
-    return True
+        return "held"
 
 
-async def remove_grant(db: Database, user_id: str, action: str, account: str) -> bool:
+async def remove_grant(
+    db: Database, user_id: str, action: str, account: str, *, kind: str = USER, channel: str | None = None
+) -> bool:
+    """Without `channel`, every grant of that action on that account goes (whatever its channel)."""
+    conditions = [
+        GrantRow.subject_kind == kind,
+        GrantRow.user_id == user_id,
+        GrantRow.action == action,
+        GrantRow.account == account,
+    ]
+    if channel is not None:
+        conditions.append(GrantRow.channel == channel)
     async with db.session() as session:
-        result = await session.execute(
-            delete(GrantRow).where(GrantRow.user_id == user_id, GrantRow.action == action, GrantRow.account == account)
-        )
+        result = await session.execute(delete(GrantRow).where(*conditions))
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def custom_roles(db: Database) -> dict[str, tuple[str, ...]]:
+    async with db.session() as session:
+        rows = await session.scalars(select(RoleRow).order_by(RoleRow.name))
+        return {row.name: tuple(row.actions) for row in rows}
+
+
+async def save_role(db: Database, name: str, actions: list[str], by: str, now: datetime) -> tuple[str, ...] | None:
+    """Create or redefine a custom role; returns its previous actions (None when new)."""
+    async with db.session() as session:
+        row = await session.get(RoleRow, name)
+        if row is None:
+            session.add(RoleRow(name=name, actions=actions, created_by=by, updated_at=now))
+            return None
+        previous = tuple(row.actions)
+        row.actions, row.created_by, row.updated_at = actions, by, now
+        return previous
 
 
 async def insert_audit(db: Database, **fields: Any) -> AuditRow:

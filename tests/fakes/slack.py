@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.views import View
@@ -22,6 +23,9 @@ class FakeSlack(RecordingServer):
         self.unreachable_channels: set[str] = set()  # chat.postEphemeral answers channel_not_found
         self.view_errors: list[str] = []
         self.socket_url: str | None = None  # what apps.connections.open hands out
+        # usergroups.users.list: group id -> member ids (change it in tests); unknown -> no_such_subteam.
+        self.usergroups: dict[str, list[str]] = {}
+        self.usergroups_failing = False  # answer `ratelimited` instead
 
     @property
     def api_url(self) -> str:
@@ -61,6 +65,8 @@ class FakeSlack(RecordingServer):
             return Answer.json(200, {"ok": False, "error": "channel_not_found"})
         if method in ("chat.postMessage", "chat.postEphemeral", "chat.update"):
             return Answer.json(200, {"ok": True, "channel": "C2147483705", "ts": "1700000000.000100"})
+        if method == "usergroups.users.list":
+            return self._usergroup(args)
         if method in ("views.open", "views.update", "views.push"):
             return self._view(method, args)
         return Answer.json(200, {"ok": False, "error": "unknown_method"})
@@ -84,6 +90,14 @@ class FakeSlack(RecordingServer):
             200, {"ok": True, "view": {**view, "id": f"V{number:010d}", "hash": f"{number}.{len(self.requests)}"}}
         )
 
+    def _usergroup(self, args: dict[str, Any]) -> Answer:
+        if self.usergroups_failing:
+            return Answer.json(200, {"ok": False, "error": "ratelimited"})
+        members = self.usergroups.get(str(args.get("usergroup")))
+        if members is None:
+            return Answer.json(200, {"ok": False, "error": "no_such_subteam"})
+        return Answer.json(200, {"ok": True, "users": list(members)})
+
     def calls(self, method: str) -> list[dict[str, Any]]:
         """The arguments of every call to a Web API method, in order."""
         return [_args(r) for r in self.requests if r.path == f"/api/{method}"]
@@ -97,8 +111,8 @@ class FakeSlack(RecordingServer):
 
 
 def _args(request: Recorded) -> dict[str, Any]:
-    if not request.body:
-        return dict(request.form) if request.query else {}
+    if not request.body:  # a GET (e.g. usergroups.users.list): the arguments are in the query string
+        return dict(parse_qsl(request.query, keep_blank_values=True))
     if (request.header("content-type") or "").startswith("application/json"):
         body = request.json
         return body if isinstance(body, dict) else {}
