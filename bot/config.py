@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,8 +38,13 @@ class _Account(BaseModel):
     allowed_bridge_numbers: tuple[str, ...] | None = None
     max_actions_per_minute: int = Field(default=30, ge=1, le=10_000)
     max_account_actions_per_minute: int | None = Field(default=None, ge=1, le=100_000)
+    # Two-person approval: these actions wait for someone else holding `approve` to click Approve
+    # in `approvers_channel` (a channel id, C…), within `approval_expiry_minutes`.
+    approval: tuple[str, ...] = ()
+    approvers_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,}$")
+    approval_expiry_minutes: int = Field(default=10, ge=1, le=24 * 60)
 
-    @field_validator("confirm", "require_reason")
+    @field_validator("confirm", "require_reason", "approval")
     @classmethod
     def _call_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for action in value:
@@ -60,6 +66,13 @@ class _Account(BaseModel):
             check_bridge_pattern(rule)
         return value
 
+    @model_validator(mode="after")
+    def _approvers_channel_needed(self) -> _Account:
+        # Without a channel an approval request would be posted nowhere and the action never run.
+        if self.approval and not self.approvers_channel:
+            raise ValueError("approval is set: approvers_channel (a Slack channel id, like C0123ABCD) is required")
+        return self
+
     def policy(self) -> Policy:
         return Policy(
             confirm=frozenset(self.confirm),
@@ -68,6 +81,9 @@ class _Account(BaseModel):
             allowed_bridge_numbers=self.allowed_bridge_numbers,
             max_actions_per_minute=self.max_actions_per_minute,
             max_account_actions_per_minute=self.max_account_actions_per_minute,
+            approval=frozenset(self.approval),
+            approvers_channel=self.approvers_channel,
+            approval_expiry=timedelta(minutes=self.approval_expiry_minutes),
         )
 
     def secrets(self) -> list[str]:

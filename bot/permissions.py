@@ -49,7 +49,17 @@ NOT_IMPLIED_BY_ADMIN = (BREAK_GLASS,)
 # Actions whose grants only mean something on `*` (they are not about one account).
 TEAM_WIDE_ACTIONS = (FLOW_MANAGE,)
 ANY_ACCOUNT = "*"
-OUTCOMES = ("denied", "invalid", "dry_run", "pending", "succeeded", "failed", "unknown", "rate_limited")
+OUTCOMES = (
+    "denied",
+    "invalid",
+    "dry_run",
+    "pending",
+    "succeeded",
+    "failed",
+    "unknown",
+    "rate_limited",
+    "pending_approval",  # a call action waiting for a second person (two-person approval)
+)
 # `viewer` holds nothing beyond what everyone may do (help, their own perms and audit rows): a
 # grant of it documents that someone is expected, and lists them in `/call perms`.
 BUILTIN_ROLES: dict[str, tuple[str, ...]] = {

@@ -13,6 +13,9 @@ callbot.toml) and the value that broke it, because that is what the person and t
   Unset, any target passes.
 - `require_reason`: these actions need `reason="…"`.
 - `confirm`: these actions, typed in Slack, answer with Confirm / Cancel buttons first.
+- `approval` (with `approvers_channel`, `approval_expiry_minutes`): these actions are not run when
+  asked; a request goes to the approvers channel and runs when someone else holding `approve` there
+  clicks Approve (two-person rule; bot/service.py "two-person approval").
 - `max_actions_per_minute` (per person, default 30) and `max_account_actions_per_minute`
   (everyone together, unset by default): attempts sent (or being sent) in the last 60 s.
 """
@@ -44,6 +47,9 @@ class Policy:
     allowed_bridge_numbers: tuple[str, ...] | None = None
     max_actions_per_minute: int = 30
     max_account_actions_per_minute: int | None = None
+    approval: frozenset[str] = frozenset()
+    approvers_channel: str | None = None
+    approval_expiry: timedelta = timedelta(minutes=10)
 
 
 DEFAULT_POLICY = Policy()
@@ -86,6 +92,10 @@ def check_reason(policy: Policy, account: str, action: CallAction) -> None:
 
 def needs_confirmation(policy: Policy, verb: str) -> bool:
     return verb in policy.confirm
+
+
+def needs_approval(policy: Policy, verb: str) -> bool:
+    return verb in policy.approval
 
 
 def check_destinations(policy: Policy, account: str, action: CallAction) -> None:

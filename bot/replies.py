@@ -8,6 +8,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+# Where the Approve / Deny buttons of a two-person approval request go (Choice.handler).
+APPROVE_HANDLER = "approval_approve"
+DENY_HANDLER = "approval_deny"
 
 
 def mention(user: str) -> str:
@@ -46,6 +49,18 @@ class Choice:
     style: str | None = None  # "primary" | "danger"
     confirm: ConfirmDialog | None = None
     dismiss: bool = False
+    # Which listener the click goes to (Slack action_id prefix); None: the account/confirm one.
+    handler: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalNotice:
+    """A two-person approval request the chat layer must post to the approvers' channel, then
+    report the message back (`Service.approval_posted`) so it can be updated when decided."""
+
+    approval_id: int
+    channel: str
+    message: Reply
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class Reply:
     choices: tuple[Choice, ...] = ()
     field: str | None = None  # for a refusal: the word (option, call id…) that was wrong
     offers_form: bool = False  # Slack adds an "Open form" button
+    approval: ApprovalNotice | None = None  # to post to the approvers (see ApprovalNotice)
 
     def map_text(self, fn: Callable[[str], str]) -> Reply:
         return replace(

@@ -8,6 +8,7 @@ provider request and completes the audit row. `handle` runs both, for the CLI.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -32,7 +33,7 @@ from bot.actions import (
 )
 from bot.callflow import CallFlow
 from bot.db import repo
-from bot.db.models import AuditRow, utcnow
+from bot.db.models import ApprovalRow, AuditRow, utcnow
 from bot.db.session import Database
 from bot.directory import Directory, DirectoryError, NoDirectory
 from bot.errors import (
@@ -86,16 +87,28 @@ from bot.policy import (
     Policy,
     check_destinations,
     check_reason,
+    needs_approval,
     needs_confirmation,
     rate_limit_wait,
 )
 from bot.providers.base import ProviderClient, ProviderResult, WireRequest, provider_error_fields
 from bot.redact import Redactor
-from bot.replies import Choice, ConfirmDialog, Reply, Tone, mention
+from bot.replies import (
+    APPROVE_HANDLER,
+    DENY_HANDLER,
+    ApprovalNotice,
+    Choice,
+    ConfirmDialog,
+    Reply,
+    Tone,
+    mention,
+)
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("slash", "modal", "button", "cli")
+# "approval": a call action run when a second person clicked Approve (the requester's action,
+# their permission checked again; see `decide_approval`).
+SOURCES = ("slash", "modal", "button", "cli", "approval")
 # Ending a call twice ends it once: these may be retried after a 429/503.
 RETRY_SAFE = frozenset({ActionName.HANGUP, ActionName.CANCEL})
 OUTCOME_EMOJI = {
@@ -107,6 +120,7 @@ OUTCOME_EMOJI = {
     "rate_limited": "🐢",
     "invalid": "⚠️",
     "dry_run": "🧪",
+    "pending_approval": "🖐️",
 }
 
 
@@ -156,6 +170,38 @@ class Started:
     request: WireRequest
     action: CallAction
     label: str
+
+
+@dataclass(frozen=True)
+class ApprovalUpdate:
+    """A two-person approval request changed state: the approvers' message as it should now read
+    (no buttons left) and what the requester is told."""
+
+    channel: str
+    message_ts: str | None
+    message: Reply
+    requester: str
+    requester_channel: str | None
+    notice: Reply
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """What an Approve / Deny click led to. `reply`: for the person who clicked. `update`: the
+    request was denied or found expired. `step`: approved, the requester's action through the
+    normal pipeline (`Started` still has to be sent; then call `approval_finished`)."""
+
+    reply: Reply
+    update: ApprovalUpdate | None = None
+    step: Done | Started | None = None
+
+
+@dataclass(frozen=True)
+class _Approved:
+    """The approval a pipeline run executes: what was requested (its hash) and who approved it."""
+
+    row: ApprovalRow
+    approver: str
 
 
 @dataclass(frozen=True)
@@ -239,8 +285,9 @@ class Service:
     async def begin(self, inv: Invocation) -> Done | Started:
         return await self._begin(inv, confirmed=False)
 
-    async def _begin(self, inv: Invocation, *, confirmed: bool) -> Done | Started:
-        """`confirmed`: the person clicked the confirmation of a saved flow (see `_confirm_flow`)."""
+    async def _begin(self, inv: Invocation, *, confirmed: bool, approved: _Approved | None = None) -> Done | Started:
+        """`confirmed`: the person clicked the confirmation of a saved flow (see `_confirm_flow`).
+        `approved`: a second person approved exactly this command (two-person approval)."""
         if inv.idempotency_key:
             earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
             if earlier is not None:
@@ -250,10 +297,10 @@ class Service:
         except InvalidInput as error:
             return Done(await self._refuse(inv, error, action=_verb_of(inv.text)))
         if isinstance(command, CallCommand):
-            step = await self._begin_call(inv, command, confirmed=confirmed)
+            step = await self._begin_call(inv, command, confirmed=confirmed, approved=approved)
             return step if isinstance(step, Started) else Done(self._safe(step.reply))
         if isinstance(command, SavedFlowCommand):
-            step = await self._begin_saved_flow(inv, command, confirmed=confirmed)
+            step = await self._begin_saved_flow(inv, command, confirmed=confirmed, approved=approved)
             return step if isinstance(step, Started) else Done(self._safe(step.reply))
         if isinstance(command, FlowBuilderCommand):
             return Done(self._safe(await self._refuse(inv, self._no_builder(inv), action=ActionName.FLOW)))
@@ -416,11 +463,13 @@ class Service:
 
     # -- call actions ---------------------------------------------------------------------------
 
-    async def _begin_call(self, inv: Invocation, command: CallCommand, *, confirmed: bool = False) -> Done | Started:
+    async def _begin_call(
+        self, inv: Invocation, command: CallCommand, *, confirmed: bool = False, approved: _Approved | None = None
+    ) -> Done | Started:
         authorised = await self._authorise_call(inv, command.target, command.action.name)
         if isinstance(authorised, Done):
             return authorised
-        return await self._send_call(inv, command, authorised, confirmed=confirmed)
+        return await self._send_call(inv, command, authorised, confirmed=confirmed, approved=approved)
 
     async def _authorise_call(self, inv: Invocation, target: CallTarget, verb: ActionName) -> Done | _Authorised:
         """Resolve the account (asking when ambiguous) and check the person may run `verb` there."""
@@ -444,7 +493,13 @@ class Service:
         return _Authorised(account, client, decision, context, target.display(account))
 
     async def _send_call(
-        self, inv: Invocation, command: CallCommand, authorised: _Authorised, *, confirmed: bool = False
+        self,
+        inv: Invocation,
+        command: CallCommand,
+        authorised: _Authorised,
+        *,
+        confirmed: bool = False,
+        approved: _Approved | None = None,
     ) -> Done | Started:
         """Build the provider request, apply the account's policy (asking to confirm where it says
         so); audit it as dry_run, or as pending and hand it to `finish`.
@@ -481,6 +536,25 @@ class Service:
                     code=request.preview(),
                     audit_id=row.id,
                 )
+            )
+        digest = _action_hash(authorised.account, command, request)
+        if approved is None and needs_approval(self.policy_of(authorised.account), verb.value):
+            return Done(await self._request_approval(inv, command, authorised, request, cleared, digest))
+        if approved is not None:
+            if digest != approved.row.action_hash:
+                # The stored command no longer yields the request that was approved: refuse.
+                mismatch = PolicyDenied(
+                    "approval",
+                    f"What would be sent no longer matches what was approved (approval #{approved.row.id}: "
+                    "action hash differs). Nothing was sent; ask again.",
+                )
+                refused = replace(decision, allowed=False, note=f"approval #{approved.row.id} hash mismatch")
+                return Done(await self._refuse(inv, mismatch, decision=refused, break_glass=break_glass, **context))
+            decision = replace(
+                decision,
+                note="; ".join(
+                    filter(None, [decision.note, f"approved by {approved.approver} (approval #{approved.row.id})"])
+                ),
             )
         try:
             row = await self._record(
@@ -611,6 +685,207 @@ class Service:
             Choice("Cancel", f"{token}|{account}", dismiss=True),
         )
         return Reply(Tone.INFO, f"{verb.capitalize()} {label}?", tuple(lines), choices=buttons)
+
+    # -- two-person approval (approval / approvers_channel in callbot.toml) -----------------------
+
+    async def _request_approval(
+        self,
+        inv: Invocation,
+        command: CallCommand,
+        authorised: _Authorised,
+        request: WireRequest,
+        cleared: _Cleared,
+        digest: str,
+    ) -> Reply:
+        """Nothing is sent: the command is stored with the hash of the exact provider request, and
+        the chat layer posts the request to the approvers (Reply.approval). Audited `pending_approval`."""
+        account, context, verb = authorised.account, authorised.context, command.action.name.value
+        policy = self.policy_of(account)
+        if inv.source not in ("slash", "button", "modal") or policy.approvers_channel is None:
+            # The shell has no buttons: refusing is safer than silently skipping the second person.
+            error = PolicyDenied(
+                "approval",
+                f"`{verb}` on account `{account}` needs two-person approval: run it from Slack "
+                f"(`/call {inv.text}`), where someone else holding `approve` can approve it.",
+            )
+            refused = replace(cleared.decision, allowed=False, note="refused by approval (needs Slack)")
+            return await self._refuse(inv, error, decision=refused, break_glass=cleared.break_glass, **context)
+        now, channel = self.now(), policy.approvers_channel
+        stored = {**request.for_audit(), "params": action_params(command.action)}
+        try:
+            row = await self._record(
+                inv,
+                outcome="pending_approval",
+                decision=cleared.decision,
+                request=stored,
+                completed=True,
+                break_glass=cleared.break_glass,
+                error_message=f"waiting for two-person approval in <#{channel}>",
+                **context,
+            )
+        except repo.DuplicateRequest:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
+            assert earlier is not None
+            return _duplicate_reply(earlier)
+        approval = await repo.insert_approval(
+            self.db,
+            account=account,
+            action=verb,
+            call_id=command.target.call_id,
+            requester=inv.user_id,
+            requester_channel=inv.channel_id,
+            text=inv.text,
+            preview=self.redactor.text(request.preview()),
+            reason=getattr(command.action, "reason", None),
+            action_hash=digest,
+            status="pending",
+            created_at=now,
+            expires_at=now + policy.approval_expiry,
+            request_audit_id=row.id,
+            channel=channel,
+        )
+        minutes = int(policy.approval_expiry.total_seconds() // 60)
+        buttons = (
+            Choice("Approve", str(approval.id), style="primary", handler=APPROVE_HANDLER),
+            Choice("Deny", str(approval.id), style="danger", handler=DENY_HANDLER),
+        )
+        posted = self._approval_message(
+            approval,
+            Tone.INFO,
+            f"Approval needed #{approval.id}: {verb} {authorised.label}",
+            (
+                f"Expires {when(approval.expires_at)} ({minutes} min). Only someone other than the requester, "
+                f"holding `approve` on account `{account}`, can approve. This exact request is what will be sent:",
+            ),
+            buttons,
+        )
+        lines = (
+            f"Account `{account}` needs a second person for `{verb}` (approval in callbot.toml). The request is "
+            f"posted in <#{channel}>; nothing is sent until someone else holding `approve` approves it "
+            f"(within {minutes} min). You will be told the outcome.",
+        )
+        return Reply(
+            Tone.INFO,
+            f"Waiting for approval #{approval.id}: {verb} {authorised.label}",
+            lines,
+            audit_id=row.id,
+            approval=ApprovalNotice(approval.id, channel, posted),
+        )
+
+    async def approval_posted(self, approval_id: int, message_ts: str) -> None:
+        """The chat layer posted the request: keep where, so the message can be updated once decided."""
+        await repo.set_approval(self.db, approval_id, message_ts=message_ts)
+
+    async def decide_approval(self, inv: Invocation, approval_id: int, *, approve: bool) -> ApprovalDecision:
+        """An Approve / Deny click. Refused (each refusal audited with its reason) when the request is
+        unknown, already handled or expired, when the clicker asked for it (approving; the requester
+        may withdraw with Deny), or lacks `approve` on the account. Only the click that moves the
+        request out of `pending` acts (conditional UPDATE): a double click runs the action once."""
+        verb = "approval.approve" if approve else "approval.deny"
+        inv = replace(inv, text=f"{'approve' if approve else 'deny'} approval #{approval_id}", idempotency_key=None)
+        row = await repo.get_approval(self.db, approval_id)
+        if row is None:
+            return ApprovalDecision(
+                await self._refuse_approval(inv, None, verb, "This approval request does not exist.")
+            )
+        if row.status != "pending":
+            return ApprovalDecision(await self._refuse_approval(inv, row, verb, _handled(row)))
+        now = self.now()
+        if now >= row.expires_at:
+            if not await repo.move_approval(self.db, row.id, "pending", "expired", decided_at=now):
+                return ApprovalDecision(await self._refuse_approval(inv, row, verb, _handled(row)))
+            expired = f"Approval request #{row.id} expired {when(row.expires_at)}: nothing was sent."
+            update = self._approval_update(row, Tone.INFO, f"Expired #{row.id}: nothing was sent.", expired)
+            return ApprovalDecision(await self._refuse_approval(inv, row, verb, expired), update=update)
+        withdraw = not approve and inv.user_id == row.requester
+        decision: Decision | None = None
+        if not withdraw:
+            if inv.user_id == row.requester:
+                return ApprovalDecision(
+                    await self._refuse_approval(
+                        inv,
+                        row,
+                        verb,
+                        "You asked for this action: someone else holding `approve` on account "
+                        f"`{row.account}` must approve it (two-person rule).",
+                    )
+                )
+            decision = await self._decide(inv, "approve", row.account)
+            if not decision.allowed:
+                detail = f"Approving or denying needs `approve` on account `{row.account}`."
+                error = PermissionDenied("approve", row.account, detail)
+                return ApprovalDecision(await self._refuse_approval(inv, row, verb, error.message, decision))
+        status = "approved" if approve else "denied"
+        if not await repo.move_approval(self.db, row.id, "pending", status, decided_by=inv.user_id, decided_at=now):
+            return ApprovalDecision(await self._refuse_approval(inv, row, verb, _handled(row)))
+        audit = await self._record(
+            inv,
+            outcome="succeeded",
+            decision=decision,
+            action=verb,
+            account=row.account,
+            call_id=row.call_id,
+            request={"approval": row.id, "action": row.action, "action_hash": row.action_hash, "withdrawn": withdraw},
+            completed=True,
+        )
+        if not approve:
+            who = "withdrawn by the requester" if withdraw else f"denied by {mention(inv.user_id)}"
+            said = f"Approval request #{row.id} {who}: nothing was sent."
+            update = self._approval_update(row, Tone.DENIED, f"Denied #{row.id}: {who}.", said)
+            return ApprovalDecision(Reply(Tone.INFO, said, audit_id=audit.id), update=update)
+        runner = Invocation(
+            "approval",
+            row.requester,
+            row.text,
+            channel_id=row.requester_channel,
+            account=row.account,
+            idempotency_key=f"approval:{row.id}",
+        )
+        step = await self._begin(runner, confirmed=True, approved=_Approved(row, inv.user_id))
+        label = f"{row.account}:{row.call_id}"
+        ack = Reply(Tone.WORKING, f"Approved #{row.id}: running {row.action} {label}…", audit_id=audit.id)
+        return ApprovalDecision(ack, step=step)
+
+    async def approval_finished(self, approval_id: int, outcome: Reply) -> ApprovalUpdate | None:
+        """The approved action ran (or the pipeline refused it): record the outcome on the request,
+        and say it in the approvers' message and to the requester."""
+        row = await repo.get_approval(self.db, approval_id)
+        if row is None:
+            return None
+        audit = await repo.audit_by_id(self.db, outcome.audit_id) if outcome.audit_id else None
+        result = audit.outcome if audit is not None else outcome.tone.value
+        await repo.move_approval(
+            self.db, row.id, "approved", "executed", outcome=result[:16], result_audit_id=outcome.audit_id
+        )
+        approver = mention(row.decided_by or "?")
+        emoji = OUTCOME_EMOJI.get(result, "")
+        title = f"Approved #{row.id} by {approver}: {emoji} {result}"
+        return self._approval_update(row, outcome.tone, title, f"{outcome.title}", *outcome.lines)
+
+    def _approval_update(self, row: ApprovalRow, tone: Tone, title: str, *said: str) -> ApprovalUpdate:
+        label = f"`{row.action} {row.account}:{row.call_id}`"
+        message = self._approval_message(row, tone, title, said)
+        notice = self._safe(Reply(tone, f"Your request {label} (approval #{row.id}): {title}", said))
+        return ApprovalUpdate(row.channel, row.message_ts, message, row.requester, row.requester_channel, notice)
+
+    def _approval_message(
+        self, row: ApprovalRow, tone: Tone, title: str, lines: Iterable[str], choices: tuple[Choice, ...] = ()
+    ) -> Reply:
+        where = f" in <#{row.requester_channel}>" if row.requester_channel else ""
+        head = (
+            f"Requested by {mention(row.requester)}{where}.",
+            f"Reason: {row.reason}" if row.reason else "No reason given.",
+        )
+        reply = Reply(tone, title, (*head, *lines), code=row.preview, audit_id=row.request_audit_id, choices=choices)
+        return self._safe(reply)
+
+    async def _refuse_approval(
+        self, inv: Invocation, row: ApprovalRow | None, verb: str, message: str, decision: Decision | None = None
+    ) -> Reply:
+        """A click that does nothing is still an attempt: audited as denied, with why."""
+        account, call_id = (row.account, row.call_id) if row is not None else (None, None)
+        error = PolicyDenied("approval", message)
+        return await self._refuse(inv, error, decision=decision, action=verb, account=account, call_id=call_id)
 
     async def _freeze(self, inv: Invocation, command: FreezeCommand) -> Reply:
         """`/call freeze|unfreeze on=…`: admins of every account named. History is kept (freezes table)."""
@@ -753,7 +1028,9 @@ class Service:
 
     # -- saved flows ----------------------------------------------------------------------------
 
-    async def _begin_saved_flow(self, inv: Invocation, command: SavedFlowCommand, *, confirmed: bool) -> Done | Started:
+    async def _begin_saved_flow(
+        self, inv: Invocation, command: SavedFlowCommand, *, confirmed: bool, approved: _Approved | None = None
+    ) -> Done | Started:
         """`/call flow CALL NAME[@N]`: permission first (`flow` on the account), then the flow. Typed in
         Slack, it answers with a confirmation; the click (`confirmed`) runs the normal pipeline.
         `dry-run` and the shell (which has no buttons) go straight to the pipeline."""
@@ -769,7 +1046,7 @@ class Service:
         call = CallCommand(command.target, action, command.dry_run, options)
         if command.dry_run or confirmed or inv.source == "cli":
             # Applying a saved flow always has its own confirmation: `confirm` adds no second one.
-            return await self._send_call(inv, call, authorised, confirmed=True)
+            return await self._send_call(inv, call, authorised, confirmed=True, approved=approved)
         try:  # refuse now what the click would refuse anyway (e.g. a Twilio account)
             authorised.client.check_supported(ActionName.FLOW, options)
             authorised.client.build(command.target.call_id, action)
@@ -1379,6 +1656,28 @@ def _success_reply(started: Started, result: ProviderResult) -> Reply:
     if getattr(action, "reason", None):
         lines = (*lines, f"Reason: {action.reason}")
     return Reply(Tone.SUCCESS, title, lines, audit_id=started.audit_id)
+
+
+def _action_hash(account: str, command: CallCommand, request: WireRequest) -> str:
+    """sha256 of the exact action (secrets included, so the hash changes if they do; never stored
+    in clear here): what an approval is bound to."""
+    canonical = {
+        "account": account,
+        "call_id": command.target.call_id,
+        "action": command.action.name.value,
+        "params": action_params(command.action),
+        "method": request.method,
+        "url": request.url,
+        "form": [list(pair) for pair in request.form] if request.form is not None else None,
+        "json": request.json_body,
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _handled(row: ApprovalRow) -> str:
+    by = f" by {mention(row.decided_by)}" if row.decided_by else ""
+    return f"Approval request #{row.id} was already handled ({row.status}{by}): nothing more is done."
 
 
 def _draft(row: Any) -> FlowDraft:

@@ -71,9 +71,12 @@ class DbHelper:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(
-                    text("TRUNCATE audit_log, grants, roles, saved_flows, flow_drafts, freezes RESTART IDENTITY")
+                    text(
+                        "TRUNCATE audit_log, grants, roles, saved_flows, flow_drafts, freezes, approvals RESTART IDENTITY"
+                    )
                 )
             else:
+                conn.execute(text("DELETE FROM approvals"))
                 conn.execute(text("DELETE FROM freezes"))
                 conn.execute(text("DELETE FROM audit_log"))
                 conn.execute(text("DELETE FROM grants"))

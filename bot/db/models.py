@@ -207,3 +207,37 @@ class FreezeRow(Base):
     lifted_by: Mapped[str | None] = mapped_column(String(64))
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lift_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ApprovalRow(Base):
+    """A call action waiting for a second person (two-person approval, README "Security model").
+
+    `text` is the command as the requester gave it (it may carry a provider password, like
+    pending_choices): it is what runs on approval. `action_hash` binds the approval to exactly the
+    provider request derived from it; `preview` is that request with every secret masked, as shown
+    to the approvers. Rows are kept (status changes only) so the history stays for audit."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_status_expires_at", "status", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    call_id: Mapped[str] = mapped_column(String(128))
+    requester: Mapped[str] = mapped_column(String(64))
+    requester_channel: Mapped[str | None] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    preview: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    action_hash: Mapped[str] = mapped_column(String(64))
+    # pending → approved → executed; or pending → denied | expired.
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))  # of the execution, once executed
+    request_audit_id: Mapped[int | None] = mapped_column(BigInteger)
+    result_audit_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(32))  # the approvers channel it was posted to
+    message_ts: Mapped[str | None] = mapped_column(String(32))

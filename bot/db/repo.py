@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db.models import (
+    ApprovalRow,
     AuditRow,
     FlowDraftRow,
     FreezeRow,
@@ -437,3 +438,41 @@ async def update_draft(db: Database, draft_id: int, **fields: Any) -> None:
 async def delete_draft(db: Database, draft_id: int) -> None:
     async with db.session() as session:
         await session.execute(delete(FlowDraftRow).where(FlowDraftRow.id == draft_id))
+
+
+# -- two-person approval ------------------------------------------------------------------------------
+
+
+async def insert_approval(db: Database, **fields: Any) -> ApprovalRow:
+    row = ApprovalRow(**fields)
+    async with db.session() as session:
+        session.add(row)
+    return row
+
+
+async def get_approval(db: Database, approval_id: int) -> ApprovalRow | None:
+    async with db.session() as session:
+        return await session.get(ApprovalRow, approval_id)
+
+
+async def set_approval(db: Database, approval_id: int, **fields: Any) -> None:
+    async with db.session() as session:
+        await session.execute(update(ApprovalRow).where(ApprovalRow.id == approval_id).values(**fields))
+
+
+FINISHED_APPROVALS = ("executed", "denied", "expired")
+
+
+async def move_approval(db: Database, approval_id: int, from_status: str, to_status: str, **fields: Any) -> bool:
+    """Change the status only if it is still `from_status`: one conditional UPDATE, so of two
+    clicks arriving together exactly one wins (the other sees 0 rows changed)."""
+    if to_status in FINISHED_APPROVALS:
+        # The command as typed may hold a provider password: keep it only until it has run.
+        fields.setdefault("text", "")
+    async with db.session() as session:
+        result = await session.execute(
+            update(ApprovalRow)
+            .where(ApprovalRow.id == approval_id, ApprovalRow.status == from_status)
+            .values(status=to_status, **fields)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)

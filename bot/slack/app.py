@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service, Started
+from bot.slack.approvals import post_approval, register_approvals
 from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
 from bot.slack.modal_io import INTERNAL_ERROR, modal_invocation, run_from_modal, view_metadata
@@ -90,7 +91,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         async def first(reply: Reply) -> None:
             await ack(**message(reply))
 
-        await _drive(service, lambda: service.begin(inv), first, respond, replace=False)
+        await _drive(service, lambda: service.begin(inv), first, respond, replace=False, client=client)
 
     @app.action(OPEN_FORM_ACTION)
     async def on_open_form(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -147,7 +148,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
 
     @app.action(re.compile(rf"^{CHOICE_ACTION}:"))
     async def on_choose_account(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
         token, _, account = str(action.get("value") or "").partition("|")
@@ -166,7 +167,9 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         async def first(reply: Reply) -> None:
             await respond(**message(reply), replace_original=True)
 
-        await _drive(service, lambda: service.begin_choice(inv, token, account), first, respond, replace=True)
+        await _drive(
+            service, lambda: service.begin_choice(inv, token, account), first, respond, replace=True, client=client
+        )
 
     @app.action(re.compile(rf"^{DISMISS_ACTION}:"))
     async def on_dismiss_choice(
@@ -187,6 +190,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
 
     # Before the catch-alls below: Bolt runs the first listener that matches.
     register_flow_builder(app, service)
+    register_approvals(app, service)
 
     # Requests nothing else claims (old buttons, future views) are acknowledged, never a 404.
     @app.action(re.compile(".*"))
@@ -269,8 +273,10 @@ async def _drive(
     respond: AsyncRespond,
     *,
     replace: bool,
+    client: AsyncWebClient,
 ) -> None:
-    """Answer at once (`first`), then send the provider request and post the outcome."""
+    """Answer at once (`first`), then send the provider request and post the outcome (or, for an
+    action that needs two-person approval, post the request to the approvers)."""
     try:
         step = await begin()
     except Exception:
@@ -279,6 +285,10 @@ async def _drive(
         return
     if isinstance(step, Done):
         await first(step.reply)
+        if step.reply.approval is not None:
+            problem = await post_approval(client, service, step.reply.approval)
+            if problem is not None:
+                await respond(**message(problem), replace_original=False)
         return
     await first(step.ack)
     try:

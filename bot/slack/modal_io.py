@@ -55,6 +55,12 @@ async def run_from_modal(
     await ack(response_action="clear")
     if isinstance(step, Done):
         await deliver(client, inv, step.reply)
+        if step.reply.approval is not None:
+            from bot.slack.approvals import post_approval  # approvals imports this module
+
+            problem = await post_approval(client, service, step.reply.approval)
+            if problem is not None:
+                await deliver(client, inv, problem)
         return
     try:
         reply = await service.finish(step)

@@ -13,7 +13,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.replies import Choice, Reply, Tone
+from bot.replies import APPROVE_HANDLER, DENY_HANDLER, Choice, Reply, Tone
 
 EMOJI = {
     Tone.SUCCESS: ":white_check_mark:",
@@ -31,6 +31,8 @@ MAX_BUTTONS = 25  # Slack's limit of elements in an actions block
 CHOICE_ACTION = "choose_account"
 DISMISS_ACTION = "dismiss_choice"
 OPEN_FORM_ACTION = "open_form"
+APPROVE_ACTION = APPROVE_HANDLER
+DENY_ACTION = DENY_HANDLER
 
 
 def _chunks(lines: list[str], limit: int) -> list[str]:
@@ -91,7 +93,7 @@ def _button(index: int, choice: Choice) -> ButtonElement:
         )
     return ButtonElement(
         text=choice.label[:75],
-        action_id=f"{DISMISS_ACTION if choice.dismiss else CHOICE_ACTION}:{index}",
+        action_id=f"{choice.handler or (DISMISS_ACTION if choice.dismiss else CHOICE_ACTION)}:{index}",
         value=choice.value,
         style=choice.style,
         confirm=confirm,

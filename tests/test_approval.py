@@ -1,0 +1,238 @@
+"""Two-person approval end to end (signed Slack requests, fake Slack and providers, a test clock):
+the request posted to the approvers' channel, approve / deny / expiry / double click / self-approval /
+no `approve` grant / tampered request, the shell's refusal, and the configuration check."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot.config import Settings
+from bot.errors import ConfigError
+from tests.conftest import ALICE, BOB, CAROL, PAYLOADS, DbHelper, ServerThread, SlackDriver, reply_text, write_config
+from tests.fakes.slack import FakeSlack
+from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio, call_sid
+from tests.processes import callbot
+from tests.test_policy import Clock
+
+APPROVERS = "C0APPROVE1"
+POLICY = f'approval = ["hangup", "redirect"]\napprovers_channel = "{APPROVERS}"'
+
+
+class ApprovalBot:
+    def __init__(self, slack: SlackDriver, fake_slack: FakeSlack, twilio: FakeTwilio, db: DbHelper, clock: Clock):
+        self.slack, self.fake_slack, self.twilio, self.db, self.clock = slack, fake_slack, twilio, db, clock
+
+    def say(self, command: str, user: str = ALICE) -> dict[str, Any]:
+        response = self.slack.command(command, user)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def request(self, command: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Ask for an action that needs approval: the answer, and the buttons posted to the approvers."""
+        answer = self.say(command)
+        self.fake_slack.wait_for(lambda reqs: any(r.path == "/api/chat.postMessage" for r in reqs))
+        [posted] = self.fake_slack.calls("chat.postMessage")
+        # An approver can only click once Slack has answered the post and the bot has kept its ts.
+        deadline = time.monotonic() + 10
+        while not self._message_ts() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        blocks = posted["blocks"] if isinstance(posted["blocks"], list) else json.loads(posted["blocks"])
+        buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+        return answer, [{**posted, "blocks": blocks}, *buttons]
+
+    def click(self, button: dict[str, Any], user: str) -> str:
+        before = len(self.fake_slack.responses())
+        payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+        payload["user"]["id"] = user
+        payload["response_url"] = self.fake_slack.response_url("approval")
+        payload["actions"] = [{**button, "block_id": "choose_account", "type": "button", "action_ts": "1.2"}]
+        assert self.slack.interact(payload).status_code == 200
+        return reply_text(self.fake_slack.wait_responses(before + 1)[before].json)
+
+    def wait_method(self, method: str, count: int = 1) -> list[dict[str, Any]]:
+        self.fake_slack.wait_for(lambda reqs: sum(r.path == f"/api/{method}" for r in reqs) >= count)
+        return self.fake_slack.calls(method)
+
+    def _message_ts(self) -> str | None:
+        with self.db.engine.connect() as conn:
+            return conn.execute(text("SELECT message_ts FROM approvals")).scalar_one_or_none()
+
+    def status(self) -> str:
+        with self.db.engine.connect() as conn:
+            return str(conn.execute(text("SELECT status FROM approvals")).scalar_one())
+
+
+@pytest.fixture
+def start(
+    env: dict[str, str], tmp_path: Path, db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio
+) -> Iterator[Callable[..., ApprovalBot]]:
+    running: list[tuple[ServerThread, SlackDriver]] = []
+
+    def go(policy: str = POLICY) -> ApprovalBot:
+        path = write_config(tmp_path / "approval.toml", fake_twilio.url)
+        path.write_text(path.read_text().replace("[accounts.prod]\n", f"[accounts.prod]\n{policy}\n"))
+        clock = Clock()
+        server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(path)}), clock=clock)
+        driver = SlackDriver(server.start(), fake_slack)
+        running.append((server, driver))
+        db.grant(ALICE, "operator", "prod")
+        db.grant(BOB, "approve", "prod")
+        return ApprovalBot(driver, fake_slack, fake_twilio, db, clock)
+
+    yield go
+    for server, driver in running:
+        driver.http.close()
+        server.stop()
+
+
+def test_request_then_approval_by_someone_else_runs_it_once(start: Callable[..., ApprovalBot]) -> None:
+    bot = start()
+    sid = bot.twilio.add_call(call_sid(1))
+    answer, (posted, approve, deny) = bot.request(f'hangup prod:{sid} reason="fraud"')
+    assert "Waiting for approval" in reply_text(answer) and f"<#{APPROVERS}>" in reply_text(answer)
+    shown = reply_text(posted)
+    assert posted["channel"] == APPROVERS
+    assert "Approval needed #" in shown and f"<@{ALICE}>" in shown and "Reason: fraud" in shown
+    assert "Status=completed" in shown and "Authorization: Basic ***" in shown and AUTH_TOKEN not in shown
+    assert (approve["text"]["text"], deny["text"]["text"]) == ("Approve", "Deny")
+    assert bot.twilio.updates() == [] and bot.status() == "pending"
+    [requested] = bot.db.audit()
+    assert (requested["outcome"], requested["user_id"], requested["action"]) == ("pending_approval", ALICE, "hangup")
+
+    assert "Approved #" in bot.click(approve, BOB)
+    [update] = bot.wait_method("chat.update")
+    assert update["channel"] == APPROVERS and update["ts"] == posted_ts(bot)
+    assert f"by <@{BOB}>" in str(update["text"]) and "succeeded" in str(update["text"])
+    told = bot.wait_method("chat.postEphemeral")
+    assert told[-1]["user"] == ALICE and "Hung up" in str(told[-1]["text"])
+    [sent] = bot.twilio.updates()
+    assert sent.form == {"Status": "completed"}
+    rows = bot.db.audit()
+    assert [(r["action"], r["outcome"], r["user_id"], r["source"]) for r in rows] == [
+        ("hangup", "pending_approval", ALICE, "slash"),
+        ("approval.approve", "succeeded", BOB, "button"),
+        ("hangup", "succeeded", ALICE, "approval"),
+    ]
+    assert f"approved by {BOB}" in rows[-1]["decision_basis"]
+    assert bot.status() == "executed"
+    with bot.db.engine.connect() as conn:  # the command as typed is not kept once it has run
+        assert conn.execute(text("SELECT text FROM approvals")).scalar_one() == ""
+
+    again = bot.click(approve, BOB)  # double click: already handled, nothing sent twice
+    assert "already handled" in again
+    assert len(bot.twilio.updates()) == 1 and bot.db.audit()[-1]["outcome"] == "denied"
+
+
+def posted_ts(bot: ApprovalBot) -> str:
+    with bot.db.engine.connect() as conn:
+        return str(conn.execute(text("SELECT message_ts FROM approvals")).scalar_one())
+
+
+def test_self_approval_and_approval_without_the_grant_are_refused(start: Callable[..., ApprovalBot]) -> None:
+    bot = start()
+    bot.db.grant(ALICE, "approve", "prod")  # holding `approve` does not let you approve your own request
+    sid = bot.twilio.add_call(call_sid(2))
+    _, (_, approve, _) = bot.request(f"hangup prod:{sid}")
+    assert "someone else" in bot.click(approve, ALICE)
+    assert "needs `approve` on account `prod`" in bot.click(approve, CAROL)
+    assert bot.twilio.updates() == [] and bot.status() == "pending"
+    refusals = [r for r in bot.db.audit() if r["action"] == "approval.approve"]
+    assert [(r["user_id"], r["outcome"]) for r in refusals] == [(ALICE, "denied"), (CAROL, "denied")]
+    assert "two-person rule" in refusals[0]["error_message"] and "approve" in refusals[1]["error_message"]
+    assert "Approved #" in bot.click(approve, BOB)  # still pending: a real approver can
+    bot.wait_method("chat.update")
+    assert len(bot.twilio.updates()) == 1
+
+
+def test_deny_then_approve_does_nothing(start: Callable[..., ApprovalBot]) -> None:
+    bot = start()
+    sid = bot.twilio.add_call(call_sid(3))
+    _, (_, approve, deny) = bot.request(f"hangup prod:{sid}")
+    assert "denied by" in bot.click(deny, BOB)
+    [update] = bot.wait_method("chat.update")
+    assert "Denied" in str(update["text"])
+    assert "denied by" in str(bot.wait_method("chat.postEphemeral")[-1]["text"])
+    assert "already handled (denied" in bot.click(approve, BOB)
+    assert bot.twilio.updates() == [] and bot.status() == "denied"
+    actions = [(r["action"], r["outcome"]) for r in bot.db.audit()]
+    assert actions == [
+        ("hangup", "pending_approval"),
+        ("approval.deny", "succeeded"),
+        ("approval.approve", "denied"),
+    ]
+
+
+def test_expired_request_cannot_be_approved(start: Callable[..., ApprovalBot]) -> None:
+    bot = start(POLICY + "\napproval_expiry_minutes = 5")
+    sid = bot.twilio.add_call(call_sid(4))
+    _, (posted, approve, _) = bot.request(f"hangup prod:{sid}")
+    assert "(5 min)" in reply_text(posted)
+    bot.clock.advance(5 * 60 + 1)
+    assert "expired" in bot.click(approve, BOB)
+    [update] = bot.wait_method("chat.update")
+    assert "Expired" in str(update["text"])
+    assert bot.twilio.updates() == [] and bot.status() == "expired"
+    assert "already handled (expired" in bot.click(approve, BOB)
+    last = bot.db.audit()[-2]
+    assert (last["action"], last["outcome"]) == ("approval.approve", "denied") and "expired" in last["error_message"]
+
+
+def test_a_tampered_request_is_refused_by_the_hash_check(start: Callable[..., ApprovalBot]) -> None:
+    bot = start()
+    sid, other = bot.twilio.add_call(call_sid(5)), bot.twilio.add_call(call_sid(6))
+    _, (_, approve, _) = bot.request(f"hangup prod:{sid}")
+    with bot.db.engine.begin() as conn:
+        conn.execute(text("UPDATE approvals SET text = :t"), {"t": f"hangup prod:{other}"})
+    bot.click(approve, BOB)
+    [update] = bot.wait_method("chat.update")
+    assert "denied" in str(update["text"])
+    assert bot.twilio.updates() == []
+    last = bot.db.audit()[-1]
+    assert (last["action"], last["outcome"], last["source"]) == ("hangup", "denied", "approval")
+    assert "action hash differs" in last["error_message"]
+
+
+def test_dry_run_and_unlisted_actions_are_not_held(start: Callable[..., ApprovalBot]) -> None:
+    bot = start()
+    sid = bot.twilio.add_call(call_sid(7))
+    assert "Dry run" in reply_text(bot.say(f"hangup prod:{sid} dry-run"))
+    _, outcome = bot.slack.run(f"cancel prod:{sid}")
+    assert "Canceled" in reply_text(outcome) or "cancel" in reply_text(outcome)
+    assert bot.fake_slack.calls("chat.postMessage") == []
+
+
+def test_the_shell_refuses_actions_that_need_approval(
+    tmp_path: Path, env: dict[str, str], fake_twilio: FakeTwilio, db: DbHelper
+) -> None:
+    path = write_config(tmp_path / "approval.toml", fake_twilio.url)
+    path.write_text(path.read_text().replace("[accounts.prod]\n", f"[accounts.prod]\n{POLICY}\n"))
+    sid = fake_twilio.add_call(call_sid(8))
+    db.grant(ALICE, "hangup", "prod")
+    result = callbot(["run", "--as", ALICE, f"hangup prod:{sid}"], {**env, "CALLBOT_CONFIG": str(path)}, tmp_path)
+    assert "needs two-person approval: run it from Slack" in result.stdout + result.stderr
+    assert fake_twilio.updates() == []
+    assert db.audit()[-1]["outcome"] == "denied"
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ('approval = ["hangup"]', "approvers_channel (a Slack channel id"),
+        ('approval = ["hangup"]\napprovers_channel = "#ops"', "approvers_channel"),
+        ('approval = ["dance"]\napprovers_channel = "C0APPROVE1"', "'dance' is not a call action"),
+    ],
+)
+def test_approval_settings_are_checked(tmp_path: Path, setting: str, expected: str) -> None:
+    path = write_config(tmp_path / "bad.toml", "https://api.twilio.com")
+    path.write_text(path.read_text().replace("[accounts.prod]\n", f"[accounts.prod]\n{textwrap.dedent(setting)}\n"))
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"CALLBOT_CONFIG": str(path), "TEST_TWILIO_AUTH_TOKEN": "t"})
+    assert expected in str(raised.value)
