@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
             until = cmd.add_mutually_exclusive_group()
             until.add_argument("--for", dest="duration", help="temporary: 30m, 8h, 2d, 1w")
             until.add_argument("--until", help="temporary: a date (UTC), e.g. 2026-12-01")
+            cmd.add_argument(
+                "--needs-approval",
+                action="store_true",
+                help="hold what this grant allows for two-person approval (the account needs approvers_channel)",
+            )
         cmd.set_defaults(func=_grant, revoke=name == "revoke")
 
     perms = sub.add_parser("perms", help="who may do what, where, until when (one user or group, or everyone)")
@@ -193,6 +198,7 @@ def _grant(settings: Settings, args: argparse.Namespace) -> int:
         channel=grammar.parse_channel(args.channel) if args.channel else None,
         duration=grammar.parse_duration(duration) if duration else None,
         until=grammar.parse_until(until) if until else None,
+        needs_approval=bool(getattr(args, "needs_approval", False)),
     )
 
     async def work(rt: Runtime) -> Reply:

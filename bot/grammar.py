@@ -29,7 +29,7 @@ from bot.errors import InvalidInput
 from bot.flow_library import FlowRef, looks_like_reference, parse_ref
 from bot.permissions import ALL_ACTIONS, BUILTIN_ROLES, FLOW_MANAGE, GROUP, OUTCOMES, USER
 
-_OPTION = re.compile(r"^([A-Za-z][A-Za-z-]*)=(.*)$", re.S)
+_OPTION = re.compile(r"^([A-Za-z][A-Za-z_-]*)=(.*)$", re.S)
 _USER = re.compile(r"^(?:<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>|@?([UW][A-Z0-9]{2,}))$")
 _GROUP = re.compile(r"^(?:<!subteam\^(S[A-Z0-9]{2,})(?:\|[^>]*)?>|@?(S[A-Z0-9]{2,}))$")
 _CHANNEL = re.compile(r"^(?:<#([CG][A-Z0-9]{2,})(?:\|[^>]*)?>|([CG][A-Z0-9]{2,}))$")
@@ -124,10 +124,11 @@ VERBS: dict[str, VerbSpec] = {
         ),
         VerbSpec(
             "grant",
-            "/call grant @someone|@group ACTIONS|ROLE [on=ACCOUNTS] [in=#channel] [for=8h|until=DATE]",
+            "/call grant @someone|@group ACTIONS|ROLE [on=ACCOUNTS] [in=#channel] [for=8h|until=DATE] "
+            "[needs_approval=yes]",
             "let someone (or a user group) run actions (admins)",
             ("USER", "ACTIONS"),
-            options=("on", "in", "for", "until"),
+            options=("on", "in", "for", "until", "needs_approval"),
             permission="admin",
         ),
         VerbSpec(
@@ -274,6 +275,8 @@ class GrantCommand:
     # At most one of these; the service turns `duration` into a moment with its clock.
     duration: timedelta | None = None
     until: datetime | None = None
+    # `needs_approval=yes`: the actions this grant allows are held for two-person approval.
+    needs_approval: bool = False
 
 
 @dataclass(frozen=True)
@@ -504,7 +507,19 @@ def _grant_command(verb: str, args: list[str], options: dict[str, str]) -> Grant
         channel=parse_channel(options["in"]) if "in" in options else None,
         duration=parse_duration(options["for"]) if "for" in options else None,
         until=parse_until(options["until"]) if "until" in options else None,
+        needs_approval=parse_yes_no(options["needs_approval"], "needs_approval")
+        if "needs_approval" in options
+        else False,
     )
+
+
+def parse_yes_no(word: str, key: str) -> bool:
+    value = word.strip().lower()
+    if value in ("yes", "true", "on", "1"):
+        return True
+    if value in ("no", "false", "off", "0"):
+        return False
+    raise InvalidInput(f"{key}={word}", "is neither yes nor no.", f"Use `{key}=yes` or `{key}=no`.")
 
 
 def _role_command(args: list[str]) -> RoleCommand:

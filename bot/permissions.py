@@ -59,6 +59,7 @@ OUTCOMES = (
     "unknown",
     "rate_limited",
     "pending_approval",  # a call action waiting for a second person (two-person approval)
+    "expired",  # an approval request nobody decided before its deadline (the expiry sweep)
 )
 # `viewer` holds nothing beyond what everyone may do (help, their own perms and audit rows): a
 # grant of it documents that someone is expected, and lists them in `/call perms`.
@@ -80,6 +81,7 @@ class Grant:
     channel: str | None = None  # only commands typed in this channel
     expires_at: datetime | None = None
     subject_kind: str = USER
+    needs_approval: bool = False  # what it allows is held for two-person approval
     # The actions a custom role stands for, filled in when grants are loaded (`with_roles`).
     role_actions: frozenset[str] | None = None
 
@@ -107,6 +109,8 @@ class Grant:
             base += f" until {when(self.expires_at)}"
         if self.subject_kind == GROUP:
             base += f" via {group_mention(self.user_id)}"
+        if self.needs_approval:
+            base += " (needs approval)"
         return base
 
 

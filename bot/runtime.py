@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from bot.logs import install_redaction
 from bot.providers import create_clients
 from bot.providers.base import ProviderClient
 from bot.redact import Redactor
-from bot.service import Clock, Service
+from bot.service import ApprovalUpdate, Clock, Service
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,28 @@ class Runtime:
                 await self.service.recover_pending(self.settings.pending_grace)
             except Exception:
                 log.exception("pending-row sweep failed; will retry")
+
+    async def sweep_approvals(self, tell: Callable[[ApprovalUpdate], Awaitable[None]]) -> int:
+        """Expire approval requests past their deadline (audited by the service); `tell` updates the
+        approvers' message and the requester (the chat layer). Returns how many expired."""
+        try:
+            updates = await self.service.expire_approvals()
+        except Exception:
+            log.exception("approval expiry sweep failed; will retry")
+            return 0
+        for update in updates:
+            try:
+                await tell(update)
+            except Exception:
+                log.exception("could not announce an expired approval request")
+        return len(updates)
+
+    async def sweep_approvals_forever(
+        self, tell: Callable[[ApprovalUpdate], Awaitable[None]], every: float = 30.0
+    ) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.sweep_approvals(tell)
 
     async def close(self) -> None:
         for client in self.clients.values():

@@ -121,6 +121,7 @@ OUTCOME_EMOJI = {
     "invalid": "⚠️",
     "dry_run": "🧪",
     "pending_approval": "🖐️",
+    "expired": "⌛",
 }
 
 
@@ -359,10 +360,31 @@ class Service:
             if earlier is not None:
                 return Done(self._safe(_duplicate_reply(earlier)))
         choice = await repo.take_choice(self.db, token, inv.user_id)
+        if choice is None:
+            refused = await self.refuse_foreign_choice(inv, token)
+            if refused is not None:
+                return Done(refused)
         if choice is None or account not in choice.accounts:
             return Done(Reply(Tone.INFO, "This choice has expired or was already used.", ("Run the command again.",)))
         confirmed = choice.purpose == "confirm"
         return await self._begin(replace(inv, text=choice.text, account=account), confirmed=confirmed)
+
+    async def refuse_foreign_choice(self, inv: Invocation, token: str) -> Reply | None:
+        """A click on someone else's Confirm / Cancel: nothing is done (their buttons stay live),
+        audited as denied with why. None when the token is not a live confirmation of someone else."""
+        choice = await repo.peek_choice(self.db, token)
+        if choice is None or choice.purpose != "confirm" or choice.user_id == inv.user_id:
+            return None
+        verb = _verb_of(choice.text)
+        error = PolicyDenied(
+            "confirm",
+            f"Only the person who asked ({mention(choice.user_id)}) can confirm or cancel this action: "
+            "nothing was done.",
+        )
+        # Their command as typed is not copied into my audit row (it may hold a provider password).
+        clicker = replace(inv, text=f"confirm {verb or 'action'} of {choice.user_id}", idempotency_key=None)
+        account = choice.accounts[0] if len(choice.accounts) == 1 else None
+        return self._safe(await self._refuse(clicker, error, action=verb, account=account))
 
     async def dismiss_choice(self, user_id: str, token: str) -> Reply | None:
         """The Cancel button of a confirmation: the stored command is dropped, nothing is sent.
@@ -538,8 +560,11 @@ class Service:
                 )
             )
         digest = _action_hash(authorised.account, command, request)
-        if approved is None and needs_approval(self.policy_of(authorised.account), verb.value):
-            return Done(await self._request_approval(inv, command, authorised, request, cleared, digest))
+        by_grant = authorised.decision.grant is not None and authorised.decision.grant.needs_approval
+        if approved is None and (by_grant or needs_approval(self.policy_of(authorised.account), verb.value)):
+            return Done(
+                await self._request_approval(inv, command, authorised, request, cleared, digest, by_grant=by_grant)
+            )
         if approved is not None:
             if digest != approved.row.action_hash:
                 # The stored command no longer yields the request that was approved: refuse.
@@ -696,6 +721,8 @@ class Service:
         request: WireRequest,
         cleared: _Cleared,
         digest: str,
+        *,
+        by_grant: bool = False,
     ) -> Reply:
         """Nothing is sent: the command is stored with the hash of the exact provider request, and
         the chat layer posts the request to the approvers (Reply.approval). Audited `pending_approval`."""
@@ -759,8 +786,13 @@ class Service:
             ),
             buttons,
         )
+        why = (
+            f"Your grant ({authorised.decision.grant.describe()}) needs a second person for `{verb}`"
+            if by_grant and authorised.decision.grant is not None
+            else f"Account `{account}` needs a second person for `{verb}` (approval in callbot.toml)"
+        )
         lines = (
-            f"Account `{account}` needs a second person for `{verb}` (approval in callbot.toml). The request is "
+            f"{why}. The request is "
             f"posted in <#{channel}>; nothing is sent until someone else holding `approve` approves it "
             f"(within {minutes} min). You will be told the outcome.",
         )
@@ -861,6 +893,31 @@ class Service:
         emoji = OUTCOME_EMOJI.get(result, "")
         title = f"Approved #{row.id} by {approver}: {emoji} {result}"
         return self._approval_update(row, outcome.tone, title, f"{outcome.title}", *outcome.lines)
+
+    async def expire_approvals(self) -> list[ApprovalUpdate]:
+        """The expiry sweep (run periodically by the server): requests still pending past their
+        deadline become `expired` (conditional UPDATE: a click at the same moment wins or loses
+        cleanly), each audited once as `approval.expire` / `expired`. Returns, for the chat layer,
+        the approvers' message as it should now read and what each requester is told."""
+        now = self.now()
+        updates: list[ApprovalUpdate] = []
+        for row in await repo.due_approvals(self.db, now):
+            if not await repo.move_approval(self.db, row.id, "pending", "expired", decided_at=now):
+                continue
+            said = f"Approval request #{row.id} expired {when(row.expires_at)} with no decision: nothing was sent."
+            inv = Invocation("approval", row.requester, f"expire approval #{row.id}", channel_id=row.requester_channel)
+            await self._record(
+                inv,
+                outcome="expired",
+                action="approval.expire",
+                account=row.account,
+                call_id=row.call_id,
+                request={"approval": row.id, "action": row.action, "action_hash": row.action_hash},
+                error_message=said,
+                completed=True,
+            )
+            updates.append(self._approval_update(row, Tone.INFO, f"Expired #{row.id}: nothing was sent.", said))
+        return updates
 
     def _approval_update(self, row: ApprovalRow, tone: Tone, title: str, *said: str) -> ApprovalUpdate:
         label = f"`{row.action} {row.account}:{row.call_id}`"
@@ -1284,8 +1341,19 @@ class Service:
         return await self._apply_grants(inv, command, decision, expires_at)
 
     async def _check_grant(self, command: GrantCommand) -> datetime | None:
-        """Role names must exist; the expiry (from `for=` or `until=`) must be in the future."""
+        """Role names must exist; the expiry (from `for=` or `until=`) must be in the future; a
+        grant held for approval (`needs_approval=yes`) only on accounts with an approvers_channel."""
         grammar.check_grantable(command.actions, tuple(await repo.custom_roles(self.db)))
+        if command.needs_approval and not command.revoke:
+            accounts = sorted(self.clients) if ANY_ACCOUNT in command.accounts else command.accounts
+            missing = [a for a in accounts if self.policy_of(a).approvers_channel is None]
+            if missing:
+                raise InvalidInput(
+                    "needs_approval=yes",
+                    f"cannot be held for approval on account(s) {', '.join(f'`{a}`' for a in missing)}: "
+                    "no `approvers_channel` is set there, so nobody could approve.",
+                    "Set `approvers_channel` for the account in callbot.toml, or leave `needs_approval=` out.",
+                )
         now = self.now()
         if command.duration is not None:
             return now + command.duration
@@ -1317,6 +1385,7 @@ class Service:
                     kind=command.subject_kind,
                     channel=command.channel,
                     expires_at=expires_at,
+                    needs_approval=command.needs_approval,
                 )
                 outcomes[result].append(label)
         changed = outcomes["added"] + outcomes["renewed"]
@@ -1333,6 +1402,7 @@ class Service:
                 "accounts": list(command.accounts),
                 "channel": command.channel,
                 "expires_at": expires_at.isoformat() if expires_at else None,
+                "needs_approval": command.needs_approval,
                 "changed": changed,
             },
             completed=True,
@@ -1749,6 +1819,8 @@ def _grant_line(grant: Grant, now: datetime) -> str:
         line += f", only in <#{grant.channel}>"
     if grant.expires_at:
         line += f", expired {when(grant.expires_at)}" if grant.expired(now) else f", until {when(grant.expires_at)}"
+    if grant.needs_approval:
+        line += ", needs approval"
     why = f"grant #{grant.id}" + (f", via {group_mention(grant.user_id)}" if grant.subject_kind == GROUP else "")
     return f"{line} ({why})"
 
@@ -1792,6 +1864,8 @@ def _grant_wording(
     changed = done + renewed
     title = f"Granted to {who}: {', '.join(changed)}." if changed else f"{who} already had all of that."
     lines = [f"Until {when(expires_at)}." if expires_at else "No expiry."] if changed else []
+    if changed and command.needs_approval:
+        lines.append("What it allows is held for two-person approval (needs_approval).")
     if renewed:
         lines.append(f"Already held, expiry changed: {', '.join(renewed)}.")
     if changed and unchanged:
@@ -1808,6 +1882,8 @@ def _grant_text(command: GrantCommand) -> str:
         text += f" --for {command.duration}"
     if command.until:
         text += f" --until {command.until.isoformat()}"
+    if command.needs_approval:
+        text += " --needs-approval"
     return text
 
 

@@ -16,8 +16,9 @@ from starlette.routing import Route
 from bot.config import Settings
 from bot.replies import Reply, Tone
 from bot.runtime import Runtime
-from bot.service import Clock
+from bot.service import ApprovalUpdate, Clock
 from bot.slack.app import create_bolt_app
+from bot.slack.approvals import apply_update
 from bot.slack.render import message
 
 log = logging.getLogger(__name__)
@@ -25,17 +26,28 @@ log = logging.getLogger(__name__)
 _BROKEN = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was done.", ("The error is in the server log.",))
 
 
-def create_web_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
+def create_web_app(settings: Settings, *, clock: Clock | None = None, approval_sweep_every: float = 30.0) -> Starlette:
+    """`approval_sweep_every`: seconds between two expiry sweeps of approval requests (tests shorten it)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings, clock=clock)
         app.state.runtime = runtime
-        app.state.slack = AsyncSlackRequestHandler(create_bolt_app(settings, runtime.service))
-        sweeper = asyncio.create_task(runtime.sweep_pending_forever())
+        bolt = create_bolt_app(settings, runtime.service)
+        app.state.slack = AsyncSlackRequestHandler(bolt)
+
+        async def tell(update: ApprovalUpdate) -> None:
+            await apply_update(bolt.client, update)
+
+        sweepers = [
+            asyncio.create_task(runtime.sweep_pending_forever()),
+            asyncio.create_task(runtime.sweep_approvals_forever(tell, approval_sweep_every)),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
+            for sweeper in sweepers:
+                sweeper.cancel()
             await runtime.close()
 
     async def slack_events(request: Request) -> Response:

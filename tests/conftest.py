@@ -233,8 +233,8 @@ def env(
 class ServerThread:
     """The real ASGI app under uvicorn, on a free loopback port, in a background thread."""
 
-    def __init__(self, settings: Settings, clock: Any = None) -> None:
-        app = create_web_app(settings, clock=clock)
+    def __init__(self, settings: Settings, clock: Any = None, **options: Any) -> None:
+        app = create_web_app(settings, clock=clock, **options)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -76,11 +76,11 @@ def start(
 ) -> Iterator[Callable[..., ApprovalBot]]:
     running: list[tuple[ServerThread, SlackDriver]] = []
 
-    def go(policy: str = POLICY) -> ApprovalBot:
+    def go(policy: str = POLICY, **options: Any) -> ApprovalBot:
         path = write_config(tmp_path / "approval.toml", fake_twilio.url)
         path.write_text(path.read_text().replace("[accounts.prod]\n", f"[accounts.prod]\n{policy}\n"))
         clock = Clock()
-        server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(path)}), clock=clock)
+        server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(path)}), clock=clock, **options)
         driver = SlackDriver(server.start(), fake_slack)
         running.append((server, driver))
         db.grant(ALICE, "operator", "prod")
@@ -185,6 +185,78 @@ def test_expired_request_cannot_be_approved(start: Callable[..., ApprovalBot]) -
     assert (last["action"], last["outcome"]) == ("approval.approve", "denied") and "expired" in last["error_message"]
 
 
+def test_an_undecided_request_expires_by_itself(start: Callable[..., ApprovalBot]) -> None:
+    """The server's sweep expires it without any click: audited, message updated, requester told."""
+    bot = start(POLICY + "\napproval_expiry_minutes = 5", approval_sweep_every=0.05)
+    sid = bot.twilio.add_call(call_sid(9))
+    _, (_, approve, _) = bot.request(f"hangup prod:{sid}")
+    time.sleep(0.3)  # several sweeps: nothing is due yet
+    assert bot.status() == "pending" and bot.fake_slack.calls("chat.update") == []
+    bot.clock.advance(5 * 60 + 1)
+    [update] = bot.wait_method("chat.update")
+    assert update["channel"] == APPROVERS and update["ts"] == posted_ts(bot)
+    assert "Expired" in str(update["text"])
+    told = bot.wait_method("chat.postEphemeral")
+    assert told[-1]["user"] == ALICE and "expired" in str(told[-1]["text"])
+    assert bot.status() == "expired" and bot.twilio.updates() == []
+    time.sleep(0.3)  # later sweeps find nothing more to do
+    rows = bot.db.audit()
+    assert [(r["action"], r["outcome"], r["user_id"], r["source"]) for r in rows] == [
+        ("hangup", "pending_approval", ALICE, "slash"),
+        ("approval.expire", "expired", ALICE, "approval"),
+    ]
+    assert "with no decision" in rows[-1]["error_message"]
+    assert len(bot.fake_slack.calls("chat.update")) == 1
+    assert "already handled (expired" in bot.click(approve, BOB)
+    assert bot.twilio.updates() == []
+
+
+def test_a_grant_flagged_needs_approval_holds_what_it_allows(start: Callable[..., ApprovalBot]) -> None:
+    """Per grant: the account's `approval` list names nothing, the flagged grant still holds."""
+    bot = start(f'approvers_channel = "{APPROVERS}"')
+    bot.db.grant(ALICE, "admin", "prod")
+    granted = reply_text(bot.say(f"grant <@{CAROL}> hangup on=prod needs_approval=yes"))
+    assert "Granted to" in granted and "two-person approval" in granted
+    assert "needs approval" in reply_text(bot.say(f"perms <@{CAROL}>"))
+    assert "Granted to" in reply_text(bot.say(f"grant <@{BOB}> hangup on=prod"))
+
+    sid, other = bot.twilio.add_call(call_sid(10)), bot.twilio.add_call(call_sid(11))
+    _, outcome = bot.slack.run(f"hangup prod:{other}", BOB)  # an unflagged grant: not held
+    assert "Hung up" in reply_text(outcome) and len(bot.twilio.updates()) == 1
+    assert bot.fake_slack.calls("chat.postMessage") == []
+
+    answer = reply_text(bot.say(f"hangup prod:{sid}", CAROL))
+    assert "Waiting for approval" in answer and "Your grant" in answer
+    bot.fake_slack.wait_for(lambda reqs: any(r.path == "/api/chat.postMessage" for r in reqs))
+    [posted] = bot.fake_slack.calls("chat.postMessage")
+    assert posted["channel"] == APPROVERS and len(bot.twilio.updates()) == 1 and bot.status() == "pending"
+    held = bot.db.audit()[-1]
+    assert (held["action"], held["outcome"], held["user_id"]) == ("hangup", "pending_approval", CAROL)
+    blocks = posted["blocks"] if isinstance(posted["blocks"], list) else json.loads(posted["blocks"])
+    approve = next(e for b in blocks if b["type"] == "actions" for e in b["elements"])
+    deadline = time.monotonic() + 10
+    while not bot._message_ts() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "Approved #" in bot.click(approve, BOB)  # approved: runs once, not held again
+    bot.wait_method("chat.update")
+    assert len(bot.twilio.updates()) == 2 and bot.status() == "executed"
+    assert (bot.db.audit()[-1]["action"], bot.db.audit()[-1]["outcome"]) == ("hangup", "succeeded")
+
+
+def test_a_flagged_grant_is_refused_where_nobody_could_approve(start: Callable[..., ApprovalBot]) -> None:
+    bot = start("")
+    bot.db.grant(ALICE, "admin", "prod")
+    refused = reply_text(bot.say(f"grant <@{CAROL}> hangup on=prod needs_approval=yes"))
+    assert "no `approvers_channel`" in refused and "`prod`" in refused
+    assert "not valid" not in reply_text(bot.say(f"grant <@{CAROL}> hangup on=prod needs_approval=no"))
+    last = bot.db.audit()[-2]
+    assert (last["action"], last["outcome"]) == ("grant", "invalid")
+    with bot.db.engine.connect() as conn:
+        assert conn.execute(text("SELECT needs_approval FROM grants WHERE user_id = :u"), {"u": CAROL}).all() == [
+            (False,)
+        ]
+
+
 def test_a_tampered_request_is_refused_by_the_hash_check(start: Callable[..., ApprovalBot]) -> None:
     bot = start()
     sid, other = bot.twilio.add_call(call_sid(5)), bot.twilio.add_call(call_sid(6))
@@ -220,6 +292,20 @@ def test_the_shell_refuses_actions_that_need_approval(
     assert "needs two-person approval: run it from Slack" in result.stdout + result.stderr
     assert fake_twilio.updates() == []
     assert db.audit()[-1]["outcome"] == "denied"
+
+
+def test_the_shell_grants_with_needs_approval(
+    tmp_path: Path, env: dict[str, str], fake_twilio: FakeTwilio, db: DbHelper
+) -> None:
+    path = write_config(tmp_path / "approval.toml", fake_twilio.url)
+    path.write_text(path.read_text().replace("[accounts.prod]\n", f"[accounts.prod]\n{POLICY}\n"))
+    result = callbot(
+        ["grant", CAROL, "redirect", "--on", "prod", "--needs-approval"], {**env, "CALLBOT_CONFIG": str(path)}, tmp_path
+    )
+    assert "two-person approval" in result.stdout + result.stderr
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT action, needs_approval FROM grants")).all() == [("redirect", True)]
+    assert db.audit()[-1]["request"]["needs_approval"] is True
 
 
 @pytest.mark.parametrize(

@@ -307,13 +307,16 @@ def test_confirm_answers_with_buttons_and_confirm_runs_once(start: Start) -> Non
     assert bot.sent() == 0 and bot.db.audit() == []  # nothing happened yet
 
     [other] = bot.click(confirm, user=BOB, expect=1)  # someone else's click: refused, button still live
-    assert "expired or was already used" in reply_text(other)
+    assert "Only the person who asked" in reply_text(other)
     assert bot.sent() == 0
+    [refused] = bot.db.audit()  # audited, with why
+    assert (refused["user_id"], refused["action"], refused["outcome"]) == (BOB, "hangup", "denied")
+    assert "Only the person who asked" in refused["error_message"] and refused["idempotency_key"] is None
 
     progress, outcome = bot.click(confirm)
     assert f"Hanging up prod:{sid}" in reply_text(progress)
     assert f"Hung up prod:{sid}." in reply_text(outcome)
-    [row] = bot.db.audit()
+    [_, row] = bot.db.audit()
     assert (row["source"], row["outcome"], row["action"]) == ("button", "succeeded", "hangup")
     assert row["idempotency_key"].startswith("choice:")
 
@@ -327,12 +330,14 @@ def test_cancel_drops_the_command(start: Start) -> None:
     sid = bot.twilio.add_call(call_sid(8))
     confirm, cancel = buttons(bot.say(f"hangup prod:{sid}"))
     [other] = bot.click(cancel, user=BOB, expect=1)
-    assert "expired or was already used" in reply_text(other)
+    assert "Only the person who asked" in reply_text(other)
     [canceled] = bot.click(cancel, expect=1)
     assert "Canceled: nothing was sent." in reply_text(canceled)
     [late] = bot.click(confirm, expect=1)
     assert "expired or was already used" in reply_text(late)
-    assert bot.sent() == 0 and bot.db.audit() == []
+    [refused] = bot.db.audit()  # only someone else's click is recorded: canceling your own is not
+    assert (refused["user_id"], refused["action"], refused["outcome"]) == (BOB, "hangup", "denied")
+    assert bot.sent() == 0
 
 
 def test_unlisted_actions_and_dry_runs_are_not_asked(start: Start) -> None:

@@ -241,8 +241,11 @@ def test_someone_else_cannot_click_my_confirmation(lib: Bot) -> None:
     call_id = lib.fake_bird.add_call(bird_call_id(5))
     [button] = buttons(say(lib, f"flow bird:{call_id} hold-music"))
     [reply] = click(lib, button, user=BOB, expect=1)
-    assert "expired or was already used" in reply_text(reply)
+    assert "Only the person who asked" in reply_text(reply)
     assert lib.fake_bird.requests == []
+    refused = lib.db.audit()[-1]
+    assert (refused["user_id"], refused["action"], refused["outcome"]) == (BOB, "flow", "denied")
+    assert "hold-music" not in (refused["command_text"] or "")
 
 
 def test_dry_run_by_name_shows_the_exact_request_without_asking(lib: Bot) -> None:

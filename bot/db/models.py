@@ -84,6 +84,8 @@ class GrantRow(Base):
     # repo.add_grant looks the grant up first instead of relying on the constraint alone.
     channel: Mapped[str | None] = mapped_column(String(32))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Actions this grant allows are held for two-person approval (needs the account's approvers_channel).
+    needs_approval: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RoleRow(Base):

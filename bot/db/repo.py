@@ -54,6 +54,7 @@ def _grant(row: GrantRow) -> Grant:
         channel=row.channel,
         expires_at=row.expires_at,
         subject_kind=row.subject_kind,
+        needs_approval=bool(row.needs_approval),
     )
 
 
@@ -98,9 +99,10 @@ async def add_grant(
     kind: str = USER,
     channel: str | None = None,
     expires_at: datetime | None = None,
+    needs_approval: bool = False,
 ) -> str:
-    """ "added", "renewed" (same grant, new expiry: an incident grant extended or made permanent)
-    or "held" (nothing changed)."""
+    """ "added", "renewed" (same grant, new expiry or approval flag: an incident grant extended or
+    made permanent) or "held" (nothing changed)."""
     try:
         async with db.session() as session:
             row = await session.scalar(select(GrantRow).where(*_same_grant(kind, user_id, action, account, channel)))
@@ -114,12 +116,13 @@ async def add_grant(
                         subject_kind=kind,
                         channel=channel,
                         expires_at=expires_at,
+                        needs_approval=needs_approval,
                     )
                 )
                 return "added"
-            if row.expires_at == expires_at:
+            if row.expires_at == expires_at and bool(row.needs_approval) == needs_approval:
                 return "held"
-            row.expires_at, row.granted_by = expires_at, granted_by
+            row.expires_at, row.granted_by, row.needs_approval = expires_at, granted_by, needs_approval
             return "renewed"
     except IntegrityError:
         return "held"
@@ -242,6 +245,13 @@ async def save_choice(
     async with db.session() as session:
         await session.execute(delete(PendingChoice).where(PendingChoice.created_at < utcnow() - CHOICE_TTL))
         session.add(PendingChoice(token=token, user_id=user_id, text=text, accounts=accounts, purpose=purpose))
+
+
+async def peek_choice(db: Database, token: str) -> PendingChoice | None:
+    """The stored command, left in place; None when unknown or expired."""
+    async with db.session() as session:
+        choice = await session.get(PendingChoice, token)
+        return choice if choice is not None and choice.created_at >= utcnow() - CHOICE_TTL else None
 
 
 async def take_choice(db: Database, token: str, user_id: str | None = None) -> PendingChoice | None:
@@ -458,6 +468,17 @@ async def get_approval(db: Database, approval_id: int) -> ApprovalRow | None:
 async def set_approval(db: Database, approval_id: int, **fields: Any) -> None:
     async with db.session() as session:
         await session.execute(update(ApprovalRow).where(ApprovalRow.id == approval_id).values(**fields))
+
+
+async def due_approvals(db: Database, now: datetime) -> list[ApprovalRow]:
+    """Requests still pending whose deadline has passed (for the expiry sweep)."""
+    async with db.session() as session:
+        result = await session.execute(
+            select(ApprovalRow)
+            .where(ApprovalRow.status == "pending", ApprovalRow.expires_at <= now)
+            .order_by(ApprovalRow.id)
+        )
+        return list(result.scalars())
 
 
 FINISHED_APPROVALS = ("executed", "denied", "expired")

@@ -182,7 +182,8 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         try:
             reply = await service.dismiss_choice(user, token)
             if reply is None:  # not this person's button, or already used: leave the message alone
-                await respond(**message(STALE_CHOICE), replace_original=False)
+                refused = await service.refuse_foreign_choice(Invocation("button", user, ""), token)
+                await respond(**message(refused or STALE_CHOICE), replace_original=False)
             else:
                 await respond(**message(reply), replace_original=True)
         except Exception:
