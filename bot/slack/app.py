@@ -22,7 +22,7 @@ from bot.service import Done, Invocation, Service, Started
 from bot.slack.approvals import post_approval, register_approvals
 from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
-from bot.slack.modal_io import INTERNAL_ERROR, modal_invocation, run_from_modal, view_metadata
+from bot.slack.modal_io import INTERNAL_ERROR, button_invocation, modal_invocation, run_from_modal, view_metadata
 from bot.slack.render import CHOICE_ACTION, DISMISS_ACTION, OPEN_FORM_ACTION, message
 from bot.slack.text import plain_text
 from bot.slack.views import (
@@ -96,9 +96,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     @app.action(OPEN_FORM_ACTION)
     async def on_open_form(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        user = body.get("user") or {}
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-        inv = Invocation(source="button", user_id=str(user.get("id") or "unknown"), text="", channel_id=channel)
+        inv = button_invocation(body)
         await _open_action_modal(client, service, str(body.get("trigger_id") or ""), inv)
 
     @app.action("account")
@@ -152,17 +150,8 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     ) -> None:
         await ack()
         token, _, account = str(action.get("value") or "").partition("|")
-        user = body.get("user") or {}
-        inv = Invocation(
-            source="button",
-            user_id=str(user.get("id") or "unknown"),
-            user_name=user.get("username") or user.get("name"),
-            team_id=(body.get("team") or {}).get("id"),
-            channel_id=(body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
-            text="",
-            # One choice runs once, whichever button and however many clicks.
-            idempotency_key=f"choice:{token}",
-        )
+        # One choice runs once, whichever button and however many clicks.
+        inv = button_invocation(body, idempotency_key=f"choice:{token}")
 
         async def first(reply: Reply) -> None:
             await respond(**message(reply), replace_original=True)

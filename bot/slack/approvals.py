@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.replies import ApprovalNotice, Reply, Tone
 from bot.service import ApprovalUpdate, Done, Invocation, Service
-from bot.slack.modal_io import deliver
+from bot.slack.modal_io import button_invocation, deliver
 from bot.slack.render import APPROVE_ACTION, DENY_ACTION, message
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,7 @@ def register_approvals(app: AsyncApp, service: Service) -> None:
     ) -> None:
         await ack()
         approve = str(action.get("action_id") or "").startswith(APPROVE_ACTION)
-        user = body.get("user") or {}
-        inv = Invocation(
-            source="button",
-            user_id=str(user.get("id") or "unknown"),
-            user_name=user.get("username") or user.get("name"),
-            team_id=(body.get("team") or {}).get("id"),
-            channel_id=(body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
-            text="",
-        )
+        inv = button_invocation(body)
         try:
             approval_id = int(str(action.get("value") or ""))
         except ValueError:

@@ -88,6 +88,20 @@ async def deliver(client: AsyncWebClient, inv: Invocation, reply: Reply) -> None
         log.exception("could not deliver a modal outcome to %s", inv.user_id)
 
 
+def button_invocation(body: dict[str, Any], idempotency_key: str | None = None) -> Invocation:
+    """Who clicked a button (block_actions), and in which channel the message was."""
+    user = body.get("user") or {}
+    return Invocation(
+        source="button",
+        user_id=str(user.get("id") or "unknown"),
+        user_name=user.get("username") or user.get("name"),
+        team_id=(body.get("team") or {}).get("id"),
+        channel_id=(body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
+        text="",
+        idempotency_key=idempotency_key,
+    )
+
+
 def modal_invocation(body: dict[str, Any], view: dict[str, Any], channel: str | None) -> Invocation:
     user = body.get("user") or {}
     # A replayed submission carries the same view and values; a corrected one does not.
