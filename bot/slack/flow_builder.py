@@ -37,10 +37,8 @@ from slack_sdk.models.blocks import (
     InputBlock,
     MarkdownTextObject,
     NumberInputElement,
-    Option,
     OverflowMenuElement,
     PlainTextInputElement,
-    PlainTextObject,
     SectionBlock,
     StaticSelectElement,
 )
@@ -72,7 +70,7 @@ from bot.service import BuilderOpening, FlowDraft, Invocation, Service
 from bot.slack.forms import command_line
 from bot.slack.modal_io import INTERNAL_ERROR, deliver, modal_invocation, run_from_modal, view_metadata
 from bot.slack.render import message
-from bot.slack.views import BUILD_FLOW, read_state
+from bot.slack.views import BUILD_FLOW, menu_option, plain, read_state
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +128,6 @@ SECTIONS = {
 # -- small Block Kit helpers ------------------------------------------------------------------------
 
 
-def _text(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text, emoji=True)
-
-
 def _md(text: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=text[:TEXT_LIMIT])
 
@@ -141,10 +135,6 @@ def _md(text: str) -> MarkdownTextObject:
 def _escape(text: str) -> str:
     """People's words inside mrkdwn: Slack reads &, < and > as markup."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _option(value: str, label: str) -> Option:
-    return Option(value=value, label=label[:75])
 
 
 def _meta(**values: Any) -> str:
@@ -155,9 +145,9 @@ def _view(callback: str, title: str, blocks: Sequence[Block], meta: str, *, subm
     return View(
         type="modal",
         callback_id=callback,
-        title=_text(title[:24]),
-        submit=_text(submit) if submit else None,
-        close=_text("Back" if callback in (COMMAND_FORM, JSON_FORM, SAVE_FORM, PREVIEW) else "Close"),
+        title=plain(title[:24]),
+        submit=plain(submit) if submit else None,
+        close=plain("Back" if callback in (COMMAND_FORM, JSON_FORM, SAVE_FORM, PREVIEW) else "Close"),
         private_metadata=meta,
         blocks=list(blocks),
     )
@@ -182,12 +172,12 @@ def builder_view(draft: FlowDraft, channel: str | None, notice: str | None = Non
     if not count:
         blocks.append(ContextBlock(elements=[_md("No commands yet: *Add command* to start.")]))
     for i, wire in enumerate(draft.commands):
-        moves = [_option(f"edit:{i}", "Edit")]
+        moves = [menu_option(f"edit:{i}", "Edit")]
         if i > 0:
-            moves.append(_option(f"up:{i}", "Move up"))
+            moves.append(menu_option(f"up:{i}", "Move up"))
         if i < count - 1:
-            moves.append(_option(f"down:{i}", "Move down"))
-        moves.append(_option(f"remove:{i}", "Remove"))
+            moves.append(menu_option(f"down:{i}", "Move down"))
+        moves.append(menu_option(f"remove:{i}", "Remove"))
         blocks.append(
             SectionBlock(
                 block_id=f"fb_cmd_{i}",
@@ -206,11 +196,11 @@ def builder_view(draft: FlowDraft, channel: str | None, notice: str | None = Non
         blocks.append(ContextBlock(elements=[_md(f"{MAX_COMMANDS} commands is Bird's limit: remove one to add.")]))
     if notice:
         blocks.append(ContextBlock(elements=[_md(notice)]))
-    end = _option("end", "End the call after this flow (adds status: completed)")
+    end = menu_option("end", "End the call after this flow (adds status: completed)")
     blocks.append(
         InputBlock(
             block_id=APPLY_BLOCK,
-            label=_text("On Apply"),
+            label=plain("On Apply"),
             element=CheckboxesElement(
                 action_id="fb_end", options=[end], initial_options=[end] if draft.end_call else None
             ),
@@ -291,13 +281,13 @@ def _element(check: Any, current: str | None) -> Any:
             initial_value=current or None,
         )
     if isinstance(check, ChoiceCheck):
-        options = [_option(DEFAULT, "Bird's default"), *(_option(c, c) for c in check.choices)]
+        options = [menu_option(DEFAULT, "Bird's default"), *(menu_option(c, c) for c in check.choices)]
         initial = next((o for o in options if o.value == current), None)
         return StaticSelectElement(
-            action_id="value", options=options, initial_option=initial, placeholder=_text("Bird's default")
+            action_id="value", options=options, initial_option=initial, placeholder=plain("Bird's default")
         )
     if isinstance(check, BoolCheck):
-        yes = _option("on", "Yes")
+        yes = menu_option("on", "Yes")
         return CheckboxesElement(action_id="value", options=[yes], initial_options=[yes] if current else None)
     multiline = isinstance(check, MediaCheck | BridgeFlowCheck)
     return PlainTextInputElement(
@@ -318,9 +308,9 @@ def _field_blocks(model: Any, values: Mapping[str, str], prefix: str, top: bool)
         blocks.append(
             InputBlock(
                 block_id=f"o:{key}",
-                label=_text(label),
+                label=plain(label),
                 element=_element(spec.check, values.get(f"o:{key}")),
-                hint=_text(hint) if hint else None,
+                hint=plain(hint) if hint else None,
                 optional=not (top and spec.required),
             )
         )
@@ -329,16 +319,16 @@ def _field_blocks(model: Any, values: Mapping[str, str], prefix: str, top: bool)
 
 def command_view(meta: Mapping[str, Any], name: str | None, values: Mapping[str, str]) -> View:
     """The command form: the command type (changing it redraws the form), its options, conditions."""
-    types = [_option(n, HEADLINES.get(n, n)) for n in COMMAND_NAMES]
+    types = [menu_option(n, HEADLINES.get(n, n)) for n in COMMAND_NAMES]
     blocks: list[Block] = [
         InputBlock(
             block_id="command",
-            label=_text("Command"),
+            label=plain("Command"),
             element=StaticSelectElement(
                 action_id="fb_type",
                 options=types,
                 initial_option=next((o for o in types if o.value == name), None),
-                placeholder=_text("Pick a command"),
+                placeholder=plain("Pick a command"),
             ),
             dispatch_action=True,
         )
@@ -357,7 +347,7 @@ def command_view(meta: Mapping[str, Any], name: str | None, values: Mapping[str,
                 blocks.append(
                     InputBlock(
                         block_id=f"c{k}:{spec.wire}",
-                        label=_text(f"Condition {k + 1} · {spec.wire}"),
+                        label=plain(f"Condition {k + 1} · {spec.wire}"),
                         element=_element(spec.check, values.get(f"c{k}:{spec.wire}")),
                         optional=True,
                     )
@@ -538,15 +528,15 @@ def json_view(meta: Mapping[str, Any], commands: Sequence[Mapping[str, Any]]) ->
     blocks: list[Block] = [
         InputBlock(
             block_id="json",
-            label=_text("callFlow (JSON or YAML)"),
+            label=plain("callFlow (JSON or YAML)"),
             element=PlainTextInputElement(
                 action_id="value",
                 multiline=True,
                 max_length=TEXT_LIMIT,
                 initial_value=None if too_long or not commands else text,
-                placeholder=_text('[{"command":"say","options":{"text":"Hello"}}]'),
+                placeholder=plain('[{"command":"say","options":{"text":"Hello"}}]'),
             ),
-            hint=_text("The whole callFlow: a list of at most 20 commands, checked against Bird's schema."),
+            hint=plain("The whole callFlow: a list of at most 20 commands, checked against Bird's schema."),
         )
     ]
     if too_long:
@@ -560,9 +550,9 @@ def save_view(meta: Mapping[str, Any]) -> View:
     blocks: list[Block] = [
         InputBlock(
             block_id="name",
-            label=_text("Name"),
-            element=PlainTextInputElement(action_id="value", max_length=64, placeholder=_text("hold-music")),
-            hint=_text("Lowercase words and dashes. Saving an existing name adds a new version."),
+            label=plain("Name"),
+            element=PlainTextInputElement(action_id="value", max_length=64, placeholder=plain("hold-music")),
+            hint=plain("Lowercase words and dashes. Saving an existing name adds a new version."),
         ),
         ContextBlock(elements=[_md("Saved flows are shared by the team: `/call flows` lists them.")]),
     ]

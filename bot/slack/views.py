@@ -80,24 +80,24 @@ class FormState:
         return (self.values or {}).get(block_id)
 
 
-def _text(text: str) -> PlainTextObject:
+def plain(text: str) -> PlainTextObject:
     return PlainTextObject(text=text, emoji=True)
 
 
-def _option(value: str, label: str) -> Option:
+def menu_option(value: str, label: str) -> Option:
     return Option(value=value, label=label[:75])
 
 
 def _select(action_id: str, options: Sequence[Option], selected: str | None, placeholder: str) -> StaticSelectElement:
     initial = next((o for o in options if o.value == selected), None)
     return StaticSelectElement(
-        action_id=action_id, options=list(options), initial_option=initial, placeholder=_text(placeholder)
+        action_id=action_id, options=list(options), initial_option=initial, placeholder=plain(placeholder)
     )
 
 
 def _input(block_id: str, label: str, element: Any, *, hint: str | None = None, optional: bool = False) -> InputBlock:
     return InputBlock(
-        block_id=block_id, label=_text(label), element=element, hint=_text(hint) if hint else None, optional=optional
+        block_id=block_id, label=plain(label), element=element, hint=plain(hint) if hint else None, optional=optional
     )
 
 
@@ -105,7 +105,7 @@ def _plain(initial: str | None, placeholder: str = "", *, multiline: bool = Fals
     return PlainTextInputElement(
         action_id=VALUE,
         initial_value=initial or None,
-        placeholder=_text(placeholder) if placeholder else None,
+        placeholder=plain(placeholder) if placeholder else None,
         multiline=multiline,
         max_length=max_length,
     )
@@ -118,8 +118,8 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
         return View(
             type="modal",
             callback_id=ACTION_MODAL,
-            title=_text("Call action"),
-            close=_text("Close"),
+            title=plain("Call action"),
+            close=plain("Close"),
             private_metadata=metadata,
             blocks=[
                 SectionBlock(
@@ -133,10 +133,10 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
     blocks: list[Block] = [
         InputBlock(
             block_id="account",
-            label=_text("Account"),
+            label=plain("Account"),
             element=_select(
                 "account",
-                [_option(a.name, f"{a.name} ({a.provider_name})") for a in accounts],
+                [menu_option(a.name, f"{a.name} ({a.provider_name})") for a in accounts],
                 chosen.name if chosen else None,
                 "Pick an account",
             ),
@@ -155,10 +155,10 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
         blocks.append(
             InputBlock(
                 block_id="action",
-                label=_text("Action"),
+                label=plain("Action"),
                 element=_select(
                     "action",
-                    [_option(a, ACTION_LABELS.get(a, a)) for a in chosen.actions],
+                    [menu_option(a, ACTION_LABELS.get(a, a)) for a in chosen.actions],
                     action,
                     "What to do with the call",
                 ),
@@ -170,9 +170,9 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
     return View(
         type="modal",
         callback_id=ACTION_MODAL,
-        title=_text("Call action"),
-        submit=_text("Run") if chosen and action and action != "flow" else None,
-        close=_text("Cancel"),
+        title=plain("Call action"),
+        submit=plain("Run") if chosen and action and action != "flow" else None,
+        close=plain("Cancel"),
         private_metadata=metadata,
         blocks=blocks,
     )
@@ -233,8 +233,8 @@ def _action_fields(account: FormAccount, action: str, state: FormState) -> list[
             "Dry run",
             CheckboxesElement(
                 action_id=VALUE,
-                options=[_option("dry-run", "Only show the request; send nothing")],
-                initial_options=[_option("dry-run", "Only show the request; send nothing")]
+                options=[menu_option("dry-run", "Only show the request; send nothing")],
+                initial_options=[menu_option("dry-run", "Only show the request; send nothing")]
                 if state.get("dry_run")
                 else None,
             ),
@@ -248,7 +248,7 @@ def _action_fields(account: FormAccount, action: str, state: FormState) -> list[
 def _option_block(option: str, field: Field, current: str | None) -> InputBlock:
     element: Any
     if field.kind == "method":
-        element = _select(VALUE, [_option("GET", "GET"), _option("POST", "POST")], current, "POST (default)")
+        element = _select(VALUE, [menu_option("GET", "GET"), menu_option("POST", "POST")], current, "POST (default)")
     elif field.kind == "int":
         element = NumberInputElement(action_id=VALUE, is_decimal_allowed=False, min_value=1, initial_value=current)
     elif field.kind == "url":
@@ -265,9 +265,9 @@ def confirm_view(summary: str, detail: str, metadata: Mapping[str, Any], submit:
     return View(
         type="modal",
         callback_id=CONFIRM_MODAL,
-        title=_text("Confirm"),
-        submit=_text(submit[:24]),
-        close=_text("Cancel"),
+        title=plain("Confirm"),
+        submit=plain(submit[:24]),
+        close=plain("Cancel"),
         private_metadata=json.dumps(metadata),
         blocks=[
             SectionBlock(text=MarkdownTextObject(text=f":warning: *{summary}*")),
@@ -280,8 +280,8 @@ def loading_view() -> View:
     return View(
         type="modal",
         callback_id=ACTION_MODAL,
-        title=_text("Call action"),
-        close=_text("Cancel"),
+        title=plain("Call action"),
+        close=plain("Cancel"),
         blocks=[SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: Loading your accounts…"))],
     )
 
