@@ -32,7 +32,7 @@ from bot.actions import (
     action_params,
 )
 from bot.callflow import CallFlow
-from bot.db import repo
+from bot.db import audit_search, repo
 from bot.db.models import ApprovalRow, AuditRow, utcnow
 from bot.db.session import Database
 from bot.directory import Directory, DirectoryError, NoDirectory
@@ -1501,9 +1501,9 @@ class Service:
         visible_user: str | None,
         reads_others: bool,
     ) -> Reply:
-        rows = await repo.search_audit(
+        found = await audit_search.page(
             self.db,
-            repo.AuditFilter(
+            audit_search.AuditFilter(
                 user_id=query.user_id,
                 account=query.account,
                 call_id=query.call_id,
@@ -1512,9 +1512,10 @@ class Service:
                 since=query.since,
                 visible_accounts=visible_accounts,
                 visible_user=visible_user,
-                limit=query.limit,
             ),
+            size=query.limit,
         )
+        rows = found.rows
         scope = "everyone's" if visible_accounts is None else ("visible to you" if reads_others else "yours")
         if not rows:
             return Reply(Tone.INFO, f"No audited attempts match ({scope}).")
@@ -1615,7 +1616,10 @@ class Service:
         if fields.get("result") is not None:
             fields["result"] = self.redactor.value(fields["result"])
         try:
-            await repo.complete_audit(self.db, audit_id, **fields)
+            if not await repo.complete_audit(self.db, audit_id, **fields):
+                # Closed meanwhile as `unknown` (a restart judged the request abandoned): the chain
+                # keeps that entry, so the real outcome goes to the log rather than nowhere.
+                log.warning("audit row #%s was already closed; its outcome was %s", audit_id, fields.get("outcome"))
         except Exception:
             # The provider already acted: the person must still hear about it. The row stays
             # pending and becomes `unknown` at the next start-up.

@@ -83,6 +83,11 @@ class DbHelper:
                 conn.execute(text("DELETE FROM roles"))
                 conn.execute(text("DELETE FROM saved_flows"))
                 conn.execute(text("DELETE FROM flow_drafts"))
+            # A fresh, empty hash chain (bot/db/chain.py).
+            conn.execute(
+                text("UPDATE audit_chain SET seq = 0, hash = :genesis, base_seq = 0, base_hash = :genesis"),
+                {"genesis": "0" * 64},
+            )
 
     def grant(
         self,

@@ -100,14 +100,21 @@ class RoleRow(Base):
 
 
 class AuditRow(Base):
-    """One row per attempt. Inserted `pending` before any provider request, completed after it."""
+    """One row per attempt. Inserted `pending` before any provider request, completed after it.
+
+    Tamper evidence (bot/db/chain.py): inserting the row appends its *opening* entry to the audit
+    hash chain (`chain_seq`, `chain_hash`); completing a pending row appends a *closing* entry
+    (`outcome_seq`, `outcome_hash`) over the outcome fields. Nothing else may change a row."""
 
     __tablename__ = "audit_log"
+    # Every Slack filter is one of these columns, newest first, paged by (created_at, id).
     __table_args__ = (
-        Index("ix_audit_log_created_at", "created_at"),
-        Index("ix_audit_log_user_id_created_at", "user_id", "created_at"),
-        Index("ix_audit_log_account_created_at", "account", "created_at"),
-        Index("ix_audit_log_outcome", "outcome"),
+        Index("ix_audit_log_created_at_id", "created_at", "id"),
+        Index("ix_audit_log_user_id_created_at", "user_id", "created_at", "id"),
+        Index("ix_audit_log_account_created_at", "account", "created_at", "id"),
+        Index("ix_audit_log_call_id_created_at", "call_id", "created_at", "id"),
+        Index("ix_audit_log_action_created_at", "action", "created_at", "id"),
+        Index("ix_audit_log_outcome_created_at", "outcome", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -137,6 +144,25 @@ class AuditRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     # True when the action ran on a frozen account under a `break-glass` grant (README: Security model).
     break_glass: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
+    outcome_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    outcome_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainRow(Base):
+    """The head of the audit hash chain: one row (id 1). Appending an entry updates it first,
+    which serialises appends across processes (a row lock on PostgreSQL, the write lock on
+    SQLite). `base_*` is where the stored chain starts: 0 and the genesis hash until a purge
+    removes a prefix of it."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    base_seq: Mapped[int] = mapped_column(BigInteger)
+    base_hash: Mapped[str] = mapped_column(String(64))
 
 
 class PendingChoice(Base):

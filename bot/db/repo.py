@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.db import chain
 from bot.db.models import (
     ApprovalRow,
     AuditRow,
@@ -21,7 +21,7 @@ from bot.db.models import (
     utcnow,
 )
 from bot.db.session import Database
-from bot.permissions import ANY_ACCOUNT, GROUP, USER, Grant
+from bot.permissions import GROUP, USER, Grant
 
 CHOICE_TTL = timedelta(minutes=15)
 DRAFT_TTL = timedelta(hours=24)
@@ -29,20 +29,6 @@ DRAFT_TTL = timedelta(hours=24)
 
 class DuplicateRequest(Exception):
     """The idempotency key was already used: the request was delivered before."""
-
-
-@dataclass(frozen=True)
-class AuditFilter:
-    user_id: str | None = None
-    account: str | None = None
-    call_id: str | None = None
-    action: str | None = None
-    outcome: str | None = None
-    since: datetime | None = None
-    # Who is asking decides what they may see: None means every row.
-    visible_accounts: tuple[str, ...] | None = None
-    visible_user: str | None = None
-    limit: int = 20
 
 
 def _grant(row: GrantRow) -> Grant:
@@ -164,10 +150,11 @@ async def save_role(db: Database, name: str, actions: list[str], by: str, now: d
 
 
 async def insert_audit(db: Database, **fields: Any) -> AuditRow:
-    row = AuditRow(**fields)
+    """Inserts the row and appends its opening entry to the hash chain, in one transaction."""
+    fields.setdefault("created_at", utcnow())
     try:
         async with db.session() as session:
-            session.add(row)
+            row = await chain.append_row(session, fields)
     except IntegrityError:
         if fields.get("idempotency_key") is None:
             raise
@@ -175,10 +162,12 @@ async def insert_audit(db: Database, **fields: Any) -> AuditRow:
     return row
 
 
-async def complete_audit(db: Database, audit_id: int, **fields: Any) -> None:
+async def complete_audit(db: Database, audit_id: int, **fields: Any) -> bool:
+    """Gives a pending row its outcome (a closing chain entry). False when the row was no longer
+    pending: a restart marked it unknown first."""
     fields.setdefault("completed_at", utcnow())
     async with db.session() as session:
-        await session.execute(update(AuditRow).where(AuditRow.id == audit_id).values(**fields))
+        return bool(await chain.close_rows(session, {audit_id: fields}))
 
 
 async def audit_by_key(db: Database, key: str) -> AuditRow | None:
@@ -198,45 +187,16 @@ async def mark_pending_unknown(db: Database, older_than: datetime) -> int:
     the database.
     """
     async with db.session() as session:
-        result = await session.execute(
-            update(AuditRow)
-            .where(AuditRow.outcome == "pending", AuditRow.created_at < older_than)
-            .values(
-                outcome="unknown",
-                completed_at=utcnow(),
-                error_message="callbot stopped before the provider answered; check the call's state",
-            )
+        stale = await session.scalars(
+            select(AuditRow.id).where(AuditRow.outcome == chain.PENDING, AuditRow.created_at < older_than)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def search_audit(db: Database, flt: AuditFilter) -> list[AuditRow]:
-    query = select(AuditRow)
-    if flt.visible_accounts is not None or flt.visible_user is not None:
-        scope = []
-        if flt.visible_user is not None:
-            scope.append(AuditRow.user_id == flt.visible_user)
-        if flt.visible_accounts:
-            if ANY_ACCOUNT in flt.visible_accounts:
-                scope = []
-            else:
-                scope.append(AuditRow.account.in_(flt.visible_accounts))
-        if scope:
-            query = query.where(or_(*scope))
-    for column, value in (
-        (AuditRow.user_id, flt.user_id),
-        (AuditRow.account, flt.account),
-        (AuditRow.call_id, flt.call_id),
-        (AuditRow.action, flt.action),
-        (AuditRow.outcome, flt.outcome),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if flt.since is not None:
-        query = query.where(AuditRow.created_at >= flt.since)
-    query = query.order_by(AuditRow.created_at.desc(), AuditRow.id.desc()).limit(flt.limit)
-    async with db.session() as session:
-        return list(await session.scalars(query))
+        now = utcnow()
+        outcome = {
+            "outcome": "unknown",
+            "completed_at": now,
+            "error_message": "callbot stopped before the provider answered; check the call's state",
+        }
+        return len(await chain.close_rows(session, {audit_id: outcome for audit_id in stale}))
 
 
 async def save_choice(

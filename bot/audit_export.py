@@ -1,0 +1,96 @@
+"""Audit export for a SIEM or an auditor: CSV or JSON Lines, oldest first, streamed in chunks so
+memory stays flat whatever the row count. Used by `callbot audit export` and `/call audit export`.
+
+Every column of the row is exported, the chain fields included, so the file alone is enough to
+recompute the hash chain (README "Audit log").
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bot.db import audit_search
+from bot.db.session import Database
+
+FORMATS = ("csv", "jsonl")
+COLUMNS = (
+    "id",
+    "created_at",
+    "completed_at",
+    "source",
+    "team_id",
+    "user_id",
+    "user_name",
+    "channel_id",
+    "action",
+    "account",
+    "provider",
+    "call_id",
+    "outcome",
+    "decision",
+    "decision_basis",
+    "grant_id",
+    "break_glass",
+    "provider_status",
+    "error_code",
+    "error_message",
+    "provider_request_id",
+    "latency_ms",
+    "command_text",
+    "request",
+    "result",
+    "idempotency_key",
+    "chain_seq",
+    "chain_hash",
+    "outcome_seq",
+    "outcome_hash",
+)
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection); `+` and `-`
+# only when no digit follows, so phone numbers and negative numbers stay as they are.
+_FORMULA = re.compile(r"^(?:[=@\t\r]|[+-](?!\d))")
+
+
+class TextSink(Protocol):
+    def write(self, text: str, /) -> Any: ...
+
+
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _json_value(value: Any) -> Any:
+    return _timestamp(value) if isinstance(value, datetime) else value
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return _timestamp(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    text = str(value)
+    return "'" + text if _FORMULA.match(text) else text
+
+
+async def write(db: Database, flt: audit_search.AuditFilter, fmt: str, out: TextSink) -> int:
+    """Writes every row matching `flt` to `out`; returns how many."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}")
+    count = 0
+    writer = csv.writer(out, lineterminator="\r\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(COLUMNS)
+    async for row in audit_search.stream(db, flt, COLUMNS):
+        if writer is not None:
+            writer.writerow([_csv_cell(row[name]) for name in COLUMNS])
+        else:
+            out.write(json.dumps({name: _json_value(row[name]) for name in COLUMNS}, ensure_ascii=False) + "\n")
+        count += 1
+    return count
