@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
 from bot.permissions import CALL_ACTIONS
@@ -142,6 +142,8 @@ class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accounts: dict[str, AccountConfig] = Field(default_factory=dict)
+    # Audit rows older than this many days are purged daily by the server (README "Audit log").
+    audit_retention_days: StrictInt | None = Field(default=None, ge=1, le=36_500)
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class Settings:
     config_source: str | None = None
     # A `pending` audit row older than this belongs to a process that died mid-request.
     pending_grace_seconds: float | None = None
+    audit_retention_days: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -175,7 +178,7 @@ class Settings:
         port_text = env.get("PORT", "3000")
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ConfigError("environment", "PORT", f"{port_text!r} is not a TCP port number")
-        source, accounts = load_accounts(env)
+        source, parsed = load_config(env)
         grace_text = env.get("CALLBOT_PENDING_GRACE")
         grace: float | None = None
         if grace_text:
@@ -192,7 +195,8 @@ class Settings:
             slack_app_token=env.get("SLACK_APP_TOKEN") or None,
             slack_api_url=env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL,
             port=int(port_text),
-            accounts=accounts,
+            accounts={name: Account(name, config) for name, config in parsed.accounts.items()},
+            audit_retention_days=parsed.audit_retention_days,
             config_source=source,
             pending_grace_seconds=grace,
         )
@@ -233,8 +237,8 @@ def _url_password(url: str) -> str | None:
     return match.group(1) if match else None
 
 
-def load_accounts(env: Mapping[str, str]) -> tuple[str | None, dict[str, Account]]:
-    """The accounts from CALLBOT_CONFIG (or ./callbot.toml), else from the plain variables."""
+def load_config(env: Mapping[str, str]) -> tuple[str, _ConfigFile]:
+    """CALLBOT_CONFIG (or ./callbot.toml), else the accounts from the plain variables."""
     path_text = env.get("CALLBOT_CONFIG")
     if path_text:
         path = Path(path_text)
@@ -247,7 +251,7 @@ def load_accounts(env: Mapping[str, str]) -> tuple[str | None, dict[str, Account
     return str(path), _accounts_from_file(path, env)
 
 
-def _accounts_from_file(path: Path, env: Mapping[str, str]) -> dict[str, Account]:
+def _accounts_from_file(path: Path, env: Mapping[str, str]) -> _ConfigFile:
     source = str(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -278,7 +282,7 @@ def _expand(value: Any, env: Mapping[str, str], source: str, path: tuple[str, ..
     return value
 
 
-def _validated(raw: dict[str, Any], source: str) -> dict[str, Account]:
+def _validated(raw: dict[str, Any], source: str) -> _ConfigFile:
     accounts = raw.get("accounts")
     for name in accounts if isinstance(accounts, dict) else ():
         if not _ACCOUNT_NAME.match(name):
@@ -293,7 +297,7 @@ def _validated(raw: dict[str, Any], source: str) -> dict[str, Account]:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in _key_path(first["loc"]))
         raise ConfigError(source, key or None, _explain(first)) from None
-    return {name: Account(name, config) for name, config in parsed.accounts.items()}
+    return parsed
 
 
 def _key_path(loc: Sequence[Any]) -> list[Any]:
@@ -321,7 +325,7 @@ def _explain(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _accounts_from_variables(env: Mapping[str, str]) -> dict[str, Account]:
+def _accounts_from_variables(env: Mapping[str, str]) -> _ConfigFile:
     groups = {
         "twilio": {"account_sid": "TWILIO_ACCOUNT_SID", "auth_token": "TWILIO_AUTH_TOKEN"},
         "bandwidth": {

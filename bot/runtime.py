@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from bot import audit_retention
+from bot.audit_retention import PurgeReport
 from bot.config import Settings
 from bot.db import migrate
 from bot.db.session import Database, is_sqlite
@@ -81,6 +83,36 @@ class Runtime:
         while True:
             await asyncio.sleep(every)
             await self.sweep_approvals(tell)
+
+    async def purge_expired_audit(self) -> PurgeReport | None:
+        """`audit_retention_days`: purge what is older (audited). None when retention is off or
+        nothing is old enough (no audit row then, so an idle server does not fill the log)."""
+        days = self.settings.audit_retention_days
+        if not days:
+            return None
+        now = self.service.now()
+        if not await audit_retention.has_rows_before(self.db, now - timedelta(days=days)):
+            return None
+        report = await audit_retention.purge(
+            self.db,
+            older_than=timedelta(days=days),
+            now=now,
+            by="callbot",
+            source="system",
+            command_text=f"audit purge --older-than {days}d",
+            basis=f"audit_retention_days = {days} ({self.settings.config_source})",
+        )
+        log.info("audit retention: %s", report.summary())
+        return report
+
+    async def purge_audit_forever(self, every: float = 86_400.0, first_after: float = 60.0) -> None:
+        await asyncio.sleep(first_after)
+        while True:
+            try:
+                await self.purge_expired_audit()
+            except Exception:
+                log.exception("audit retention purge failed; will retry")
+            await asyncio.sleep(every)
 
     async def close(self) -> None:
         for client in self.clients.values():

@@ -26,8 +26,15 @@ log = logging.getLogger(__name__)
 _BROKEN = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was done.", ("The error is in the server log.",))
 
 
-def create_web_app(settings: Settings, *, clock: Clock | None = None, approval_sweep_every: float = 30.0) -> Starlette:
-    """`approval_sweep_every`: seconds between two expiry sweeps of approval requests (tests shorten it)."""
+def create_web_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    approval_sweep_every: float = 30.0,
+    retention_every: tuple[float, float] = (60.0, 86_400.0),
+) -> Starlette:
+    """`approval_sweep_every`: seconds between two expiry sweeps of approval requests;
+    `retention_every`: (first, then every) seconds for the audit retention purge. Tests shorten both."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -42,6 +49,7 @@ def create_web_app(settings: Settings, *, clock: Clock | None = None, approval_s
         sweepers = [
             asyncio.create_task(runtime.sweep_pending_forever()),
             asyncio.create_task(runtime.sweep_approvals_forever(tell, approval_sweep_every)),
+            asyncio.create_task(runtime.purge_audit_forever(retention_every[1], retention_every[0])),
         ]
         try:
             yield

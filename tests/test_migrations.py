@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from bot.db import migrate
 from bot.db.session import parse_database_url
+from tests.conftest import DbHelper
 
 
 def _tables(url: str) -> set[str]:
@@ -33,3 +34,35 @@ def test_fresh_sqlite_file_migrates_up_and_down(tmp_path: Path) -> None:
     assert not migrate.pending_revisions(url)
     migrate.downgrade(url)
     assert "audit_log" not in _tables(url)
+
+
+def test_rows_written_before_the_hash_chain_are_chained_by_the_upgrade(db: DbHelper) -> None:
+    import asyncio
+
+    from bot.db import chain
+    from bot.db.session import Database
+
+    migrate.downgrade(db.url, "0008")
+    try:
+        with db.engine.begin() as conn:
+            for n, outcome in enumerate(("succeeded", "pending", "denied")):
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_log (created_at, source, user_id, command_text, outcome, request) "
+                        "VALUES (CURRENT_TIMESTAMP, 'slash', :u, 'hangup x', :o, :r)"
+                    ),
+                    {"u": f"U{n}", "o": outcome, "r": '{"a": "\u00e9"}'},
+                )
+    finally:
+        migrate.upgrade(db.url, "head")
+
+    async def check() -> chain.ChainReport:
+        database = Database(db.url)
+        try:
+            return await chain.verify(database)
+        finally:
+            await database.close()
+
+    report = asyncio.run(check())
+    assert report.ok and (report.rows, report.entries) == (3, 3), report
+    assert [r["chain_seq"] for r in db.audit()] == [1, 2, 3]

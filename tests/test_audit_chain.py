@@ -1,0 +1,310 @@
+"""The audit hash chain: every write is chained, any edit shows, a purge keeps it verifiable,
+and several processes writing at once keep it linear."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import text
+
+from bot.audit_retention import purge
+from bot.config import Settings
+from bot.db import chain, repo
+from bot.db.session import Database
+from bot.errors import InvalidInput
+from tests.conftest import ALICE, Bot, DbHelper, ServerThread, write_config
+from tests.fakes.server import Answer
+from tests.fakes.twilio import call_sid
+
+T = TypeVar("T")
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def run(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def go() -> T:
+        database = Database(url)
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(go())
+
+
+def verify(db: DbHelper) -> chain.ChainReport:
+    return run(db.url, chain.verify)
+
+
+def insert(db: DbHelper, rows: list[dict[str, Any]]) -> list[int]:
+    async def go(database: Database) -> list[int]:
+        ids = []
+        for fields in rows:
+            ids.append((await repo.insert_audit(database, **fields)).id)
+        return ids
+
+    return run(db.url, go)
+
+
+def complete(db: DbHelper, audit_id: int, **fields: Any) -> bool:
+    return run(db.url, lambda database: repo.complete_audit(database, audit_id, **fields))
+
+
+def attempt(n: int, *, outcome: str = "denied", days_ago: float = 0, **extra: Any) -> dict[str, Any]:
+    return {
+        "created_at": NOW - timedelta(days=days_ago, seconds=-n),
+        "source": "slash",
+        "user_id": f"U{n:04d}",
+        "command_text": f'hangup prod:CA{n:032x} reason="a, b \u00e9"',
+        "action": "hangup",
+        "account": "prod",
+        "call_id": f"CA{n:032x}",
+        "outcome": outcome,
+        "request": {"method": "POST", "params": {"Status": "completed"}, "n": n},
+        **extra,
+    }
+
+
+def sql(db: DbHelper, statement: str, **params: Any) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text(statement), params)
+
+
+def test_every_attempt_through_slack_is_chained_and_verifies(bot: Bot) -> None:
+    bot.db.grant(ALICE, "hangup", "prod")
+    ok = bot.fake_twilio.add_call(call_sid(1))
+    bot.slack.run(f"hangup prod:{ok}")  # pending, then closed as succeeded
+    bot.fake_twilio.script(Answer(500, b'{"code": 20500, "message": "Internal Server Error", "status": 500}'))
+    bot.slack.run(f"hangup prod:{call_sid(2)}")  # pending, then closed as unknown
+    assert bot.slack.command(f"redirect prod:{call_sid(3)} https://example.com/x").status_code == 200  # denied
+
+    rows = bot.db.audit()
+    assert [r["outcome"] for r in rows] == ["succeeded", "unknown", "denied"]
+    assert [r["chain_seq"] for r in rows] == [1, 3, 5]
+    assert [r["outcome_seq"] for r in rows] == [2, 4, None]
+    report = verify(bot.db)
+    assert report.ok, report.problem
+    assert (report.rows, report.entries, report.head_seq) == (3, 5, 5)
+    assert report.head_hash == rows[2]["chain_hash"]
+
+
+def test_hash_is_sha256_of_previous_hash_and_canonical_entry(db: DbHelper) -> None:
+    import hashlib
+    import json
+
+    [first, second] = insert(db, [attempt(1), attempt(2, outcome="pending")])
+    rows = db.audit()
+    entry = {
+        "entry": "open",
+        "seq": 1,
+        "created_at": "2026-11-24T12:00:01.000000+00:00",
+        "source": "slash",
+        "team_id": None,
+        "user_id": "U0001",
+        "user_name": None,
+        "channel_id": None,
+        "command_text": 'hangup prod:CA00000000000000000000000000000001 reason="a, b \u00e9"',
+        "action": "hangup",
+        "account": "prod",
+        "provider": None,
+        "call_id": "CA00000000000000000000000000000001",
+        "request": {"method": "POST", "params": {"Status": "completed"}, "n": 1},
+        "decision": None,
+        "grant_id": None,
+        "decision_basis": None,
+        "idempotency_key": None,
+        "break_glass": False,
+        "outcome": "denied",
+        "completed_at": None,
+        "provider_status": None,
+        "error_code": None,
+        "error_message": None,
+        "provider_request_id": None,
+        "latency_ms": None,
+        "result": None,
+    }
+    body = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert rows[0]["chain_hash"] == hashlib.sha256(b"0" * 64 + body).hexdigest()
+    assert first < second
+
+
+def test_a_pending_row_verifies_before_and_after_its_outcome(db: DbHelper) -> None:
+    [pending] = insert(db, [attempt(1, outcome="pending")])
+    assert verify(db).ok
+    insert(db, [attempt(2)])
+    assert complete(db, pending, outcome="succeeded", provider_status=204, latency_ms=42, result={"status": "ok"})
+    report = verify(db)
+    assert report.ok and (report.rows, report.entries) == (2, 3)
+    # A second outcome for the same row is refused: the chain already holds one.
+    assert not complete(db, pending, outcome="failed")
+    assert db.audit()[0]["outcome"] == "succeeded"
+    assert verify(db).ok
+
+
+def test_a_pending_row_cannot_carry_outcome_fields(db: DbHelper) -> None:
+    with pytest.raises(ValueError, match="pending"):
+        insert(db, [attempt(1, outcome="pending", latency_ms=3)])
+    assert db.audit() == []
+
+
+def _chained(db: DbHelper, count: int = 5) -> list[int]:
+    ids = insert(db, [attempt(n, outcome="pending" if n == 2 else "denied") for n in range(1, count + 1)])
+    assert complete(db, ids[1], outcome="failed", error_message="boom", provider_status=500)
+    assert verify(db).ok
+    return ids
+
+
+def test_an_edited_outcome_is_caught_on_the_closing_entry(db: DbHelper) -> None:
+    ids = _chained(db)
+    sql(db, "UPDATE audit_log SET error_message = 'all fine' WHERE id = :id", id=ids[1])
+    report = verify(db)
+    assert not report.ok and report.audit_id == ids[1]
+    assert report.problem == f"audit #{ids[1]} was modified (chain entry 6)"
+
+
+def test_an_edited_field_is_caught(db: DbHelper) -> None:
+    ids = _chained(db)
+    sql(db, "UPDATE audit_log SET user_id = 'U9999' WHERE id = :id", id=ids[3])
+    report = verify(db)
+    assert report.problem == f"audit #{ids[3]} was modified (chain entry 4)"
+
+
+def test_a_deleted_row_is_caught(db: DbHelper) -> None:
+    ids = _chained(db)
+    sql(db, "DELETE FROM audit_log WHERE id = :id", id=ids[2])
+    report = verify(db)
+    assert report.problem == f"chain entries 3…3 are missing: rows were deleted before audit #{ids[3]}"
+
+
+def test_reordered_rows_are_caught(db: DbHelper) -> None:
+    ids = _chained(db)
+    sql(db, "UPDATE audit_log SET chain_seq = -1 WHERE id = :id", id=ids[2])
+    sql(db, "UPDATE audit_log SET chain_seq = 3 WHERE id = :id", id=ids[3])
+    sql(db, "UPDATE audit_log SET chain_seq = 4 WHERE id = :id", id=ids[2])
+    report = verify(db)
+    assert report.problem == f"audit #{ids[3]} is out of order (chain entry 3): rows were reordered or inserted"
+
+
+def test_rows_slipped_in_or_cut_off_are_caught(db: DbHelper) -> None:
+    _chained(db)
+    sql(
+        db,
+        "INSERT INTO audit_log (created_at, source, user_id, command_text, outcome, break_glass) "
+        "VALUES (CURRENT_TIMESTAMP, 'slash', 'U1', 'hangup', 'succeeded', false)",
+    )
+    stray = db.audit()[-1]["id"]
+    assert verify(db).problem == f"audit #{stray} has no chain entry: it was inserted out of order, not by callbot"
+    sql(db, "DELETE FROM audit_log WHERE id = :id", id=stray)
+    assert verify(db).ok
+    [newest] = insert(db, [attempt(9)])
+    sql(db, "DELETE FROM audit_log WHERE id = :id", id=newest)
+    assert verify(db).problem == "chain entries 7…7 are missing: the newest rows were deleted"
+
+
+def test_purge_removes_a_prefix_and_the_rest_still_verifies(db: DbHelper) -> None:
+    old = [attempt(n, days_ago=500) for n in range(1, 5)]
+    old[2] = attempt(3, days_ago=500, outcome="pending")  # still pending: it and what follows stay
+    ids = insert(db, [*old, attempt(5, days_ago=1)])
+    report = run(
+        db.url,
+        lambda d: purge(
+            d, older_than=timedelta(days=400), now=NOW, by="shell:ops", source="cli", command_text="x", basis="shell"
+        ),
+    )
+    assert report.rows == 2 and report.through_seq == 2
+    remaining = db.audit()
+    assert [r["id"] for r in remaining] == [*ids[2:], report.audit_id]
+    checkpoint = remaining[-1]
+    assert checkpoint["action"] == "audit.purge" and checkpoint["user_id"] == "shell:ops"
+    assert checkpoint["result"] == {"purged_rows": 2, "through_seq": 2, "last_hash": report.last_hash}
+    assert report.last_hash not in {r["chain_hash"] for r in remaining}
+    assert verify(db).ok
+
+    # The pending row completes much later: its closing entry is after the checkpoint.
+    assert complete(db, ids[2], outcome="unknown")
+    again = run(
+        db.url,
+        lambda d: purge(
+            d, older_than=timedelta(days=400), now=NOW, by="shell:ops", source="cli", command_text="x", basis="shell"
+        ),
+    )
+    # Row 3 was closed after rows that stay (row 5, the first checkpoint), so it must stay too.
+    assert again.rows == 0
+    assert verify(db).ok
+    # Tampering with what remains is still caught.
+    sql(db, "UPDATE audit_log SET account = 'test' WHERE id = :id", id=ids[4])
+    assert verify(db).problem == f"audit #{ids[4]} was modified (chain entry 5)"
+
+
+def test_purge_refuses_to_touch_the_last_day(db: DbHelper) -> None:
+    with pytest.raises(InvalidInput, match="younger than a day"):
+        run(
+            db.url,
+            lambda d: purge(
+                d, older_than=timedelta(hours=23), now=NOW, by="x", source="cli", command_text="2h", basis="shell"
+            ),
+        )
+
+
+def test_the_server_applies_audit_retention_days(tmp_path: Path, env: dict[str, str], db: DbHelper) -> None:
+    ids = insert(db, [attempt(1, days_ago=40), attempt(2, days_ago=35), attempt(3, days_ago=2)])
+    config = Path(env["CALLBOT_CONFIG"])
+    config.write_text("audit_retention_days = 30\n" + config.read_text(encoding="utf-8"), encoding="utf-8")
+    server = ServerThread(Settings.from_env(env), retention_every=(0.05, 3600.0))
+    server.start()
+    try:
+        rows = db.wait_audit(lambda rows: any(r["action"] == "audit.purge" for r in rows))
+    finally:
+        server.stop()
+    assert [r["id"] for r in rows[:-1]] == [ids[2]]
+    assert rows[-1]["source"] == "system" and rows[-1]["result"]["purged_rows"] == 2
+    assert rows[-1]["decision_basis"].startswith("audit_retention_days = 30")
+    assert verify(db).ok
+
+
+def test_retention_days_must_be_a_whole_number_of_days(tmp_path: Path, env: dict[str, str]) -> None:
+    config = tmp_path / "bad.toml"
+    write_config(config, "http://127.0.0.1:9")
+    config.write_text('audit_retention_days = "400d"\n' + config.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(Exception) as caught:
+        Settings.from_env({**env, "CALLBOT_CONFIG": str(config)})
+    assert "audit_retention_days" in str(caught.value)
+
+
+_WRITER = """
+import asyncio, sys
+from bot.db import repo
+from bot.db.session import Database
+
+async def main(url, name, count):
+    db = Database(url)
+    for n in range(count):
+        row = await repo.insert_audit(db, source="cli", user_id=name, command_text=f"hangup {n}", outcome="pending")
+        await repo.complete_audit(db, row.id, outcome="succeeded", latency_ms=n)
+    await db.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def test_processes_writing_at_once_keep_the_chain_linear(db: DbHelper) -> None:
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, db.url, f"writer{n}", "40"], stderr=subprocess.PIPE)
+        for n in range(4)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err.decode()
+    rows = db.audit()
+    assert len(rows) == 160 and {r["user_id"] for r in rows} == {f"writer{n}" for n in range(4)}
+    seqs = sorted([r["chain_seq"] for r in rows] + [r["outcome_seq"] for r in rows])
+    assert seqs == list(range(1, 321))
+    report = verify(db)
+    assert report.ok, report.problem
+    assert (report.rows, report.entries) == (160, 320)
