@@ -1,4 +1,5 @@
-"""Bandwidth Voice API v2: Update active Call (`POST /accounts/{accountId}/calls/{callId}`).
+"""Bandwidth Voice API v2: Update active Call (`POST /accounts/{accountId}/calls/{callId}`), Get Calls
+(`GET /accounts/{accountId}/calls`) and Get Call State (`GET /accounts/{accountId}/calls/{callId}`).
 
 Reference: shared/specs/bandwidth-*. JSON body (the `updateCall` schema), HTTP Basic with the
 account's API username and password. Success is 200 with an empty body (no call object, no
@@ -12,14 +13,33 @@ call that is no longer active and 409 for one that cannot be modified in its cur
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import urlencode, urljoin
 
 import httpx
 
 from bot.actions import ActionName, CallAction, Hangup, Redirect
 from bot.config import BandwidthAccount
 from bot.errors import InvalidInput, ProviderAuthFailed, ProviderError
-from bot.providers.base import ProviderClient, ProviderResult, WireRequest, json_or_none, make_http_client
+from bot.providers.base import (
+    CallFilter,
+    CallPage,
+    LiveCall,
+    Malformed,
+    ProviderClient,
+    ProviderResult,
+    WireRequest,
+    check_page_size,
+    json_or_none,
+    make_http_client,
+    need_dict,
+    need_list,
+    need_str,
+    opt_str,
+    opt_time,
+)
 
 # The update-call page: "Max length 256 characters" (the OpenAPI document says 4096; the stricter wins).
 TAG_MAX_CHARS = 256
@@ -46,6 +66,37 @@ _CREDENTIAL_PAIRS = (
     ("fallback_username", "fallback_password", "the fallback URL"),
 )
 
+# Get Calls has no state filter and keeps ended calls for 7 days, oldest first (at most 10,000 per
+# answer). To find the live ones we read only the calls that started in the last LIST_WINDOW and
+# keep the live states ourselves. A call that started earlier and is still up (a day-long
+# conference) is not listed; `get_call` still finds it. Queued calls have no startTime until they
+# are dequeued, so Bandwidth's minStartTime probably leaves them out: they cannot be modified
+# until then anyway (the createCall page says so).
+LIST_WINDOW = timedelta(hours=24)
+# How many calls we ask Bandwidth for per request while looking for live ones (its pageSize,
+# 1..10000; default 1000). Bigger means fewer requests over a busy day of ended calls.
+SCAN_PAGE_SIZE = 1000
+# At most this many Get Calls requests per list_calls (100,000 calls at SCAN_PAGE_SIZE), so a
+# listing always returns; its token goes on where it stopped.
+MAX_SCAN_PAGES = 100
+_LIVE_STATES = {"queued": "queued", "initiated": "ringing", "answered": "in-progress"}
+# disconnectCause → Twilio's final word. Unlisted causes (the list "is not exhaustive") are
+# `completed` for an answered call and `failed` otherwise.
+_CAUSES = {
+    "hangup": "completed",
+    "busy": "busy",
+    "rejected": "busy",  # as Twilio reports a rejected call
+    "timeout": "no-answer",
+    "cancel": "canceled",
+    "callback-error": "failed",
+    "invalid-bxml": "failed",
+    "application-error": "failed",
+    "account-limit": "failed",
+    "node-capacity-exceeded": "failed",
+    "error": "failed",
+    "unknown": "failed",
+}
+
 
 class BandwidthClient(ProviderClient):
     provider = "bandwidth"
@@ -63,11 +114,21 @@ class BandwidthClient(ProviderClient):
         ActionName.FLOW: "callFlows are Bird's; on Bandwidth use `redirect` to a BXML URL.",
     }
 
-    def __init__(self, account_name: str, config: BandwidthAccount, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        account_name: str,
+        config: BandwidthAccount,
+        http: httpx.AsyncClient | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         auth = httpx.BasicAuth(config.username, config.password)
         super().__init__(account_name, http or make_http_client(auth, config.timeout))
         self.config = config
         self.base_url = str(config.base_url).rstrip("/")
+        self.scan_page_size = SCAN_PAGE_SIZE
+        self.max_scan_pages = MAX_SCAN_PAGES
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     def build(self, call_id: str, action: CallAction) -> WireRequest:
         self.check_call_id(call_id)
@@ -121,6 +182,112 @@ class BandwidthClient(ProviderClient):
                 **common,
             )
         return self.status_error(response, common, ref, description)
+
+    # -- seeing calls --------------------------------------------------------------------------
+    #
+    # The page token is "OFFSET@URL": the Get Calls page to read again (the first page's URL, or
+    # the one Bandwidth's `Link: <…>; rel="next"` gave) and how many of its entries were already
+    # handed out. Entries never move within a page (oldest first; ended calls stay listed for 7
+    # days), so the offset is stable even when calls end meanwhile.
+
+    def error_for(self, response: httpx.Response) -> ProviderError:
+        return self._error(response)
+
+    async def list_calls(self, flt: CallFilter, *, page_token: str | None = None, page_size: int = 50) -> CallPage:
+        check_page_size(page_size)
+        url, offset = self._resume(page_token) if page_token else (self._first_page_url(flt), 0)
+        found: list[LiveCall] = []
+        for _ in range(self.max_scan_pages):
+            body, response = await self.read_json(url, listing=True)
+            with self.parsing(response):
+                entries = need_list(body, "the call list")
+                next_url = self._next_url(response)
+                if next_url == url:
+                    raise Malformed("the next-page link points back at the same page")
+            for index in range(offset, len(entries)):
+                with self.parsing(response):
+                    call = self._live_call(entries[index])
+                if not flt.matches(call):
+                    continue
+                if len(found) == page_size:  # one more than fits: the next page starts here
+                    return CallPage(tuple(found), f"{index}@{url}")
+                found.append(call)
+            if next_url is None:
+                return CallPage(tuple(found), None)
+            url, offset = next_url, 0
+        # A very busy window: hand back what we have; the token goes on from the next page.
+        return CallPage(tuple(found), f"0@{url}")
+
+    async def get_call(self, call_id: str) -> LiveCall:
+        self.check_call_id(call_id)
+        body, response = await self.read_json(f"{self._calls_url()}/{call_id}", listing=False)
+        with self.parsing(response):
+            return self._live_call(body)
+
+    def _calls_url(self) -> str:
+        return f"{self.base_url}/accounts/{self.config.account_id}/calls"
+
+    def _first_page_url(self, flt: CallFilter) -> str:
+        since = (self.clock() - LIST_WINDOW).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = []
+        if flt.to is not None:
+            query.append(("to", flt.to))
+        if flt.from_number is not None:
+            query.append(("from", flt.from_number))
+        query += [("minStartTime", since), ("pageSize", str(self.scan_page_size))]
+        return f"{self._calls_url()}?{urlencode(query)}"
+
+    def _next_url(self, response: httpx.Response) -> str | None:
+        """The `Link: <url>; rel="next"` target, which we GET with our credentials: it must stay on
+        this account's call list (same scheme, host and path as ours)."""
+        link = response.links.get("next", {}).get("url")
+        if not link:
+            return None
+        url = urljoin(str(response.url), link)
+        if not self._is_our_list(url):
+            raise Malformed(f"the next-page link leads away from this account's call list: {link!r:.100}")
+        return url
+
+    def _is_our_list(self, url: str) -> bool:
+        try:  # httpx.URL normalises case and default ports; userinfo would be a different target
+            ours, theirs = httpx.URL(self._calls_url()), httpx.URL(url)
+        except httpx.InvalidURL:
+            return False
+        where = (ours.scheme, ours.host, ours.port, ours.path, ours.userinfo)
+        return (theirs.scheme, theirs.host, theirs.port, theirs.path, theirs.userinfo) == where
+
+    def _resume(self, token: str) -> tuple[str, int]:
+        offset, at, url = token.partition("@")
+        if not at or not offset.isdigit() or not self._is_our_list(url):
+            raise InvalidInput(
+                "page token", "is not one callbot gave for this listing.", "List again from the first page."
+            )
+        return url, int(offset)
+
+    def _live_call(self, value: Any) -> LiveCall:
+        call = need_dict(value, "a call")
+        call_id = need_str(call, "callId", "a call")
+        what = f"call {call_id[:60]}"
+        state = need_str(call, "state", what)
+        answered = opt_time(call, "answerTime", what)
+        ended_at = opt_time(call, "endTime", what)
+        status = _LIVE_STATES.get(state)
+        if status is None:
+            # "Additional states may be added in the future": tolerate them. One with an end time
+            # (or `disconnected`) has ended; any other is live, shown as in progress.
+            status = _final_status(call, what, answered) if state == "disconnected" or ended_at else "in-progress"
+        duration = int((ended_at - answered).total_seconds()) if ended_at and answered else None
+        return LiveCall(
+            call_id=call_id,
+            status=status,
+            direction=opt_str(call, "direction", what),
+            from_number=opt_str(call, "from", what),
+            to_number=opt_str(call, "to", what),
+            started_at=opt_time(call, "startTime", what),
+            duration_s=max(0, duration) if duration is not None else None,
+            ended=status not in _LIVE_STATES.values(),
+            raw_status=state,
+        )
 
 
 def _redirect_body(action: Redirect) -> dict[str, Any]:
@@ -183,3 +350,8 @@ def _plain_body(response: httpx.Response) -> str:
     if not text or text.startswith("<") or len(text) > 300 or not text.isprintable():
         return ""
     return text
+
+
+def _final_status(call: dict[str, Any], what: str, answered: datetime | None) -> str:
+    cause = opt_str(call, "disconnectCause", what)
+    return _CAUSES.get(cause) or ("completed" if answered else "failed")

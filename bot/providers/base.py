@@ -12,7 +12,8 @@ import email.utils
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -104,6 +105,96 @@ class ProviderResult:
     notes: tuple[str, ...] = ()  # extra facts worth telling the person (e.g. accepted commands)
 
 
+# -- seeing calls ------------------------------------------------------------------------------
+
+# Every provider's call states, normalised to Twilio's words (the ones the README and people use).
+LIVE_STATUSES: tuple[str, ...] = ("queued", "ringing", "in-progress")
+FINAL_STATUSES: tuple[str, ...] = ("completed", "canceled", "failed", "busy", "no-answer")
+# Twilio's PageSize and Bird's limit top out at 1000; one page of that is plenty for Slack.
+MAX_PAGE_SIZE = 1000
+# A listing that keeps getting empty pages with a next token (calls ending while we page, Twilio
+# moving on to the next status) stops after this many requests and hands back the token.
+MAX_EMPTY_PAGES = 5
+
+
+@dataclass(frozen=True)
+class LiveCall:
+    """One call as a provider reports it, in words that are the same for every provider.
+
+    `status` is one of LIVE_STATUSES, or the final word (FINAL_STATUSES) once the call has ended;
+    `raw_status` keeps the provider's own word (Bird `ongoing`, Bandwidth `answered`…).
+    `direction` is `inbound` or `outbound` (the provider's word when it is neither).
+    `duration_s` is what the provider reports (most report it only once a call has ended): for a
+    live call use `age_s`.
+    """
+
+    call_id: str
+    status: str
+    direction: str
+    from_number: str
+    to_number: str
+    started_at: datetime | None
+    duration_s: int | None
+    ended: bool
+    raw_status: str = ""
+
+    def __post_init__(self) -> None:
+        # A mismatch here is a bug in a client's mapping: fail loudly in tests, not in Slack.
+        if self.status not in LIVE_STATUSES + FINAL_STATUSES:
+            raise ValueError(f"LiveCall status {self.status!r} is not one of {LIVE_STATUSES + FINAL_STATUSES}")
+        if self.ended != (self.status in FINAL_STATUSES):
+            raise ValueError(f"LiveCall status {self.status!r} contradicts ended={self.ended}")
+
+    def age_s(self, now: datetime) -> int | None:
+        """Seconds since the call started (the duration so far of a live call)."""
+        if self.started_at is None:
+            return None
+        return max(0, int((now - self.started_at).total_seconds()))
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """Which live calls to list: one live status (None = every live call), and exact numbers."""
+
+    status: str | None = None
+    to: str | None = None
+    from_number: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in LIVE_STATUSES:
+            raise InvalidInput(
+                f"status={self.status}",
+                "is not a live call status.",
+                f"Use one of: {', '.join(LIVE_STATUSES)} (or leave `status=` out for every live call).",
+            )
+
+    def matches(self, call: LiveCall) -> bool:
+        """The status part, checked on our side too: Bandwidth has no state filter, and a call may
+        change state between the provider's filter and its answer. Numbers are left to the
+        provider, which knows how its own numbers may be written."""
+        if call.ended:
+            return False
+        return self.status is None or call.status == self.status
+
+
+@dataclass(frozen=True)
+class CallPage:
+    """Up to page_size live calls, and the opaque token of the next page (None at the end)."""
+
+    calls: tuple[LiveCall, ...]
+    next_token: str | None
+
+
+class ProviderBadAnswer(ProviderError):
+    """The provider answered 2xx with something that is not what its documentation describes."""
+
+    title = "Unreadable answer from the provider"
+
+
+class Malformed(ValueError):
+    """Raised while reading a provider's answer; turned into a ProviderBadAnswer with context."""
+
+
 class ProviderClient(ABC):
     provider: ClassVar[str]
     display_name: ClassVar[str]  # as people write it: "Twilio"
@@ -158,18 +249,22 @@ class ProviderClient(ABC):
 
         Connection failures are retried by the transport: nothing reached the provider then.
         """
-        tries = MAX_TRIES if retry_safe else 1
         try:
-            for attempt in range(1, tries + 1):
-                response = await self._send_once(request)
-                if response.status_code in (429, 503) and attempt < tries:
-                    await asyncio.sleep(retry_delay(response, attempt))
-                    continue
-                return self.interpret(response)
+            return self.interpret(await self._exchange(request, retry_safe=retry_safe))
         except ProviderError as error:
             # A provider's error text may quote what we sent: never the secrets in it.
             _scrub(error, request.secret_values())
             raise
+
+    async def _exchange(self, request: WireRequest, *, retry_safe: bool, reading: bool = False) -> httpx.Response:
+        """One request, tried again on 429/503 (up to MAX_TRIES, honouring Retry-After) when `retry_safe`."""
+        tries = MAX_TRIES if retry_safe else 1
+        for attempt in range(1, tries + 1):
+            response = await self._send_once(request, reading=reading)
+            if response.status_code in (429, 503) and attempt < tries:
+                await asyncio.sleep(retry_delay(response, attempt))
+                continue
+            return response
         raise AssertionError("unreachable")  # pragma: no cover
 
     def status_error(self, response: httpx.Response, common: dict[str, Any], ref: str, detail: str) -> ProviderError:
@@ -222,7 +317,107 @@ class ProviderClient(ABC):
             )
         return ProviderError(self.provider, f"{p} refused the request{ref}{said}", **common)
 
-    async def _send_once(self, request: WireRequest) -> httpx.Response:
+    # -- seeing calls --------------------------------------------------------------------------
+
+    @abstractmethod
+    async def list_calls(self, flt: CallFilter, *, page_token: str | None = None, page_size: int = 50) -> CallPage:
+        """One page of live calls matching `flt` (at most `page_size`); `page_token` from the last page."""
+
+    @abstractmethod
+    async def get_call(self, call_id: str) -> LiveCall:
+        """The call's current state (also once it has ended, while the provider still knows it).
+
+        Raises InvalidInput for an id of the wrong shape, CallNotFound when the provider has no such call.
+        """
+
+    @abstractmethod
+    def error_for(self, response: httpx.Response) -> ProviderError:
+        """The typed error for a non-2xx answer, with the provider's own code and message."""
+
+    async def iter_calls(self, flt: CallFilter, limit: int) -> AsyncIterator[LiveCall]:
+        """Live calls matching `flt`, page after page, until `limit` calls or the end.
+
+        A call seen twice (Twilio lists one status after another, and a call may move on to the
+        next status while we page) is yielded once.
+        """
+        if limit < 1:
+            return
+        seen: set[str] = set()
+        token: str | None = None
+        page_size = min(limit, MAX_PAGE_SIZE)
+        while True:
+            page = await self.list_calls(flt, page_token=token, page_size=page_size)
+            for call in page.calls:
+                if call.call_id in seen:
+                    continue
+                seen.add(call.call_id)
+                yield call
+                if len(seen) >= limit:
+                    return
+            if page.next_token is None or page.next_token == token:  # the end, or a provider going round
+                return
+            token = page.next_token
+
+    async def read_json(self, url: str, *, listing: bool) -> tuple[Any, httpx.Response]:
+        """GETs `url` and returns its JSON body. Retried on 429/503 like hangup: reading changes nothing.
+
+        Non-2xx answers raise the client's typed error (`error_for`), reworded where a read differs
+        from an action: no "may or may not have changed", and a 404 on a list is not an unknown call.
+        """
+        response = await self._exchange(WireRequest("GET", url, ""), retry_safe=True, reading=True)
+        if not response.is_success:
+            raise self._read_error(response, listing)
+        body = json_or_none(response)
+        if body is None:
+            raise self.bad_answer(response, "the body is not JSON")
+        return body, response
+
+    def bad_answer(self, response: httpx.Response, problem: str) -> ProviderBadAnswer:
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0].strip()
+        return ProviderBadAnswer(
+            self.provider,
+            f"{self.display_name} answered callbot's read of account `{self.account_name}` with something it "
+            f"cannot use (HTTP {response.status_code}, {kind}): {problem}. Nothing was changed; try again, and "
+            "report it if it persists.",
+            http_status=response.status_code,
+            provider_message=problem,
+            request_id=self.request_id(response),
+        )
+
+    @contextmanager
+    def parsing(self, response: httpx.Response) -> Iterator[None]:
+        """Turns a Malformed raised while parsing `response` into a clear ProviderBadAnswer."""
+        try:
+            yield
+        except Malformed as problem:
+            raise self.bad_answer(response, str(problem)) from None
+
+    def request_id(self, response: httpx.Response) -> str | None:
+        """The provider's request id header, when it sends one."""
+        return None
+
+    def _read_error(self, response: httpx.Response, listing: bool) -> ProviderError:
+        error = self.error_for(response)
+        p, name, status = self.display_name, self.account_name, response.status_code
+        fields = _error_fields(error)
+        if listing and isinstance(error, CallNotFound):
+            # A 404 on the list itself means the account's ids (or base_url) are wrong, not a call.
+            return ProviderError(
+                self.provider,
+                f"{p} has no call list for account `{name}` (HTTP {status}). An admin must check the account's "
+                "ids and base_url in the configuration.",
+                **fields,
+            )
+        if isinstance(error, ProviderOutcomeUnknown):
+            return ProviderUnavailable(
+                self.provider,
+                f"{p} failed with a server error (HTTP {status}) while callbot read account `{name}`; reading "
+                "changes nothing. Try again shortly.",
+                **fields,
+            )
+        return error
+
+    async def _send_once(self, request: WireRequest, *, reading: bool = False) -> httpx.Response:
         kwargs: dict[str, Any] = {"headers": {"Accept": "application/json"}}
         if request.form is not None:
             kwargs["data"] = dict(request.form)
@@ -235,18 +430,29 @@ class ProviderClient(ABC):
                 self.provider,
                 f"Could not reach {self.provider} ({type(exc).__name__}); nothing was sent. Try again shortly.",
             ) from None
-        except httpx.TimeoutException as exc:
-            raise ProviderOutcomeUnknown(
+        except httpx.HTTPError as exc:
+            if not reading:
+                raise self._transport_error(exc) from None
+            # A read changes nothing, so a lost answer is a plain failure, not an unknown outcome.
+            raise ProviderUnavailable(
+                self.provider,
+                f"{self.display_name} did not answer callbot's read of account `{self.account_name}` "
+                f"({type(exc).__name__}); reading changes nothing. Try again shortly.",
+            ) from None
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        """A request that may have reached the provider but got no usable answer."""
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderOutcomeUnknown(
                 self.provider,
                 f"{self.provider} did not answer in time ({type(exc).__name__}). The request was sent, so the "
                 "call may or may not have changed: check it before retrying.",
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ProviderOutcomeUnknown(
-                self.provider,
-                f"The connection to {self.provider} broke ({type(exc).__name__}) after the request was sent. "
-                "The call may or may not have changed: check it before retrying.",
-            ) from None
+            )
+        return ProviderOutcomeUnknown(
+            self.provider,
+            f"The connection to {self.provider} broke ({type(exc).__name__}) after the request was sent. "
+            "The call may or may not have changed: check it before retrying.",
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -277,6 +483,92 @@ def _scrub(error: ProviderError, secrets: list[str]) -> None:
         if error.provider_message:
             error.provider_message = error.provider_message.replace(secret, MASK)
     error.args = (error.message,)
+
+
+def _error_fields(error: ProviderError) -> dict[str, Any]:
+    return {
+        "http_status": error.http_status,
+        "code": error.code,
+        "provider_message": error.provider_message,
+        "request_id": error.request_id,
+    }
+
+
+def check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"page size {page_size}", f"must be between 1 and {MAX_PAGE_SIZE}.")
+
+
+# Readers for provider answers: each raises Malformed naming the field, never KeyError/TypeError.
+
+
+def need_dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Malformed(f"{what} is {_kind(value)}, not an object")
+    return value
+
+
+def need_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise Malformed(f"{what} is {_kind(value)}, not a list")
+    return value
+
+
+def need_str(obj: Mapping[str, Any], key: str, what: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise Malformed(f"{what} has no `{key}`" if value is None else f"{what}'s `{key}` is {_kind(value)}")
+    return value
+
+
+def opt_str(obj: Mapping[str, Any], key: str, what: str) -> str:
+    """An optional text field: missing or null reads as ""."""
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise Malformed(f"{what}'s `{key}` is {_kind(value)}, not text")
+    return value
+
+
+def opt_int(obj: Mapping[str, Any], key: str, what: str) -> int | None:
+    """A count that providers send as a number or as digits in a string (Twilio's duration)."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise Malformed(f"{what}'s `{key}` is {_kind(value)}, not a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise Malformed(f"{what}'s `{key}` is {_kind(value)}, not a number")
+
+
+def opt_time(obj: Mapping[str, Any], key: str, what: str, *, rfc2822: bool = False) -> datetime | None:
+    """An ISO 8601 (or, for Twilio, RFC 2822) timestamp, as an aware UTC datetime."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Malformed(f"{what}'s `{key}` is {_kind(value)}, not a time")
+    try:
+        if rfc2822:
+            when = email.utils.parsedate_to_datetime(value)
+        else:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (TypeError, ValueError, IndexError):
+        raise Malformed(f"{what}'s `{key}` is not a time: {value[:40]!r}") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _seconds(value: str | None) -> float | None:

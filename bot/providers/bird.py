@@ -1,4 +1,5 @@
-"""Bird Channels API: Update a call (`PATCH /workspaces/{ws}/channels/{ch}/calls/{callId}`).
+"""Bird Channels API: Update a call (`PATCH /workspaces/{ws}/channels/{ch}/calls/{callId}`), List calls
+from a channel (`GET …/calls`) and Get a call (`GET …/calls/{callId}`).
 
 Reference: shared/specs/bird-*. JSON, `Authorization: AccessKey <key>`. Success is 202 with the
 Call object; errors are `{"code": "…", "message": "…", "details": {…}}`. The page's curl line puts
@@ -11,13 +12,58 @@ import json
 import re
 from collections.abc import Generator
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 
 from bot.actions import ActionName, ApplyFlow, CallAction, Hangup
 from bot.config import BirdAccount
 from bot.errors import InvalidInput, ProviderError
-from bot.providers.base import ProviderClient, ProviderResult, WireRequest, json_or_none, make_http_client
+from bot.providers.base import (
+    MAX_EMPTY_PAGES,
+    CallFilter,
+    CallPage,
+    LiveCall,
+    Malformed,
+    ProviderClient,
+    ProviderResult,
+    WireRequest,
+    check_page_size,
+    json_or_none,
+    make_http_client,
+    need_dict,
+    need_list,
+    need_str,
+    opt_int,
+    opt_str,
+    opt_time,
+)
+
+# channels.call_status → Twilio's words. `scheduled`, `accepted` and `starting` are calls not yet
+# ringing: queued, as Twilio would say.
+_LIVE = {
+    "accepted": "queued",
+    "starting": "queued",
+    "scheduled": "queued",
+    "ringing": "ringing",
+    "ongoing": "in-progress",
+}
+_FINAL = {
+    "completed": "completed",
+    "busy": "busy",
+    "no-answer": "no-answer",
+    "failed": "failed",
+    "cancelled": "canceled",
+}
+# Which Bird statuses to ask for (the `status` query parameter repeats, form/explode).
+_QUERY_STATUSES = {
+    None: ("accepted", "starting", "scheduled", "ringing", "ongoing"),
+    "queued": ("accepted", "starting", "scheduled"),
+    "ringing": ("ringing",),
+    "in-progress": ("ongoing",),
+}
+_DIRECTIONS = {"incoming": "inbound", "outgoing": "outbound"}
+_MAX_TOKEN_CHARS = 2000  # a page token travels in Slack button values (2,000 characters at most)
 
 
 class AccessKeyAuth(httpx.Auth):
@@ -71,7 +117,7 @@ class BirdClient(ProviderClient):
 
     def interpret(self, response: httpx.Response) -> ProviderResult:
         body = json_or_none(response)
-        request_id = response.headers.get("X-Request-Id") or response.headers.get("Request-Id")
+        request_id = self.request_id(response)
         if response.is_success:
             call = body if isinstance(body, dict) else {}
             status = call.get("status") if isinstance(call.get("status"), str) else None
@@ -89,6 +135,78 @@ class BirdClient(ProviderClient):
                 notes = (f"Bird accepted {len(commands)} command(s): {', '.join(commands)}.",)
             return ProviderResult(response.status_code, status, request_id, summary, notes)
         raise self._error(response, body, request_id)
+
+    # -- seeing calls --------------------------------------------------------------------------
+    #
+    # The page token is Bird's own `nextPageToken`, sent back as `pageToken` with the same filters.
+    # Bird's "List calls from a channel" page documents `limit`, `pageToken` and the `results`
+    # list; the name of the field carrying the next token is not in our specs: `nextPageToken` is
+    # the convention of Bird's other list endpoints, which we assume here.
+
+    def error_for(self, response: httpx.Response) -> ProviderError:
+        return self._error(response, json_or_none(response), self.request_id(response))
+
+    def request_id(self, response: httpx.Response) -> str | None:
+        return response.headers.get("X-Request-Id") or response.headers.get("Request-Id")
+
+    async def list_calls(self, flt: CallFilter, *, page_token: str | None = None, page_size: int = 50) -> CallPage:
+        check_page_size(page_size)
+        if page_token is not None and not _usable_token(page_token):
+            raise InvalidInput(
+                "page token", "is not one callbot gave for this listing.", "List again from the first page."
+            )
+        token = page_token
+        for _ in range(MAX_EMPTY_PAGES):
+            body, response = await self.read_json(self._list_url(flt, page_size, token), listing=True)
+            with self.parsing(response):
+                page = need_dict(body, "the call list")
+                calls = [self._live_call(c) for c in need_list(page.get("results"), "the call list's `results`")]
+                asked, token = token, _next_token(page.get("nextPageToken"))
+            found = tuple(call for call in calls if flt.matches(call))
+            if found or token is None or token == asked:
+                return CallPage(found, token)
+        return CallPage((), token)
+
+    async def get_call(self, call_id: str) -> LiveCall:
+        self.check_call_id(call_id)
+        body, response = await self.read_json(f"{self._calls_url()}/{call_id}", listing=False)
+        with self.parsing(response):
+            return self._live_call(body)
+
+    def _calls_url(self) -> str:
+        return f"{self.base_url}/workspaces/{self.config.workspace_id}/channels/{self.config.channel_id}/calls"
+
+    def _list_url(self, flt: CallFilter, page_size: int, token: str | None) -> str:
+        query = [("limit", str(page_size))]
+        query += [("status", status) for status in _QUERY_STATUSES[flt.status]]
+        if flt.to is not None:
+            query.append(("to", flt.to))
+        if flt.from_number is not None:
+            query.append(("from", flt.from_number))
+        if token is not None:
+            query.append(("pageToken", token))
+        return f"{self._calls_url()}?{urlencode(query)}"
+
+    def _live_call(self, value: Any) -> LiveCall:
+        call = need_dict(value, "a call")
+        call_id = need_str(call, "id", "a call")
+        what = f"call {call_id[:40]}"
+        raw = need_str(call, "status", what)
+        status = _LIVE.get(raw) or _FINAL.get(raw)
+        if status is None:
+            raise Malformed(f"{what} has the unknown status {raw[:40]!r}")
+        direction = opt_str(call, "direction", what)
+        return LiveCall(
+            call_id=call_id,
+            status=status,
+            direction=_DIRECTIONS.get(direction, direction),
+            from_number=opt_str(call, "from", what),
+            to_number=opt_str(call, "to", what),
+            started_at=opt_time(call, "createdAt", what),
+            duration_s=opt_int(call, "duration", what),
+            ended=raw in _FINAL,
+            raw_status=raw,
+        )
 
     def _error(self, response: httpx.Response, body: Any, request_id: str | None) -> ProviderError:
         fields = body if isinstance(body, dict) else {}
@@ -112,3 +230,15 @@ def _details(details: Any) -> str:
         return ""
     text = details if isinstance(details, str) else json.dumps(details, ensure_ascii=False, separators=(", ", ": "))
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _usable_token(token: str) -> bool:
+    return 0 < len(token) <= _MAX_TOKEN_CHARS and token.isprintable()
+
+
+def _next_token(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _usable_token(value):
+        raise Malformed(f"the call list's `nextPageToken` is not a usable token: {value!r:.60}")
+    return value

@@ -1,4 +1,5 @@
-"""Twilio Programmable Voice: UpdateCall (`POST /2010-04-01/Accounts/{sid}/Calls/{CallSid}.json`).
+"""Twilio Programmable Voice: UpdateCall (`POST /2010-04-01/Accounts/{sid}/Calls/{CallSid}.json`),
+ListCall (`GET …/Calls.json`) and FetchCall (`GET …/Calls/{CallSid}.json`).
 
 Reference: shared/specs/twilio-*. Form-encoded, HTTP Basic (AccountSid:AuthToken, or an API key
 SID:secret with the account SID still in the path). Errors come as
@@ -9,13 +10,33 @@ from __future__ import annotations
 
 import re
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 
 from bot.actions import ActionName, CallAction, Cancel, Hangup, InlineTwiml, Redirect
 from bot.config import TwilioAccount
 from bot.errors import CallNotModifiable, InvalidInput, ProviderError
-from bot.providers.base import ProviderClient, ProviderResult, WireRequest, json_or_none, make_http_client
+from bot.providers.base import (
+    LIVE_STATUSES,
+    MAX_EMPTY_PAGES,
+    CallFilter,
+    CallPage,
+    LiveCall,
+    Malformed,
+    ProviderClient,
+    ProviderResult,
+    WireRequest,
+    check_page_size,
+    json_or_none,
+    make_http_client,
+    need_dict,
+    need_list,
+    need_str,
+    opt_int,
+    opt_str,
+    opt_time,
+)
 
 TWIML_MAX_CHARS = 4000
 # Twilio error codes that mean the same as an HTTP status.
@@ -33,6 +54,8 @@ _REDIRECT_FIELDS = (
     ("status_callback_method", "StatusCallbackMethod"),
     ("time_limit", "TimeLimit"),
 )
+_STATUSES = frozenset({"queued", "ringing", "in-progress", "completed", "canceled", "failed", "busy", "no-answer"})
+_TRUNK_DIRECTIONS = {"trunking-originating": "inbound", "trunking-terminating": "outbound"}
 
 
 class TwilioClient(ProviderClient):
@@ -117,3 +140,102 @@ class TwilioClient(ProviderClient):
             # Twilio's code is more precise than its status (a proxy may change the status).
             response = httpx.Response(_CODE_STATUS[code], headers=response.headers)
         return self.status_error(response, common, ref, message)
+
+    # -- seeing calls --------------------------------------------------------------------------
+    #
+    # ListCall takes one `Status` per request. Without a status filter the live calls are listed
+    # status by status, in the order calls move through them: queued, then ringing, then
+    # in-progress. A call that moves on while we page is then seen again under its new status
+    # (iter_calls drops the repeat) instead of being missed, which the reverse order would do.
+    #
+    # The page token is "STATUS|URI": the status being listed and Twilio's `next_page_uri` for it
+    # (relative to base_url), or "STATUS|" to start that status from its first page.
+
+    def error_for(self, response: httpx.Response) -> ProviderError:
+        return self._error(response, json_or_none(response), self.request_id(response))
+
+    def request_id(self, response: httpx.Response) -> str | None:
+        return response.headers.get("Twilio-Request-Id")
+
+    async def list_calls(self, flt: CallFilter, *, page_token: str | None = None, page_size: int = 50) -> CallPage:
+        check_page_size(page_size)
+        statuses = (flt.status,) if flt.status else LIVE_STATUSES
+        token = page_token
+        status, uri = self._resume(token, statuses) if token else (statuses[0], "")
+        for _ in range(MAX_EMPTY_PAGES):
+            url = self.base_url + (uri or self._first_page_uri(status, flt, page_size))
+            body, response = await self.read_json(url, listing=True)
+            with self.parsing(response):
+                page = need_dict(body, "the call list")
+                calls = [self._live_call(c) for c in need_list(page.get("calls"), "the call list's `calls`")]
+                next_uri = self._next_page_uri(page.get("next_page_uri"))
+            asked, token = token, self._next_token(status, next_uri, statuses)
+            found = tuple(call for call in calls if flt.matches(call))
+            if found or token is None or token == asked:
+                return CallPage(found, token)
+            status, uri = self._resume(token, statuses)
+        return CallPage((), token)
+
+    async def get_call(self, call_id: str) -> LiveCall:
+        self.check_call_id(call_id)
+        body, response = await self.read_json(f"{self.base_url}{self._calls_path()}/{call_id}.json", listing=False)
+        with self.parsing(response):
+            return self._live_call(body)
+
+    def _calls_path(self) -> str:
+        return f"/2010-04-01/Accounts/{self.config.account_sid}/Calls"
+
+    def _first_page_uri(self, status: str, flt: CallFilter, page_size: int) -> str:
+        query = [("Status", status)]
+        if flt.to is not None:
+            query.append(("To", flt.to))
+        if flt.from_number is not None:
+            query.append(("From", flt.from_number))
+        query.append(("PageSize", str(page_size)))
+        return f"{self._calls_path()}.json?{urlencode(query)}"
+
+    def _next_page_uri(self, value: Any) -> str | None:
+        """Twilio's next_page_uri, which we GET with our credentials: it must stay on our call list."""
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not value.startswith(f"{self._calls_path()}.json?"):
+            raise Malformed(f"the call list's `next_page_uri` is not a page of this account's calls: {value!r:.80}")
+        return value
+
+    @staticmethod
+    def _next_token(status: str, next_uri: str | None, statuses: tuple[str, ...]) -> str | None:
+        if next_uri:
+            return f"{status}|{next_uri}"
+        following = statuses.index(status) + 1
+        return f"{statuses[following]}|" if following < len(statuses) else None
+
+    def _resume(self, token: str, statuses: tuple[str, ...]) -> tuple[str, str]:
+        status, bar, uri = token.partition("|")
+        if not bar or status not in statuses or (uri and not uri.startswith(f"{self._calls_path()}.json?")):
+            raise InvalidInput(
+                "page token", "is not one callbot gave for this listing.", "List again from the first page."
+            )
+        return status, uri
+
+    def _live_call(self, value: Any) -> LiveCall:
+        call = need_dict(value, "a call")
+        sid = need_str(call, "sid", "a call")
+        what = f"call {sid[:40]}"
+        status = need_str(call, "status", what)
+        if status not in _STATUSES:
+            raise Malformed(f"{what} has the unknown status {status[:40]!r}")
+        direction = opt_str(call, "direction", what)
+        if direction.startswith("outbound"):  # outbound-api, outbound-dial
+            direction = "outbound"
+        direction = _TRUNK_DIRECTIONS.get(direction, direction)
+        return LiveCall(
+            call_id=sid,
+            status=status,
+            direction=direction,
+            from_number=opt_str(call, "from", what),
+            to_number=opt_str(call, "to", what),
+            started_at=opt_time(call, "start_time", what, rfc2822=True),
+            duration_s=opt_int(call, "duration", what),
+            ended=status not in LIVE_STATUSES,
+            raw_status=status,
+        )

@@ -1,6 +1,11 @@
-"""A fake Bandwidth Voice API v2 (Update active Call, Get Call State) that validates what it
-receives against Bandwidth's rules (shared/specs/bandwidth-*) and answers like Bandwidth:
+"""A fake Bandwidth Voice API v2 (Update active Call, Get Call State, Get Calls) that validates what
+it receives against Bandwidth's rules (shared/specs/bandwidth-*) and answers like Bandwidth:
 200 with an EMPTY body on success, voiceApiError `{"type", "description", "id"}` otherwise.
+
+Get Calls answers a JSON array of callState objects, oldest first, every state (no state filter:
+ended calls stay listed), filtered by `to`, `from`, `minStartTime`, `maxStartTime` (on startTime,
+so a queued call, whose startTime is null, is left out by either) and paged by `pageSize`
+(1..10000, default 1000) with a `Link: <url>; rel="next"` header carrying `pageToken`.
 
 Call states are Bandwidth's (`queued`, `initiated`, `answered`, `disconnected`) plus
 `transferring`, a state this fake uses to answer 409 ("cannot be modified in its current state").
@@ -10,11 +15,13 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.fakes.server import Answer, Recorded, RecordingServer
+from tests.fakes.server import Answer, CallRecord, Recorded, RecordingServer
 
 ACCOUNT_ID = "9900000"
 USERNAME = "bw-api-user"
@@ -40,6 +47,8 @@ CREDENTIAL_FIELDS = ("username", "password", "fallbackUsername", "fallbackPasswo
 # call (hangs up an answered one, cancels/rejects an unanswered one, removes a queued one).
 REDIRECTABLE = {"answered"}
 CONFLICT = {"transferring"}
+PAGE_SIZE_DEFAULT = 1000
+PAGE_SIZE_MAX = 10000
 _error_ids = itertools.count(1)
 
 
@@ -56,13 +65,44 @@ def bandwidth_error(status: int, type_: str, description: str, **headers: str) -
 class FakeBandwidth(RecordingServer):
     def __init__(self) -> None:
         super().__init__(self._answer)
-        self.calls: dict[str, str] = {}
+        self.calls: dict[str, str] = {}  # callId → state
+        self.details: dict[str, CallRecord] = {}
+        self.causes: dict[str, str] = {}  # disconnectCause of disconnected calls
         self.tags: dict[str, str | None] = {}
         self.scripted: deque[Answer] = deque()
+        self._seq = itertools.count()
 
-    def add_call(self, call_id: str, state: str = "answered") -> str:
+    def add_call(
+        self,
+        call_id: str,
+        state: str = "answered",
+        *,
+        direction: str = "inbound",
+        from_number: str = "+19195554321",
+        to_number: str = "+19195551234",
+        started_at: datetime | None = None,
+        duration: int | None = None,
+        cause: str = "hangup",
+    ) -> str:
+        """A call the fake knows. `started_at` defaults to now (a queued call has none); `duration`
+        is the answered time of a disconnected call; `cause` its disconnectCause."""
+        if started_at is None and state != "queued":
+            started_at = datetime.now(UTC)
+        if duration is None and state == "disconnected" and cause == "hangup":
+            duration = 43
         self.calls[call_id] = state
+        self.details[call_id] = CallRecord(direction, from_number, to_number, started_at, duration, next(self._seq))
+        self.causes[call_id] = cause
         return call_id
+
+    def lists(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "GET" and r.path == f"/accounts/{ACCOUNT_ID}/calls"]
+
+    def _record(self, call_id: str) -> CallRecord:
+        """The call's details; a call put straight into `calls` gets add_call's defaults."""
+        if call_id not in self.details:
+            self.add_call(call_id, self.calls[call_id])
+        return self.details[call_id]
 
     def script(self, *answers: Answer) -> None:
         """The next requests get these answers, whatever they ask."""
@@ -79,6 +119,10 @@ class FakeBandwidth(RecordingServer):
         if not self._authorised(request):
             return bandwidth_error(401, "authentication-error", "Missing or invalid credentials.")
         parts = request.path.split("/")
+        if len(parts) == 4 and parts[1] == "accounts" and parts[3] == "calls" and request.method == "GET":
+            if parts[2] != ACCOUNT_ID:
+                return bandwidth_error(403, "forbidden", "Not authorized to access this account.")
+            return self._list(request)
         # ['', 'accounts', accountId, 'calls', callId]
         if len(parts) != 5 or parts[1] != "accounts" or parts[3] != "calls":
             return bandwidth_error(404, "not-found", f"No resource at {request.path}.")
@@ -107,7 +151,7 @@ class FakeBandwidth(RecordingServer):
         if state in CONFLICT or (wanted == "active" and state not in REDIRECTABLE):
             return bandwidth_error(409, "conflict", f"Call {call_id} cannot be modified in its current state.")
         if wanted == "completed":
-            self.calls[call_id] = "disconnected"
+            self._hang_up(call_id, state)
         elif "tag" in body:
             self.tags[call_id] = body["tag"] or None
         return Answer(200, b"")
@@ -122,25 +166,85 @@ class FakeBandwidth(RecordingServer):
             return False
         return (user, password) == (USERNAME, PASSWORD)
 
+    def _hang_up(self, call_id: str, state: str) -> None:
+        record = self._record(call_id)
+        self.causes[call_id] = "hangup" if state == "answered" else "cancel"
+        if state == "answered" and record.started_at and record.duration is None:
+            record.duration = max(0, int((datetime.now(UTC) - record.started_at).total_seconds()))
+        self.calls[call_id] = "disconnected"
+
+    def _list(self, request: Recorded) -> Answer:
+        params = {k: v[-1] for k, v in parse_qs(request.query, keep_blank_values=True).items()}
+        try:
+            page_size = int(params.get("pageSize", PAGE_SIZE_DEFAULT))
+        except ValueError:
+            return bandwidth_error(400, "validation", "'pageSize' must be an integer.")
+        if not 1 <= page_size <= PAGE_SIZE_MAX:
+            return bandwidth_error(400, "validation", f"'pageSize' must be between 1 and {PAGE_SIZE_MAX}.")
+        bounds: dict[str, datetime] = {}
+        for key in ("minStartTime", "maxStartTime"):
+            if key in params:
+                try:
+                    bounds[key] = datetime.fromisoformat(params[key].replace("Z", "+00:00"))
+                except ValueError:
+                    return bandwidth_error(400, "validation", f"'{key}' must be an ISO 8601 date-time.")
+        try:
+            offset = (
+                int(json.loads(base64.urlsafe_b64decode(params["pageToken"]))["offset"]) if "pageToken" in params else 0
+            )
+        except (ValueError, KeyError, TypeError):
+            return bandwidth_error(400, "validation", "Invalid 'pageToken'.")
+        matching = [cid for cid in sorted(self.calls, key=self._oldest_first) if self._matches(cid, params, bounds)]
+        chunk = matching[offset : offset + page_size]
+        headers: dict[str, str] = {}
+        if offset + page_size < len(matching):
+            token = base64.urlsafe_b64encode(json.dumps({"offset": offset + page_size}).encode()).decode()
+            query = [(k, v) for k, v in params.items() if k != "pageToken"] + [("pageToken", token)]
+            headers["Link"] = f'<{self.url}{request.path}?{urlencode(query)}>; rel="next"'
+        return Answer.json(200, [self._call_state(cid) for cid in chunk], **headers)
+
+    def _matches(self, call_id: str, params: dict[str, str], bounds: dict[str, datetime]) -> bool:
+        record = self._record(call_id)
+        if params.get("to") not in (None, record.to_number) or params.get("from") not in (None, record.from_number):
+            return False
+        if bounds and record.started_at is None:  # the filters are on startTime, null while queued
+            return False
+        if "minStartTime" in bounds and record.started_at and record.started_at < bounds["minStartTime"]:
+            return False
+        return not ("maxStartTime" in bounds and record.started_at and record.started_at > bounds["maxStartTime"])
+
+    def _oldest_first(self, call_id: str) -> tuple[float, int]:
+        record = self._record(call_id)
+        return (record.started_at.timestamp() if record.started_at else float("inf"), record.seq)
+
     def _call_state(self, call_id: str) -> dict[str, Any]:
         state = self.calls[call_id]
+        record = self._record(call_id)
+        started = record.started_at
+        answered = started + timedelta(seconds=1) if started and state not in ("queued", "initiated") else None
+        if state == "disconnected" and self.causes.get(call_id, "hangup") != "hangup":
+            answered = None  # busy, timeout, cancel, rejected…: never answered
+        ended = None
+        if state == "disconnected":
+            ended = (answered or started or datetime.now(UTC)) + timedelta(seconds=record.duration or 0)
         return {
             "applicationId": "04e88489-df02-4e34-a0ee-27a91849555f",
             "accountId": ACCOUNT_ID,
             "callId": call_id,
             "parentCallId": None,
-            "to": "+19195551234",
-            "from": "+19195554321",
-            "direction": "inbound",
+            "to": record.to_number,
+            "from": record.from_number,
+            "direction": record.direction,
             "state": state,
-            "enqueuedTime": None,
-            "startTime": "2026-11-24T14:36:18.575Z",
-            "answerTime": "2026-11-24T14:36:19.001Z" if state != "initiated" else None,
-            "endTime": "2026-11-24T14:37:02.314Z" if state == "disconnected" else None,
-            "disconnectCause": "hangup" if state == "disconnected" else None,
+            "stirShaken": None,
+            "enqueuedTime": _iso(started - timedelta(seconds=1)) if started else _iso(datetime.now(UTC)),
+            "startTime": _iso(started),
+            "answerTime": _iso(answered),
+            "endTime": _iso(ended),
+            "disconnectCause": self.causes.get(call_id, "hangup") if state == "disconnected" else None,
             "errorMessage": None,
             "errorId": None,
-            "lastUpdate": "2026-11-24T14:37:02.314Z",
+            "lastUpdate": _iso(ended or answered or started or datetime.now(UTC)),
         }
 
 
@@ -191,3 +295,8 @@ def garbage(status: int, text: bytes = b"<html><body>upstream connect error</bod
 def _absolute_http_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _iso(when: datetime | None) -> str | None:
+    """Bandwidth's timestamps: ISO 8601 in UTC with milliseconds, "2022-06-16T13:15:07.160Z"."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if when else None

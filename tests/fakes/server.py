@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -48,6 +49,24 @@ class Answer:
         return cls(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
 
 
+@dataclass
+class CallRecord:
+    """What a fake provider knows about a call besides its status (kept in the fake's `calls`)."""
+
+    direction: str
+    from_number: str
+    to_number: str
+    started_at: datetime | None
+    duration: int | None
+    seq: int  # order of creation: ties between equal start times
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 makes bursts of concurrent clients (the bulk benchmark)
+    # wait a second for a SYN retry; a real API accepts them.
+    request_queue_size = 128
+
+
 class RecordingServer:
     def __init__(self, handler: Callable[[Recorded], Answer]) -> None:
         self.requests: list[Recorded] = []
@@ -86,7 +105,7 @@ class RecordingServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         # A short poll makes stop() quick: every bot test stops four of these.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -1,0 +1,177 @@
+"""Running one action over many calls as fast as the provider allows, and no faster.
+
+`Throttle` is shared by everything one process sends in bulk to one account: at most `limit`
+requests in flight; a 429 halves that window and pauses every sender until its Retry-After (or
+an exponential backoff) has passed, then the window grows back one step per run of successes.
+So a provider's limit slows the whole batch down at once instead of each worker hammering it.
+
+`run_all` is the worker pool: it hands items to the action, reports progress at most once per
+interval, and stops taking new items once asked to stop (items already sent finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from bot.errors import ProviderRateLimited
+from bot.providers.base import ProviderClient, ProviderResult, WireRequest
+
+T = TypeVar("T")
+MAX_BACKOFF = 30.0
+
+
+class Throttle:
+    def __init__(self, limit: int, *, recover_after: int = 20, clock: Callable[[], float] = time.monotonic) -> None:
+        if limit < 1:
+            raise ValueError("a throttle needs a limit of at least 1")
+        self.limit = limit
+        self.window = limit
+        self.recover_after = recover_after
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.throttled_count = 0
+        self._clock = clock
+        self._successes = 0
+        self._strikes = 0  # 429s in a row without Retry-After: the backoff grows with them
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        while True:
+            wait = self.paused_until - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            async with self._changed:
+                if self.paused_until > self._clock():
+                    continue
+                if self.in_flight < self.window:
+                    self.in_flight += 1
+                    return
+                await self._changed.wait()
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
+
+    def throttled(self, retry_after: float | None) -> None:
+        """The provider answered 429 (nothing was processed): slow everyone down."""
+        self.throttled_count += 1
+        self._successes = 0
+        if retry_after is None or retry_after <= 0:
+            self._strikes += 1
+            retry_after = min(MAX_BACKOFF, 0.25 * 2**self._strikes)
+        self.paused_until = max(self.paused_until, self._clock() + min(retry_after, MAX_BACKOFF))
+        self.window = max(1, self.window // 2)
+
+    def succeeded(self) -> None:
+        self._strikes = 0
+        self._successes += 1
+        if self.window < self.limit and self._successes >= self.recover_after:
+            self.window += 1
+            self._successes = 0
+
+
+async def send_throttled(client: ProviderClient, request: WireRequest, throttle: Throttle) -> ProviderResult:
+    """Sends one request of a batch. A 429 was not processed by the provider, so the request waits
+    (with every other sender on the account) and goes again; any other error is the caller's."""
+    while True:
+        await throttle.acquire()
+        try:
+            result = await client.send(request, retry_safe=False)
+        except ProviderRateLimited as error:
+            throttle.throttled(error.retry_after)
+            continue
+        finally:
+            await throttle.release()
+        throttle.succeeded()
+        return result
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    ended: int
+    failed: int
+    elapsed: float  # seconds
+
+    @property
+    def handled(self) -> int:
+        return self.ended + self.failed
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far; None before the first answer."""
+        if not self.handled or self.elapsed <= 0:
+            return None
+        return (self.total - self.handled) * self.elapsed / self.handled
+
+
+@dataclass(frozen=True)
+class Summary(Generic[T]):
+    progress: Progress
+    stopped: bool  # asked to stop before every item was handled
+    failures: tuple[tuple[T, str], ...]  # item, why
+    untouched: tuple[T, ...]  # never started (stopped)
+
+
+async def run_all(
+    items: Sequence[T],
+    act: Callable[[T], Awaitable[str | None]],
+    *,
+    workers: int,
+    report: Callable[[Progress], Awaitable[None]],
+    should_stop: Callable[[], Awaitable[bool]],
+    every: float = 1.0,
+) -> Summary[T]:
+    """`act(item)` returns None when the item succeeded, else why it failed; it must not raise
+    for an item's own failure (an exception is recorded as that item's failure too)."""
+    started = time.monotonic()
+    queue: asyncio.Queue[T] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+    stop = asyncio.Event()
+    ended = 0
+    failures: list[tuple[T, str]] = []
+
+    def progress() -> Progress:
+        return Progress(len(items), ended, len(failures), time.monotonic() - started)
+
+    async def worker() -> None:
+        nonlocal ended
+        while not stop.is_set():
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                why = await act(item)
+            except Exception as exc:  # an item's crash must not end the batch
+                why = f"internal error ({type(exc).__name__})"
+            if why is None:
+                ended += 1
+            else:
+                failures.append((item, why))
+
+    async def reporter() -> None:
+        while True:
+            await asyncio.sleep(every)
+            if await should_stop():
+                stop.set()
+            await report(progress())
+
+    pool = [asyncio.create_task(worker()) for _ in range(max(1, min(workers, len(items))))]
+    ticker = asyncio.create_task(reporter())
+    try:
+        await asyncio.gather(*pool)
+    finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+    untouched: list[T] = []
+    while not queue.empty():
+        untouched.append(queue.get_nowait())
+    return Summary(progress(), stop.is_set() and bool(untouched), tuple(failures), tuple(untouched))
