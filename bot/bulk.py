@@ -25,21 +25,34 @@ MAX_BACKOFF = 30.0
 
 
 class Throttle:
-    def __init__(self, limit: int, *, recover_after: int = 20, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        recover_after: int = 20,
+        probe_after: int = 200,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if limit < 1:
             raise ValueError("a throttle needs a limit of at least 1")
         self.limit = limit
         self.window = limit
+        # Above `ceiling` the provider said no before: probe it again only after a long quiet run.
+        self.ceiling = limit
         self.recover_after = recover_after
+        self.probe_after = probe_after
         self.in_flight = 0
         self.paused_until = 0.0
         self.throttled_count = 0
+        # A burst of requests sent together gets its 429s together: one epoch shrinks the window once.
+        self.epoch = 0
         self._clock = clock
         self._successes = 0
         self._strikes = 0  # 429s in a row without Retry-After: the backoff grows with them
         self._changed = asyncio.Condition()
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> int:
+        """Waits for a free slot; returns the epoch to hand back to `throttled`."""
         while True:
             wait = self.paused_until - self._clock()
             if wait > 0:
@@ -50,7 +63,7 @@ class Throttle:
                     continue
                 if self.in_flight < self.window:
                     self.in_flight += 1
-                    return
+                    return self.epoch
                 await self._changed.wait()
 
     async def release(self) -> None:
@@ -58,20 +71,25 @@ class Throttle:
             self.in_flight -= 1
             self._changed.notify_all()
 
-    def throttled(self, retry_after: float | None) -> None:
-        """The provider answered 429 (nothing was processed): slow everyone down."""
+    def throttled(self, retry_after: float | None, epoch: int | None = None) -> None:
+        """The provider answered 429 (nothing was processed): every sender waits, and the first
+        429 of a burst halves the window."""
         self.throttled_count += 1
         self._successes = 0
         if retry_after is None or retry_after <= 0:
             self._strikes += 1
             retry_after = min(MAX_BACKOFF, 0.25 * 2**self._strikes)
         self.paused_until = max(self.paused_until, self._clock() + min(retry_after, MAX_BACKOFF))
-        self.window = max(1, self.window // 2)
+        if epoch is None or epoch == self.epoch:
+            self.epoch += 1
+            self.ceiling = max(1, self.window - 1)
+            self.window = max(1, self.window // 2)
 
     def succeeded(self) -> None:
         self._strikes = 0
         self._successes += 1
-        if self.window < self.limit and self._successes >= self.recover_after:
+        needed = self.recover_after if self.window < self.ceiling else self.probe_after
+        if self.window < self.limit and self._successes >= needed:
             self.window += 1
             self._successes = 0
 
@@ -80,11 +98,11 @@ async def send_throttled(client: ProviderClient, request: WireRequest, throttle:
     """Sends one request of a batch. A 429 was not processed by the provider, so the request waits
     (with every other sender on the account) and goes again; any other error is the caller's."""
     while True:
-        await throttle.acquire()
+        epoch = await throttle.acquire()
         try:
             result = await client.send(request, retry_safe=False)
         except ProviderRateLimited as error:
-            throttle.throttled(error.retry_after)
+            throttle.throttled(error.retry_after, epoch)
             continue
         finally:
             await throttle.release()

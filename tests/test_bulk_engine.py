@@ -98,16 +98,31 @@ def test_a_429_pauses_every_sender_until_retry_after() -> None:
     assert all(wait >= 0.29 for wait in asyncio.run(go()))
 
 
-def test_the_window_grows_back_after_successes() -> None:
-    throttle = Throttle(4, recover_after=2)
-    throttle.throttled(0.0)
-    throttle.throttled(0.0)
-    assert throttle.window == 1
+def test_one_burst_of_429s_shrinks_the_window_once() -> None:
+    throttle = Throttle(8)
+    epoch = throttle.epoch
+    for _ in range(5):  # five requests of the same burst all refused
+        throttle.throttled(0.0, epoch)
+    assert (throttle.window, throttle.ceiling, throttle.throttled_count) == (4, 7, 5)
+    throttle.throttled(0.0, throttle.epoch)  # a later burst refused too
+    assert throttle.window == 2
+
+
+def test_the_window_grows_back_fast_below_the_last_refusal_and_slowly_above() -> None:
+    throttle = Throttle(8, recover_after=2, probe_after=10)
+    throttle.throttled(0.0, throttle.epoch)
+    assert (throttle.window, throttle.ceiling) == (4, 7)
     for _ in range(6):
         throttle.succeeded()
-    assert throttle.window == 4
+    assert throttle.window == 7  # +1 per 2 successes up to the ceiling
+    for _ in range(9):
+        throttle.succeeded()
+    assert throttle.window == 7
     throttle.succeeded()
-    assert throttle.window == 4  # never above the limit
+    assert throttle.window == 8  # the 10th success probes one step higher
+    for _ in range(30):
+        throttle.succeeded()
+    assert throttle.window == 8  # never above the limit
 
 
 def test_a_failed_call_is_listed_and_the_rest_still_end(capped: FakeTwilio) -> None:
