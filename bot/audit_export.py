@@ -52,6 +52,7 @@ COLUMNS = (
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection); `+` and `-`
 # only when no digit follows, so phone numbers and negative numbers stay as they are.
 _FORMULA = re.compile(r"^(?:[=@\t\r]|[+-](?!\d))")
+_RISKY_FIRST = frozenset("=@\t\r+-")  # a cheap test first: most cells start with none of these
 
 
 class TextSink(Protocol):
@@ -76,7 +77,7 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     text = str(value)
-    return "'" + text if _FORMULA.match(text) else text
+    return "'" + text if text[:1] in _RISKY_FIRST and _FORMULA.match(text) else text
 
 
 async def write(db: Database, flt: audit_search.AuditFilter, fmt: str, out: TextSink) -> int:

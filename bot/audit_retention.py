@@ -8,6 +8,7 @@ where the remaining chain starts (bot/db/chain.py).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,6 +39,19 @@ class PurgeReport:
             f"Purged {self.rows} audit rows created before {self.before:%Y-%m-%d %H:%M} UTC. The chain now starts "
             f"after entry {self.through_seq} ({self.last_hash}); checkpoint: audit #{self.audit_id}."
         )
+
+
+_AGE = re.compile(r"^(\d{1,5})([dw])$")
+
+
+def parse_age(word: str) -> timedelta:
+    """`400d`, `52w`: how old a row must be to go."""
+    match = _AGE.match(word.strip().lower())
+    if not match:
+        raise InvalidInput(word, "is not an age.", "Use days or weeks, e.g. `400d` or `52w`.")
+    age = int(match.group(1)) * (timedelta(weeks=1) if match.group(2) == "w" else timedelta(days=1))
+    check_age(age, word)
+    return age
 
 
 def check_age(older_than: timedelta, word: str) -> None:

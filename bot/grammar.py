@@ -118,9 +118,11 @@ VERBS: dict[str, VerbSpec] = {
         ),
         VerbSpec(
             "audit",
-            "/call audit [user=@someone] [account=NAME] [call=ID] [action=NAME] [outcome=NAME] [since=2h|7d|DATE]",
-            "recent audited attempts (yours, or everyone's with `audit`)",
-            options=("user", "account", "call", "action", "outcome", "since"),
+            "/call audit [export] [user=@someone] [account=NAME] [call=ID] [action=NAME] [outcome=NAME] "
+            "[since=2h|7d|DATE] [until=2h|7d|DATE] [format=csv|jsonl]",
+            "audited attempts, 10 a page (yours, or everyone's with `audit`); `export` sends them as a file",
+            optional_positionals=("export",),
+            options=("user", "account", "call", "action", "outcome", "since", "until", "format"),
         ),
         VerbSpec(
             "grant",
@@ -176,6 +178,8 @@ FLOWS_USAGE = {
     "save": "/call flows save NAME 'CALLFLOW-JSON'",
     "delete": "/call flows delete NAME",
 }
+EXPORT_FORMATS = ("csv", "jsonl")
+AUDIT_HINT = "Usage: `/call audit [export] [user=@someone] [account=NAME] … [format=csv|jsonl]`"
 # What `action=` of `/call audit` accepts: the actions, and the other attempts the audit records.
 AUDIT_ACTIONS = (
     *ALL_ACTIONS,
@@ -189,6 +193,7 @@ AUDIT_ACTIONS = (
     "flows.delete",
     "flows.list",
     "flows.show",
+    "audit.export",
 )
 
 
@@ -262,6 +267,10 @@ class AuditQuery:
     outcome: str | None = None
     since: datetime | None = None
     limit: int = 20
+    until: datetime | None = None  # exclusive
+    # `/call audit export … format=csv|jsonl`: the matching rows as a file instead of a page.
+    export: bool = False
+    format: str = "csv"
 
 
 @dataclass(frozen=True)
@@ -368,7 +377,7 @@ def parse(text: str) -> Command:
     if verb == "role":
         return _role_command(args)
     if verb == "audit":
-        return _audit_query(options)
+        return _audit_query(args, options)
     if verb in ("freeze", "unfreeze"):
         return _freeze_command(verb, options)
     if verb == "flows":
@@ -630,7 +639,15 @@ def _csv(word: str, label: str) -> tuple[str, ...]:
     return items
 
 
-def _audit_query(options: dict[str, str]) -> AuditQuery:
+def _audit_query(args: list[str], options: dict[str, str]) -> AuditQuery:
+    export = bool(args)
+    if export and args[0].lower() != "export":
+        raise InvalidInput(args[0], "is not a word `audit` knows.", suggest(args[0], ["export"]) or AUDIT_HINT)
+    fmt = options.get("format", "csv").lower()
+    if "format" in options and not export:
+        raise InvalidInput("format=", "is only for `/call audit export`.", "Write `/call audit export format=jsonl`.")
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidInput(f"format={options['format']}", "is not an export format.", "Use `csv` or `jsonl`.")
     user = options.get("user")
     action = options.get("action")
     outcome = options.get("outcome")
@@ -642,17 +659,28 @@ def _audit_query(options: dict[str, str]) -> AuditQuery:
             "is not an outcome.",
             suggest(outcome, OUTCOMES) or f"Use one of: {', '.join(OUTCOMES)}.",
         )
+    since = parse_since(options["since"]) if "since" in options else None
+    until = parse_since(options["until"], key="until") if "until" in options else None
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput(
+            f"until={options['until']}", f"is not after `since={options['since']}`: nothing could match.", None
+        )
     return AuditQuery(
         user_id=parse_user(user) if user else None,
         account=options.get("account"),
         call_id=options.get("call"),
         action=action.lower() if action else None,
         outcome=outcome.lower() if outcome else None,
-        since=parse_since(options["since"]) if "since" in options else None,
+        since=since,
+        until=until,
+        export=export,
+        format=fmt,
     )
 
 
-def parse_since(word: str, now: datetime | None = None) -> datetime:
+def parse_since(word: str, now: datetime | None = None, key: str = "since") -> datetime:
+    """`2h`, `7d`… back from now, or a date / date and time (UTC unless a zone is given).
+    `key` names the option in a refusal (`since=` and `until=` take the same forms)."""
     now = now or datetime.now(UTC)
     match = _DURATION.match(word.strip().lower())
     if match:
@@ -660,13 +688,13 @@ def parse_since(word: str, now: datetime | None = None) -> datetime:
         try:
             return now - amount * _UNITS[unit]
         except OverflowError:
-            raise InvalidInput(f"since={word}", "reaches too far back.") from None
+            raise InvalidInput(f"{key}={word}", "reaches too far back.") from None
     try:
         moment = datetime.fromisoformat(word.strip())
     except ValueError:
         raise InvalidInput(
-            f"since={word}",
+            f"{key}={word}",
             "is not a duration or a date.",
-            "Use e.g. `since=2h`, `since=7d` or `since=2026-11-01`.",
+            f"Use e.g. `{key}=2h`, `{key}=7d` or `{key}=2026-11-01`.",
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

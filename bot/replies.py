@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -64,6 +65,53 @@ class ApprovalNotice:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    """One audit row as a list shows it (the whole row is `AuditDetail`)."""
+
+    id: int
+    created_at: datetime
+    user_id: str
+    action: str | None
+    target: str  # `account:call`, or "—"
+    outcome: str
+    emoji: str
+    source: str
+    error: str | None  # short (≤ 90 characters), only for outcomes that are not a success
+
+
+@dataclass(frozen=True)
+class AuditListing:
+    """A page of `/call audit`, newest first. The page tokens are opaque button values: they carry
+    the filter and the cursor, never who may see what (that is recomputed on every click)."""
+
+    entries: tuple[AuditEntry, ...]
+    newer: str | None = None  # "Previous": the page of newer rows
+    older: str | None = None  # "Next": the page of older rows
+
+
+@dataclass(frozen=True)
+class AuditDetail:
+    """The whole of one audit row, for the Details modal: short facts, then long texts."""
+
+    audit_id: int
+    title: str
+    facts: tuple[tuple[str, str], ...]
+    texts: tuple[tuple[str, str], ...]  # (label, text shown verbatim: JSON, command, error)
+
+
+@dataclass(frozen=True)
+class AuditHome:
+    """What the App Home tab shows a person: their own recent attempts and, for `audit` holders,
+    the team's (with the quick filter applied)."""
+
+    user_id: str
+    own: tuple[AuditEntry, ...]
+    team: tuple[AuditEntry, ...] | None  # None: the person may not read others' rows
+    team_filter: str = "all"
+    team_scope: str = ""
+
+
+@dataclass(frozen=True)
 class Reply:
     tone: Tone
     title: str
@@ -74,6 +122,7 @@ class Reply:
     field: str | None = None  # for a refusal: the word (option, call id…) that was wrong
     offers_form: bool = False  # Slack adds an "Open form" button
     approval: ApprovalNotice | None = None  # to post to the approvers (see ApprovalNotice)
+    listing: AuditListing | None = None  # a page of `/call audit` (Slack: Details / Next / Previous)
 
     def map_text(self, fn: Callable[[str], str]) -> Reply:
         return replace(

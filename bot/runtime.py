@@ -114,6 +114,21 @@ class Runtime:
                 log.exception("audit retention purge failed; will retry")
             await asyncio.sleep(every)
 
+    def start_background(
+        self,
+        tell: Callable[[ApprovalUpdate], Awaitable[None]],
+        *,
+        approval_sweep_every: float = 30.0,
+        retention_every: tuple[float, float] = (60.0, 86_400.0),
+    ) -> list[asyncio.Task[None]]:
+        """The periodic work of a long-running server (HTTP or Socket Mode): abandoned pending
+        rows, approval expiry, audit retention. The caller cancels the tasks on shutdown."""
+        return [
+            asyncio.create_task(self.sweep_pending_forever()),
+            asyncio.create_task(self.sweep_approvals_forever(tell, approval_sweep_every)),
+            asyncio.create_task(self.purge_audit_forever(retention_every[1], retention_every[0])),
+        ]
+
     async def close(self) -> None:
         for client in self.clients.values():
             await client.aclose()

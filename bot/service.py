@@ -31,8 +31,9 @@ from bot.actions import (
     Redirect,
     action_params,
 )
+from bot.audit_review import OUTCOME_EMOJI, AuditReview
 from bot.callflow import CallFlow
-from bot.db import audit_search, repo
+from bot.db import repo
 from bot.db.models import ApprovalRow, AuditRow, utcnow
 from bot.db.session import Database
 from bot.directory import Directory, DirectoryError, NoDirectory
@@ -111,18 +112,6 @@ log = logging.getLogger(__name__)
 SOURCES = ("slash", "modal", "button", "cli", "approval")
 # Ending a call twice ends it once: these may be retried after a 429/503.
 RETRY_SAFE = frozenset({ActionName.HANGUP, ActionName.CANCEL})
-OUTCOME_EMOJI = {
-    "succeeded": "✅",
-    "failed": "❌",
-    "unknown": "❓",
-    "pending": "⏳",
-    "denied": "⛔",
-    "rate_limited": "🐢",
-    "invalid": "⚠️",
-    "dry_run": "🧪",
-    "pending_approval": "🖐️",
-    "expired": "⌛",
-}
 
 
 @dataclass(frozen=True)
@@ -276,6 +265,8 @@ class Service:
         self.now: Clock = clock or _real_clock
         # User-group membership (bot/slack/directory.py); without it group grants never match.
         self.directory: Directory = directory or NoDirectory()
+        # `/call audit` pages and details, the App Home summary, exports (bot/audit_review.py).
+        self.audit = AuditReview(self)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -1476,51 +1467,17 @@ class Service:
     # -- audit and help -------------------------------------------------------------------------
 
     async def _audit(self, inv: Invocation, query: AuditQuery) -> Reply:
-        grants = await self._usable(inv)
-        readable = sorted({g.account for g in grants if g.actions & {"audit", "admin"}})
-        if ANY_ACCOUNT in readable:
-            visible_accounts: tuple[str, ...] | None = None
-            visible_user: str | None = None
-        else:
-            visible_accounts, visible_user = tuple(readable), inv.user_id
-        if query.user_id and query.user_id != inv.user_id and not readable:
-            denial = PermissionDenied(
-                "audit", None, "You can see only your own attempts; reading others' needs `audit`."
+        if query.export:  # Slack runs it after its acknowledgement (bot/slack/audit.py)
+            return Reply(
+                Tone.INFO,
+                "`audit export` sends a file in Slack; from the shell use `callbot audit export`.",
+                ("e.g. `callbot audit export --format csv --since 30d --output audit.csv`",),
             )
-            return await self._refuse(inv, denial, action="audit", decision=Decision(False, "audit", None))
-        return await self._audit_reply(query, visible_accounts, visible_user, bool(readable))
+        return await self.audit.search(inv, query)
 
     async def shell_audit(self, query: AuditQuery) -> Reply:
         """`callbot audit list`: the shell sees every row."""
-        return self._safe(await self._audit_reply(query, None, None, True))
-
-    async def _audit_reply(
-        self,
-        query: AuditQuery,
-        visible_accounts: tuple[str, ...] | None,
-        visible_user: str | None,
-        reads_others: bool,
-    ) -> Reply:
-        found = await audit_search.page(
-            self.db,
-            audit_search.AuditFilter(
-                user_id=query.user_id,
-                account=query.account,
-                call_id=query.call_id,
-                action=query.action,
-                outcome=query.outcome,
-                since=query.since,
-                visible_accounts=visible_accounts,
-                visible_user=visible_user,
-            ),
-            size=query.limit,
-        )
-        rows = found.rows
-        scope = "everyone's" if visible_accounts is None else ("visible to you" if reads_others else "yours")
-        if not rows:
-            return Reply(Tone.INFO, f"No audited attempts match ({scope}).")
-        title = f"Last {len(rows)} audited attempts ({scope}), newest first:"
-        return Reply(Tone.INFO, title, tuple(_audit_line(r) for r in rows))
+        return self._safe(await self.audit.shell(query))
 
     async def _help(self, inv: Invocation, topic: str | None) -> Reply:
         held = allowed_actions(await self._usable(inv))
@@ -1632,6 +1589,12 @@ class Service:
 # -- wording --------------------------------------------------------------------------------------
 
 _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
+    "audit": (
+        "`since=` is inclusive, `until=` exclusive: `30m`, `2h`, `7d`, `1w` back from now, or a UTC date/time. "
+        "Next / Previous page through the results; Details shows a whole row.",
+        "`/call audit export … format=csv|jsonl` sends the matching rows (at most 100,000, the newest) to you as "
+        "a direct message; the Home tab shows your recent attempts.",
+    ),
     "hangup": (
         'Ends the call whatever its state. Twilio: `Status=completed`; Bandwidth: `{"state":"completed"}`; '
         'Bird: `{"status":"completed"}`.',
@@ -1795,21 +1758,6 @@ def _duplicate_reply(row: AuditRow) -> Reply:
         detail,
         audit_id=row.id,
     )
-
-
-def _audit_line(row: AuditRow) -> str:
-    when = row.created_at.strftime("%Y-%m-%d %H:%M:%S")
-    target = ":".join(part for part in (row.account, row.call_id) if part) or "—"
-    what = row.action or "?"
-    line = (
-        f"`{when}` #{row.id} {mention(row.user_id)} {what} {target} {OUTCOME_EMOJI.get(row.outcome, '')} {row.outcome}"
-    )
-    if row.source != "slash":
-        line += f" ({row.source})"
-    if row.error_message and row.outcome not in ("succeeded", "dry_run"):
-        message = row.error_message if len(row.error_message) <= 90 else row.error_message[:89] + "…"
-        line += f" — {message}"
-    return line
 
 
 def _grant_line(grant: Grant, now: datetime) -> str:

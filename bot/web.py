@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,11 +45,9 @@ def create_web_app(
         async def tell(update: ApprovalUpdate) -> None:
             await apply_update(bolt.client, update)
 
-        sweepers = [
-            asyncio.create_task(runtime.sweep_pending_forever()),
-            asyncio.create_task(runtime.sweep_approvals_forever(tell, approval_sweep_every)),
-            asyncio.create_task(runtime.purge_audit_forever(retention_every[1], retention_every[0])),
-        ]
+        sweepers = runtime.start_background(
+            tell, approval_sweep_every=approval_sweep_every, retention_every=retention_every
+        )
         try:
             yield
         finally:

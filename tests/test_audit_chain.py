@@ -22,6 +22,7 @@ from bot.errors import InvalidInput
 from tests.conftest import ALICE, Bot, DbHelper, ServerThread, write_config
 from tests.fakes.server import Answer
 from tests.fakes.twilio import call_sid
+from tests.processes import callbot
 
 T = TypeVar("T")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -308,3 +309,26 @@ def test_processes_writing_at_once_keep_the_chain_linear(db: DbHelper) -> None:
     report = verify(db)
     assert report.ok, report.problem
     assert (report.rows, report.entries) == (160, 320)
+
+
+def test_callbot_audit_purge_then_verify_from_the_shell(db: DbHelper, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    ids = insert(db, [attempt(1, days_ago=0) | {"created_at": now - timedelta(days=d)} for d in (500, 450, 10)])
+    env = {"DATABASE_URL": db.url}
+
+    refused = callbot(["audit", "purge", "--older-than", "12h"], env, tmp_path)
+    assert refused.returncode == 2 and refused.stderr.startswith("callbot: ") and "Traceback" not in refused.stderr
+    assert "Use days or weeks" in refused.stderr
+    too_young = callbot(["audit", "purge", "--older-than", "0d"], env, tmp_path)
+    assert too_young.returncode == 2 and "younger than a day" in too_young.stderr
+
+    done = callbot(["audit", "purge", "--older-than", "400d"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Purged 2 audit rows created before ")
+    rows = db.audit()
+    assert [r["id"] for r in rows[:-1]] == [ids[2]]
+    assert rows[-1]["action"] == "audit.purge" and rows[-1]["source"] == "cli"
+    assert rows[-1]["user_id"].startswith("shell:") and rows[-1]["result"]["purged_rows"] == 2
+
+    verified = callbot(["audit", "verify"], env, tmp_path)
+    assert verified.returncode == 0 and verified.stdout.startswith("ok: 2 rows, 2 chain entries, head 4 ")

@@ -82,7 +82,9 @@ def test_revoke_perms_accounts_and_audit_list(env: dict[str, str], tmp_path: Pat
 
     listing = callbot(["audit", "list", "--action", "revoke"], env, tmp_path)
     assert listing.returncode == 0
-    assert "revoke" in listing.stdout and "(cli)" in listing.stdout and "grant prod" not in listing.stdout
+    [header, revoke] = listing.stdout.splitlines()
+    assert header.split()[:6] == ["TIME", "(UTC)", "ID", "USER", "SOURCE", "ACTION"]
+    assert revoke.split()[3:7] == [f"shell:{getpass.getuser()}", "cli", "revoke", "prod"]
 
 
 def test_migrate_and_usage_errors(env: dict[str, str], tmp_path: Path) -> None:
@@ -101,5 +103,5 @@ def test_migrate_and_usage_errors(env: dict[str, str], tmp_path: Path) -> None:
 def test_shell_actors_are_named_not_mentioned(env: dict[str, str], tmp_path: Path, db: DbHelper) -> None:
     callbot(["grant", ADMIN, "audit"], env, tmp_path)
     listing = callbot(["audit", "list"], env, tmp_path)
-    assert f"`shell:{getpass.getuser()}` grant" in listing.stdout
-    assert "<@shell:" not in listing.stdout
+    assert f"  shell:{getpass.getuser()}  cli     grant  " in listing.stdout
+    assert "<@" not in listing.stdout and "`" not in listing.stdout  # a terminal table, no Slack markup

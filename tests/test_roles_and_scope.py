@@ -99,7 +99,7 @@ def test_each_built_in_role(rbot: RoleBot) -> None:
     # supervisor: acts and reads others' rows on its account; cannot grant.
     assert ALLOWED in rbot.hangup(DAVE)
     seen = rbot.say(f"audit user=<@{BOB}>", DAVE)
-    assert "Not allowed" not in seen and "hangup prod" in seen
+    assert "Not allowed" not in seen and "*hangup* `prod:" in seen
     assert "not allowed to `grant`" in rbot.say(f"grant <@{ALICE}> hangup on=prod", DAVE)
 
     # admin (the role is the action): everything, including granting.

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select, tuple_
+from sqlalchemy import CompoundSelect, Select, and_, or_, select, tuple_, union_all
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from bot.db.models import AuditRow
 from bot.db.session import Database
@@ -59,50 +60,122 @@ class AuditPage:
         return Cursor.of(self.rows[-1]) if self.rows else None
 
 
-def _key() -> Any:
-    return tuple_(AuditRow.created_at, AuditRow.id)
+# Visibility branches, filters, then the ordered reads built from them.
+
+
+def _conditions(flt: AuditFilter) -> list[Any]:
+    """The filters proper, without the visibility scope."""
+    found: list[Any] = [
+        column == value
+        for column, value in (
+            (AuditRow.user_id, flt.user_id),
+            (AuditRow.account, flt.account),
+            (AuditRow.call_id, flt.call_id),
+            (AuditRow.action, flt.action),
+            (AuditRow.outcome, flt.outcome),
+        )
+        if value is not None
+    ]
+    if flt.since is not None:
+        found.append(AuditRow.created_at >= flt.since)
+    if flt.until is not None:
+        found.append(AuditRow.created_at < flt.until)
+    return found
+
+
+def _branches(flt: AuditFilter) -> list[list[Any]]:
+    """The visibility scope as disjoint branches, each served by one (column, created_at, id)
+    index: the asker's own rows, then each visible account's rows by others. A single empty
+    branch means every row. Disjoint, so a UNION ALL of them never repeats a row."""
+    accounts = tuple(dict.fromkeys(flt.visible_accounts or ()))
+    if ANY_ACCOUNT in accounts:
+        return [[]]
+    branches: list[list[Any]] = []
+    if flt.visible_user is not None:
+        branches.append([AuditRow.user_id == flt.visible_user])
+    others = [] if flt.visible_user is None else [AuditRow.user_id != flt.visible_user]
+    branches.extend([AuditRow.account == account, *others] for account in accounts)
+    return branches or [[]]
 
 
 def where(query: Select[Any], flt: AuditFilter) -> Select[Any]:
-    """Applies the filter and the asker's visibility to a query over audit_log."""
-    scope = []
-    if flt.visible_user is not None:
-        scope.append(AuditRow.user_id == flt.visible_user)
-    if flt.visible_accounts:
-        if ANY_ACCOUNT in flt.visible_accounts:
-            scope = []
-        else:
-            scope.append(AuditRow.account.in_(flt.visible_accounts))
-    if scope:
-        query = query.where(or_(*scope))
-    for column, value in (
-        (AuditRow.user_id, flt.user_id),
-        (AuditRow.account, flt.account),
-        (AuditRow.call_id, flt.call_id),
-        (AuditRow.action, flt.action),
-        (AuditRow.outcome, flt.outcome),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if flt.since is not None:
-        query = query.where(AuditRow.created_at >= flt.since)
-    if flt.until is not None:
-        query = query.where(AuditRow.created_at < flt.until)
-    return query
+    """Applies the filter and the asker's visibility to a query over audit_log. For lookups:
+    ordered reads go through `_ordered`, which keeps every branch of the scope on an index."""
+    branches = _branches(flt)
+    scope = [or_(*(and_(*branch) for branch in branches))] if len(branches) > 1 else branches[0]
+    return query.where(*scope, *_conditions(flt))
+
+
+def _order(at: Any, ident: Any, ascending: bool) -> tuple[Any, Any]:
+    return (at.asc(), ident.asc()) if ascending else (at.desc(), ident.desc())
+
+
+def _ordered(
+    flt: AuditFilter,
+    columns: Sequence[Any],
+    *,
+    after: Cursor | None,
+    before: Cursor | None,
+    ascending: bool,
+    limit: int,
+    dialect: str | None,
+) -> Select[Any] | CompoundSelect[Any]:
+    """`columns` plus `_at` and `_id` of the rows matching `flt` strictly between the keys, in
+    (created_at, id) order, at most `limit` rows.
+
+    An OR across columns (the asker's rows, or a visible account's) cannot walk one index in
+    order: the database would collect every visible row and sort them all. So each branch of the
+    scope is its own index-ordered SELECT, and the branches are merged (`_merge`)."""
+    keyed = [*columns, AuditRow.created_at.label("_at"), AuditRow.id.label("_id")]
+    bounds = _conditions(flt)
+    if after is not None:
+        bounds.append(tuple_(AuditRow.created_at, AuditRow.id) > tuple_(after.created_at, after.id))
+    if before is not None:
+        bounds.append(tuple_(AuditRow.created_at, AuditRow.id) < tuple_(before.created_at, before.id))
+    legs = [select(*keyed).where(*branch, *bounds) for branch in _branches(flt)]
+    if len(legs) == 1:
+        return legs[0].order_by(*_order(AuditRow.created_at, AuditRow.id, ascending)).limit(limit)
+    return _merge(legs, ascending, limit, dialect)
+
+
+def _merge(legs: list[Select[Any]], ascending: bool, limit: int, dialect: str | None) -> CompoundSelect[Any]:
+    """A UNION ALL of the legs, in order, at most `limit` rows.
+
+    SQLite runs a top-level compound ORDER BY … LIMIT as a MERGE of co-routines, each walking its
+    index and stopping once `limit` rows are out, so the legs need no LIMIT (nor may they have
+    one: it takes a subquery, which SQLite would sort again). PostgreSQL never merges UNION ALL
+    legs whose index starts with the filtered column (a leg's filter is no equivalence class), so
+    there, and by default, each leg is LIMITed on its own and only their few rows are sorted."""
+    if dialect != "sqlite":
+        legs = [
+            select(*leg.order_by(*_order(AuditRow.created_at, AuditRow.id, ascending)).limit(limit).subquery().c)
+            for leg in legs
+        ]
+    merged = union_all(*legs)
+    return merged.order_by(*_order(merged.selected_columns._at, merged.selected_columns._id, ascending)).limit(limit)
 
 
 def page_query(
-    flt: AuditFilter, size: int, *, older_than: Cursor | None = None, newer_than: Cursor | None = None
-) -> Select[Any]:
-    """One more row than `size`, to know whether another page follows. With `newer_than` the
-    rows come oldest first (the caller reverses them)."""
-    query = where(select(AuditRow), flt)
-    if newer_than is not None:
-        query = query.where(_key() > tuple_(newer_than.created_at, newer_than.id))
-        return query.order_by(AuditRow.created_at.asc(), AuditRow.id.asc()).limit(size + 1)
-    if older_than is not None:
-        query = query.where(_key() < tuple_(older_than.created_at, older_than.id))
-    return query.order_by(AuditRow.created_at.desc(), AuditRow.id.desc()).limit(size + 1)
+    flt: AuditFilter,
+    size: int,
+    *,
+    older_than: Cursor | None = None,
+    newer_than: Cursor | None = None,
+    dialect: str | None = None,
+) -> ExecutableReturnsRows:
+    """AuditRow entities, one more than `size`, to know whether another page follows. With
+    `newer_than` the rows come oldest first (the caller reverses them). `dialect` ("sqlite",
+    "postgresql"; None: a form both run) picks how a visibility scope's branches are merged."""
+    query = _ordered(
+        flt,
+        list(AuditRow.__table__.columns),
+        after=newer_than,
+        before=None if newer_than is not None else older_than,
+        ascending=newer_than is not None,
+        limit=size + 1,
+        dialect=dialect,
+    )
+    return select(AuditRow).from_statement(query)
 
 
 async def page(
@@ -115,8 +188,9 @@ async def page(
 ) -> AuditPage:
     """The `size` newest rows, or those just older than `older_than` ("Next"), or just newer
     than `newer_than` ("Previous")."""
+    query = page_query(flt, size, older_than=older_than, newer_than=newer_than, dialect=db.engine.dialect.name)
     async with db.session() as session:
-        rows = list(await session.scalars(page_query(flt, size, older_than=older_than, newer_than=newer_than)))
+        rows = list(await session.scalars(query))
     more = len(rows) > size
     rows = rows[:size]
     if newer_than is not None:
@@ -136,15 +210,15 @@ async def stream(
     """Every matching row, oldest first, as plain dicts of `columns`: one short query per chunk,
     so memory stays flat however many rows match and no transaction stays open meanwhile."""
     selected = [getattr(AuditRow, name) for name in columns]
-    base = where(select(*selected, AuditRow.created_at.label("_at"), AuditRow.id.label("_id")), flt)
-    after: tuple[datetime, int] | None = None
+    after: Cursor | None = None
     while True:
-        query = base if after is None else base.where(_key() > tuple_(*after))
-        query = query.order_by(AuditRow.created_at.asc(), AuditRow.id.asc()).limit(chunk)
+        query = _ordered(
+            flt, selected, after=after, before=None, ascending=True, limit=chunk, dialect=db.engine.dialect.name
+        )
         async with db.session() as session:
-            rows = (await session.execute(query)).mappings().all()
+            rows = (await session.execute(query)).all()
         for row in rows:
-            yield {name: row[name] for name in columns}
+            yield dict(zip(columns, row, strict=False))
         if len(rows) < chunk:
             return
-        after = (rows[-1]["_at"], rows[-1]["_id"])
+        after = Cursor(rows[-1][-2], rows[-1][-1])

@@ -20,8 +20,10 @@ from bot.config import Settings
 from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service, Started
 from bot.slack.approvals import post_approval, register_approvals
+from bot.slack.audit import PREPARING, register_audit, run_export
 from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
+from bot.slack.home import publish_home
 from bot.slack.modal_io import INTERNAL_ERROR, button_invocation, modal_invocation, run_from_modal, view_metadata
 from bot.slack.render import CHOICE_ACTION, DISMISS_ACTION, OPEN_FORM_ACTION, message
 from bot.slack.text import plain_text
@@ -88,10 +90,18 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
             await open_builder(client, service, inv, builder_target, trigger_id=str(body.get("trigger_id") or ""))
             return
 
+        export = service.audit.export_query(inv.text)
+        if export is not None:  # the file is written and uploaded after the acknowledgement
+            await ack(**message(PREPARING))
+            await run_export(client, service, inv, export, respond)
+            return
+
         async def first(reply: Reply) -> None:
             await ack(**message(reply))
 
-        await _drive(service, lambda: service.begin(inv), first, respond, replace=False, client=client)
+        await _drive(
+            service, lambda: service.begin(inv), first, respond, replace=False, client=client, user_id=inv.user_id
+        )
 
     @app.action(OPEN_FORM_ACTION)
     async def on_open_form(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -157,7 +167,13 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
             await respond(**message(reply), replace_original=True)
 
         await _drive(
-            service, lambda: service.begin_choice(inv, token, account), first, respond, replace=True, client=client
+            service,
+            lambda: service.begin_choice(inv, token, account),
+            first,
+            respond,
+            replace=True,
+            client=client,
+            user_id=inv.user_id,
         )
 
     @app.action(re.compile(rf"^{DISMISS_ACTION}:"))
@@ -181,6 +197,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     # Before the catch-alls below: Bolt runs the first listener that matches.
     register_flow_builder(app, service)
     register_approvals(app, service)
+    register_audit(app, service)
 
     # Requests nothing else claims (old buttons, future views) are acknowledged, never a 404.
     @app.action(re.compile(".*"))
@@ -264,9 +281,11 @@ async def _drive(
     *,
     replace: bool,
     client: AsyncWebClient,
+    user_id: str,
 ) -> None:
     """Answer at once (`first`), then send the provider request and post the outcome (or, for an
-    action that needs two-person approval, post the request to the approvers)."""
+    action that needs two-person approval, post the request to the approvers). Once a call
+    action's outcome is delivered, the person's App Home shows it too."""
     try:
         step = await begin()
     except Exception:
@@ -290,6 +309,7 @@ async def _drive(
         await respond(**message(reply), replace_original=replace)
     except Exception:
         log.exception("could not deliver the outcome of audit #%s to Slack", step.audit_id)
+    await publish_home(client, service, user_id)
 
 
 def _idempotency_key(body: dict[str, Any], request: AsyncBoltRequest) -> str:

@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.replies import ApprovalNotice, Reply, Tone
 from bot.service import ApprovalUpdate, Done, Invocation, Service
+from bot.slack.home import publish_home
 from bot.slack.modal_io import button_invocation, deliver
 from bot.slack.render import APPROVE_ACTION, DENY_ACTION, message
 
@@ -75,5 +76,6 @@ def register_approvals(app: AsyncApp, service: Service) -> None:
             update = await service.approval_finished(approval_id, outcome)
             if update is not None:
                 await apply_update(client, update)
+                await publish_home(client, service, update.requester)  # their action ran: show it
         except Exception:
             log.exception("could not handle a click on approval #%s", approval_id)

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.grammar import CallCommand
 from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service
+from bot.slack.home import publish_home
 from bot.slack.render import message
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ async def run_from_modal(
     if after_success is not None and reply.tone is Tone.SUCCESS:
         await after_success()
     await deliver(client, inv, reply)
+    await publish_home(client, service, inv.user_id)  # the outcome shows in their App Home too
 
 
 async def deliver(client: AsyncWebClient, inv: Invocation, reply: Reply) -> None:

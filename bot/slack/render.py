@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -13,7 +14,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.replies import APPROVE_HANDLER, DENY_HANDLER, Choice, Reply, Tone
+from bot.replies import APPROVE_HANDLER, DENY_HANDLER, AuditEntry, AuditListing, Choice, Reply, Tone, mention
 
 EMOJI = {
     Tone.SUCCESS: ":white_check_mark:",
@@ -33,6 +34,9 @@ DISMISS_ACTION = "dismiss_choice"
 OPEN_FORM_ACTION = "open_form"
 APPROVE_ACTION = APPROVE_HANDLER
 DENY_ACTION = DENY_HANDLER
+# `/call audit`: a row's Details button (value: the audit id) and Next / Previous (value: a page token).
+AUDIT_DETAILS_ACTION = "audit_details"
+AUDIT_PAGE_ACTION = "audit_page"
 
 
 def _chunks(lines: list[str], limit: int) -> list[str]:
@@ -55,8 +59,11 @@ def message(reply: Reply) -> dict[str, Any]:
     blocks: list[Any] = [
         SectionBlock(text=MarkdownTextObject(text=f"{EMOJI[reply.tone]} *{reply.title}*"[:SECTION_LIMIT]))
     ]
-    for chunk in _chunks(list(reply.lines), SECTION_LIMIT):
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+    if reply.listing is not None:
+        blocks += _listing(reply.listing, reply.lines[:1])
+    else:
+        for chunk in _chunks(list(reply.lines), SECTION_LIMIT):
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
     if reply.code:
         code = reply.code if len(reply.code) <= SECTION_LIMIT - 8 else reply.code[: SECTION_LIMIT - 9] + "…"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{code}```")))
@@ -77,6 +84,44 @@ def message(reply: Reply) -> dict[str, Any]:
         "blocks": [block.to_dict() for block in blocks[:MAX_BLOCKS]],
         "response_type": "ephemeral",
     }
+
+
+def entry_text(item: AuditEntry) -> str:
+    """One audit row on one line: time, audit id (what replies cite as `audit #N`), who, action,
+    account:call, outcome (emoji first); the short error under it."""
+    when = item.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    text = f"`{when}` #{item.id} {mention(item.user_id)} *{item.action or '?'}* `{item.target}` "
+    text += f"{item.emoji} {item.outcome}"
+    if item.source != "slash":
+        text += f" ({item.source})"
+    if item.error:
+        text += f"\n> {item.error}"
+    return _clip(text, SECTION_LIMIT)
+
+
+def details_button(item: AuditEntry, index: int | str) -> ButtonElement:
+    return ButtonElement(text="Details", action_id=f"{AUDIT_DETAILS_ACTION}:{index}", value=str(item.id))
+
+
+def _listing(listing: AuditListing, head: tuple[str, ...]) -> list[Any]:
+    """Each row with its Details button, then Previous / Next (only where there is such a page)."""
+    blocks: list[Any] = [ContextBlock(elements=[MarkdownTextObject(text=line)]) for line in head]
+    for index, item in enumerate(listing.entries):
+        blocks.append(
+            SectionBlock(
+                block_id=f"audit_row_{item.id}",
+                text=MarkdownTextObject(text=entry_text(item)),
+                accessory=details_button(item, index),
+            )
+        )
+    pages = []
+    if listing.newer:
+        pages.append(ButtonElement(text="Previous", action_id=f"{AUDIT_PAGE_ACTION}:newer", value=listing.newer))
+    if listing.older:
+        pages.append(ButtonElement(text="Next", action_id=f"{AUDIT_PAGE_ACTION}:older", value=listing.older))
+    if pages:
+        blocks.append(ActionsBlock(block_id=AUDIT_PAGE_ACTION, elements=pages))
+    return blocks
 
 
 def _button(index: int, choice: Choice) -> ButtonElement:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -14,6 +16,23 @@ from tests.fakes.server import Answer, Recorded, RecordingServer
 
 BOT_TOKEN = "xoxb-1111-2222-testbottokenvalue"
 APP_TOKEN = "xapp-1-A123456-3333-testapptokenvalue"
+# files.completeUploadExternal refuses anything else with invalid_arguments (a user id included).
+_CONVERSATION_ID = re.compile(r"^[CGDZ][A-Z0-9]{8,}$")
+
+
+@dataclass
+class Upload:
+    """One file as the fake received it: the bytes POSTed to its upload_url, then where it was shared."""
+
+    file_id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    title: str | None = None
+    channel_id: str | None = None
+    initial_comment: str | None = None
+    completed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeSlack(RecordingServer):
@@ -26,6 +45,11 @@ class FakeSlack(RecordingServer):
         # usergroups.users.list: group id -> member ids (change it in tests); unknown -> no_such_subteam.
         self.usergroups: dict[str, list[str]] = {}
         self.usergroups_failing = False  # answer `ratelimited` instead
+        self._files = itertools.count(1)
+        self.uploads: dict[str, Upload] = {}  # file id -> what was uploaded and shared
+        self.home_views: dict[str, list[dict[str, Any]]] = {}  # user id -> every view published, in order
+        self.publish_failing = False  # views.publish answers `not_enabled` (App Home switched off)
+        self.unknown_users = False  # conversations.open answers `user_not_found`
 
     @property
     def api_url(self) -> str:
@@ -37,6 +61,8 @@ class FakeSlack(RecordingServer):
     def _answer(self, request: Recorded) -> Answer:
         if request.path.startswith("/response/"):
             return Answer(200, b"ok", {"Content-Type": "text/plain"})
+        if request.path.startswith("/upload/v1/"):
+            return self._receive_upload(request)
         if not request.path.startswith("/api/"):
             return Answer(404, b"not found")
         method = request.path.removeprefix("/api/")
@@ -69,7 +95,93 @@ class FakeSlack(RecordingServer):
             return self._usergroup(args)
         if method in ("views.open", "views.update", "views.push"):
             return self._view(method, args)
+        if method == "views.publish":
+            return self._publish(args)
+        if method == "conversations.open":
+            return self._open_conversation(args)
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(args)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(args)
         return Answer.json(200, {"ok": False, "error": "unknown_method"})
+
+    def _publish(self, args: dict[str, Any]) -> Answer:
+        """views.publish: a `home` view for one user, checked like views.open checks modals."""
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        user = args.get("user_id")
+        if not user or not isinstance(view, dict):
+            return Answer.json(200, {"ok": False, "error": "invalid_arguments"})
+        if self.publish_failing:
+            return Answer.json(200, {"ok": False, "error": "not_enabled"})
+        try:
+            View(**view).validate_json()
+            if view.get("type") != "home":
+                raise ValueError("views.publish takes a view of type home")
+        except (SlackObjectFormationError, TypeError, ValueError) as error:
+            self.view_errors.append(str(error))
+            return Answer.json(
+                200, {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [str(error)]}}
+            )
+        self.home_views.setdefault(str(user), []).append(view)
+        number = next(self._views)
+        return Answer.json(200, {"ok": True, "view": {**view, "id": f"V{number:010d}", "hash": f"{number}.home"}})
+
+    def _open_conversation(self, args: dict[str, Any]) -> Answer:
+        """conversations.open with `users=ONE_USER`: the bot's DM with that person (a stable D… id)."""
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if len(users) != 1 or not users[0].startswith(("U", "W")) or self.unknown_users:
+            return Answer.json(200, {"ok": False, "error": "user_not_found" if users else "invalid_arguments"})
+        return Answer.json(200, {"ok": True, "channel": {"id": dm_channel(users[0])}})
+
+    def _upload_url(self, args: dict[str, Any]) -> Answer:
+        """files.getUploadURLExternal: the bytes go to an upload_url (here, on this server)."""
+        filename = args.get("filename")
+        try:
+            length = int(str(args.get("length")))
+        except ValueError:
+            return Answer.json(200, {"ok": False, "error": "invalid_arguments"})
+        if not filename or length <= 0:
+            return Answer.json(200, {"ok": False, "error": "invalid_arguments"})
+        file_id = f"F{next(self._files):010d}"
+        self.uploads[file_id] = Upload(file_id, str(filename), length)
+        return Answer.json(200, {"ok": True, "upload_url": f"{self.url}/upload/v1/{file_id}", "file_id": file_id})
+
+    def _receive_upload(self, request: Recorded) -> Answer:
+        upload = self.uploads.get(request.path.removeprefix("/upload/v1/"))
+        if upload is None or request.method != "POST":
+            return Answer(404, b"not found", {"Content-Type": "text/plain"})
+        upload.data = request.body
+        return Answer(200, f"OK - {len(request.body)}".encode(), {"Content-Type": "text/plain"})
+
+    def _complete_upload(self, args: dict[str, Any]) -> Answer:
+        """files.completeUploadExternal: shares uploaded files into channel_id (a conversation id)."""
+        try:
+            files = json.loads(str(args.get("files")))
+        except ValueError:
+            return Answer.json(200, {"ok": False, "error": "invalid_arguments"})
+        channel = args.get("channel_id")
+        if channel is not None and not _CONVERSATION_ID.match(str(channel)):
+            return Answer.json(200, {"ok": False, "error": "invalid_arguments"})
+        shared = []
+        for item in files:
+            upload = self.uploads.get(str(item.get("id")))
+            if upload is None or upload.data is None:
+                return Answer.json(200, {"ok": False, "error": "file_not_found"})
+            upload.title, upload.channel_id = item.get("title"), channel
+            upload.initial_comment, upload.completed = args.get("initial_comment"), True
+            upload.extra = {k: v for k, v in args.items() if k not in ("files", "channel_id", "initial_comment")}
+            shared.append(
+                {
+                    "id": upload.file_id,
+                    "name": upload.filename,
+                    "title": upload.title or upload.filename,
+                    "size": len(upload.data),
+                    "ims": [channel] if channel and str(channel).startswith("D") else [],
+                }
+            )
+        return Answer.json(200, {"ok": True, "files": shared})
 
     def _view(self, method: str, args: dict[str, Any]) -> Answer:
         view = args.get("view")
@@ -110,10 +222,17 @@ class FakeSlack(RecordingServer):
         return self.responses()
 
 
+def dm_channel(user: str) -> str:
+    """The id of the bot's direct-message conversation with `user`, as conversations.open gives it."""
+    return "D" + user[1:].ljust(8, "0")
+
+
 def _args(request: Recorded) -> dict[str, Any]:
+    # Slack reads arguments from the query string too (slack_sdk sends files.* `params` there).
+    query = dict(parse_qsl(request.query, keep_blank_values=True))
     if not request.body:  # a GET (e.g. usergroups.users.list): the arguments are in the query string
-        return dict(parse_qsl(request.query, keep_blank_values=True))
+        return query
     if (request.header("content-type") or "").startswith("application/json"):
         body = request.json
-        return body if isinstance(body, dict) else {}
-    return dict(request.form)
+        return {**query, **body} if isinstance(body, dict) else query
+    return {**query, **request.form}

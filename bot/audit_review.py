@@ -1,0 +1,515 @@
+"""Reviewing the audit log: `/call audit` pages, one row's details, the App Home summary and the
+`/call audit export` file. Plain values in and out; Slack renders them (bot/slack/audit.py).
+
+Who may see what is decided here on every request, from the asker's grants at that moment:
+holders of `audit` (or `admin`) on `*` see every row, on some accounts those accounts' rows and
+their own, everyone else only their own. Page tokens (button values) carry the filter and the
+cursor, never the visibility, so a crafted button value reveals nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, or_, select
+
+from bot import audit_export, grammar
+from bot.db import audit_search, repo
+from bot.db.audit_search import AuditFilter, Cursor
+from bot.db.models import ApprovalRow, AuditRow
+from bot.errors import InvalidInput, PermissionDenied
+from bot.grammar import AuditQuery
+from bot.permissions import ANY_ACCOUNT, Decision
+from bot.redact import Redactor
+from bot.replies import AuditDetail, AuditEntry, AuditHome, AuditListing, Reply, Tone, mention
+
+if TYPE_CHECKING:
+    from bot.service import Invocation, Service
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 10
+HOME_OWN = 10
+HOME_TEAM = 20
+# The most rows one `/call audit export` file holds (the newest ones): Slack reads the whole file
+# into memory to upload it. The shell's `callbot audit export` has no such limit.
+EXPORT_CAP = 100_000
+TOKEN_LIMIT = 2000  # Slack's limit on a button value
+HOME_FILTERS = ("all", "failed", "denied", "today")
+OUTCOME_EMOJI = {
+    "succeeded": "✅",
+    "failed": "❌",
+    "unknown": "❓",
+    "pending": "⏳",
+    "denied": "⛔",
+    "rate_limited": "🐢",
+    "invalid": "⚠️",
+    "dry_run": "🧪",
+    "pending_approval": "🖐️",
+    "expired": "⌛",
+}
+# Token keys: short, since the whole token must fit in a button value.
+_TOKEN_FIELDS = {"u": "user_id", "a": "account", "c": "call_id", "x": "action", "o": "outcome"}
+
+# Uploads the finished file: (path, file name, the comment to post with it).
+Upload = Callable[[Path, str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one person may read right now."""
+
+    accounts: tuple[str, ...] | None  # None: every row
+    user: str | None  # their own rows, whatever the account
+    reads_others: bool
+
+    @property
+    def label(self) -> str:
+        if self.accounts is None:
+            return "everyone's"
+        return "visible to you" if self.reads_others else "yours"
+
+    def restrict(self, flt: AuditFilter) -> AuditFilter:
+        return replace(flt, visible_accounts=self.accounts, visible_user=self.user)
+
+
+class AuditReview:
+    """The audit-review half of the service; it uses the service's grants, audit and redaction."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.db = service.db
+
+    @property
+    def redactor(self) -> Redactor:
+        return self.service.redactor
+
+    # -- /call audit ----------------------------------------------------------------------------
+
+    async def search(self, inv: Invocation, query: AuditQuery) -> Reply:
+        """The first page of `/call audit` with these filters."""
+        scope = await self.scope(inv)
+        refused = await self._refuse_others(inv, query.user_id, scope, "audit")
+        if refused is not None:
+            return refused
+        return await self._page(_filter(query), scope)
+
+    async def turn_page(self, inv: Invocation, token: str) -> Reply:
+        """A Next / Previous click: the token's filter and cursor, the clicker's visibility now."""
+        try:
+            flt, older_than, newer_than = decode_token(token)
+        except ValueError:
+            return Reply(Tone.INFO, "This button is no longer active.", ("Run `/call audit` again.",))
+        scope = await self.scope(inv)
+        refused = await self._refuse_others(inv, flt.user_id, scope, "audit")
+        if refused is not None:
+            return refused
+        return await self._page(flt, scope, older_than=older_than, newer_than=newer_than)
+
+    async def shell(self, query: AuditQuery) -> Reply:
+        """`callbot audit list`: the shell sees every row, `query.limit` of them."""
+        found = await audit_search.page(self.db, _filter(query), size=query.limit)
+        if not found.rows:
+            return Reply(Tone.INFO, "No audited attempts match (everyone's).")
+        title = f"Last {len(found.rows)} audited attempts (everyone's), newest first:"
+        return Reply(Tone.INFO, title, tuple(audit_line(r) for r in found.rows))
+
+    async def _page(
+        self, flt: AuditFilter, scope: Scope, *, older_than: Cursor | None = None, newer_than: Cursor | None = None
+    ) -> Reply:
+        found = await audit_search.page(
+            self.db, scope.restrict(flt), PAGE_SIZE, older_than=older_than, newer_than=newer_than
+        )
+        about = describe(flt)
+        if not found.rows:
+            return Reply(Tone.INFO, f"No audited attempts match ({scope.label}{about}).")
+        listing = AuditListing(
+            tuple(entry(r) for r in found.rows),
+            newer=_token(flt, "n", found.newest) if found.has_newer else None,
+            older=_token(flt, "o", found.oldest) if found.has_older else None,
+        )
+        first, last = found.rows[0].created_at, found.rows[-1].created_at
+        count = len(found.rows)
+        title = f"Audit ({scope.label}{about}): {count} attempt{'' if count == 1 else 's'}, newest first"
+        span = f"From {_stamp(last)} to {_stamp(first)} UTC."
+        lines = (span, *(audit_line(r) for r in found.rows))
+        return Reply(Tone.INFO, title, lines, listing=listing)
+
+    # -- Details --------------------------------------------------------------------------------
+
+    async def details(self, inv: Invocation, audit_id: int) -> AuditDetail | Reply:
+        """The whole row, if the clicker may see it now; otherwise a refusal (audited)."""
+        scope = await self.scope(inv)
+        row = await audit_search.get(self.db, audit_id, scope.restrict(AuditFilter()))
+        if row is None:
+            detail = f"Audit row #{audit_id} does not exist or is not yours to see; others' rows need `audit`."
+            return await self.service._refuse(  # an attempt to read: audited like `/call audit user=…`
+                replace(inv, text=f"audit details #{audit_id}", idempotency_key=None),
+                PermissionDenied("audit", None, detail),
+                action="audit",
+                decision=Decision(False, "audit", None),
+            )
+        approval = await self._approval_of(row)
+        return self._detail(row, approval)
+
+    async def _approval_of(self, row: AuditRow) -> ApprovalRow | None:
+        """The two-person approval this row requested, executed or decided, if any."""
+        conditions = [ApprovalRow.request_audit_id == row.id, ApprovalRow.result_audit_id == row.id]
+        linked = _approval_id(row)
+        if linked is not None:
+            conditions.append(ApprovalRow.id == linked)
+        async with self.db.session() as session:
+            return await session.scalar(select(ApprovalRow).where(or_(*conditions)).limit(1))
+
+    def _detail(self, row: AuditRow, approval: ApprovalRow | None) -> AuditDetail:
+        safe = self.redactor.text  # stored redacted already; redact again in case secrets changed
+        facts: list[tuple[str, str]] = [
+            (
+                "When",
+                f"{_stamp(row.created_at)} UTC" + (f", closed {_stamp(row.completed_at)}" if row.completed_at else ""),
+            ),
+            ("Who", mention(row.user_id) + (f" ({row.user_name})" if row.user_name else "")),
+            ("Source", row.source + (f" in <#{row.channel_id}>" if row.channel_id else "")),
+            ("Action", row.action or "—"),
+            ("Account:call", _target(row) + (f" ({row.provider})" if row.provider else "")),
+            ("Outcome", f"{OUTCOME_EMOJI.get(row.outcome, '')} {row.outcome}".strip()),
+            ("Decision", _decision(row)),
+            ("Break-glass", "yes: acted on a frozen account" if row.break_glass else "no"),
+            ("Provider status", str(row.provider_status) if row.provider_status is not None else "—"),
+            ("Error code", row.error_code or "—"),
+            ("Provider request id", row.provider_request_id or "—"),
+            ("Latency", f"{row.latency_ms} ms" if row.latency_ms is not None else "—"),
+            ("Approver", _approver(approval)),
+            ("Chain entry", _chain(row)),
+        ]
+        texts: list[tuple[str, str]] = [("Command", row.command_text)]
+        if row.error_message:
+            texts.append(("Error message", row.error_message))
+        if row.request is not None:
+            texts.append(("Request (normalised, secrets redacted)", _json(row.request)))
+        if row.result is not None:
+            texts.append(("Result", _json(row.result)))
+        return AuditDetail(
+            row.id,
+            f"Audit #{row.id}",
+            tuple((label, safe(value)) for label, value in facts),
+            tuple((label, safe(value)) for label, value in texts),
+        )
+
+    # -- App Home -------------------------------------------------------------------------------
+
+    async def home(self, user_id: str, team_filter: str = "all") -> AuditHome:
+        """The person's last attempts and, if they read others' rows, the team's (quick filter
+        applied). Grants limited to a channel do not count here: the Home tab is no channel."""
+        from bot.service import Invocation  # the service imports this module
+
+        scope = await self.scope(Invocation("home", user_id, ""))
+        own = await audit_search.page(self.db, AuditFilter(user_id=user_id, visible_user=user_id), HOME_OWN)
+        team_filter = team_filter if team_filter in HOME_FILTERS else "all"
+        team = None
+        if scope.reads_others:
+            found = await audit_search.page(self.db, scope.restrict(self._quick(team_filter)), HOME_TEAM)
+            team = tuple(entry(r) for r in found.rows)
+        return AuditHome(user_id, tuple(entry(r) for r in own.rows), team, team_filter, scope.label)
+
+    def _quick(self, name: str) -> AuditFilter:
+        if name in ("failed", "denied"):
+            return AuditFilter(outcome=name)
+        if name == "today":
+            now = self.service.now().astimezone(UTC)
+            return AuditFilter(since=now.replace(hour=0, minute=0, second=0, microsecond=0))
+        return AuditFilter()
+
+    # -- /call audit export ---------------------------------------------------------------------
+
+    def export_query(self, text: str) -> AuditQuery | None:
+        """`/call audit export …` as typed, else None (and anything unparsable goes the usual way,
+        to be refused and audited by the pipeline)."""
+        try:
+            command = grammar.parse(text)
+        except InvalidInput:
+            return None
+        return command if isinstance(command, AuditQuery) and command.export else None
+
+    async def export(self, inv: Invocation, query: AuditQuery, upload: Upload) -> Reply:
+        """Writes the rows the person may see to a temporary file and hands it to `upload`.
+        Audited as `audit.export`: pending first, then the row count (or the failure)."""
+        scope = await self.scope(inv)
+        refused = await self._refuse_others(inv, query.user_id, scope, "audit.export")
+        if refused is not None:
+            return refused
+        # "As of now": rows written meanwhile (this export's own row first) are left out.
+        snapshot = self.service.now()
+        flt = _filter(query)
+        flt = scope.restrict(replace(flt, until=min(flt.until, snapshot) if flt.until else snapshot))
+        request = {**_filter_fields(flt), "format": query.format, "scope": scope.label}
+        try:
+            row = await self.service._record(inv, outcome="pending", action="audit.export", request=request)
+        except repo.DuplicateRequest:
+            return Reply(Tone.INFO, "This export was already requested; nothing was sent twice.")
+        try:
+            about = describe(_filter(query)).removeprefix(", ") or "no filter"
+            reply = await self._write_and_upload(flt, query.format, snapshot, upload, row.id, about)
+        except Exception as error:
+            log.exception("audit export #%s failed", row.id)
+            await self.service._complete(row.id, outcome="failed", error_message=f"export failed: {error}"[:500])
+            return Reply(
+                Tone.FAILURE,
+                "The export failed: no file was sent.",
+                ("The error is in the server log. Try again, or narrow the filter.",),
+                audit_id=row.id,
+            )
+        return self.service._safe(reply)
+
+    async def _write_and_upload(
+        self, flt: AuditFilter, fmt: str, snapshot: datetime, upload: Upload, audit_id: int, about: str
+    ) -> Reply:
+        matching = await self._count(flt)
+        capped_flt = await self._cap(flt, matching)
+        name = f"callbot-audit-{snapshot.astimezone(UTC):%Y%m%d-%H%M%S}.{fmt}"
+        with tempfile.TemporaryDirectory(prefix="callbot-export-") as folder:
+            path = Path(folder) / name
+            with path.open("w", encoding="utf-8", newline="") as out:
+                count = await audit_export.write(self.db, capped_flt, fmt, _RedactingSink(out, self.redactor))
+            capped = matching > EXPORT_CAP
+            lines = [f"{count} rows, oldest first, as of {_stamp(snapshot)} UTC ({about})."]
+            if capped:
+                lines.append(
+                    f"Capped: the file holds the newest {count} of the {matching} matching rows (at most "
+                    f"{EXPORT_CAP} per file). Narrow it with `since=` / `until=` for the rest, or use "
+                    "`callbot audit export` on the server."
+                )
+            await upload(path, name, f"Audit export `{name}`: " + " ".join(lines))
+        await self.service._complete(
+            audit_id,
+            outcome="succeeded",
+            result={"rows": count, "matching": matching, "capped": capped, "format": fmt, "file": name},
+        )
+        title = f"Sent you `{name}` as a direct message: {count} rows ({fmt.upper()})."
+        return Reply(Tone.SUCCESS, title, tuple(lines[1:]), audit_id=audit_id)
+
+    async def _count(self, flt: AuditFilter) -> int:
+        async with self.db.session() as session:
+            query = audit_search.where(select(func.count()).select_from(AuditRow), flt)
+            return int(await session.scalar(query) or 0)
+
+    async def _cap(self, flt: AuditFilter, matching: int) -> AuditFilter:
+        """Over the cap, keep the newest rows: those strictly newer than the (cap+1)-th newest. Rows
+        sharing its exact timestamp are left out too, so the file never exceeds the cap."""
+        if matching <= EXPORT_CAP:
+            return flt
+        query = audit_search.where(select(AuditRow.created_at), flt)
+        query = query.order_by(AuditRow.created_at.desc(), AuditRow.id.desc()).offset(EXPORT_CAP).limit(1)
+        async with self.db.session() as session:
+            boundary = await session.scalar(query)
+        if boundary is None:  # rows vanished meanwhile (a purge): nothing to cap
+            return flt
+        return replace(flt, since=boundary + timedelta(microseconds=1))
+
+    # -- who may see what -----------------------------------------------------------------------
+
+    async def scope(self, inv: Invocation) -> Scope:
+        grants = await self.service._usable(inv)
+        readable = sorted({g.account for g in grants if g.actions & {"audit", "admin"}})
+        if ANY_ACCOUNT in readable:
+            return Scope(None, None, True)
+        return Scope(tuple(readable), inv.user_id, bool(readable))
+
+    async def _refuse_others(self, inv: Invocation, user: str | None, scope: Scope, action: str) -> Reply | None:
+        """Asking for someone else's rows without `audit` is refused (and audited), not just empty."""
+        if not user or user == inv.user_id or scope.reads_others:
+            return None
+        denial = PermissionDenied("audit", None, "You can see only your own attempts; reading others' needs `audit`.")
+        if not inv.text:  # a click: say what was asked for in the audit row
+            inv = replace(inv, text=f"audit user={user}", idempotency_key=None)
+        return await self.service._refuse(inv, denial, action=action, decision=Decision(False, "audit", None))
+
+
+class _RedactingSink:
+    """Every piece of the file goes through the redactor on its way out: a last guard, since rows
+    are stored redacted already."""
+
+    def __init__(self, out: Any, redactor: Redactor) -> None:
+        self.out = out
+        self.redactor = redactor
+
+    def write(self, text: str, /) -> Any:
+        return self.out.write(self.redactor.text(text))
+
+
+# -- plain values -----------------------------------------------------------------------------------
+
+
+def entry(row: AuditRow) -> AuditEntry:
+    error = None
+    if row.error_message and row.outcome not in ("succeeded", "dry_run"):
+        error = row.error_message if len(row.error_message) <= 90 else row.error_message[:89] + "…"
+    return AuditEntry(
+        id=row.id,
+        created_at=row.created_at,
+        user_id=row.user_id,
+        action=row.action,
+        target=_target(row),
+        outcome=row.outcome,
+        emoji=OUTCOME_EMOJI.get(row.outcome, ""),
+        source=row.source,
+        error=error,
+    )
+
+
+def audit_line(row: AuditRow) -> str:
+    """One row as text: the CLI's table line, and Slack's plain-text fallback."""
+    item = entry(row)
+    line = f"`{_stamp(row.created_at)}` #{row.id} {mention(row.user_id)} {item.action or '?'} {item.target} "
+    line += f"{item.emoji} {row.outcome}"
+    if row.source != "slash":
+        line += f" ({row.source})"
+    return line + (f" — {item.error}" if item.error else "")
+
+
+def describe(flt: AuditFilter) -> str:
+    """The filter in words, for titles: `, user=<@U…>, outcome=failed, since …`."""
+    parts = [f"user={mention(flt.user_id)}"] if flt.user_id else []
+    parts += [f"{key}={value}" for key, value in (("account", flt.account), ("call", flt.call_id)) if value]
+    parts += [f"{key}={value}" for key, value in (("action", flt.action), ("outcome", flt.outcome)) if value]
+    if flt.since:
+        parts.append(f"since {_stamp(flt.since)}")
+    if flt.until:
+        parts.append(f"until {_stamp(flt.until)}")
+    return "".join(f", {part}" for part in parts)
+
+
+def _filter(query: AuditQuery) -> AuditFilter:
+    return AuditFilter(
+        user_id=query.user_id,
+        account=query.account,
+        call_id=query.call_id,
+        action=query.action,
+        outcome=query.outcome,
+        since=query.since,
+        until=query.until,
+    )
+
+
+def _filter_fields(flt: AuditFilter) -> dict[str, Any]:
+    fields: dict[str, Any] = {name: getattr(flt, name) for name in _TOKEN_FIELDS.values()}
+    fields["since"] = flt.since.isoformat() if flt.since else None
+    fields["until"] = flt.until.isoformat() if flt.until else None
+    return fields
+
+
+def _token(flt: AuditFilter, direction: str, cursor: Cursor | None) -> str | None:
+    """A compact button value: the filter, the direction and the cursor. None if it would not fit
+    (a filter of absurd length): that button is then left out."""
+    if cursor is None:
+        return None
+    data: dict[str, Any] = {key: getattr(flt, name) for key, name in _TOKEN_FIELDS.items() if getattr(flt, name)}
+    for key, moment in (("s", flt.since), ("t", flt.until)):
+        if moment is not None:
+            data[key] = _iso(moment)
+    data["d"] = direction
+    data["k"] = [_iso(cursor.created_at), cursor.id]
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= TOKEN_LIMIT else None
+
+
+def decode_token(token: str) -> tuple[AuditFilter, Cursor | None, Cursor | None]:
+    """The filter and the cursor of a page button. ValueError if it is not one of ours."""
+    try:
+        data = json.loads(token)
+        fields = {name: _text(data.get(key)) for key, name in _TOKEN_FIELDS.items()}
+        since, until = (_moment(data.get(key)) for key in ("s", "t"))
+        at, row_id = data["k"]
+        cursor = Cursor(_moment(at) or _missing(), int(row_id))
+        direction = data["d"]
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
+        raise ValueError(f"not an audit page token: {error}") from None
+    if direction not in ("n", "o"):
+        raise ValueError("not an audit page token: direction")
+    flt = AuditFilter(
+        user_id=fields["user_id"],
+        account=fields["account"],
+        call_id=fields["call_id"],
+        action=fields["action"],
+        outcome=fields["outcome"],
+        since=since,
+        until=until,
+    )
+    return (flt, cursor, None) if direction == "o" else (flt, None, cursor)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("a filter value is not text")
+    return value
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _missing() -> datetime:
+    raise ValueError("no cursor time")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _target(row: AuditRow) -> str:
+    return ":".join(part for part in (row.account, row.call_id) if part) or "—"
+
+
+def _decision(row: AuditRow) -> str:
+    if row.decision is None:
+        return "— (refused before any permission check)" if row.outcome == "invalid" else "—"
+    grant = f", grant #{row.grant_id}" if row.grant_id else ", no matching grant"
+    basis = f" ({row.decision_basis})" if row.decision_basis else ""
+    return f"{row.decision}{grant}{basis}"
+
+
+def _approver(approval: ApprovalRow | None) -> str:
+    if approval is None:
+        return "— (no two-person approval)"
+    who = mention(approval.decided_by) if approval.decided_by else "nobody yet"
+    return f"{who} (approval #{approval.id}, {approval.status})"
+
+
+def _approval_id(row: AuditRow) -> int | None:
+    """The approval an `approval`-sourced row executed, or an approve/deny click decided."""
+    key = row.idempotency_key or ""
+    if key.startswith("approval:") and key[len("approval:") :].isdigit():
+        return int(key[len("approval:") :])
+    if (row.action or "").startswith("approval.") and isinstance(row.request, dict):
+        value = row.request.get("approval")
+        return value if isinstance(value, int) else None
+    return None
+
+
+def _chain(row: AuditRow) -> str:
+    if row.chain_seq is None:
+        return "— (not chained)"
+    text = f"#{row.chain_seq} ({(row.chain_hash or '')[:12]}…)"
+    if row.outcome_seq is not None:
+        text += f", outcome #{row.outcome_seq} ({(row.outcome_hash or '')[:12]}…)"
+    return text
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)

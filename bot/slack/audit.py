@@ -1,0 +1,153 @@
+"""Audit review in Slack: Next / Previous and Details on `/call audit` pages, the App Home tab,
+and `/call audit export` uploaded as a DM. What anyone may see is decided by the service on
+every request (bot/audit_review.py); this module only moves values in and out of Slack."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.grammar import AuditQuery
+from bot.replies import AuditDetail, Reply, Tone
+from bot.service import Invocation, Service
+from bot.slack.home import HOME_FILTER_ACTION, publish_home
+from bot.slack.modal_io import button_invocation
+from bot.slack.render import AUDIT_DETAILS_ACTION, AUDIT_PAGE_ACTION, EMOJI, SECTION_LIMIT, message
+
+log = logging.getLogger(__name__)
+
+STALE = Reply(Tone.INFO, "This button is no longer active.", ("Run `/call audit` again.",))
+PREPARING = Reply(Tone.WORKING, "Preparing your export…", ("The file arrives as a direct message from callbot.",))
+# Room kept in a truncated text for the note saying so.
+_NOTE_ROOM = 160
+
+
+def register_audit(app: AsyncApp, service: Service) -> None:
+    @app.action(re.compile(rf"^{AUDIT_PAGE_ACTION}:"))
+    async def on_page(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+        """Next / Previous: the same ephemeral message shows the other page."""
+        await ack()
+        try:
+            reply = await service.audit.turn_page(button_invocation(body), str(action.get("value") or ""))
+            # Only a page replaces the page; a refusal or a stale button is said below it.
+            await respond(**message(reply), replace_original=reply.listing is not None)
+        except Exception:
+            log.exception("could not turn an audit page")
+
+    @app.action(re.compile(rf"^{AUDIT_DETAILS_ACTION}:"))
+    async def on_details(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+        """A modal with the whole row (or why not), from a page or from the Home tab."""
+        await ack()
+        trigger_id = str(body.get("trigger_id") or "")
+        try:
+            audit_id = int(str(action.get("value") or ""))
+        except ValueError:
+            await _open(client, trigger_id, refusal_view(STALE))
+            return
+        try:
+            found = await service.audit.details(button_invocation(body), audit_id)
+        except Exception:
+            log.exception("could not read audit row #%s", audit_id)
+            found = Reply(Tone.FAILURE, "callbot could not read that audit row.", ("The error is in the server log.",))
+        await _open(client, trigger_id, details_view(found) if isinstance(found, AuditDetail) else refusal_view(found))
+
+    @app.event("app_home_opened")
+    async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab", "home") != "home":  # the Messages tab fires the same event
+            return
+        await publish_home(client, service, str(event.get("user") or ""))
+
+    @app.action(re.compile(rf"^{HOME_FILTER_ACTION}:"))
+    async def on_home_filter(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        await publish_home(client, service, user, str(action.get("value") or "all"))
+
+
+async def run_export(
+    client: AsyncWebClient, service: Service, inv: Invocation, query: AuditQuery, respond: AsyncRespond
+) -> None:
+    """After the acknowledgement: the service writes and audits the file, Slack gets it as a DM."""
+
+    async def upload(path: Path, name: str, comment: str) -> None:
+        # files.completeUploadExternal shares only into a conversation id (D…), not a user id.
+        opened = await client.conversations_open(users=inv.user_id)
+        channel = str((opened.get("channel") or {}).get("id") or "")
+        await client.files_upload_v2(
+            file=str(path), filename=name, title=name, channel=channel, initial_comment=comment
+        )
+
+    try:
+        reply = await service.audit.export(inv, query, upload)
+    except Exception:
+        log.exception("audit export for %s failed", inv.user_id)
+        reply = Reply(Tone.FAILURE, "The export failed: no file was sent.", ("The error is in the server log.",))
+    try:
+        await respond(**message(reply), replace_original=False)
+    except Exception:
+        log.exception("could not tell %s how the export went", inv.user_id)
+
+
+def details_view(detail: AuditDetail) -> View:
+    blocks: list[Block] = []
+    facts = [f"*{label}:* {value}" for label, value in detail.facts]
+    for chunk in _chunks(facts):
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+    truncated = False
+    for label, text in detail.texts:
+        shown, cut = _code(label, text)
+        truncated = truncated or cut
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=shown)))
+    if truncated:
+        note = "Long values are truncated to fit Slack. The whole row: `/call audit export call=…` (or the shell)."
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
+    return View(type="modal", title=detail.title[:24], close="Close", blocks=blocks[:100])
+
+
+def refusal_view(reply: Reply) -> View:
+    text = f"{EMOJI[reply.tone]} *{reply.title}*\n" + "\n".join(reply.lines)
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text[:SECTION_LIMIT]))]
+    if reply.audit_id:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"audit #{reply.audit_id}")]))
+    return View(type="modal", title="Audit", close="Close", blocks=blocks)
+
+
+async def _open(client: AsyncWebClient, trigger_id: str, view: View) -> None:
+    try:
+        await client.views_open(trigger_id=trigger_id, view=view)
+    except Exception:
+        log.exception("could not open the audit details modal")
+
+
+def _code(label: str, text: str) -> tuple[str, bool]:
+    """`*label*` and the text verbatim, within Slack's 3,000 characters; cut visibly if longer."""
+    head, tail = f"*{label}*\n```", "```"
+    room = SECTION_LIMIT - len(head) - len(tail)
+    text = text.replace("```", "ˋˋˋ")  # a fence inside would end the code block early
+    if len(text) <= room:
+        return head + text + tail, False
+    keep = room - _NOTE_ROOM
+    note = f"\n… [truncated: {len(text) - keep:,} more characters of {len(text):,}]"
+    return head + text[:keep] + note + tail, True
+
+
+def _chunks(lines: list[str]) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        line = line if len(line) <= SECTION_LIMIT else line[: SECTION_LIMIT - 1] + "…"
+        if current and len(current) + 1 + len(line) > SECTION_LIMIT:
+            chunks.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    return [*chunks, current] if current else chunks
