@@ -72,7 +72,8 @@ class DbHelper:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(
                     text(
-                        "TRUNCATE audit_log, grants, roles, saved_flows, flow_drafts, freezes, approvals RESTART IDENTITY"
+                        "TRUNCATE audit_log, grants, roles, saved_flows, flow_drafts, freezes, approvals, batches, batch_items "
+                        "RESTART IDENTITY"
                     )
                 )
             else:
@@ -83,6 +84,8 @@ class DbHelper:
                 conn.execute(text("DELETE FROM roles"))
                 conn.execute(text("DELETE FROM saved_flows"))
                 conn.execute(text("DELETE FROM flow_drafts"))
+                conn.execute(text("DELETE FROM batches"))
+                conn.execute(text("DELETE FROM batch_items"))
             # A fresh, empty hash chain (bot/db/chain.py).
             conn.execute(
                 text("UPDATE audit_chain SET seq = 0, hash = :genesis, base_seq = 0, base_hash = :genesis"),

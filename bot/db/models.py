@@ -269,3 +269,51 @@ class ApprovalRow(Base):
     result_audit_id: Mapped[int | None] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(32))  # the approvers channel it was posted to
     message_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class BatchRow(Base):
+    """One bulk action (`/call hangup-all`): who, on which account, with what filter, how far.
+
+    status: running → finished | cancelled; a process that dies mid-batch leaves it `running` with
+    a stale `heartbeat_at`, which the next start-up turns into `interrupted` (resumable)."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_status_heartbeat_at", "status", "heartbeat_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))  # the action run on each call: "hangup"
+    requested_by: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    filter: Mapped[dict[str, Any]] = mapped_column(JSON)  # status / to / from / max, as asked
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    ended: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(64))
+    audit_id: Mapped[int | None] = mapped_column(BigInteger)  # the batch's own audit row
+    message_channel: Mapped[str | None] = mapped_column(String(32))  # the progress message
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class BatchItemRow(Base):
+    """One call of a batch. todo → sending (its audit row is pending) → ended | failed. An item
+    left `sending` by a dead process is in doubt: resume checks the call's state first."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "call_id", name="uq_batch_items_batch_id_call_id"),
+        Index("ix_batch_items_batch_id_state", "batch_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger)
+    call_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="todo")
+    audit_id: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

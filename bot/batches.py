@@ -1,0 +1,204 @@
+"""Bulk actions that survive the process: a batch row, one item per call, and the runner that
+drives `bot.bulk.run_all` over the items still to do.
+
+Every item moves todo → sending → ended | failed, committed before and after its provider
+request, so after a crash nothing is sent twice blindly: `todo` items were never sent, `ended` /
+`failed` ones are done, and `sending` ones are in doubt (the action gets `in_doubt=True` and
+checks the call's state first). A running batch beats its heartbeat every progress tick; the
+next start-up marks a batch whose heartbeat stopped as `interrupted`, and `resume` finishes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from bot.bulk import Progress, Summary, run_all
+from bot.db.models import BatchItemRow, BatchRow, utcnow
+from bot.db.session import Database
+
+RUNNING, FINISHED, CANCELLED, INTERRUPTED = "running", "finished", "cancelled", "interrupted"
+TODO, SENDING, ENDED, FAILED = "todo", "sending", "ended", "failed"
+# A running batch's heartbeat older than this belongs to a dead process (ticks come every second).
+STALE_AFTER = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    audit_id: int | None
+    error: str | None  # None: the action succeeded on this call
+
+
+# The action on one call: (call id, in doubt?) → what happened. It writes the call's audit row.
+Act = Callable[[str, bool], Awaitable[ItemOutcome]]
+
+
+async def create(
+    db: Database,
+    *,
+    account: str,
+    action: str,
+    requested_by: str,
+    channel_id: str | None,
+    filter: dict[str, Any],
+    reason: str | None,
+    call_ids: Sequence[str],
+    audit_id: int | None = None,
+) -> BatchRow:
+    """The batch and its items, in one transaction (a batch is never half-listed)."""
+    unique = list(dict.fromkeys(call_ids))
+    now = utcnow()
+    row = BatchRow(
+        account=account,
+        action=action,
+        requested_by=requested_by,
+        channel_id=channel_id,
+        filter=filter,
+        reason=reason,
+        status=RUNNING,
+        total=len(unique),
+        ended=0,
+        failed=0,
+        created_at=now,
+        heartbeat_at=now,
+        audit_id=audit_id,
+    )
+    async with db.session() as session:
+        session.add(row)
+        await session.flush()
+        session.add_all(BatchItemRow(batch_id=row.id, call_id=call, state=TODO, updated_at=now) for call in unique)
+    return row
+
+
+async def get(db: Database, batch_id: int) -> BatchRow | None:
+    async with db.session() as session:
+        return await session.get(BatchRow, batch_id)
+
+
+async def items(db: Database, batch_id: int) -> list[BatchItemRow]:
+    async with db.session() as session:
+        query = select(BatchItemRow).where(BatchItemRow.batch_id == batch_id).order_by(BatchItemRow.id)
+        return list(await session.scalars(query))
+
+
+async def request_cancel(db: Database, batch_id: int, by: str) -> bool:
+    """True when the batch was running (the runner stops at its next tick)."""
+    async with db.session() as session:
+        result = await session.execute(
+            update(BatchRow)
+            .where(BatchRow.id == batch_id, BatchRow.status == RUNNING, BatchRow.cancel_requested_by.is_(None))
+            .values(cancel_requested_by=by)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_interrupted(db: Database, now: datetime) -> list[int]:
+    """Running batches whose process stopped beating: resumable with `resume`."""
+    async with db.session() as session:
+        stale = list(
+            await session.scalars(
+                select(BatchRow.id).where(BatchRow.status == RUNNING, BatchRow.heartbeat_at < now - STALE_AFTER)
+            )
+        )
+        if stale:
+            await session.execute(update(BatchRow).where(BatchRow.id.in_(stale)).values(status=INTERRUPTED))
+        return stale
+
+
+async def claim_for_resume(db: Database, batch_id: int) -> bool:
+    """interrupted → running, once: two clicks on Resume start one runner."""
+    async with db.session() as session:
+        result = await session.execute(
+            update(BatchRow)
+            .where(BatchRow.id == batch_id, BatchRow.status == INTERRUPTED)
+            .values(status=RUNNING, heartbeat_at=utcnow(), cancel_requested_by=None)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _set_item(db: Database, item_id: int, state: str, **fields: Any) -> None:
+    async with db.session() as session:
+        await session.execute(
+            update(BatchItemRow).where(BatchItemRow.id == item_id).values(state=state, updated_at=utcnow(), **fields)
+        )
+
+
+async def _counts(db: Database, batch_id: int) -> dict[str, int]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(BatchItemRow.state, func.count())
+            .where(BatchItemRow.batch_id == batch_id)
+            .group_by(BatchItemRow.state)
+        )
+        return {state: int(count) for state, count in rows.all()}
+
+
+async def run(
+    db: Database,
+    batch_id: int,
+    act: Act,
+    *,
+    workers: int,
+    report: Callable[[Progress], Awaitable[None]],
+    every: float = 1.0,
+) -> Summary[str]:
+    """Runs the batch's items still to do (todo, and sending ones in doubt) and closes the batch:
+    finished, or cancelled when someone asked. Progress counts the whole batch, earlier runs too."""
+    pending = [item for item in await items(db, batch_id) if item.state in (TODO, SENDING)]
+    before = await _counts(db, batch_id)
+    done_before = before.get(ENDED, 0)
+    failed_before = before.get(FAILED, 0)
+    by_call = {item.call_id: item for item in pending}
+
+    async def one(call_id: str) -> str | None:
+        item = by_call[call_id]
+        in_doubt = item.state == SENDING
+        await _set_item(db, item.id, SENDING)
+        outcome = await act(call_id, in_doubt)
+        if outcome.error is None:
+            await _set_item(db, item.id, ENDED, audit_id=outcome.audit_id, error=None)
+        else:
+            await _set_item(db, item.id, FAILED, audit_id=outcome.audit_id, error=outcome.error[:500])
+        return outcome.error
+
+    def whole(progress: Progress) -> Progress:
+        return Progress(
+            done_before + failed_before + progress.total,
+            done_before + progress.ended,
+            failed_before + progress.failed,
+            progress.elapsed,
+        )
+
+    async def tick(progress: Progress) -> None:
+        overall = whole(progress)
+        async with db.session() as session:
+            await session.execute(
+                update(BatchRow)
+                .where(BatchRow.id == batch_id)
+                .values(heartbeat_at=utcnow(), ended=overall.ended, failed=overall.failed)
+            )
+        await report(overall)
+
+    async def should_stop() -> bool:
+        row = await get(db, batch_id)
+        return row is None or row.cancel_requested_by is not None
+
+    summary = await run_all(list(by_call), one, workers=workers, report=tick, should_stop=should_stop, every=every)
+    overall = whole(summary.progress)
+    async with db.session() as session:
+        await session.execute(
+            update(BatchRow)
+            .where(BatchRow.id == batch_id)
+            .values(
+                status=CANCELLED if summary.stopped else FINISHED,
+                ended=overall.ended,
+                failed=overall.failed,
+                heartbeat_at=utcnow(),
+                finished_at=utcnow(),
+            )
+        )
+    return Summary(overall, summary.stopped, summary.failures, summary.untouched)
