@@ -1,0 +1,93 @@
+"""Hanging up many calls on one account: the per-call step of a batch, through the service's own
+audit (bot/batches.py runs the items; bot/bulk.py the workers and the throttle).
+
+Each call gets its own audit row (source `bulk`, action `hangup`, the batch id in its request),
+written `pending` before the provider request and completed after it, like any hangup. The
+throttle is one per account and process, shared by every batch on that account.
+
+Not wired to Slack yet (`/call hangup-all`, its confirmation, progress message and Cancel button
+are the rest of issue 7).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from bot.actions import Hangup
+from bot.batches import Act, ItemOutcome
+from bot.bulk import Throttle, send_throttled
+from bot.db import repo
+from bot.errors import CallbotError, ProviderError
+from bot.permissions import Decision
+from bot.providers.base import elapsed_ms, provider_error_fields
+
+if TYPE_CHECKING:
+    from bot.service import Invocation, Service
+
+DEFAULT_CONCURRENCY = 10
+
+
+class BulkHangup:
+    def __init__(self, service: Service, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        self.service = service
+        self.concurrency = concurrency
+        self._throttles: dict[str, Throttle] = {}
+
+    def throttle(self, account: str) -> Throttle:
+        if account not in self._throttles:
+            self._throttles[account] = Throttle(self.concurrency)
+        return self._throttles[account]
+
+    def act(self, inv: Invocation, account: str, batch_id: int, decision: Decision) -> Act:
+        """The step for one call of batch `batch_id`, run as `inv` (who started the batch) under
+        `decision` (their `bulk` grant)."""
+        client = self.service.clients[account]
+        throttle = self.throttle(account)
+
+        async def one(call_id: str, in_doubt: bool) -> ItemOutcome:
+            if in_doubt:
+                # The process died after this call's request may have gone: look before sending again.
+                try:
+                    if (await client.get_call(call_id)).ended:
+                        return ItemOutcome(None, None)
+                except CallbotError:
+                    pass  # cannot tell: hanging up an ended call is harmless, so send
+            request = client.build(call_id, Hangup())
+            key = f"batch:{batch_id}:{call_id}" + (":resumed" if in_doubt else "")
+            step = replace(
+                inv, source="bulk", text=f"hangup {account}:{call_id} (batch #{batch_id})", idempotency_key=key
+            )
+            try:
+                row = await self.service._record(
+                    step,
+                    outcome="pending",
+                    decision=decision,
+                    request={**request.for_audit(), "batch": batch_id},
+                    action="hangup",
+                    account=account,
+                    provider=client.provider,
+                    call_id=call_id,
+                )
+            except repo.DuplicateRequest:
+                return ItemOutcome(None, "already handled by an earlier run of this batch")
+            began = time.monotonic()
+            try:
+                result = await send_throttled(client, request, throttle)
+            except ProviderError as error:
+                await self.service._complete(
+                    row.id, outcome=error.outcome, latency_ms=elapsed_ms(began), **provider_error_fields(error)
+                )
+                return ItemOutcome(row.id, error.message)
+            await self.service._complete(
+                row.id,
+                outcome="succeeded",
+                latency_ms=elapsed_ms(began),
+                provider_status=result.http_status,
+                provider_request_id=result.request_id,
+                result=dict(result.summary),
+            )
+            return ItemOutcome(row.id, None)
+
+        return one

@@ -1,0 +1,62 @@
+"""The per-call step of a bulk hang-up through the real service: one audit row per call, pending
+before its request and completed after, chained; failures recorded per call."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot import batches
+from bot.bulk import Progress
+from bot.bulk_hangup import BulkHangup
+from bot.config import Settings
+from bot.db import chain
+from bot.permissions import Decision
+from bot.runtime import Runtime
+from bot.service import Invocation
+from tests.conftest import ALICE, DbHelper
+from tests.fakes.twilio import FakeTwilio, call_sid
+
+
+def test_each_call_of_a_batch_gets_its_own_audit_row(
+    env: dict[str, str], db: DbHelper, fake_twilio: FakeTwilio
+) -> None:
+    sids = [fake_twilio.add_call(call_sid(n)) for n in range(1, 13)]
+    fake_twilio.calls[sids[4]] = "completed"
+
+    async def go() -> tuple[batches.Summary[str], chain.ChainReport]:
+        runtime = await Runtime.start(Settings.from_env(env))
+        try:
+            inv = Invocation("slash", ALICE, "hangup-all prod", channel_id="C0OPS")
+            batch = await batches.create(
+                runtime.db,
+                account="prod",
+                action="hangup",
+                requested_by=ALICE,
+                channel_id="C0OPS",
+                filter={},
+                reason="toll fraud",
+                call_ids=sids,
+            )
+            act = BulkHangup(runtime.service, concurrency=4).act(inv, "prod", batch.id, Decision(True, "bulk", "prod"))
+
+            async def report(progress: Progress) -> None:
+                pass
+
+            summary = await batches.run(runtime.db, batch.id, act, workers=4, report=report)
+            return summary, await chain.verify(runtime.db)
+        finally:
+            await runtime.close()
+
+    summary, report = asyncio.run(go())
+
+    assert summary.progress.ended == 11 and [sid for sid, _ in summary.failures] == [sids[4]]
+    rows = db.audit()
+    assert sorted(r["call_id"] for r in rows) == sorted(sids)
+    assert {r["source"] for r in rows} == {"bulk"} and {r["action"] for r in rows} == {"hangup"}
+    assert all(r["request"]["batch"] == 1 and r["request"]["body"] == {"Status": "completed"} for r in rows)
+    by_call = {r["call_id"]: r for r in rows}
+    assert by_call[sids[4]]["outcome"] == "failed" and by_call[sids[4]]["error_code"] == "21220"
+    assert all(by_call[sid]["outcome"] == "succeeded" for sid in sids if sid != sids[4])
+    assert all(r["outcome_seq"] is not None for r in rows)  # opened pending, then closed
+    assert report.ok and report.rows == 12
+    assert all(fake_twilio.hangups[sid] == 1 for sid in sids)
