@@ -147,9 +147,15 @@ class Builder:
             self.click("fb_cond", on="top", block_id="fb_conditions", state=fill(self.top, {"command": command}))
         return self.submit({"command": command, **(values or {})})
 
-    def menu(self, verb: str, index: int) -> dict[str, Any]:
+    def menu(self, verb: str, index: int, root: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Picks `verb` in the ⋯ menu of command `index`, as drawn in `root` (default: the current
+        drawing): the value is the option's own, as Slack sends it back."""
         expect = "views.push" if verb == "edit" else "views.update"
-        return self.click("fb_cmd", block_id=f"fb_cmd_{index}", value=f"{verb}:{index}", expect=expect)
+        return self.click("fb_cmd", block_id=f"fb_cmd_{index}", value=self.option(verb, index, root), expect=expect)
+
+    def option(self, verb: str, index: int, root: dict[str, Any] | None = None) -> str:
+        block = next(b for b in (root or self.root)["blocks"] if b.get("block_id") == f"fb_cmd_{index}")
+        return next(o["value"] for o in block["accessory"]["options"] if o["value"].startswith(f"{verb}:"))
 
     def lines(self) -> list[str]:
         return [
@@ -533,6 +539,38 @@ def test_twenty_commands_fit_and_a_twenty_first_is_refused(fb: Bot) -> None:
         "blocks": [],
     }
     assert "already has 20 commands" in b.submit({})["errors"]["command"]
+    all_views_valid(fb)
+
+
+def test_a_menu_or_form_from_an_older_drawing_changes_nothing(fb: Bot) -> None:
+    b = Builder(fb, bird_call_id(6))
+    b.open()
+    b.add("say", {"o:text": "one"})
+    b.add("pause", {"o:pauseSeconds": 1})
+    b.add("hangup", {"o:cause": "busy"})
+    old = b.root
+    b.menu("down", 0)
+    moved = b.draft()
+    assert [c["command"] for c in moved] == ["pause", "say", "hangup"]
+
+    # A double click: the same choice again, from the drawing before the move.
+    b.menu("down", 0, root=old)
+    assert b.draft() == moved
+    assert "The list had changed since that menu was drawn" in json.dumps(b.root)
+    b.menu("remove", 2, root=old)  # hangup is still third, and the same command: this one acts
+    assert [c["command"] for c in b.draft()] == ["pause", "say"]
+
+    # An edit form open while its command moves: saving it is refused, nothing is overwritten.
+    b.menu("edit", 0)
+    form = b.top
+    b.menu("down", 0)
+    b.top = form
+    answer = b.submit({"command": "pause", "o:pauseSeconds": 9})
+    assert "changed or moved since the form opened" in answer["errors"]["command"]
+    assert b.draft() == [
+        {"command": "say", "options": {"text": "one"}},
+        {"command": "pause", "options": {"pauseSeconds": 1}},
+    ]
     all_views_valid(fb)
 
 

@@ -20,6 +20,7 @@ Slack's stack limit). Every value is validated by the model; errors land under t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -164,6 +165,13 @@ def summary_of(wire: Mapping[str, Any]) -> str:
         return str(wire.get("command") or "?")
 
 
+def fingerprint(wire: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(wire, sort_keys=True).encode()).hexdigest()[:12]
+
+
+STALE = "The list had changed since that menu was drawn, so nothing was done. Here it is as it is now."
+
+
 def builder_view(draft: FlowDraft, channel: str | None, notice: str | None = None) -> View:
     count = len(draft.commands)
     blocks: list[Block] = [
@@ -172,12 +180,15 @@ def builder_view(draft: FlowDraft, channel: str | None, notice: str | None = Non
     if not count:
         blocks.append(ContextBlock(elements=[_md("No commands yet: *Add command* to start.")]))
     for i, wire in enumerate(draft.commands):
-        moves = [menu_option(f"edit:{i}", "Edit")]
+        # Each choice names the command it was drawn for (index + fingerprint): a menu from an
+        # older drawing (a double click, a second window) must not act on whatever is there now.
+        at = f"{i}:{fingerprint(wire)}"
+        moves = [menu_option(f"edit:{at}", "Edit")]
         if i > 0:
-            moves.append(menu_option(f"up:{i}", "Move up"))
+            moves.append(menu_option(f"up:{at}", "Move up"))
         if i < count - 1:
-            moves.append(menu_option(f"down:{i}", "Move down"))
-        moves.append(menu_option(f"remove:{i}", "Remove"))
+            moves.append(menu_option(f"down:{at}", "Move down"))
+        moves.append(menu_option(f"remove:{at}", "Remove"))
         blocks.append(
             SectionBlock(
                 block_id=f"fb_cmd_{i}",
@@ -689,17 +700,20 @@ def register_flow_builder(app: AsyncApp, service: Service) -> None:
             if draft is None:
                 await client.views_update(view_id=view.get("id"), view=notice_view(EXPIRED))
                 return
-            verb, _, number = str((action.get("selected_option") or {}).get("value") or "").partition(":")
-            i = int(number or -1)
+            verb, _, at = str((action.get("selected_option") or {}).get("value") or "").partition(":")
+            number, _, drawn = at.partition(":")
+            i = int(number) if number.isdigit() else -1
             commands = list(draft.commands)
-            if not 0 <= i < len(commands):
-                return  # a menu from an older drawing of the list
+            if not 0 <= i < len(commands) or fingerprint(commands[i]) != drawn:
+                await redraw_root(client, view.get("id"), draft, meta, notice=STALE)
+                return
             if verb == "edit":
                 wire = commands[i]
                 form_meta = {
                     **meta,
                     "root": view.get("id"),
                     "index": i,
+                    "fp": drawn,
                     "conds": max(1, len(wire.get("conditions") or ())),
                 }
                 await client.views_push(
@@ -784,8 +798,14 @@ def register_flow_builder(app: AsyncApp, service: Service) -> None:
             except FormProblems as problems:
                 await ack(response_action="errors", errors=problems.errors)
                 return
+            if index is not None and (
+                not 0 <= int(index) < len(commands) or fingerprint(commands[int(index)]) != meta.get("fp")
+            ):
+                changed = "This command changed or moved since the form opened (another window?): close and edit again."
+                await ack(response_action="errors", errors={"command": changed})
+                return
             await ack()
-            if index is not None and 0 <= int(index) < len(commands):
+            if index is not None:
                 commands[int(index)] = wire
             else:
                 commands.append(wire)
