@@ -1,8 +1,10 @@
 """User-group membership from the Slack Web API (`usergroups.users.list`, scope `usergroups:read`).
 
-Members are cached per group for `ttl` seconds of the service's clock. A miss (the person is not
-in the cached list) re-reads the group once, unless that list was read just now, so someone added
-to a group gets access at once; someone removed keeps it until the cached list is older than `ttl`.
+Members are cached per group for `ttl` of the service's clock. A miss (the person is not in the
+cached list) re-reads the group, unless that list is younger than `recheck`: someone added to a
+group gets access within `recheck` (10 s), while people outside it (most of the workspace) cost
+at most one Slack read per group per `recheck`, however many commands they type. Someone removed
+keeps access until the cached list is older than `ttl`.
 """
 
 from __future__ import annotations
@@ -16,21 +18,29 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.directory import DirectoryError
 
 DEFAULT_TTL = timedelta(minutes=3)
+DEFAULT_RECHECK = timedelta(seconds=10)
 
 
 class SlackDirectory:
-    def __init__(self, client: AsyncWebClient, clock: Callable[[], datetime], ttl: timedelta = DEFAULT_TTL) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        clock: Callable[[], datetime],
+        ttl: timedelta = DEFAULT_TTL,
+        recheck: timedelta = DEFAULT_RECHECK,
+    ) -> None:
         self.client = client
         self.clock = clock
         self.ttl = ttl
+        self.recheck = recheck
         self._cache: dict[str, tuple[datetime, frozenset[str]]] = {}
 
     async def is_member(self, group_id: str, user_id: str) -> bool:
         now = self.clock()
         cached = self._cache.get(group_id)
         fresh_enough = cached is not None and now - cached[0] < self.ttl
-        # A hit, or a miss on a list read at this very moment, needs no second read.
-        if cached is not None and fresh_enough and (user_id in cached[1] or cached[0] == now):
+        # A hit, or a miss on a list read within `recheck`, needs no second read.
+        if cached is not None and fresh_enough and (user_id in cached[1] or now - cached[0] < self.recheck):
             return user_id in cached[1]
         return user_id in await self._read(group_id, now)
 
