@@ -1,6 +1,7 @@
 """How fast Slack gets its answer: signed `/call hangup` requests to the real ASGI app under uvicorn,
-against the fake Twilio on loopback. Reports the time to the HTTP ack (Slack's 3 s budget) and to the
-outcome posted on response_url, as p50 / p95 / p99 / max.
+against the fake Twilio on loopback. Reports, as p50 / p95 / p99 / max: the time to the HTTP ack
+(Slack's 3 s budget), to the provider request, from the provider's answer to the outcome posted on
+response_url, and to that outcome; then the ack time with `--concurrent` commands sent at once.
 
 Run by hand (not part of the test suite):
     .venv/bin/python -m benchmarks.ack_latency [--requests 300] [--latency-ms 50]
@@ -15,6 +16,7 @@ import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -62,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--latency-ms", type=int, default=50, help="the fake Twilio's answer delay")
+    parser.add_argument("--concurrent", type=int, default=50, help="slash commands sent at once for the last test")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="callbot-bench-"))
@@ -70,7 +73,8 @@ def main() -> None:
     slack, twilio = FakeSlack().start(), FakeTwilio().start()
     delay = args.latency_ms / 1000
     twilio.script(
-        *[Answer(200, b'{"status": "completed"}', {"Content-Type": "application/json"}, delay)] * args.requests
+        *[Answer(200, b'{"status": "completed"}', {"Content-Type": "application/json"}, delay)]
+        * (args.requests + args.concurrent)
     )
     settings = Settings.from_env(
         {
@@ -85,17 +89,35 @@ def main() -> None:
     server = ServerThread(settings)
     driver = SlackDriver(server.start(), slack)
     acks: list[float] = []
+    to_provider: list[float] = []
+    to_response_url: list[float] = []
     outcomes: list[float] = []
+    burst: list[float] = []
     try:
         driver.command("help")  # first request: Bolt's one-time auth.test
         for n in range(args.requests):
             before = len(slack.responses())
+            sent = len(twilio.requests)
             started = time.perf_counter()
             response = driver.command(f"hangup prod:{call_sid(n + 1)}", user=USERS[n % len(USERS)])
             acks.append(time.perf_counter() - started)
             assert response.status_code == 200, response.text
-            slack.wait_responses(before + 1)
+            posted = slack.wait_responses(before + 1)[before]
             outcomes.append(time.perf_counter() - started)
+            provider = twilio.requests[sent]
+            to_provider.append(provider.at - started)
+            to_response_url.append(posted.at - (provider.at + delay))
+
+        def one(n: int) -> float:
+            started = time.perf_counter()
+            answer = driver.command(f"hangup prod:{call_sid(10_000 + n)}", user=USERS[n % len(USERS)])
+            assert answer.status_code == 200, answer.text
+            return time.perf_counter() - started
+
+        before = len(slack.responses())
+        with ThreadPoolExecutor(max_workers=args.concurrent) as pool:
+            burst = list(pool.map(one, range(args.concurrent)))
+        slack.wait_responses(before + args.concurrent, timeout=60)
     finally:
         driver.http.close()
         server.stop()
@@ -104,10 +126,17 @@ def main() -> None:
 
     backend = "PostgreSQL" if url.startswith("postgres") else "SQLite"
     print(f"{args.requests} sequential /call hangup on {backend}, fake Twilio latency {args.latency_ms} ms")
-    for label, values in (("ack (HTTP answer to Slack)", acks), ("outcome on response_url", outcomes)):
+    rows = (
+        ("ack (HTTP answer to Slack)", acks),
+        ("request in -> provider request", to_provider),
+        ("provider answer -> response_url", to_response_url),
+        ("outcome on response_url", outcomes),
+        (f"ack, {args.concurrent} at once", burst),
+    )
+    for label, values in rows:
         ms = [v * 1000 for v in values]
         print(
-            f"  {label:<28} p50 {statistics.median(ms):6.1f} ms  p95 {percentile(ms, 0.95):6.1f} ms  "
+            f"  {label:<32} p50 {statistics.median(ms):6.1f} ms  p95 {percentile(ms, 0.95):6.1f} ms  "
             f"p99 {percentile(ms, 0.99):6.1f} ms  max {max(ms):6.1f} ms"
         )
 

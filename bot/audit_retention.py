@@ -83,6 +83,6 @@ async def purge(
         "outcome": "succeeded",
         "request": {"older_than_seconds": int(older_than.total_seconds()), "before": before.isoformat()},
     }
-    async with db.session() as session:
+    async with db.chain_session() as session:
         done, row = await chain.purge(session, before, checkpoint)
     return PurgeReport(done.rows, before, done.through_seq, done.last_hash, row.id)

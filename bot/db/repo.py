@@ -153,7 +153,7 @@ async def insert_audit(db: Database, **fields: Any) -> AuditRow:
     """Inserts the row and appends its opening entry to the hash chain, in one transaction."""
     fields.setdefault("created_at", utcnow())
     try:
-        async with db.session() as session:
+        async with db.chain_session() as session:
             row = await chain.append_row(session, fields)
     except IntegrityError:
         if fields.get("idempotency_key") is None:
@@ -166,7 +166,7 @@ async def complete_audit(db: Database, audit_id: int, **fields: Any) -> bool:
     """Gives a pending row its outcome (a closing chain entry). False when the row was no longer
     pending: a restart marked it unknown first."""
     fields.setdefault("completed_at", utcnow())
-    async with db.session() as session:
+    async with db.chain_session() as session:
         return bool(await chain.close_rows(session, {audit_id: fields}))
 
 
@@ -186,7 +186,7 @@ async def mark_pending_unknown(db: Database, older_than: datetime) -> int:
     Only rows older than any request still in flight can be touched: other processes may share
     the database.
     """
-    async with db.session() as session:
+    async with db.chain_session() as session:
         stale = await session.scalars(
             select(AuditRow.id).where(AuditRow.outcome == chain.PENDING, AuditRow.created_at < older_than)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -61,10 +62,20 @@ class Database:
         if parsed.get_backend_name() == "sqlite":
             install_sqlite_pragmas(self.engine.sync_engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Audit chain appends serialise on the chain head row anyway (bot/db/chain.py); queueing
+        # them here first keeps this process's writers from spinning on the database's lock
+        # (SQLite's busy handler sleeps in growing steps) while another one holds it.
+        self._chain_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def chain_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for a transaction that appends to the audit hash chain."""
+        async with self._chain_lock, self.session() as session:
             yield session
 
     async def ping(self) -> bool:

@@ -20,6 +20,7 @@ class Recorded:
     query: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.perf_counter)  # when it arrived (benchmarks time hops with it)
 
     @property
     def form(self) -> dict[str, str]:
