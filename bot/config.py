@@ -43,6 +43,8 @@ class _Account(BaseModel):
     approval: tuple[str, ...] = ()
     approvers_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,}$")
     approval_expiry_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    # Fetch the call's state before acting on it (bot/live_calls.py `check_state`).
+    check_state: bool = False
 
     @field_validator("confirm", "require_reason", "approval")
     @classmethod
@@ -84,6 +86,7 @@ class _Account(BaseModel):
             approval=frozenset(self.approval),
             approvers_channel=self.approvers_channel,
             approval_expiry=timedelta(minutes=self.approval_expiry_minutes),
+            check_state=self.check_state,
         )
 
     def secrets(self) -> list[str]:

@@ -108,6 +108,23 @@ VERBS: dict[str, VerbSpec] = {
             permission="flow",
         ),
         VerbSpec(
+            "list",
+            "/call list ACCOUNT [status=in-progress|ringing|queued] [to=+44…] [from=+44…]",
+            "the account's live calls, with Hang up / Redirect / Flow buttons",
+            ("ACCOUNT",),
+            options=("status", "to", "from"),
+            permission="hangup",
+            also_permitted=("cancel", "redirect", "twiml", "flow"),
+        ),
+        VerbSpec(
+            "status",
+            "/call status CALL",
+            "one call's live state, as the provider reports it now",
+            ("CALL",),
+            permission="hangup",
+            also_permitted=("cancel", "redirect", "twiml", "flow"),
+        ),
+        VerbSpec(
             "flows",
             "/call flows [show NAME[@VERSION] | save NAME 'CALLFLOW-JSON' | delete NAME]",
             "the team's saved callFlows: list, show, save a new version, delete",
@@ -194,6 +211,8 @@ AUDIT_ACTIONS = (
     "flows.list",
     "flows.show",
     "audit.export",
+    "calls.list",
+    "calls.status",
 )
 
 
@@ -246,6 +265,24 @@ class FlowsCommand:
     @property
     def audit_action(self) -> str:
         return f"flows.{self.sub}"
+
+
+@dataclass(frozen=True)
+class ListCallsCommand:
+    """`/call list ACCOUNT [status=…] [to=…] [from=…]`: the account's live calls (read only).
+    `status` is checked by the service against the live statuses the providers share."""
+
+    account: str
+    status: str | None = None
+    to: str | None = None
+    from_number: str | None = None
+
+
+@dataclass(frozen=True)
+class CallStatusCommand:
+    """`/call status [account:]CALL`: one call's state, fetched from the provider (read only)."""
+
+    target: CallTarget
 
 
 @dataclass(frozen=True)
@@ -333,6 +370,8 @@ Command = (
     | RolesCommand
     | RoleCommand
     | FreezeCommand
+    | ListCallsCommand
+    | CallStatusCommand
 )
 
 
@@ -382,6 +421,10 @@ def parse(text: str) -> Command:
         return _freeze_command(verb, options)
     if verb == "flows":
         return _flows_command(args, options)
+    if verb == "list":
+        return _list_command(args[0], options)
+    if verb == "status":
+        return CallStatusCommand(CallTarget.parse(args[0]))
     return _call_command(verb, args, options, flags)
 
 
@@ -450,6 +493,21 @@ def _call_command(
     else:
         action = InlineTwiml(check_twiml(args[1]), reason)
     return CallCommand(target, action, "dry-run" in flags, frozenset(options))
+
+
+def _list_command(account: str, options: dict[str, str]) -> ListCallsCommand:
+    def number(key: str) -> str | None:
+        value = options.get(key)
+        if value is not None and not value.strip():
+            raise InvalidInput(
+                f'{key}=""', "is empty.", f"Give a number (`{key}=+447700900123`) or leave `{key}=` out."
+            )
+        return value.strip() if value is not None else None
+
+    status = options.get("status")
+    return ListCallsCommand(
+        account.removesuffix(":"), status.strip().lower() if status else None, number("to"), number("from")
+    )
 
 
 def _freeze_command(verb: str, options: dict[str, str]) -> FreezeCommand:

@@ -287,3 +287,26 @@ def allowed_actions(grants: Iterable[Grant], account: str | None = None) -> set[
 def concerns(grant: Grant, action: str, account: str | None) -> bool:
     """Could this grant (were it valid here and now) allow `action` on `account`?"""
     return _rank(grant, action, account) is not None
+
+
+def decide_any(
+    grants: Iterable[Grant],
+    actions: Iterable[str],
+    account: str,
+    *,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> Decision:
+    """Allowed when any of `actions` is allowed here (seeing live calls needs any call action on
+    the account). The decision names the grant of the first action allowed; a denial keeps the
+    near-misses of every action, so the refusal says why they did not count."""
+    grants = list(grants)
+    wanted = list(actions)
+    notes: list[str] = []
+    for action in wanted:
+        decision = decide(grants, action, account, channel=channel, now=now)
+        if decision.allowed:
+            return decision
+        if decision.note:
+            notes.append(decision.note)
+    return Decision(False, wanted[0], account, note="; ".join(dict.fromkeys(notes)) or None)

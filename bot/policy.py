@@ -16,6 +16,8 @@ callbot.toml) and the value that broke it, because that is what the person and t
 - `approval` (with `approvers_channel`, `approval_expiry_minutes`): these actions are not run when
   asked; a request goes to the approvers channel and runs when someone else holding `approve` there
   clicks Approve (two-person rule; bot/service.py "two-person approval").
+- `check_state`: before hangup, cancel, redirect and twiml, the service fetches the call's state and
+  refuses a call that already ended (and `cancel` on an answered call); see bot/live_calls.py.
 - `max_actions_per_minute` (per person, default 30) and `max_account_actions_per_minute`
   (everyone together, unset by default): attempts sent (or being sent) in the last 60 s.
 """
@@ -50,6 +52,9 @@ class Policy:
     approval: frozenset[str] = frozenset()
     approvers_channel: str | None = None
     approval_expiry: timedelta = timedelta(minutes=10)
+    # Fetch the call's state before hangup/cancel/redirect/twiml: refuse a call that already ended
+    # (and `cancel` on an answered call). A failed fetch never holds the action back.
+    check_state: bool = False
 
 
 DEFAULT_POLICY = Policy()

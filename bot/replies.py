@@ -112,6 +112,35 @@ class AuditHome:
 
 
 @dataclass(frozen=True)
+class CallEntry:
+    """One live call as `/call list` and `/call status` show it, with the buttons this person may
+    use on it. Plain values: provider types never reach the chat layer."""
+
+    account: str
+    call_id: str
+    text: str  # the call on one line (empty: the reply's lines already describe it)
+    hangup: str | None = None  # the Hang up button's value (a stored `/call hangup`), None: not offered
+    redirect: bool = False  # a Redirect button (opens the action form on this call)
+    flow: bool = False  # a Flow button (opens the callFlow builder on this call; Bird)
+
+
+@dataclass(frozen=True)
+class CallListing:
+    """Live calls, newest first as the provider gives them; `more`: the More button's value."""
+
+    entries: tuple[CallEntry, ...]
+    more: str | None = None
+
+
+@dataclass(frozen=True)
+class CallOption:
+    """One line of the action form's call type-ahead: what it shows and the call id it picks."""
+
+    label: str
+    call_id: str
+
+
+@dataclass(frozen=True)
 class Reply:
     tone: Tone
     title: str
@@ -123,6 +152,7 @@ class Reply:
     offers_form: bool = False  # Slack adds an "Open form" button
     approval: ApprovalNotice | None = None  # to post to the approvers (see ApprovalNotice)
     listing: AuditListing | None = None  # a page of `/call audit` (Slack: Details / Next / Previous)
+    calls: CallListing | None = None  # live calls (`/call list`, `/call status`) with their buttons
 
     def map_text(self, fn: Callable[[str], str]) -> Reply:
         return replace(
@@ -138,6 +168,8 @@ class Reply:
 
     def as_text(self) -> str:
         parts = [self.title, *self.lines]
+        if self.calls is not None:
+            parts += [entry.text for entry in self.calls.entries if entry.text]
         if self.code:
             parts.append(self.code)
         if self.audit_id:

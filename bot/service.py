@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import flow_library, grammar
+from bot import flow_library, grammar, phone
 from bot.actions import (
     ActionName,
     ApplyFlow,
@@ -50,17 +50,20 @@ from bot.flow_library import FlowRef, SavedFlow
 from bot.grammar import (
     AuditQuery,
     CallCommand,
+    CallStatusCommand,
     FlowBuilderCommand,
     FlowsCommand,
     FreezeCommand,
     GrantCommand,
     HelpCommand,
+    ListCallsCommand,
     OpenFormCommand,
     PermsCommand,
     RoleCommand,
     RolesCommand,
     SavedFlowCommand,
 )
+from bot.live_calls import STATE_CHECKED, LiveCalls, StateCheck
 from bot.permissions import (
     ANY_ACCOUNT,
     BREAK_GLASS,
@@ -160,6 +163,11 @@ class Started:
     request: WireRequest
     action: CallAction
     label: str
+    call_id: str = ""
+    # The account's `check_state`: `finish` reads the call's state first (bot/live_calls.py).
+    check_state: bool = False
+    # A dry run waiting for its state check: the reply to give once the check passes.
+    dry_run: Reply | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +275,8 @@ class Service:
         self.directory: Directory = directory or NoDirectory()
         # `/call audit` pages and details, the App Home summary, exports (bot/audit_review.py).
         self.audit = AuditReview(self)
+        # `/call list`, `/call status`, the form's call type-ahead, check_state (bot/live_calls.py).
+        self.live = LiveCalls(self)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -298,6 +308,9 @@ class Service:
             return Done(self._safe(await self._refuse(inv, self._no_builder(inv), action=ActionName.FLOW)))
         if isinstance(command, FlowsCommand):
             return Done(self._safe(await self._flows(inv, command)))
+        if isinstance(command, ListCallsCommand | CallStatusCommand):
+            # Reads the provider: Slack acknowledges a typed one first (bot/slack/app.py).
+            return Done(self._safe(await self.live.run(inv, command)))
         if isinstance(command, GrantCommand):
             return Done(self._safe(await self._change_grants(inv, command)))
         if isinstance(command, FreezeCommand):
@@ -399,17 +412,28 @@ class Service:
         return self._safe(await self._flows(inv, FlowsCommand("save", FlowRef(name), flow)))
 
     async def finish(self, started: Started) -> Reply:
+        checked: StateCheck | None = None
+        if started.check_state:
+            checked = await self.live.check_state(started.client, started.call_id, started.action.name, started.label)
+            if checked.refusal is not None:
+                return await self._refuse_by_state(started, checked)
+        if started.dry_run is not None:
+            await self._complete(started.audit_id, outcome="dry_run", result=_checked(None, checked))
+            return self._safe(_with_note(started.dry_run, checked))
         began = time.monotonic()
         try:
             result = await started.client.send(started.request, retry_safe=started.action.name in RETRY_SAFE)
         except ProviderError as error:
             await self._complete(
-                started.audit_id, outcome=error.outcome, latency_ms=_ms(began), **provider_error_fields(error)
+                started.audit_id,
+                outcome=error.outcome,
+                latency_ms=_ms(began),
+                **({"result": _checked(None, checked)} if checked is not None else {}),
+                **provider_error_fields(error),
             )
             tone = Tone.UNKNOWN if error.outcome == "unknown" else Tone.FAILURE
-            return self._safe(
-                Reply(tone, f"{error.title}: {started.label}", (error.message,), audit_id=started.audit_id)
-            )
+            failed = Reply(tone, f"{error.title}: {started.label}", (error.message,), audit_id=started.audit_id)
+            return self._safe(_with_note(failed, checked))
         except Exception:
             log.exception("provider call failed unexpectedly (audit #%s)", started.audit_id)
             await self._complete(
@@ -430,9 +454,23 @@ class Service:
             latency_ms=_ms(began),
             provider_status=result.http_status,
             provider_request_id=result.request_id,
-            result=dict(result.summary),
+            result=_checked(dict(result.summary), checked),
         )
-        return self._safe(_success_reply(started, result))
+        return self._safe(_with_note(_success_reply(started, result), checked))
+
+    async def _refuse_by_state(self, started: Started, checked: StateCheck) -> Reply:
+        """`check_state` found the call ended (or answered, for cancel): nothing is sent; the pending
+        row closes as invalid with the state found."""
+        assert checked.refusal is not None
+        await self._complete(
+            started.audit_id,
+            outcome="invalid",
+            error_message=checked.refusal,
+            result={"state_check": checked.record},
+        )
+        verb = started.action.name.value
+        lines = (checked.refusal, f"Nothing was sent (check_state is on for this account). `{verb}` was not run.")
+        return self._safe(Reply(Tone.INVALID, f"Not sent: {verb} {started.label}", lines, audit_id=started.audit_id))
 
     async def recover_pending(self, grace_seconds: float) -> int:
         """Attempts a dead process left `pending` (older than any live request) become `unknown`."""
@@ -531,6 +569,9 @@ class Service:
         if self._asks_confirmation(inv, command, authorised.account, confirmed=confirmed):
             return Done(await self._confirm_action(inv, command, authorised))
         stored = {**request.for_audit(), "params": action_params(command.action)}
+        check = self.policy_of(authorised.account).check_state and verb in STATE_CHECKED
+        if command.dry_run and check:
+            return await self._dry_run_after_check(inv, command, authorised, request, stored, cleared)
         if command.dry_run:
             row = await self._record(
                 inv,
@@ -581,7 +622,56 @@ class Service:
             assert earlier is not None
             return Done(_duplicate_reply(earlier))
         ack = Reply(Tone.WORKING, f"{_doing(command.action)} {label}…", audit_id=row.id)
-        return Started(self._safe(ack), row.id, client, request, command.action, label)
+        return Started(
+            self._safe(ack), row.id, client, request, command.action, label, command.target.call_id, check_state=check
+        )
+
+    async def _dry_run_after_check(
+        self,
+        inv: Invocation,
+        command: CallCommand,
+        authorised: _Authorised,
+        request: WireRequest,
+        stored: dict[str, Any],
+        cleared: _Cleared,
+    ) -> Done | Started:
+        """With `check_state`, a dry run checks the call's state too (the check is part of what a
+        real run would do). The read is provider I/O, so it happens in `finish`, after Slack's
+        acknowledgement: the row is `pending` meanwhile, then `dry_run` (or `invalid`)."""
+        label = authorised.label
+        try:
+            row = await self._record(
+                inv,
+                outcome="pending",
+                decision=cleared.decision,
+                request=stored,
+                break_glass=cleared.break_glass,
+                **authorised.context,
+            )
+        except repo.DuplicateRequest:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
+            assert earlier is not None
+            return Done(_duplicate_reply(earlier))
+        verb = command.action.name.value
+        dry = Reply(
+            Tone.DRY_RUN,
+            f"Dry run: {verb} {label}. Nothing was sent.",
+            ("The call's state was checked (check_state). This is the exact request callbot would send:",),
+            code=request.preview(),
+            audit_id=row.id,
+        )
+        ack = Reply(Tone.WORKING, f"Checking the state of {label} for the dry run…", audit_id=row.id)
+        return Started(
+            self._safe(ack),
+            row.id,
+            authorised.client,
+            request,
+            command.action,
+            label,
+            command.target.call_id,
+            check_state=True,
+            dry_run=dry,
+        )
 
     # -- the account's safety policy (bot/policy.py) ----------------------------------------------
 
@@ -925,7 +1015,8 @@ class Service:
             f"Reason: {row.reason}" if row.reason else "No reason given.",
         )
         reply = Reply(tone, title, (*head, *lines), code=row.preview, audit_id=row.request_audit_id, choices=choices)
-        return self._safe(reply)
+        # Posted to a channel: phone numbers (a Bird bridge target, a number in TwiML) are masked.
+        return self._safe(reply).map_text(phone.mask_in_text)
 
     async def _refuse_approval(
         self, inv: Invocation, row: ApprovalRow | None, verb: str, message: str, decision: Decision | None = None
@@ -1262,7 +1353,7 @@ class Service:
     def _bird_example(self) -> str:
         return next((name for name, c in sorted(self.clients.items()) if c.provider == "bird"), "ACCOUNT")
 
-    async def _offer_accounts(self, inv: Invocation, error: AmbiguousAccount, verb: ActionName) -> Reply:
+    async def _offer_accounts(self, inv: Invocation, error: AmbiguousAccount, verb: ActionName | str) -> Reply:
         """Audited as invalid (nothing was sent); the buttons re-run the command on one account."""
         refused = await self._refuse(inv, error, action=verb, call_id=error.call_id)
         token = secrets.token_urlsafe(16)
@@ -1652,6 +1743,15 @@ _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
         'Example: `/call freeze on=prod reason="fraud wave, investigating"`; lift with `/call unfreeze on=prod`.',
     ),
     "unfreeze": ("Admins only. Lifts the freeze of the accounts named; who and when is kept.",),
+    "list": (
+        "Needs a call action (hangup, cancel, redirect, twiml or flow) on the account. 20 calls a page, newest "
+        "first, with More; each call has Hang up / Redirect / Flow buttons that run the normal checks.",
+        "Example: `/call list prod status=ringing to=+442071234567`. Audited as `calls.list` (numbers masked).",
+    ),
+    "status": (
+        "Reads the call's state from the provider now (also once it ended): status and the provider's own word, "
+        "direction, from/to, started, duration. Same permission as `list`; audited as `calls.status`.",
+    ),
 }
 
 
@@ -1693,6 +1793,20 @@ def _success_reply(started: Started, result: ProviderResult) -> Reply:
     if getattr(action, "reason", None):
         lines = (*lines, f"Reason: {action.reason}")
     return Reply(Tone.SUCCESS, title, lines, audit_id=started.audit_id)
+
+
+def _checked(result: dict[str, Any] | None, checked: StateCheck | None) -> dict[str, Any] | None:
+    """The audit row's result, with what check_state found (when it ran)."""
+    if checked is None:
+        return result
+    return {**(result or {}), "state_check": checked.record}
+
+
+def _with_note(reply: Reply, checked: StateCheck | None) -> Reply:
+    """The reply, saying so when check_state could not read the call's state and went ahead."""
+    if checked is None or checked.note is None:
+        return reply
+    return replace(reply, lines=(*reply.lines, checked.note))
 
 
 def _action_hash(account: str, command: CallCommand, request: WireRequest) -> str:
@@ -1845,6 +1959,8 @@ def _verb_of(text: str) -> str | None:
     if word == "flows":
         sub = first[1].lower() if len(first) > 1 else "list"
         return f"flows.{sub}" if sub in grammar.FLOWS_USAGE else "flows"
+    if word in ("list", "status"):
+        return f"calls.{word}"
     return word if word in grammar.VERBS or word == "flow" else None
 
 

@@ -14,9 +14,12 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.models.blocks import Option
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.actions import CallTarget
 from bot.config import Settings
+from bot.errors import InvalidInput
 from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service, Started
 from bot.slack.approvals import post_approval, register_approvals
@@ -25,10 +28,20 @@ from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
 from bot.slack.home import publish_home
 from bot.slack.modal_io import INTERNAL_ERROR, button_invocation, modal_invocation, run_from_modal, view_metadata
-from bot.slack.render import CHOICE_ACTION, DISMISS_ACTION, OPEN_FORM_ACTION, message
+from bot.slack.render import (
+    CHOICE_ACTION,
+    DISMISS_ACTION,
+    LIVE_FLOW_ACTION,
+    LIVE_HANGUP_ACTION,
+    LIVE_MORE_ACTION,
+    LIVE_REDIRECT_ACTION,
+    OPEN_FORM_ACTION,
+    message,
+)
 from bot.slack.text import plain_text
 from bot.slack.views import (
     ACTION_MODAL,
+    CALL_PICKER,
     CONFIRM_MODAL,
     DESTRUCTIVE,
     FormState,
@@ -41,6 +54,7 @@ from bot.slack.views import (
 log = logging.getLogger(__name__)
 
 STALE_CHOICE = Reply(Tone.INFO, "This choice has expired or was already used.", ("Run the command again.",))
+LOOKING = Reply(Tone.WORKING, "Asking the provider…")
 STALE_BUTTON = Reply(Tone.INFO, "This button is no longer active.", ("Run the command again with `/call`.",))
 
 
@@ -88,6 +102,12 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         if builder_target is not None:
             await ack()
             await open_builder(client, service, inv, builder_target, trigger_id=str(body.get("trigger_id") or ""))
+            return
+
+        live = service.live.read_command(inv.text)
+        if live is not None:  # `/call list` and `/call status` read the provider after the acknowledgement
+            await ack(**message(LOOKING))
+            await _answer(lambda: service.live.run(inv, live), respond)
             return
 
         export = service.audit.export_query(inv.text)
@@ -194,6 +214,72 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         except Exception:
             log.exception("could not cancel a confirmation")
 
+    @app.action(re.compile(rf"^{LIVE_HANGUP_ACTION}:"))
+    async def on_live_hangup(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        """Hang up on a listed call: the stored `/call hangup ACCOUNT:CALL` through the whole
+        pipeline (permission, the account's confirmation, approval, audit), once. The listing stays."""
+        await ack()
+        token, _, account = str(action.get("value") or "").partition("|")
+        inv = button_invocation(body, idempotency_key=f"choice:{token}")
+
+        async def first(reply: Reply) -> None:
+            await respond(**message(reply), replace_original=False)
+
+        await _drive(
+            service,
+            lambda: service.begin_choice(inv, token, account),
+            first,
+            respond,
+            replace=False,
+            client=client,
+            user_id=inv.user_id,
+        )
+
+    @app.action(re.compile(rf"^{LIVE_REDIRECT_ACTION}:"))
+    async def on_live_redirect(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """Redirect on a listed call: the action form, with the account, the call and `redirect` filled in."""
+        await ack()
+        target = _target(action)
+        if target is None:
+            return
+        state = FormState(target.account, "redirect", {"call_id": target.call_id})
+        await _open_action_modal(client, service, str(body.get("trigger_id") or ""), button_invocation(body), state)
+
+    @app.action(re.compile(rf"^{LIVE_FLOW_ACTION}:"))
+    async def on_live_flow(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+        """Flow on a listed Bird call: the callFlow builder for it (it checks `flow` itself)."""
+        await ack()
+        target = _target(action)
+        if target is None:
+            return
+        inv = replace(button_invocation(body), text=f"flow {target.display()}")
+        await open_builder(client, service, inv, target, trigger_id=str(body.get("trigger_id") or ""))
+
+    @app.action(re.compile(rf"^{LIVE_MORE_ACTION}:"))
+    async def on_live_more(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+        """More: the next page, as a new message (the buttons of the page before keep working)."""
+        await ack()
+        value = str(action.get("value") or "")
+        await _answer(lambda: service.live.more(button_invocation(body), value), respond)
+
+    @app.options(CALL_PICKER)
+    async def on_call_options(ack: AsyncAck, body: dict[str, Any]) -> None:
+        """The action form's call menu: the account's live calls matching what was typed. Any
+        problem answers an empty list (logged), never an error Slack would show as a failure."""
+        user = str((body.get("user") or {}).get("id") or "")
+        view = body.get("view") or {}
+        account = read_state(view).account or view_metadata(view).get("account")
+        try:
+            found = await service.live.options(user, account, str(body.get("value") or ""))
+        except Exception:
+            log.exception("could not offer live calls to %s", user)
+            found = []
+        await ack(options=[Option(value=o.call_id, label=o.label).to_dict() for o in found])
+
     # Before the catch-alls below: Bolt runs the first listener that matches.
     register_flow_builder(app, service)
     register_approvals(app, service)
@@ -223,14 +309,19 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     return app
 
 
-async def _open_action_modal(client: AsyncWebClient, service: Service, trigger_id: str, inv: Invocation) -> None:
-    """`views.open` first (the trigger_id lives 3 s), then fill the form with `views.update`."""
+async def _open_action_modal(
+    client: AsyncWebClient, service: Service, trigger_id: str, inv: Invocation, state: FormState | None = None
+) -> None:
+    """`views.open` first (the trigger_id lives 3 s), then fill the form with `views.update`.
+    `state`: what to fill in already (the Redirect button of a listed call)."""
     try:
         opened = await client.views_open(trigger_id=trigger_id, view=loading_view())
         view = opened.get("view") or {}
         accounts = await service.form_accounts(inv.user_id)
         await client.views_update(
-            view_id=view.get("id"), hash=view.get("hash"), view=action_view(accounts, FormState(), inv.channel_id)
+            view_id=view.get("id"),
+            hash=view.get("hash"),
+            view=action_view(accounts, state or FormState(), inv.channel_id),
         )
     except Exception:
         log.exception("could not open the action modal for %s", inv.user_id)
@@ -259,6 +350,28 @@ def _confirmation(command: Any, channel: str | None) -> Any:
     values = {"call_id": command.target.call_id, "reason": action.reason}
     meta = {"channel": channel, "account": command.target.account, "action": action.name.value, "values": values}
     return confirm_view(f"{verb} {target}?", detail, meta, verb)
+
+
+def _target(action: dict[str, Any]) -> CallTarget | None:
+    """A listed call's button value, `account:call-id`; None (logged) when it is not one."""
+    try:
+        return CallTarget.parse(str(action.get("value") or ""))
+    except InvalidInput:
+        log.warning("a live-call button carried no call: %r", action.get("value"))
+        return None
+
+
+async def _answer(work: Callable[[], Awaitable[Reply]], respond: AsyncRespond) -> None:
+    """After the acknowledgement: the reply of a read (live calls) as a new ephemeral message."""
+    try:
+        reply = await work()
+    except Exception:
+        log.exception("could not read live calls")
+        reply = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was changed.", ("See the server log.",))
+    try:
+        await respond(**message(reply), replace_original=False)
+    except Exception:
+        log.exception("could not deliver a live-calls reply to Slack")
 
 
 def _partial_line(state: FormState) -> str:

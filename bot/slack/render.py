@@ -14,7 +14,18 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.replies import APPROVE_HANDLER, DENY_HANDLER, AuditEntry, AuditListing, Choice, Reply, Tone, mention
+from bot.replies import (
+    APPROVE_HANDLER,
+    DENY_HANDLER,
+    AuditEntry,
+    AuditListing,
+    CallEntry,
+    CallListing,
+    Choice,
+    Reply,
+    Tone,
+    mention,
+)
 
 EMOJI = {
     Tone.SUCCESS: ":white_check_mark:",
@@ -37,6 +48,11 @@ DENY_ACTION = DENY_HANDLER
 # `/call audit`: a row's Details button (value: the audit id) and Next / Previous (value: a page token).
 AUDIT_DETAILS_ACTION = "audit_details"
 AUDIT_PAGE_ACTION = "audit_page"
+# `/call list` and `/call status`: a call's buttons (action id prefix + ":" + its index) and More.
+LIVE_HANGUP_ACTION = "live_hangup"  # value: a stored `/call hangup` ("token|account")
+LIVE_REDIRECT_ACTION = "live_redirect"  # value: "account:call-id"
+LIVE_FLOW_ACTION = "live_flow"  # value: "account:call-id"
+LIVE_MORE_ACTION = "live_more"  # value: the next page (see bot/live_calls.py)
 
 
 def _chunks(lines: list[str], limit: int) -> list[str]:
@@ -64,6 +80,8 @@ def message(reply: Reply) -> dict[str, Any]:
     else:
         for chunk in _chunks(list(reply.lines), SECTION_LIMIT):
             blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+    if reply.calls is not None:
+        blocks += _calls(reply.calls)
     if reply.code:
         code = reply.code if len(reply.code) <= SECTION_LIMIT - 8 else reply.code[: SECTION_LIMIT - 9] + "…"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{code}```")))
@@ -122,6 +140,35 @@ def _listing(listing: AuditListing, head: tuple[str, ...]) -> list[Any]:
     if pages:
         blocks.append(ActionsBlock(block_id=AUDIT_PAGE_ACTION, elements=pages))
     return blocks
+
+
+def _calls(listing: CallListing) -> list[Any]:
+    """Each call (its line, when it has one) and its buttons; then More, when there is more."""
+    blocks: list[Any] = []
+    for index, entry in enumerate(listing.entries):
+        if entry.text:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(entry.text, SECTION_LIMIT))))
+        buttons = _call_buttons(index, entry)
+        if buttons:
+            blocks.append(ActionsBlock(block_id=f"live_call_{index}", elements=buttons))
+    if listing.more:
+        more = ButtonElement(text="More", action_id=f"{LIVE_MORE_ACTION}:0", value=listing.more)
+        blocks.append(ActionsBlock(block_id=LIVE_MORE_ACTION, elements=[more]))
+    return blocks
+
+
+def _call_buttons(index: int, entry: CallEntry) -> list[ButtonElement]:
+    target = f"{entry.account}:{entry.call_id}"
+    buttons = []
+    if entry.hangup:
+        buttons.append(
+            ButtonElement(text="Hang up", action_id=f"{LIVE_HANGUP_ACTION}:{index}", value=entry.hangup, style="danger")
+        )
+    if entry.redirect:
+        buttons.append(ButtonElement(text="Redirect", action_id=f"{LIVE_REDIRECT_ACTION}:{index}", value=target))
+    if entry.flow:
+        buttons.append(ButtonElement(text="Flow", action_id=f"{LIVE_FLOW_ACTION}:{index}", value=target))
+    return buttons
 
 
 def _button(index: int, choice: Choice) -> ButtonElement:

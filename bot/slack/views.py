@@ -18,6 +18,7 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     CheckboxesElement,
     ContextBlock,
+    ExternalDataSelectElement,
     InputBlock,
     MarkdownTextObject,
     NumberInputElement,
@@ -35,6 +36,8 @@ ACTION_MODAL = "call_action"
 BUILD_FLOW = "fb_build"  # the button that turns this modal into the callFlow builder
 CONFIRM_MODAL = "call_confirm"
 VALUE = "value"  # the action_id of every plain input
+# The call field: a type-ahead over the account's live calls (Slack asks `app.options` for them).
+CALL_PICKER = "call_picker"
 DESTRUCTIVE = ("hangup", "cancel")
 ACTION_LABELS = {
     "hangup": "Hang up",
@@ -113,8 +116,8 @@ def _plain(initial: str | None, placeholder: str = "", *, multiline: bool = Fals
 
 def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: str | None) -> View:
     """The form: account, call, action, then exactly the options that provider has for that action."""
-    metadata = json.dumps({"channel": channel_id})
     if not accounts:
+        metadata = json.dumps({"channel": channel_id})
         return View(
             type="modal",
             callback_id=ACTION_MODAL,
@@ -130,6 +133,9 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
             ],
         )
     chosen = next((a for a in accounts if a.name == state.account), accounts[0] if len(accounts) == 1 else None)
+    # The account goes in the metadata too: the call menu's options request reads it from there
+    # when the account was preselected (a single account) rather than picked.
+    metadata = json.dumps({"channel": channel_id, "account": chosen.name if chosen else None})
     blocks: list[Block] = [
         InputBlock(
             block_id="account",
@@ -145,8 +151,13 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
         _input(
             "call_id",
             "Call",
-            _plain(state.get("call_id"), chosen.call_id_example if chosen else "The call's id", max_length=128),
-            hint=f"A {chosen.provider_name} call id, like {chosen.call_id_example}" if chosen else None,
+            _call_picker(state.get("call_id")),
+            hint=(
+                f"Type to search the live calls of `{chosen.name}` (id or number), or type a whole "
+                f"{chosen.provider_name} call id, like {chosen.call_id_example}"
+                if chosen
+                else "Pick the account first"
+            )[:150],
         ),
     ]
     action = None
@@ -175,6 +186,17 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
         close=plain("Cancel"),
         private_metadata=metadata,
         blocks=blocks,
+    )
+
+
+def _call_picker(call_id: str | None) -> ExternalDataSelectElement:
+    """A type-ahead over the live calls (min_query_length 0: opening it lists them all)."""
+    initial = menu_option(call_id, call_id) if call_id else None
+    return ExternalDataSelectElement(
+        action_id=CALL_PICKER,
+        placeholder=plain("Search the live calls, or type a call id"),
+        initial_option=initial,
+        min_query_length=0,
     )
 
 
@@ -304,7 +326,7 @@ def read_state(view: Mapping[str, Any]) -> FormState:
 
 def _element_value(element: Mapping[str, Any]) -> str | None:
     kind = element.get("type")
-    if kind == "static_select":
+    if kind in ("static_select", "external_select"):
         selected = element.get("selected_option") or {}
         return str(selected.get("value")) if selected.get("value") else None
     if kind == "checkboxes":
