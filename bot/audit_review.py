@@ -113,14 +113,6 @@ class AuditReview:
             return refused
         return await self._page(flt, scope, older_than=older_than, newer_than=newer_than)
 
-    async def shell(self, query: AuditQuery) -> Reply:
-        """`callbot audit list`: the shell sees every row, `query.limit` of them."""
-        found = await audit_search.page(self.db, _filter(query), size=query.limit)
-        if not found.rows:
-            return Reply(Tone.INFO, "No audited attempts match (everyone's).")
-        title = f"Last {len(found.rows)} audited attempts (everyone's), newest first:"
-        return Reply(Tone.INFO, title, tuple(audit_line(r) for r in found.rows))
-
     async def _page(
         self, flt: AuditFilter, scope: Scope, *, older_than: Cursor | None = None, newer_than: Cursor | None = None
     ) -> Reply:

@@ -303,7 +303,6 @@ class AuditQuery:
     action: str | None = None
     outcome: str | None = None
     since: datetime | None = None
-    limit: int = 20
     until: datetime | None = None  # exclusive
     # `/call audit export … format=csv|jsonl`: the matching rows as a file instead of a page.
     export: bool = False

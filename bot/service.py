@@ -1566,10 +1566,6 @@ class Service:
             )
         return await self.audit.search(inv, query)
 
-    async def shell_audit(self, query: AuditQuery) -> Reply:
-        """`callbot audit list`: the shell sees every row."""
-        return self._safe(await self.audit.shell(query))
-
     async def _help(self, inv: Invocation, topic: str | None) -> Reply:
         held = allowed_actions(await self._usable(inv))
         if topic:
