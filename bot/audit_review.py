@@ -54,6 +54,7 @@ OUTCOME_EMOJI = {
     "dry_run": "🧪",
     "pending_approval": "🖐️",
     "expired": "⌛",
+    "cancelled": "🛑",
 }
 # Token keys: short, since the whole token must fit in a button value.
 _TOKEN_FIELDS = {"u": "user_id", "a": "account", "c": "call_id", "x": "action", "o": "outcome"}

@@ -120,6 +120,14 @@ async def claim_for_resume(db: Database, batch_id: int) -> bool:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def set_message(db: Database, batch_id: int, channel: str, ts: str) -> None:
+    """Where the progress message is: the interrupted sweep updates it."""
+    async with db.session() as session:
+        await session.execute(
+            update(BatchRow).where(BatchRow.id == batch_id).values(message_channel=channel, message_ts=ts)
+        )
+
+
 async def _set_item(db: Database, item_id: int, state: str, **fields: Any) -> None:
     async with db.session() as session:
         await session.execute(

@@ -5,8 +5,7 @@ Each call gets its own audit row (source `bulk`, action `hangup`, the batch id i
 written `pending` before the provider request and completed after it, like any hangup. The
 throttle is one per account and process, shared by every batch on that account.
 
-Not wired to Slack yet (`/call hangup-all`, its confirmation, progress message and Cancel button
-are the rest of issue 7).
+`/call hangup-all` (bot/bulk_actions.py) creates the batch and reports its progress.
 """
 
 from __future__ import annotations
@@ -26,18 +25,18 @@ from bot.providers.base import elapsed_ms, provider_error_fields
 if TYPE_CHECKING:
     from bot.service import Invocation, Service
 
-DEFAULT_CONCURRENCY = 10
-
 
 class BulkHangup:
-    def __init__(self, service: Service, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    def __init__(self, service: Service, concurrency: int | None = None) -> None:
+        """`concurrency`: for every account; by default each account's `bulk_concurrency`."""
         self.service = service
         self.concurrency = concurrency
         self._throttles: dict[str, Throttle] = {}
 
     def throttle(self, account: str) -> Throttle:
         if account not in self._throttles:
-            self._throttles[account] = Throttle(self.concurrency)
+            limit = self.concurrency or self.service.policy_of(account).bulk_concurrency
+            self._throttles[account] = Throttle(limit)
         return self._throttles[account]
 
     def act(self, inv: Invocation, account: str, batch_id: int, decision: Decision) -> Act:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot import __version__, audit_export, audit_retention, grammar
+from bot.bulk_actions import BatchNotice
 from bot.config import Settings
 from bot.db import audit_search, chain, migrate
 from bot.db.audit_search import AuditFilter
@@ -175,6 +176,7 @@ def _serve_socket(settings: Settings) -> int:
 
     from bot.slack.app import create_bolt_app
     from bot.slack.approvals import apply_update
+    from bot.slack.batches import announce_interrupted
 
     async def go() -> None:
         runtime = await Runtime.start(settings)
@@ -194,7 +196,10 @@ def _serve_socket(settings: Settings) -> int:
             async def tell(update: ApprovalUpdate) -> None:
                 await apply_update(app.client, update)
 
-            background = runtime.start_background(tell)
+            async def tell_batch(notice: BatchNotice) -> None:
+                await announce_interrupted(app.client, notice)
+
+            background = runtime.start_background(tell, tell_batch)
             try:
                 await handler.start_async()
             finally:

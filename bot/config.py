@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
-from bot.permissions import CALL_ACTIONS
+from bot.permissions import BULK, CALL_ACTIONS
 from bot.policy import Policy, check_bridge_pattern, check_url_rule
 
 DEFAULT_DATABASE_URL = "sqlite:///./callbot.db"
@@ -45,13 +45,16 @@ class _Account(BaseModel):
     approval_expiry_minutes: int = Field(default=10, ge=1, le=24 * 60)
     # Fetch the call's state before acting on it (bot/live_calls.py `check_state`).
     check_state: bool = False
+    # Bulk actions (`/call hangup-all`): provider requests in flight at once on this account.
+    bulk_concurrency: int = Field(default=10, ge=1, le=100)
 
     @field_validator("confirm", "require_reason", "approval")
     @classmethod
     def _call_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = (*CALL_ACTIONS, BULK)
         for action in value:
-            if action not in CALL_ACTIONS:
-                raise ValueError(f"{action!r} is not a call action (use: {', '.join(CALL_ACTIONS)})")
+            if action not in known:
+                raise ValueError(f"{action!r} is not a call action (use: {', '.join(known)})")
         return value
 
     @field_validator("allowed_urls")
@@ -87,6 +90,7 @@ class _Account(BaseModel):
             approvers_channel=self.approvers_channel,
             approval_expiry=timedelta(minutes=self.approval_expiry_minutes),
             check_state=self.check_state,
+            bulk_concurrency=self.bulk_concurrency,
         )
 
     def secrets(self) -> list[str]:

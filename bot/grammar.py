@@ -27,7 +27,7 @@ from bot.actions import (
 from bot.callflow import CallFlow, parse_callflow
 from bot.errors import InvalidInput
 from bot.flow_library import FlowRef, looks_like_reference, parse_ref
-from bot.permissions import ALL_ACTIONS, BUILTIN_ROLES, FLOW_MANAGE, GROUP, OUTCOMES, USER
+from bot.permissions import ALL_ACTIONS, BUILTIN_ROLES, BULK, FLOW_MANAGE, GROUP, OUTCOMES, USER
 
 _OPTION = re.compile(r"^([A-Za-z][A-Za-z_-]*)=(.*)$", re.S)
 _USER = re.compile(r"^(?:<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>|@?([UW][A-Z0-9]{2,}))$")
@@ -38,6 +38,8 @@ _DURATION = re.compile(r"^(\d{1,6})([mhdw])$")
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 MAX_TEXT = 8000
+# The most calls one bulk action ends (`max=` and the confirmed count stay within it).
+MAX_BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,22 @@ VERBS: dict[str, VerbSpec] = {
             ("CALL",),
             permission="hangup",
             also_permitted=("cancel", "redirect", "twiml", "flow"),
+        ),
+        VerbSpec(
+            "hangup-all",
+            '/call hangup-all ACCOUNT [status=in-progress|ringing|queued] [to=+44…] [from=+44…] [max=N] [reason="…"]',
+            "end every live call that matches (shows the count to confirm, then progress with Cancel)",
+            ("ACCOUNT",),
+            options=("status", "to", "from", "max", "reason"),
+            permission=BULK,
+        ),
+        VerbSpec(
+            "batch",
+            "/call batch ID [resume|cancel]",
+            "a bulk action's progress; `resume` finishes an interrupted one, `cancel` stops one",
+            ("ID",),
+            optional_positionals=("SUBCOMMAND",),
+            permission=BULK,
         ),
         VerbSpec(
             "flows",
@@ -213,6 +231,9 @@ AUDIT_ACTIONS = (
     "audit.export",
     "calls.list",
     "calls.status",
+    "hangup-all",
+    "batch.cancel",
+    "batch.resume",
 )
 
 
@@ -283,6 +304,27 @@ class CallStatusCommand:
     """`/call status [account:]CALL`: one call's state, fetched from the provider (read only)."""
 
     target: CallTarget
+
+
+@dataclass(frozen=True)
+class HangupAllCommand:
+    """`/call hangup-all ACCOUNT [status=…] [to=…] [from=…] [max=N] [reason=…]`: end every live call
+    matching the filter (at most `max`), as a batch (bot/bulk_actions.py)."""
+
+    account: str
+    status: str | None = None
+    to: str | None = None
+    from_number: str | None = None
+    max: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchCommand:
+    """`/call batch ID [resume|cancel]`: `sub` is show, resume or cancel."""
+
+    batch_id: int
+    sub: str = "show"
 
 
 @dataclass(frozen=True)
@@ -371,6 +413,8 @@ Command = (
     | FreezeCommand
     | ListCallsCommand
     | CallStatusCommand
+    | HangupAllCommand
+    | BatchCommand
 )
 
 
@@ -424,6 +468,10 @@ def parse(text: str) -> Command:
         return _list_command(args[0], options)
     if verb == "status":
         return CallStatusCommand(CallTarget.parse(args[0]))
+    if verb == "hangup-all":
+        return _hangup_all_command(args[0], options)
+    if verb == "batch":
+        return _batch_command(args)
     return _call_command(verb, args, options, flags)
 
 
@@ -507,6 +555,36 @@ def _list_command(account: str, options: dict[str, str]) -> ListCallsCommand:
     return ListCallsCommand(
         account.removesuffix(":"), status.strip().lower() if status else None, number("to"), number("from")
     )
+
+
+def _hangup_all_command(account: str, options: dict[str, str]) -> HangupAllCommand:
+    listed = _list_command(account, options)
+    limit = None
+    if "max" in options:
+        raw = options["max"].replace(",", "").replace("_", "").strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_BATCH:
+            raise InvalidInput(
+                f"max={options['max']}",
+                f"is not a number of calls from 1 to {MAX_BATCH:,}.",
+                "E.g. `max=500`, or leave it out to end every matching call (after you confirm the count).",
+            )
+        limit = int(raw)
+    reason = options.get("reason")
+    if reason is not None and not reason.strip():
+        raise InvalidInput('reason=""', "is empty.", "Say why, or leave `reason=` out.")
+    return HangupAllCommand(listed.account, listed.status, listed.to, listed.from_number, limit, reason)
+
+
+def _batch_command(args: list[str]) -> BatchCommand:
+    usage = f"Usage: `{VERBS['batch'].usage}`"
+    raw = args[0].removeprefix("#")
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(args[0], "is not a batch number.", f"The progress message names it (batch #12). {usage}")
+    sub = args[1].lower() if len(args) > 1 else "show"
+    if sub not in ("show", "resume", "cancel"):
+        hint = suggest(sub, ["resume", "cancel"]) or usage
+        raise InvalidInput(args[1], "is not something `batch` does.", hint)
+    return BatchCommand(int(raw), sub)
 
 
 def _freeze_command(verb: str, options: dict[str, str]) -> FreezeCommand:

@@ -88,7 +88,11 @@ class LiveCalls:
     ) -> Reply:
         """One page of the account's live calls (the first, or the one `token` continues to)."""
         s = self.service
-        shown = {"status": flt.get("status"), "to": _masked(flt.get("to")), "from": _masked(flt.get("from"))}
+        shown = {
+            "status": flt.get("status"),
+            "to": masked_number(flt.get("to")),
+            "from": masked_number(flt.get("from")),
+        }
         request: dict[str, Any] = {**shown, "next_page": token is not None}
         # The command text is rebuilt from the masked filter, not copied as typed: however a number
         # was written (with or without `+`, spaced), it never reaches the audit row in full.
@@ -96,7 +100,7 @@ class LiveCalls:
         context: dict[str, Any] = {"action": LIST_ACTION, "account": account, "request": request}
         try:
             client = self._client(account)
-            wanted = CallFilter(flt.get("status"), _number(flt.get("to")), _number(flt.get("from")))
+            wanted = CallFilter(flt.get("status"), normalised_number(flt.get("to")), normalised_number(flt.get("from")))
         except InvalidInput as error:
             return await s._refuse(inv, error, **context)
         context["provider"] = client.provider
@@ -395,11 +399,11 @@ def _state_record(call: LiveCall) -> dict[str, Any]:
     return {"status": call.status, "raw_status": call.raw_status, "ended": call.ended}
 
 
-def _masked(number: str | None) -> str | None:
-    return phone.mask(_number(number) or "") if number else None
+def masked_number(number: str | None) -> str | None:
+    return phone.mask(normalised_number(number) or "") if number else None
 
 
-def _number(number: str | None) -> str | None:
+def normalised_number(number: str | None) -> str | None:
     return phone.normalise(number) if number else None
 
 

@@ -43,7 +43,10 @@ CALL_ACTIONS = ("hangup", "cancel", "redirect", "twiml", "flow")
 FLOW_MANAGE = "flow:manage"
 BREAK_GLASS = "break-glass"
 APPROVE = "approve"
-ALL_ACTIONS = (*CALL_ACTIONS, FLOW_MANAGE, "audit", APPROVE, BREAK_GLASS, "admin")
+# Ending many calls at once (`/call hangup-all`, `/call batch`): a grant of its own, not implied
+# by `hangup`, because one command reaches every live call of an account.
+BULK = "bulk"
+ALL_ACTIONS = (*CALL_ACTIONS, BULK, FLOW_MANAGE, "audit", APPROVE, BREAK_GLASS, "admin")
 # Held only when granted by name: `admin` does not imply these.
 NOT_IMPLIED_BY_ADMIN = (BREAK_GLASS,)
 # Actions whose grants only mean something on `*` (they are not about one account).
@@ -60,13 +63,14 @@ OUTCOMES = (
     "rate_limited",
     "pending_approval",  # a call action waiting for a second person (two-person approval)
     "expired",  # an approval request nobody decided before its deadline (the expiry sweep)
+    "cancelled",  # a bulk action stopped with its Cancel button before every call was handled
 )
 # `viewer` holds nothing beyond what everyone may do (help, their own perms and audit rows): a
 # grant of it documents that someone is expected, and lists them in `/call perms`.
 BUILTIN_ROLES: dict[str, tuple[str, ...]] = {
     "viewer": (),
     "operator": CALL_ACTIONS,
-    "supervisor": (*CALL_ACTIONS, "audit", APPROVE),
+    "supervisor": (*CALL_ACTIONS, BULK, "audit", APPROVE),
     "admin": ("admin",),
 }
 USER, GROUP = "user", "group"

@@ -18,6 +18,10 @@ callbot.toml) and the value that broke it, because that is what the person and t
   clicks Approve (two-person rule; bot/service.py "two-person approval").
 - `check_state`: before hangup, cancel, redirect and twiml, the service fetches the call's state and
   refuses a call that already ended (and `cancel` on an answered call); see bot/live_calls.py.
+- `bulk_concurrency` (default 10): requests a bulk action keeps in flight on the account; a 429
+  halves it for everyone on the account until the provider recovers (bot/bulk.py).
+- `require_reason`, `approval` and `confirm` may name `bulk` (`/call hangup-all`); a bulk action
+  always asks to confirm the number of calls it would end.
 - `max_actions_per_minute` (per person, default 30) and `max_account_actions_per_minute`
   (everyone together, unset by default): attempts sent (or being sent) in the last 60 s.
 """
@@ -55,6 +59,8 @@ class Policy:
     # Fetch the call's state before hangup/cancel/redirect/twiml: refuse a call that already ended
     # (and `cancel` on an answered call). A failed fetch never holds the action back.
     check_state: bool = False
+    # `/call hangup-all`: provider requests in flight at once on this account (bot/bulk.py Throttle).
+    bulk_concurrency: int = 10
 
 
 DEFAULT_POLICY = Policy()

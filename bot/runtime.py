@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot import audit_retention
 from bot.audit_retention import PurgeReport
+from bot.bulk_actions import BatchNotice
 from bot.config import Settings
 from bot.db import migrate
 from bot.db.session import Database, is_sqlite
@@ -114,18 +115,44 @@ class Runtime:
                 log.exception("audit retention purge failed; will retry")
             await asyncio.sleep(every)
 
+    async def sweep_batches(self, tell: Callable[[BatchNotice], Awaitable[None]]) -> int:
+        """Running batches whose process stopped beating become `interrupted` (resumable); `tell`
+        updates each one's progress message. Returns how many were found."""
+        try:
+            notices = await self.service.bulk.interrupted()
+        except Exception:
+            log.exception("interrupted-batch sweep failed; will retry")
+            return 0
+        for notice in notices:
+            try:
+                await tell(notice)
+            except Exception:
+                log.exception("could not announce interrupted batch #%s", notice.batch_id)
+        return len(notices)
+
+    async def sweep_batches_forever(self, tell: Callable[[BatchNotice], Awaitable[None]], every: float) -> None:
+        # At once on start-up, then regularly: a batch of a process that died just before this one
+        # started still has a fresh heartbeat at first.
+        while True:
+            await self.sweep_batches(tell)
+            await asyncio.sleep(every)
+
     def start_background(
         self,
         tell: Callable[[ApprovalUpdate], Awaitable[None]],
+        tell_batch: Callable[[BatchNotice], Awaitable[None]],
         *,
         approval_sweep_every: float = 30.0,
         retention_every: tuple[float, float] = (60.0, 86_400.0),
+        batch_sweep_every: float = 10.0,
     ) -> list[asyncio.Task[None]]:
         """The periodic work of a long-running server (HTTP or Socket Mode): abandoned pending
-        rows, approval expiry, audit retention. The caller cancels the tasks on shutdown."""
+        rows, approval expiry, interrupted batches, audit retention. The caller cancels the tasks
+        on shutdown."""
         return [
             asyncio.create_task(self.sweep_pending_forever()),
             asyncio.create_task(self.sweep_approvals_forever(tell, approval_sweep_every)),
+            asyncio.create_task(self.sweep_batches_forever(tell_batch, batch_sweep_every)),
             asyncio.create_task(self.purge_audit_forever(retention_every[1], retention_every[0])),
         ]
 

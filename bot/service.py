@@ -32,6 +32,7 @@ from bot.actions import (
     action_params,
 )
 from bot.audit_review import OUTCOME_EMOJI, AuditReview
+from bot.bulk_actions import BULK_ACTION, BatchPlan, BatchRun, BulkActions
 from bot.callflow import CallFlow
 from bot.db import repo
 from bot.db.models import ApprovalRow, AuditRow, utcnow
@@ -49,12 +50,14 @@ from bot.errors import (
 from bot.flow_library import FlowRef, SavedFlow
 from bot.grammar import (
     AuditQuery,
+    BatchCommand,
     CallCommand,
     CallStatusCommand,
     FlowBuilderCommand,
     FlowsCommand,
     FreezeCommand,
     GrantCommand,
+    HangupAllCommand,
     HelpCommand,
     ListCallsCommand,
     OpenFormCommand,
@@ -192,6 +195,8 @@ class ApprovalDecision:
     reply: Reply
     update: ApprovalUpdate | None = None
     step: Done | Started | None = None
+    # An approved `/call hangup-all`: the chat layer starts and runs it (bot/bulk_actions.py).
+    batch: BatchPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +282,8 @@ class Service:
         self.audit = AuditReview(self)
         # `/call list`, `/call status`, the form's call type-ahead, check_state (bot/live_calls.py).
         self.live = LiveCalls(self)
+        # `/call hangup-all`, `/call batch`: bulk actions with progress, Cancel, resume (bot/bulk_actions.py).
+        self.bulk = BulkActions(self)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -311,6 +318,13 @@ class Service:
         if isinstance(command, ListCallsCommand | CallStatusCommand):
             # Reads the provider: Slack acknowledges a typed one first (bot/slack/app.py).
             return Done(self._safe(await self.live.run(inv, command)))
+        if isinstance(command, HangupAllCommand | BatchCommand):
+            # Slack runs these itself (progress message, Cancel); here: the shell, which refuses a
+            # new hangup-all and runs `batch ID resume` to its end.
+            outcome = await self.bulk.typed(inv, command)
+            if isinstance(outcome, BatchRun):
+                outcome = await self.bulk.run(outcome, _ignore_progress)
+            return Done(self._safe(outcome))
         if isinstance(command, GrantCommand):
             return Done(self._safe(await self._change_grants(inv, command)))
         if isinstance(command, FreezeCommand):
@@ -954,6 +968,12 @@ class Service:
             account=row.account,
             idempotency_key=f"approval:{row.id}",
         )
+        if row.action == BULK_ACTION:
+            ack = Reply(Tone.WORKING, f"Approved #{row.id}: starting {row.action} on {row.account}…", audit_id=audit.id)
+            plan = await self.bulk.approved(runner, row, inv.user_id)
+            if isinstance(plan, Reply):
+                return ApprovalDecision(ack, step=Done(self._safe(plan)))
+            return ApprovalDecision(ack, batch=plan)
         step = await self._begin(runner, confirmed=True, approved=_Approved(row, inv.user_id))
         label = f"{row.account}:{row.call_id}"
         ack = Reply(Tone.WORKING, f"Approved #{row.id}: running {row.action} {label}…", audit_id=audit.id)
@@ -1001,7 +1021,8 @@ class Service:
         return updates
 
     def _approval_update(self, row: ApprovalRow, tone: Tone, title: str, *said: str) -> ApprovalUpdate:
-        label = f"`{row.action} {row.account}:{row.call_id}`"
+        target = row.account if row.action == BULK_ACTION else f"{row.account}:{row.call_id}"
+        label = f"`{row.action} {target}`"
         message = self._approval_message(row, tone, title, said)
         notice = self._safe(Reply(tone, f"Your request {label} (approval #{row.id}): {title}", said))
         return ApprovalUpdate(row.channel, row.message_ts, message, row.requester, row.requester_channel, notice)
@@ -1723,7 +1744,7 @@ _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
         "again. Add `dry-run` to see the request instead; from `callbot run` it applies without asking.",
     ),
     "grant": (
-        "ACTIONS: hangup, cancel, redirect, twiml, flow, flow:manage, audit, approve, break-glass, admin "
+        "ACTIONS: hangup, cancel, redirect, twiml, flow, bulk, flow:manage, audit, approve, break-glass, admin "
         "(comma-separated), or roles: viewer, operator, supervisor, admin and custom ones (`/call roles`). "
         "`on=*` means all accounts; `flow:manage` (save and delete saved flows) is granted on `*` only.",
         "To a user group: `/call grant @oncall-voice operator on=prod` (every member, read from Slack). "
@@ -1744,11 +1765,30 @@ _TOPIC_NOTES: dict[str, tuple[str, ...]] = {
         "first, with More; each call has Hang up / Redirect / Flow buttons that run the normal checks.",
         "Example: `/call list prod status=ringing to=+442071234567`. Audited as `calls.list` (numbers masked).",
     ),
+    "hangup-all": (
+        "Needs `bulk` on the account (not implied by hangup; `supervisor` and `admin` carry it). callbot counts "
+        "the matching live calls and asks you to confirm that number; on Confirm it lists them again and hangs "
+        "up at most that many, `bulk_concurrency` at a time (default 10), slowing down on the provider's 429s.",
+        "Progress is one message in the channel, updated about once a second (`312 / 1,000 ended, 3 failed, "
+        "~4 s left`), with Cancel; then a summary listing the failures. Each call has its own audit row (source "
+        "`bulk`); the batch has one too (`action=hangup-all`). Two-person approval applies (`approval = "
+        '["bulk"]`). Example: `/call hangup-all prod to=+88213 status=in-progress reason="toll fraud"`.',
+    ),
+    "batch": (
+        "`/call batch 12` shows a batch: counts, who started it, failures. `cancel` stops a running one between "
+        "requests (the requester, or anyone holding `bulk` there). If callbot stopped mid-batch, the batch "
+        "shows `interrupted` within a minute of the restart and `/call batch 12 resume` finishes the calls "
+        "left, never touching one already handled.",
+    ),
     "status": (
         "Reads the call's state from the provider now (also once it ended): status and the provider's own word, "
         "direction, from/to, started, duration. Same permission as `list`; audited as `calls.status`.",
     ),
 }
+
+
+async def _ignore_progress(reply: Reply) -> None:
+    """The shell shows a bulk action's summary only."""
 
 
 def _doing(action: CallAction) -> str:

@@ -12,12 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.bulk_actions import BatchNotice
 from bot.config import Settings
 from bot.replies import Reply, Tone
 from bot.runtime import Runtime
 from bot.service import ApprovalUpdate, Clock
 from bot.slack.app import create_bolt_app
 from bot.slack.approvals import apply_update
+from bot.slack.batches import announce_interrupted
 from bot.slack.render import message
 
 log = logging.getLogger(__name__)
@@ -31,9 +33,11 @@ def create_web_app(
     clock: Clock | None = None,
     approval_sweep_every: float = 30.0,
     retention_every: tuple[float, float] = (60.0, 86_400.0),
+    batch_sweep_every: float = 10.0,
 ) -> Starlette:
     """`approval_sweep_every`: seconds between two expiry sweeps of approval requests;
-    `retention_every`: (first, then every) seconds for the audit retention purge. Tests shorten both."""
+    `retention_every`: (first, then every) seconds for the audit retention purge; `batch_sweep_every`:
+    seconds between two looks for interrupted batches. Tests shorten them."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -45,8 +49,15 @@ def create_web_app(
         async def tell(update: ApprovalUpdate) -> None:
             await apply_update(bolt.client, update)
 
+        async def tell_batch(notice: BatchNotice) -> None:
+            await announce_interrupted(bolt.client, notice)
+
         sweepers = runtime.start_background(
-            tell, approval_sweep_every=approval_sweep_every, retention_every=retention_every
+            tell,
+            tell_batch,
+            approval_sweep_every=approval_sweep_every,
+            retention_every=retention_every,
+            batch_sweep_every=batch_sweep_every,
         )
         try:
             yield

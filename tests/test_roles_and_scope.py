@@ -121,7 +121,7 @@ def test_roles_lists_built_in_and_custom_roles(rbot: RoleBot) -> None:
     assert "Created role `incident`" in rbot.say("role create incident hangup,audit", CAROL)
     listing = rbot.say("roles", BOB)
     assert "`operator` (built in): hangup, cancel, redirect, twiml, flow" in listing
-    assert "`supervisor` (built in): hangup, cancel, redirect, twiml, flow, audit, approve" in listing
+    assert "`supervisor` (built in): hangup, cancel, redirect, twiml, flow, bulk, audit, approve" in listing
     assert "`incident` (custom): hangup, audit" in listing
 
 

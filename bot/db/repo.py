@@ -12,6 +12,7 @@ from bot.db import chain
 from bot.db.models import (
     ApprovalRow,
     AuditRow,
+    BatchRow,
     FlowDraftRow,
     FreezeRow,
     GrantRow,
@@ -184,11 +185,15 @@ async def mark_pending_unknown(db: Database, older_than: datetime) -> int:
     """Rows left `pending` by a process that died between request and answer become `unknown`.
 
     Only rows older than any request still in flight can be touched: other processes may share
-    the database.
+    the database. The row of a bulk action whose batch is still running (its heartbeat fresh) stays
+    pending for as long as the batch runs; once the batch is marked interrupted, it is abandoned too.
     """
+    running = select(BatchRow.audit_id).where(BatchRow.status == "running", BatchRow.audit_id.is_not(None))
     async with db.chain_session() as session:
         stale = await session.scalars(
-            select(AuditRow.id).where(AuditRow.outcome == chain.PENDING, AuditRow.created_at < older_than)
+            select(AuditRow.id).where(
+                AuditRow.outcome == chain.PENDING, AuditRow.created_at < older_than, AuditRow.id.not_in(running)
+            )
         )
         now = utcnow()
         outcome = {
@@ -234,12 +239,14 @@ COUNTED_OUTCOMES = ("pending", "succeeded", "failed", "unknown")
 async def recent_attempt_times(
     db: Database, since: datetime, actions: tuple[str, ...], *, account: str, user_id: str | None = None
 ) -> list[datetime]:
-    """When the counted call attempts on `account` (by `user_id`, or by anyone) since `since` began."""
+    """When the counted call attempts on `account` (by `user_id`, or by anyone) since `since` began.
+    The calls of a bulk action do not count: its one command was counted, and its own throttle paces it."""
     query = select(AuditRow.created_at).where(
         AuditRow.created_at >= since,
         AuditRow.account == account,
         AuditRow.action.in_(actions),
         AuditRow.outcome.in_(COUNTED_OUTCOMES),
+        AuditRow.source != "bulk",
     )
     if user_id is not None:
         query = query.where(AuditRow.user_id == user_id)

@@ -20,10 +20,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.actions import CallTarget
 from bot.config import Settings
 from bot.errors import InvalidInput
+from bot.grammar import HangupAllCommand
 from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service, Started
 from bot.slack.approvals import post_approval, register_approvals
 from bot.slack.audit import PREPARING, register_audit, run_export
+from bot.slack.batches import answer as answer_bulk
+from bot.slack.batches import register_batches
 from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
 from bot.slack.home import publish_home
@@ -55,6 +58,8 @@ log = logging.getLogger(__name__)
 
 STALE_CHOICE = Reply(Tone.INFO, "This choice has expired or was already used.", ("Run the command again.",))
 LOOKING = Reply(Tone.WORKING, "Asking the provider…")
+COUNTING = Reply(Tone.WORKING, "Counting the matching live calls…")
+LOOKING_UP = Reply(Tone.WORKING, "Looking up the batch…")
 STALE_BUTTON = Reply(Tone.INFO, "This button is no longer active.", ("Run the command again with `/call`.",))
 
 
@@ -108,6 +113,12 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         if live is not None:  # `/call list` and `/call status` read the provider after the acknowledgement
             await ack(**message(LOOKING))
             await _answer(lambda: service.live.run(inv, live), respond)
+            return
+
+        bulk = service.bulk.command(inv.text)
+        if bulk is not None:  # counting calls, or running a batch, reads the provider: acknowledged first
+            await ack(**message(COUNTING if isinstance(bulk, HangupAllCommand) else LOOKING_UP))
+            await answer_bulk(client, service, lambda: service.bulk.typed(inv, bulk), respond)
             return
 
         export = service.audit.export_query(inv.text)
@@ -284,6 +295,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     register_flow_builder(app, service)
     register_approvals(app, service)
     register_audit(app, service)
+    register_batches(app, service)
 
     # Requests nothing else claims (old buttons, future views) are acknowledged, never a 404.
     @app.action(re.compile(".*"))

@@ -69,10 +69,17 @@ def register_approvals(app: AsyncApp, service: Service) -> None:
             await respond(**message(decided.reply), replace_original=False)
             if decided.update is not None:
                 await apply_update(client, decided.update)
-            if decided.step is None:
+            if decided.batch is not None:
+                # The requester's bulk action: its progress message goes to their channel.
+                # (Imported here: bot.slack.batches imports this module for post_approval.)
+                from bot.slack.batches import run_plan
+
+                outcome = await run_plan(client, service, decided.batch, None)
+            elif decided.step is None:
                 return
-            step = decided.step
-            outcome = step.reply if isinstance(step, Done) else await service.finish(step)
+            else:
+                step = decided.step
+                outcome = step.reply if isinstance(step, Done) else await service.finish(step)
             update = await service.approval_finished(approval_id, outcome)
             if update is not None:
                 await apply_update(client, update)

@@ -40,6 +40,7 @@ class FakeSlack(RecordingServer):
         super().__init__(self._answer)
         self._views = itertools.count(1)
         self.unreachable_channels: set[str] = set()  # chat.postEphemeral answers channel_not_found
+        self.closed_channels: set[str] = set()  # chat.postMessage answers not_in_channel
         self.view_errors: list[str] = []
         self.socket_url: str | None = None  # what apps.connections.open hands out
         # usergroups.users.list: group id -> member ids (change it in tests); unknown -> no_such_subteam.
@@ -89,8 +90,14 @@ class FakeSlack(RecordingServer):
         args = _args(request)
         if method == "chat.postEphemeral" and args.get("channel") in self.unreachable_channels:
             return Answer.json(200, {"ok": False, "error": "channel_not_found"})
+        if method == "chat.postMessage" and args.get("channel") in self.closed_channels:
+            return Answer.json(200, {"ok": False, "error": "not_in_channel"})
         if method in ("chat.postMessage", "chat.postEphemeral", "chat.update"):
-            return Answer.json(200, {"ok": True, "channel": "C2147483705", "ts": "1700000000.000100"})
+            # chat.postMessage answers where it posted (a user id: their DM with the bot).
+            channel = str(args.get("channel") or "C2147483705") if method == "chat.postMessage" else "C2147483705"
+            if channel[:1] in ("U", "W"):
+                channel = dm_channel(channel)
+            return Answer.json(200, {"ok": True, "channel": channel, "ts": "1700000000.000100"})
         if method == "usergroups.users.list":
             return self._usergroup(args)
         if method in ("views.open", "views.update", "views.push"):

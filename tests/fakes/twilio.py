@@ -61,6 +61,8 @@ class FakeTwilio(RecordingServer):
         self.max_concurrency = max_concurrency  # None: no cap
         self.retry_after = retry_after  # the Retry-After of the 20429 answers beyond the cap
         self.hangups: Counter[str] = Counter()
+        # sid → the answer every update of that call gets (a call the provider refuses to end).
+        self.refusing: dict[str, Answer] = {}
         self.rate_limited = 0  # requests answered 20429 because of the cap
         self.peak_concurrency = 0
         self._in_flight = 0
@@ -152,6 +154,8 @@ class FakeTwilio(RecordingServer):
         if wanted in ("completed", "canceled"):
             with self._lock:  # counted even when the call had already ended: a duplicate shows as 2
                 self.hangups[sid] += 1
+        if sid in self.refusing:
+            return self.refusing[sid]
         status = self.calls[sid]
         if status in FINAL:
             return twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
