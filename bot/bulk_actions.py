@@ -97,6 +97,7 @@ class BatchRun:
     filter_text: str
     resumed: bool = False
     approval_id: int | None = None
+    reason: str | None = None
 
     @property
     def channel(self) -> str | None:
@@ -384,6 +385,7 @@ class BulkActions:
             batch.total,
             filter_text(command),
             approval_id=plan.approval_id,
+            reason=command.reason,
         )
 
     async def message_posted(self, batch_id: int, channel: str, ts: str) -> None:
@@ -407,7 +409,11 @@ class BulkActions:
         return Reply(
             Tone.WORKING,
             f"Hanging up calls on `{run.account}`{run.filter_text} (batch #{run.batch_id})",
-            (progress_line(progress), f"Started by {mention(run.inv.user_id)}."),
+            (
+                progress_line(progress),
+                f"{'Resumed' if run.resumed else 'Started'} by {mention(run.inv.user_id)}."
+                + (f" Reason: {run.reason}" if run.reason else ""),
+            ),
             audit_id=run.audit_id,
             choices=(cancel,),
         ).map_text(phone.mask_in_text)
@@ -550,6 +556,7 @@ class BulkActions:
             batch.total,
             _stored_filter_text(batch),
             resumed=True,
+            reason=batch.reason,
         )
 
     async def show(self, inv: Invocation, batch_id: int) -> Reply:

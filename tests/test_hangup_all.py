@@ -7,6 +7,7 @@ two-person approval, with the audit rows each leaves."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import re
@@ -25,7 +26,11 @@ from bot.db.models import BatchRow, utcnow
 from bot.db.session import Database
 from bot.runtime import Runtime
 from bot.service import Invocation
-from tests.conftest import ALICE, BOB, PAYLOADS, DbHelper, ServerThread, SlackDriver, reply_text, write_config
+from tests.conftest import ALICE, BOB, PAYLOADS, Bot, DbHelper, ServerThread, SlackDriver, reply_text, write_config
+from tests.fakes import bandwidth as bw
+from tests.fakes import bird
+from tests.fakes.bandwidth import bw_call_id
+from tests.fakes.bird import bird_call_id
 from tests.fakes.slack import FakeSlack, dm_channel
 from tests.fakes.twilio import CALLS_PATH, FakeTwilio, call_sid, twilio_error
 from tests.processes import callbot
@@ -34,6 +39,7 @@ CHANNEL = "C2147483705"  # the channel of the slash-command sample
 FRAUD = "+88213000777"  # the premium destination of the simulated toll fraud
 OTHER = "+442071838750"
 APPROVERS = "C0APPROVE1"
+BW_BASIC = "Basic " + base64.b64encode(f"{bw.USERNAME}:{bw.PASSWORD}".encode()).decode()
 
 
 class Harness:
@@ -527,3 +533,49 @@ def test_help_shows_the_bulk_commands_to_holders_of_bulk_only(start: Any) -> Non
     assert "/call hangup-all ACCOUNT" in with_bulk and "/call batch ID" in with_bulk
     topic = reply_text(bot.slack.command("help hangup-all", user=BOB).json())
     assert "Needs `bulk` on the account" in topic
+
+
+# -- Bandwidth and Bird: the same batch, each provider's own wire format --------------------------
+
+
+def _run_batch(bot: Bot, account: str, count: int) -> dict[str, Any]:
+    bot.db.grant(ALICE, "bulk", account)
+    before = len(bot.fake_slack.responses())
+    response = bot.slack.command(f"hangup-all {account}")
+    assert response.status_code == 200 and "Counting" in reply_text(response.json())
+    prompt = bot.fake_slack.wait_responses(before + 1)[before].json
+    payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+    payload["user"] = {"id": ALICE, "username": "alice", "name": "alice", "team_id": "T0001"}
+    payload["response_url"] = bot.fake_slack.response_url("bulk")
+    payload["actions"] = [{**named(prompt, f"Hang up {count} calls"), "block_id": "b", "type": "button"}]
+    assert bot.slack.interact(payload).status_code == 200
+    bot.fake_slack.wait_for(
+        lambda reqs: any("finished" in reply_text(u) for u in bot.fake_slack.calls("chat.update")), 20
+    )
+    return next(u for u in bot.fake_slack.calls("chat.update") if "finished" in reply_text(u))
+
+
+def test_hangup_all_on_bandwidth_posts_state_completed_to_each_call(bot: Bot) -> None:
+    ids = [bot.fake_bandwidth.add_call(bw_call_id(n)) for n in range(1, 6)]
+    summary = _run_batch(bot, "bw", 5)
+    assert "5 / 5 ended, 0 failed" in reply_text(summary)
+    updates = bot.fake_bandwidth.updates()
+    assert sorted(r.path for r in updates) == sorted(f"/accounts/{bw.ACCOUNT_ID}/calls/{cid}" for cid in ids)
+    for request in updates:
+        assert request.method == "POST" and request.json == {"state": "completed"}
+        assert request.header("content-type") == "application/json"
+        assert request.header("authorization") == BW_BASIC
+    assert all(bot.fake_bandwidth.calls[cid] == "disconnected" for cid in ids)
+
+
+def test_hangup_all_on_bird_patches_status_completed_on_each_call(bot: Bot) -> None:
+    ids = [bot.fake_bird.add_call(bird_call_id(n)) for n in range(1, 6)]
+    summary = _run_batch(bot, "bird", 5)
+    assert "5 / 5 ended, 0 failed" in reply_text(summary)
+    updates = bot.fake_bird.updates()
+    prefix = f"/workspaces/{bird.WORKSPACE_ID}/channels/{bird.CHANNEL_ID}/calls"
+    assert sorted(r.path for r in updates) == sorted(f"{prefix}/{cid}" for cid in ids)
+    for request in updates:
+        assert request.method == "PATCH" and request.json == {"status": "completed"}
+        assert request.header("authorization") == f"AccessKey {bird.ACCESS_KEY}"
+    assert {r["source"] for r in bot.db.audit() if r["action"] == "hangup"} == {"bulk"}
