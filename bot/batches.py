@@ -96,12 +96,12 @@ async def request_cancel(db: Database, batch_id: int, by: str) -> bool:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def mark_interrupted(db: Database, now: datetime) -> list[int]:
+async def mark_interrupted(db: Database, now: datetime, stale_after: timedelta = STALE_AFTER) -> list[int]:
     """Running batches whose process stopped beating: resumable with `resume`."""
     async with db.session() as session:
         stale = list(
             await session.scalars(
-                select(BatchRow.id).where(BatchRow.status == RUNNING, BatchRow.heartbeat_at < now - STALE_AFTER)
+                select(BatchRow.id).where(BatchRow.status == RUNNING, BatchRow.heartbeat_at < now - stale_after)
             )
         )
         if stale:
@@ -135,7 +135,8 @@ async def _set_item(db: Database, item_id: int, state: str, **fields: Any) -> No
         )
 
 
-async def _counts(db: Database, batch_id: int) -> dict[str, int]:
+async def counts(db: Database, batch_id: int) -> dict[str, int]:
+    """How many of the batch's items are in each state."""
     async with db.session() as session:
         rows = await session.execute(
             select(BatchItemRow.state, func.count())
@@ -157,7 +158,7 @@ async def run(
     """Runs the batch's items still to do (todo, and sending ones in doubt) and closes the batch:
     finished, or cancelled when someone asked. Progress counts the whole batch, earlier runs too."""
     pending = [item for item in await items(db, batch_id) if item.state in (TODO, SENDING)]
-    before = await _counts(db, batch_id)
+    before = await counts(db, batch_id)
     done_before = before.get(ENDED, 0)
     failed_before = before.get(FAILED, 0)
     by_call = {item.call_id: item for item in pending}
@@ -179,6 +180,7 @@ async def run(
             done_before + progress.ended,
             failed_before + progress.failed,
             progress.elapsed,
+            earlier=done_before + failed_before,
         )
 
     async def tick(progress: Progress) -> None:

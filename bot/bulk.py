@@ -116,6 +116,7 @@ class Progress:
     ended: int
     failed: int
     elapsed: float  # seconds
+    earlier: int = 0  # of `handled`, how many an earlier run did (a resumed batch): not part of the pace
 
     @property
     def handled(self) -> int:
@@ -124,9 +125,10 @@ class Progress:
     @property
     def eta(self) -> float | None:
         """Seconds left at the pace so far; None before the first answer."""
-        if not self.handled or self.elapsed <= 0:
+        now = self.handled - self.earlier
+        if now <= 0 or self.elapsed <= 0:
             return None
-        return (self.total - self.handled) * self.elapsed / self.handled
+        return (self.total - self.handled) * self.elapsed / now
 
 
 @dataclass(frozen=True)

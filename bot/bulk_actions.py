@@ -29,6 +29,7 @@ import secrets
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot import batches, grammar, phone
@@ -98,6 +99,13 @@ class BatchRun:
     resumed: bool = False
     approval_id: int | None = None
     reason: str | None = None
+    # Handled by an earlier run (a resumed batch): where its progress starts.
+    ended_before: int = 0
+    failed_before: int = 0
+
+    @property
+    def start(self) -> Progress:
+        return Progress(self.total, self.ended_before, self.failed_before, 0.0, self.ended_before + self.failed_before)
 
     @property
     def channel(self) -> str | None:
@@ -120,8 +128,10 @@ Report = Callable[[Reply], Awaitable[None]]
 class BulkActions:
     """The bulk half of the service; it uses the service's grants, policy, audit and clients."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, stale_after: timedelta = batches.STALE_AFTER) -> None:
+        """`stale_after`: a running batch whose heartbeat is older belongs to a dead process."""
         self.service = service
+        self.stale_after = stale_after
         self.hangup = BulkHangup(service)
 
     @staticmethod
@@ -537,7 +547,9 @@ class BulkActions:
         decision, break_glass = cleared
         # A batch whose process died moments ago may not be marked yet (the server looks every 10 s;
         # the shell not at all): mark it now, so resume does not wait for the sweep.
-        if batch.status == batches.RUNNING and batch_id in await batches.mark_interrupted(s.db, s.now()):
+        if batch.status == batches.RUNNING and batch_id in await batches.mark_interrupted(
+            s.db, s.now(), self.stale_after
+        ):
             batch.status = batches.INTERRUPTED
         if batch.status != batches.INTERRUPTED or not await batches.claim_for_resume(s.db, batch_id):
             why = (
@@ -547,6 +559,7 @@ class BulkActions:
             )
             return await s._refuse(inv, InvalidInput(None, why), decision=decision, **context)
         row = await s._record(inv, outcome="pending", decision=decision, break_glass=break_glass, **context)
+        done = await batches.counts(s.db, batch_id)
         return BatchRun(
             batch_id,
             inv,
@@ -557,6 +570,8 @@ class BulkActions:
             _stored_filter_text(batch),
             resumed=True,
             reason=batch.reason,
+            ended_before=done.get(batches.ENDED, 0),
+            failed_before=done.get(batches.FAILED, 0),
         )
 
     async def show(self, inv: Invocation, batch_id: int) -> Reply:
@@ -584,7 +599,7 @@ class BulkActions:
         """The sweep: running batches whose process stopped beating become `interrupted`; what their
         progress messages should now say."""
         notices = []
-        for batch_id in await batches.mark_interrupted(self.service.db, self.service.now()):
+        for batch_id in await batches.mark_interrupted(self.service.db, self.service.now(), self.stale_after):
             batch = await batches.get(self.service.db, batch_id)
             if batch is None:
                 continue

@@ -177,6 +177,8 @@ class Settings:
     config_source: str | None = None
     # A `pending` audit row older than this belongs to a process that died mid-request.
     pending_grace_seconds: float | None = None
+    # A running batch whose heartbeat (every second) is older than this belongs to a dead process.
+    batch_stale_seconds: float = 30.0
     audit_retention_days: int | None = None
 
     @classmethod
@@ -186,15 +188,8 @@ class Settings:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ConfigError("environment", "PORT", f"{port_text!r} is not a TCP port number")
         source, parsed = load_config(env)
-        grace_text = env.get("CALLBOT_PENDING_GRACE")
-        grace: float | None = None
-        if grace_text:
-            try:
-                grace = float(grace_text)
-            except ValueError:
-                raise ConfigError("environment", "CALLBOT_PENDING_GRACE", "must be a number of seconds") from None
-            if grace < 0:
-                raise ConfigError("environment", "CALLBOT_PENDING_GRACE", "must not be negative")
+        grace = _seconds(env, "CALLBOT_PENDING_GRACE", minimum=0.0)
+        stale = _seconds(env, "CALLBOT_BATCH_STALE_AFTER", minimum=2.0)
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
@@ -206,7 +201,12 @@ class Settings:
             audit_retention_days=parsed.audit_retention_days,
             config_source=source,
             pending_grace_seconds=grace,
+            batch_stale_seconds=30.0 if stale is None else stale,
         )
+
+    @property
+    def batch_stale_after(self) -> timedelta:
+        return timedelta(seconds=self.batch_stale_seconds)
 
     @property
     def pending_grace(self) -> float:
@@ -237,6 +237,22 @@ class Settings:
             )
         if not self.slack_bot_token.startswith("xoxb-"):
             raise ConfigError("environment", "SLACK_BOT_TOKEN", "must be a bot token starting with xoxb-")
+
+
+def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | None:
+    """An optional environment variable holding a number of seconds, at least `minimum`."""
+    text = env.get(name)
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError("environment", name, "must be a number of seconds") from None
+    if value < minimum:
+        raise ConfigError(
+            "environment", name, "must not be negative" if minimum == 0 else f"must be at least {minimum:g}"
+        )
+    return value
 
 
 def _url_password(url: str) -> str | None:

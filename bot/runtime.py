@@ -43,7 +43,13 @@ class Runtime:
         db = Database(settings.database_url)
         policies = {name: account.config.policy() for name, account in settings.accounts.items()}
         service = Service(
-            db, clients, redactor, policies=policies, clock=clock, directory=create_directory(settings, clock)
+            db,
+            clients,
+            redactor,
+            policies=policies,
+            clock=clock,
+            directory=create_directory(settings, clock),
+            batch_stale_after=settings.batch_stale_after,
         )
         runtime = cls(settings, db, clients, service, redactor)
         if recover:

@@ -269,6 +269,7 @@ class Service:
         policies: Mapping[str, Policy] | None = None,
         clock: Clock | None = None,
         directory: Directory | None = None,
+        batch_stale_after: timedelta = timedelta(seconds=30),
     ) -> None:
         self.db = db
         self.clients = dict(clients)
@@ -283,7 +284,7 @@ class Service:
         # `/call list`, `/call status`, the form's call type-ahead, check_state (bot/live_calls.py).
         self.live = LiveCalls(self)
         # `/call hangup-all`, `/call batch`: bulk actions with progress, Cancel, resume (bot/bulk_actions.py).
-        self.bulk = BulkActions(self)
+        self.bulk = BulkActions(self, batch_stale_after)
 
     # -- entry points -------------------------------------------------------------------------
 

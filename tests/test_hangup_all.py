@@ -11,6 +11,7 @@ import base64
 import itertools
 import json
 import re
+import signal
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -33,7 +34,8 @@ from tests.fakes.bandwidth import bw_call_id
 from tests.fakes.bird import bird_call_id
 from tests.fakes.slack import FakeSlack, dm_channel
 from tests.fakes.twilio import CALLS_PATH, FakeTwilio, call_sid, twilio_error
-from tests.processes import callbot
+from tests.processes import callbot, spawn
+from tests.test_startup import wait_healthy
 
 CHANNEL = "C2147483705"  # the channel of the slash-command sample
 FRAUD = "+88213000777"  # the premium destination of the simulated toll fraud
@@ -361,7 +363,10 @@ def test_an_interrupted_batch_is_announced_and_resume_finishes_only_what_is_left
     [resumed] = bot.rows("batch.resume")
     assert (resumed["outcome"], resumed["user_id"]) == ("succeeded", ALICE)
     assert resumed["result"]["ended"] == 10
-    assert len(bot.fake_slack.responses()) == before  # all of it in the progress messages
+    [resuming] = [r.json for r in bot.fake_slack.responses()[before:]]
+    assert f"Resuming batch #{batch_id} on `prod`: 6 of 10 calls left" in reply_text(resuming)
+    restarted = bot.fake_slack.calls("chat.postMessage")[-1]  # a new progress message, counting from 4
+    assert "4 / 10 ended, 0 failed" in reply_text(restarted) and "Resumed by" in reply_text(restarted)
 
     # Twice is once: the batch is finished now.
     _, again = bot.ask(f"batch {batch_id} resume")
@@ -579,3 +584,53 @@ def test_hangup_all_on_bird_patches_status_completed_on_each_call(bot: Bot) -> N
         assert request.method == "PATCH" and request.json == {"status": "completed"}
         assert request.header("authorization") == f"AccessKey {bird.ACCESS_KEY}"
     assert {r["source"] for r in bot.db.audit() if r["action"] == "hangup"} == {"bulk"}
+
+
+def test_a_batch_killed_mid_run_resumes_after_restart_and_ends_each_call_exactly_once(
+    env: dict[str, str], tmp_path: Path, db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio, unused_port: int
+) -> None:
+    """The real executable, SIGKILLed in the middle of a batch, started again: `/call batch 1
+    resume` finishes it, and the fake provider saw every call hung up exactly once."""
+    config = write_config(tmp_path / "kill.toml", fake_twilio.url, "bulk_concurrency = 2\n")
+    env = {**env, "PORT": str(unused_port), "CALLBOT_CONFIG": str(config), "CALLBOT_BATCH_STALE_AFTER": "2"}
+    url = f"http://127.0.0.1:{unused_port}"
+    fake_twilio.latency = 0.05
+    fraud = fraud_calls(fake_twilio, 120)
+    db.grant(ALICE, "bulk", "prod")
+
+    first = spawn(["serve", "--host", "127.0.0.1"], env, tmp_path)
+    try:
+        wait_healthy(url)
+        bot = Harness(SlackDriver(url, fake_slack), fake_slack, fake_twilio, db)
+        _, prompt = bot.ask("hangup-all prod")
+        bot.click(named(prompt, "Hang up 120 calls"))
+        fake_twilio.wait_for(lambda reqs: sum(fake_twilio.hangups.values()) >= 30, 20)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    killed_at = sum(fake_twilio.hangups.values())
+    assert 30 <= killed_at < 120
+
+    second = spawn(["serve", "--host", "127.0.0.1"], env, tmp_path)
+    try:
+        wait_healthy(url)
+        bot = Harness(SlackDriver(url, fake_slack), fake_slack, fake_twilio, db)
+        time.sleep(2.5)  # the dead process's heartbeat goes stale (CALLBOT_BATCH_STALE_AFTER)
+        ack, _ = bot.ask("batch 1 resume")
+        assert "Looking up the batch" in reply_text(ack)
+        summary = reply_text(bot.wait_update("Batch #1 finished", timeout=30))
+        assert "120 / 120 ended, 0 failed" in summary
+    finally:
+        second.terminate()
+        second.communicate(timeout=20)
+
+    assert {fake_twilio.hangups[sid] for sid in fraud} == {1}  # none lost, none twice
+    calls = [r for r in db.audit() if r["action"] == "hangup"]
+    assert {r["call_id"] for r in calls} == set(fraud)
+    # A request in flight when the process died stays on record as `unknown` (checked, not re-sent).
+    assert {r["outcome"] for r in calls} <= {"succeeded", "unknown"}
+    [resumed] = [r for r in db.audit() if r["action"] == "batch.resume"]
+    assert resumed["outcome"] == "succeeded" and resumed["result"]["ended"] == 120

@@ -19,7 +19,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.bulk import Progress
 from bot.bulk_actions import BatchNotice, BatchPlan, BatchRun
 from bot.replies import BATCH_CANCEL_HANDLER, BATCH_RESUME_HANDLER, BULK_CONFIRM_HANDLER, Reply, Tone
 from bot.service import Service
@@ -57,7 +56,7 @@ async def run_plan(client: AsyncWebClient, service: Service, plan: BatchPlan, re
 
 async def drive(client: AsyncWebClient, service: Service, run: BatchRun, respond: AsyncRespond | None) -> Reply:
     """Post the progress message, run the batch (updating it), end with the summary in it."""
-    first = service.bulk.progress(run, Progress(run.total, 0, 0, 0.0))
+    first = service.bulk.progress(run, run.start)
     where = await _post(client, service, run, first)
     last = time.monotonic()
 
@@ -182,6 +181,14 @@ async def answer(
         log.exception("a bulk command failed")
         outcome = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was ended.", ("See the server log.",))
     if isinstance(outcome, BatchRun):
+        left = outcome.total - outcome.ended_before - outcome.failed_before
+        resuming = Reply(
+            Tone.WORKING,
+            f"Resuming batch #{outcome.batch_id} on `{outcome.account}`: {left:,} of {outcome.total:,} calls left.",
+            ("Progress is posted in this channel (or as a direct message), with Cancel.",),
+            audit_id=outcome.audit_id,
+        )
+        await _tell(respond, resuming)
         await drive(client, service, outcome, respond)
         return
     await _tell(respond, service._safe(outcome))
