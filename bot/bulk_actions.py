@@ -41,15 +41,12 @@ from bot.db.models import BatchRow
 from bot.errors import CallbotError, InvalidInput, PermissionDenied, PolicyDenied
 from bot.grammar import MAX_BATCH, BatchCommand, HangupAllCommand
 from bot.live_calls import masked_number, normalised_number
-from bot.permissions import BULK, Decision, when
+from bot.permissions import BULK, Decision
 from bot.providers.base import CallFilter, ProviderClient
 from bot.replies import (
-    APPROVE_HANDLER,
     BATCH_CANCEL_HANDLER,
     BATCH_RESUME_HANDLER,
     BULK_CONFIRM_HANDLER,
-    DENY_HANDLER,
-    ApprovalNotice,
     Choice,
     ConfirmDialog,
     Reply,
@@ -245,77 +242,25 @@ class BulkActions:
         return plan
 
     async def _request_approval(self, plan: BatchPlan, full_text: str, *, by_grant: bool) -> Reply:
-        s = self.service
-        inv, account, command = plan.inv, plan.account, plan.command
-        policy = s.policy_of(account)
+        from bot.service import ApprovalAsk
+
+        command, count = plan.command, plan.command.max or 0
         context = self._context(plan.account, plan.client, command)
-        if inv.source not in ("slash", "button") or policy.approvers_channel is None:
-            error = PolicyDenied(
-                "approval",
-                f"`{BULK_ACTION}` on account `{account}` needs two-person approval: run it from Slack, where "
-                "someone else holding `approve` can approve it.",
-            )
-            refused = replace(plan.decision, allowed=False, note="refused by approval (needs Slack)")
-            return await s._refuse(inv, error, decision=refused, break_glass=plan.break_glass, **context)
-        now, channel = s.now(), policy.approvers_channel
-        row = await s._record(
-            inv,
-            outcome="pending_approval",
-            decision=plan.decision,
-            completed=True,
-            break_glass=plan.break_glass,
-            error_message=f"waiting for two-person approval in <#{channel}>",
-            **context,
-        )
-        count = command.max or 0
-        approval = await repo.insert_approval(
-            s.db,
-            account=account,
-            action=BULK_ACTION,
+        ask = ApprovalAsk(
+            verb=BULK_ACTION,
+            account=plan.account,
             call_id=ALL_CALLS,
-            requester=inv.user_id,
-            requester_channel=inv.channel_id,
+            label=f"{_calls(count)} on `{plan.account}`",
             text=full_text,
-            preview=f"hang up at most {count:,} live calls on {account}{filter_text(command)}",
+            preview=f"hang up at most {count:,} live calls on {plan.account}{filter_text(command)}",
             reason=command.reason,
-            action_hash=approval_hash(account, command),
-            status="pending",
-            created_at=now,
-            expires_at=now + policy.approval_expiry,
-            request_audit_id=row.id,
-            channel=channel,
+            action_hash=approval_hash(plan.account, command),
+            request=context.pop("request"),
+            what_runs=f"Once approved, the matching calls are listed again and at most {count:,} are hung up:",
+            then="Progress is then posted in this channel.",
         )
-        minutes = int(policy.approval_expiry.total_seconds() // 60)
-        buttons = (
-            Choice("Approve", str(approval.id), style="primary", handler=APPROVE_HANDLER),
-            Choice("Deny", str(approval.id), style="danger", handler=DENY_HANDLER),
-        )
-        posted = s._approval_message(
-            approval,
-            Tone.INFO,
-            f"Approval needed #{approval.id}: hang up {_calls(count)} on `{account}`",
-            (
-                f"Expires {when(approval.expires_at)} ({minutes} min). Only someone other than the requester, "
-                f"holding `approve` on account `{account}`, can approve. Once approved, the matching calls are "
-                f"listed again and at most {count:,} are hung up:",
-            ),
-            buttons,
-        )
-        why = (
-            f"Your grant ({plan.decision.grant.describe()}) needs a second person for `{BULK_ACTION}`"
-            if by_grant and plan.decision.grant is not None
-            else f"Account `{account}` needs a second person for `{BULK_ACTION}` (approval in callbot.toml)"
-        )
-        lines = (
-            f"{why}. The request is posted in <#{channel}>; nothing is ended until someone else holding `approve` "
-            f"approves it (within {minutes} min). Progress is then posted in this channel.",
-        )
-        return Reply(
-            Tone.INFO,
-            f"Waiting for approval #{approval.id}: hang up {_calls(count)} on `{account}`",
-            lines,
-            audit_id=row.id,
-            approval=ApprovalNotice(approval.id, channel, posted),
+        return await self.service.open_approval(
+            plan.inv, ask, plan.decision, plan.break_glass, context, by_grant=by_grant
         )
 
     async def approved(self, runner: Invocation, row: Any, approver: str) -> Reply | BatchPlan:
@@ -516,7 +461,7 @@ class BulkActions:
             return refused
         context: dict[str, Any] = {"action": CANCEL_ACTION, "account": batch.account, "request": {"batch": batch_id}}
         if not await batches.request_cancel(s.db, batch_id, inv.user_id):
-            error = InvalidInput(None, f"Batch #{batch_id} is {_state(batch)}: there is nothing to cancel.")
+            error = InvalidInput(None, f"Batch #{batch_id} is {batch.status}: there is nothing to cancel.")
             return await s._refuse(inv, error, **context)
         row = await s._record(inv, outcome="succeeded", completed=True, **context)
         return Reply(
@@ -555,7 +500,7 @@ class BulkActions:
             why = (
                 f"Batch #{batch_id} is still running (its process is alive): there is nothing to resume."
                 if batch.status == batches.RUNNING
-                else f"Batch #{batch_id} is {_state(batch)}: only an interrupted batch can resume."
+                else f"Batch #{batch_id} is {batch.status}: only an interrupted batch can resume."
             )
             return await s._refuse(inv, InvalidInput(None, why), decision=decision, **context)
         row = await s._record(inv, outcome="pending", decision=decision, break_glass=break_glass, **context)
@@ -592,7 +537,7 @@ class BulkActions:
         if batch.status == batches.INTERRUPTED:
             lines.append(f"It was interrupted: `/call batch {batch_id} resume` finishes the calls left.")
             choices = (resume_button(batch_id),)
-        title = f"Batch #{batch_id} on `{batch.account}`{_stored_filter_text(batch)}: {_state(batch)}"
+        title = f"Batch #{batch_id} on `{batch.account}`{_stored_filter_text(batch)}: {batch.status}"
         return Reply(Tone.INFO, title, tuple(lines), audit_id=batch.audit_id, choices=choices)
 
     async def interrupted(self) -> list[BatchNotice]:
@@ -787,12 +732,3 @@ def _call_filter(command: HangupAllCommand) -> CallFilter:
 
 def _shown_filter(command: HangupAllCommand) -> dict[str, str | None]:
     return {"status": command.status, "to": masked_number(command.to), "from": masked_number(command.from_number)}
-
-
-def _state(batch: BatchRow) -> str:
-    return {
-        batches.RUNNING: "running",
-        batches.FINISHED: "finished",
-        batches.CANCELLED: "cancelled",
-        batches.INTERRUPTED: "interrupted",
-    }.get(batch.status, batch.status)

@@ -208,6 +208,23 @@ class _Approved:
 
 
 @dataclass(frozen=True)
+class ApprovalAsk:
+    """What a two-person approval request is about: a call action, or a bulk action."""
+
+    verb: str  # the action, as audited and stored
+    account: str
+    call_id: str  # `*` for a bulk action
+    label: str  # how people read the target: `prod:CA…`, `6 calls on prod`
+    text: str  # the command that runs once approved
+    preview: str  # what the approvers see (secrets masked)
+    reason: str | None
+    action_hash: str  # binds the approval to exactly this request
+    request: dict[str, Any] | None  # for the audit row
+    what_runs: str  # said to the approvers just before the preview
+    then: str  # said to the requester after "nothing is sent until…"
+
+
+@dataclass(frozen=True)
 class FlowDraft:
     """A callFlow being built in Slack's builder: commands in wire form, each already validated."""
 
@@ -823,26 +840,54 @@ class Service:
         """Nothing is sent: the command is stored with the hash of the exact provider request, and
         the chat layer posts the request to the approvers (Reply.approval). Audited `pending_approval`."""
         account, context, verb = authorised.account, authorised.context, command.action.name.value
-        policy = self.policy_of(account)
-        if inv.source not in ("slash", "button", "modal") or policy.approvers_channel is None:
-            # The shell has no buttons: refusing is safer than silently skipping the second person.
+        ask = ApprovalAsk(
+            verb=verb,
+            account=account,
+            call_id=command.target.call_id,
+            label=authorised.label,
+            text=inv.text,
+            preview=self.redactor.text(request.preview()),
+            reason=getattr(command.action, "reason", None),
+            action_hash=digest,
+            request={**request.for_audit(), "params": action_params(command.action)},
+            what_runs="This exact request is what will be sent:",
+            then="You will be told the outcome.",
+        )
+        return await self.open_approval(inv, ask, cleared.decision, cleared.break_glass, context, by_grant=by_grant)
+
+    async def open_approval(
+        self,
+        inv: Invocation,
+        ask: ApprovalAsk,
+        decision: Decision,
+        break_glass: bool,
+        context: dict[str, Any],
+        *,
+        by_grant: bool,
+    ) -> Reply:
+        """Store the request, audit it `pending_approval`, and hand the chat layer the message for
+        the approvers (Reply.approval). `context`: the audit row's action, account, provider, call.
+        Only from Slack: the shell has no buttons, and refusing is safer than silently skipping
+        the second person."""
+        policy = self.policy_of(ask.account)
+        channel = policy.approvers_channel
+        if inv.source not in ("slash", "button", "modal") or channel is None:
             error = PolicyDenied(
                 "approval",
-                f"`{verb}` on account `{account}` needs two-person approval: run it from Slack "
+                f"`{ask.verb}` on account `{ask.account}` needs two-person approval: run it from Slack "
                 f"(`/call {inv.text}`), where someone else holding `approve` can approve it.",
             )
-            refused = replace(cleared.decision, allowed=False, note="refused by approval (needs Slack)")
-            return await self._refuse(inv, error, decision=refused, break_glass=cleared.break_glass, **context)
-        now, channel = self.now(), policy.approvers_channel
-        stored = {**request.for_audit(), "params": action_params(command.action)}
+            refused = replace(decision, allowed=False, note="refused by approval (needs Slack)")
+            return await self._refuse(inv, error, decision=refused, break_glass=break_glass, **context)
+        now = self.now()
         try:
             row = await self._record(
                 inv,
                 outcome="pending_approval",
-                decision=cleared.decision,
-                request=stored,
+                decision=decision,
+                request=ask.request,
                 completed=True,
-                break_glass=cleared.break_glass,
+                break_glass=break_glass,
                 error_message=f"waiting for two-person approval in <#{channel}>",
                 **context,
             )
@@ -852,15 +897,15 @@ class Service:
             return _duplicate_reply(earlier)
         approval = await repo.insert_approval(
             self.db,
-            account=account,
-            action=verb,
-            call_id=command.target.call_id,
+            account=ask.account,
+            action=ask.verb,
+            call_id=ask.call_id,
             requester=inv.user_id,
             requester_channel=inv.channel_id,
-            text=inv.text,
-            preview=self.redactor.text(request.preview()),
-            reason=getattr(command.action, "reason", None),
-            action_hash=digest,
+            text=ask.text,
+            preview=ask.preview,
+            reason=ask.reason,
+            action_hash=ask.action_hash,
             status="pending",
             created_at=now,
             expires_at=now + policy.approval_expiry,
@@ -875,26 +920,26 @@ class Service:
         posted = self._approval_message(
             approval,
             Tone.INFO,
-            f"Approval needed #{approval.id}: {verb} {authorised.label}",
+            f"Approval needed #{approval.id}: {ask.verb} {ask.label}",
             (
                 f"Expires {when(approval.expires_at)} ({minutes} min). Only someone other than the requester, "
-                f"holding `approve` on account `{account}`, can approve. This exact request is what will be sent:",
+                f"holding `approve` on account `{ask.account}`, can approve. {ask.what_runs}",
             ),
             buttons,
         )
         why = (
-            f"Your grant ({authorised.decision.grant.describe()}) needs a second person for `{verb}`"
-            if by_grant and authorised.decision.grant is not None
-            else f"Account `{account}` needs a second person for `{verb}` (approval in callbot.toml)"
+            f"Your grant ({decision.grant.describe()}) needs a second person for `{ask.verb}`"
+            if by_grant and decision.grant is not None
+            else f"Account `{ask.account}` needs a second person for `{ask.verb}` (approval in callbot.toml)"
         )
         lines = (
             f"{why}. The request is "
             f"posted in <#{channel}>; nothing is sent until someone else holding `approve` approves it "
-            f"(within {minutes} min). You will be told the outcome.",
+            f"(within {minutes} min). {ask.then}",
         )
         return Reply(
             Tone.INFO,
-            f"Waiting for approval #{approval.id}: {verb} {authorised.label}",
+            f"Waiting for approval #{approval.id}: {ask.verb} {ask.label}",
             lines,
             audit_id=row.id,
             approval=ApprovalNotice(approval.id, channel, posted),

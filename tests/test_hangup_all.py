@@ -414,7 +414,7 @@ def test_bulk_with_approval_runs_once_someone_else_approves(start: Any) -> None:
     before = len(bot.fake_slack.responses())
     bot.click(named(prompt, "Hang up 6 calls"))
     waiting = bot.fake_slack.wait_responses(before + 1)[before].json
-    assert "Waiting for approval #1: hang up 6 calls on `prod`" in reply_text(waiting)
+    assert "Waiting for approval #1: hangup-all 6 calls on `prod`" in reply_text(waiting)
     bot.fake_slack.wait_for(lambda reqs: any(r.path == "/api/chat.postMessage" for r in reqs))
     [request] = bot.fake_slack.calls("chat.postMessage")
     assert request["channel"] == APPROVERS and "hang up at most 6 live calls on prod" in reply_text(request)
