@@ -87,6 +87,7 @@ class AuditReview:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.db = service.db
+        self._team_filters: dict[str, str] = {}  # user → their last quick filter on the Home tab
 
     @property
     def redactor(self) -> Redactor:
@@ -198,14 +199,19 @@ class AuditReview:
 
     # -- App Home -------------------------------------------------------------------------------
 
-    async def home(self, user_id: str, team_filter: str = "all") -> AuditHome:
+    async def home(self, user_id: str, team_filter: str | None = None) -> AuditHome:
         """The person's last attempts and, if they read others' rows, the team's (quick filter
-        applied). Grants limited to a channel do not count here: the Home tab is no channel."""
+        applied). Grants limited to a channel do not count here: the Home tab is no channel.
+        Without `team_filter` (a refresh after an action) the person's last pick stays; it is
+        remembered in this process only, so a restart shows "All" again."""
         from bot.service import Invocation  # the service imports this module
 
         scope = await self.scope(Invocation("home", user_id, ""))
         own = await audit_search.page(self.db, AuditFilter(user_id=user_id, visible_user=user_id), HOME_OWN)
+        if team_filter is None:
+            team_filter = self._team_filters.get(user_id, "all")
         team_filter = team_filter if team_filter in HOME_FILTERS else "all"
+        self._team_filters[user_id] = team_filter
         team = None
         if scope.reads_others:
             found = await audit_search.page(self.db, scope.restrict(self._quick(team_filter)), HOME_TEAM)

@@ -243,3 +243,21 @@ def test_event_subscription_url_verification(bot: Bot) -> None:
     assert answer.status_code == 200 and answer.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmd"}
     forged = bot.slack.post(body, {**bot.slack.sign(body), "X-Slack-Signature": "v0=" + "0" * 64}, "application/json")
     assert forged.status_code == 401
+
+
+def test_the_team_filter_stays_when_an_action_refreshes_the_home(bot: Bot) -> None:
+    bot.db.grant(ALICE, "supervisor", "prod")
+    ask(bot.slack, f"hangup prod:{call_sid(700)}", user=CAROL)  # denied: what "Denied only" shows
+    home_opened(bot, ALICE)
+    view = wait_home(bot, ALICE, 1)
+    filters = next(b for b in view["blocks"] if b.get("block_id") == "home_filter")["elements"]
+    click(bot.fake_slack, bot.slack, filters[2])
+    assert "Showing: *Denied only*" in texts(wait_home(bot, ALICE, 2))
+
+    sid = bot.fake_twilio.add_call(call_sid(701))
+    bot.slack.run(f"hangup prod:{sid}", user=ALICE)
+    refreshed = wait_home(bot, ALICE, 3)
+    assert "Showing: *Denied only*" in texts(refreshed)
+    selected = next(b for b in refreshed["blocks"] if b.get("block_id") == "home_filter")["elements"]
+    assert [f.get("style") for f in selected] == [None, None, "primary", None]
+    assert len(rows_in(refreshed, "own")) == 1  # Alice's own hangup, whatever the team filter

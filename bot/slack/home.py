@@ -29,9 +29,9 @@ HOME_FILTER_ACTION = "home_filter"
 FILTER_LABELS = {"all": "All", "failed": "Failed only", "denied": "Denied only", "today": "Today"}
 
 
-async def publish_home(client: AsyncWebClient, service: Service, user_id: str, team_filter: str = "all") -> None:
+async def publish_home(client: AsyncWebClient, service: Service, user_id: str, team_filter: str | None = None) -> None:
     """Best effort: a Home tab Slack refuses (app not installed for them, rate limit…) is logged;
-    whatever the person was doing carries on."""
+    whatever the person was doing carries on. Without `team_filter`, their last pick stays."""
     try:
         home = await service.audit.home(user_id, team_filter)
         await client.views_publish(user_id=user_id, view=home_view(home, service.now()))
