@@ -92,11 +92,15 @@ def click_page(slack: FakeSlack, driver: SlackDriver, element: dict[str, Any], u
 
 
 def open_details(slack: FakeSlack, driver: SlackDriver, audit_id: int | str, user: str = ALICE) -> dict[str, Any]:
-    before = len(slack.calls("views.open"))
+    """Details: the modal opens at once (loading), then shows the row (or why not) in views.update."""
+    opened, updated = len(slack.calls("views.open")), len(slack.calls("views.update"))
     click(slack, driver, {"action_id": "audit_details:0", "value": str(audit_id)}, user)
-    slack.wait_for(lambda reqs: sum(r.path == "/api/views.open" for r in reqs) > before)
-    opened = slack.calls("views.open")[before]
-    view = opened["view"]
+    slack.wait_for(lambda reqs: sum(r.path == "/api/views.update" for r in reqs) > updated)
+    loading = slack.calls("views.open")[opened]
+    first = json.loads(loading["view"]) if isinstance(loading["view"], str) else loading["view"]
+    assert "Reading the audit row" in json.dumps(first)
+    update = slack.calls("views.update")[updated]
+    view = update["view"]
     return dict(json.loads(view) if isinstance(view, str) else view)
 
 

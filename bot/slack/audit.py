@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 
 STALE = Reply(Tone.INFO, "This button is no longer active.", ("Run `/call audit` again.",))
 PREPARING = Reply(Tone.WORKING, "Preparing your export…", ("The file arrives as a direct message from callbot.",))
+LOADING = View(
+    type="modal",
+    title="Audit",
+    close="Close",
+    blocks=[SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: Reading the audit row…"))],
+)
 # Room kept in a truncated text for the note saying so.
 _NOTE_ROOM = 160
 
@@ -51,12 +57,20 @@ def register_audit(app: AsyncApp, service: Service) -> None:
         except ValueError:
             await _open(client, trigger_id, refusal_view(STALE))
             return
+        # The trigger lives 3 s: the modal opens first (loading), the row is read, then shown.
+        view_id = await _open(client, trigger_id, LOADING)
+        if view_id is None:
+            return
         try:
             found = await service.audit.details(button_invocation(body), audit_id)
         except Exception:
             log.exception("could not read audit row #%s", audit_id)
             found = Reply(Tone.FAILURE, "callbot could not read that audit row.", ("The error is in the server log.",))
-        await _open(client, trigger_id, details_view(found) if isinstance(found, AuditDetail) else refusal_view(found))
+        shown = details_view(found) if isinstance(found, AuditDetail) else refusal_view(found)
+        try:
+            await client.views_update(view_id=view_id, view=shown)
+        except Exception:
+            log.exception("could not show audit row #%s in its modal", audit_id)
 
     @app.event("app_home_opened")
     async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
@@ -121,11 +135,14 @@ def refusal_view(reply: Reply) -> View:
     return View(type="modal", title="Audit", close="Close", blocks=blocks)
 
 
-async def _open(client: AsyncWebClient, trigger_id: str, view: View) -> None:
+async def _open(client: AsyncWebClient, trigger_id: str, view: View) -> str | None:
+    """The modal's id, or None (logged) when Slack would not open it."""
     try:
-        await client.views_open(trigger_id=trigger_id, view=view)
+        opened = await client.views_open(trigger_id=trigger_id, view=view)
     except Exception:
         log.exception("could not open the audit details modal")
+        return None
+    return str((opened.get("view") or {}).get("id") or "") or None
 
 
 def _code(label: str, text: str) -> tuple[str, bool]:
