@@ -31,6 +31,7 @@ STALE_AFTER = timedelta(seconds=30)
 class ItemOutcome:
     audit_id: int | None
     error: str | None  # None: the action succeeded on this call
+    note: str | None = None  # about a success (e.g. the call had already ended), kept on the item
 
 
 # The action on one call: (call id, in doubt?) → what happened. It writes the call's audit row.
@@ -169,7 +170,7 @@ async def run(
         await _set_item(db, item.id, SENDING)
         outcome = await act(call_id, in_doubt)
         if outcome.error is None:
-            await _set_item(db, item.id, ENDED, audit_id=outcome.audit_id, error=None)
+            await _set_item(db, item.id, ENDED, audit_id=outcome.audit_id, error=outcome.note)
         else:
             await _set_item(db, item.id, FAILED, audit_id=outcome.audit_id, error=outcome.error[:500])
         return outcome.error

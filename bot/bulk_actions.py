@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from bot import batches, grammar, phone
 from bot.actions import Hangup
 from bot.bulk import Progress
-from bot.bulk_hangup import BulkHangup
+from bot.bulk_hangup import ALREADY_ENDED, BulkHangup
 from bot.db import repo
 from bot.db.models import BatchRow
 from bot.errors import CallbotError, InvalidInput, PermissionDenied, PolicyDenied
@@ -398,7 +398,9 @@ class BulkActions:
                 audit_id=run.audit_id,
             )
         batch = await batches.get(s.db, run.batch_id)
-        failures = [item for item in await batches.items(s.db, run.batch_id) if item.state == batches.FAILED]
+        every = await batches.items(s.db, run.batch_id)
+        failures = [item for item in every if item.state == batches.FAILED]
+        already = sum(1 for item in every if item.state == batches.ENDED and item.error == ALREADY_ENDED)
         done = summary.progress
         untouched = done.total - done.handled
         result = {
@@ -407,6 +409,7 @@ class BulkActions:
             "ended": done.ended,
             "failed": done.failed,
             "not_touched": untouched,
+            "already_ended": already,
             "seconds": round(done.elapsed, 2),
             "status": batch.status if batch else None,
         }
@@ -418,13 +421,21 @@ class BulkActions:
         else:
             outcome, error = "succeeded", None
         await s._complete(run.audit_id, outcome=outcome, result=result, **({"error_message": error} if error else {}))
-        return self._summary(run, done, summary.stopped, cancelled_by, failures)
+        return self._summary(run, done, summary.stopped, cancelled_by, failures, already)
 
     def _summary(
-        self, run: BatchRun, done: Progress, stopped: bool, cancelled_by: str | None, failures: list[Any]
+        self,
+        run: BatchRun,
+        done: Progress,
+        stopped: bool,
+        cancelled_by: str | None,
+        failures: list[Any],
+        already: int,
     ) -> Reply:
         took = f"{done.elapsed:.1f} s"
         counts = f"{done.ended:,} / {done.total:,} ended, {done.failed:,} failed"
+        if already:
+            counts = f"{done.ended:,} / {done.total:,} ended ({already:,} had already ended), {done.failed:,} failed"
         if stopped:
             tone = Tone.INFO
             title = f"Batch #{run.batch_id} cancelled by {mention(cancelled_by or '?')}: {counts}"

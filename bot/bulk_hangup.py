@@ -20,10 +20,20 @@ from bot.bulk import Throttle, send_throttled
 from bot.db import repo
 from bot.errors import CallbotError, ProviderError
 from bot.permissions import Decision
-from bot.providers.base import elapsed_ms, provider_error_fields
+from bot.providers.base import ProviderClient, elapsed_ms, provider_error_fields
 
 if TYPE_CHECKING:
     from bot.service import Invocation, Service
+
+
+ALREADY_ENDED = "had already ended"
+
+
+async def _has_ended(client: ProviderClient, call_id: str) -> bool:
+    try:
+        return (await client.get_call(call_id)).ended
+    except CallbotError:
+        return False
 
 
 class BulkHangup:
@@ -75,10 +85,18 @@ class BulkHangup:
             try:
                 result = await send_throttled(client, request, throttle)
             except ProviderError as error:
+                # In an incident many calls end on their own between the listing and their turn: the
+                # provider refuses to end an ended call. Its row keeps that answer; the batch counts
+                # the call as ended (what the person wanted), once a read confirms it.
+                ended = error.outcome == "failed" and await _has_ended(client, call_id)
                 await self.service._complete(
-                    row.id, outcome=error.outcome, latency_ms=elapsed_ms(began), **provider_error_fields(error)
+                    row.id,
+                    outcome=error.outcome,
+                    latency_ms=elapsed_ms(began),
+                    **({"result": {"already_ended": True}} if ended else {}),
+                    **provider_error_fields(error),
                 )
-                return ItemOutcome(row.id, error.message)
+                return ItemOutcome(row.id, None, ALREADY_ENDED) if ended else ItemOutcome(row.id, error.message)
             await self.service._complete(
                 row.id,
                 outcome="succeeded",

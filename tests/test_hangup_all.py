@@ -230,6 +230,26 @@ def test_failures_are_listed_and_audited_per_call(start: Any) -> None:
     assert all(bot.twilio.hangups[sid] == 1 for sid in fraud)
 
 
+def test_calls_that_end_on_their_own_meanwhile_count_as_ended_not_failed(start: Any) -> None:
+    bot = start()
+    fraud = fraud_calls(bot.twilio, 6)
+    bot.twilio.ending = {fraud[1]: 2, fraud[4]: 2}  # listed by the count and by the run, then gone
+    bot.db.grant(ALICE, "bulk", "prod")
+    _, prompt = bot.ask("hangup-all prod")
+    bot.click(named(prompt, "Hang up 6 calls"))
+    summary = reply_text(bot.wait_update("Batch #1 finished"))
+    assert "6 / 6 ended (2 had already ended), 0 failed" in summary and summary.startswith(":white_check_mark:")
+    rows = {r["call_id"]: r for r in bot.rows("hangup")}
+    # Their rows keep what the provider answered; a read confirmed the call had ended.
+    for sid in (fraud[1], fraud[4]):
+        assert rows[sid]["outcome"] == "failed" and rows[sid]["error_code"] == "21220"
+        assert rows[sid]["result"] == {"already_ended": True}
+    reads = [r.path for r in bot.twilio.requests if r.method == "GET" and r.path != f"{CALLS_PATH}.json"]
+    assert sorted(reads) == sorted(f"{CALLS_PATH}/{sid}.json" for sid in (fraud[1], fraud[4]))
+    [batch_row] = bot.rows("hangup-all")
+    assert batch_row["outcome"] == "succeeded" and batch_row["result"]["already_ended"] == 2
+
+
 def test_429s_slow_the_whole_batch_and_every_call_still_ends_once(start: Any) -> None:
     bot = start("bulk_concurrency = 8\n")
     bot.twilio.max_concurrency = 3

@@ -63,6 +63,8 @@ class FakeTwilio(RecordingServer):
         self.hangups: Counter[str] = Counter()
         # sid → the answer every update of that call gets (a call the provider refuses to end).
         self.refusing: dict[str, Answer] = {}
+        # sid → how many more listings show the call before it ends on its own (a short call).
+        self.ending: dict[str, int] = {}
         self.rate_limited = 0  # requests answered 20429 because of the cap
         self.peak_concurrency = 0
         self._in_flight = 0
@@ -237,6 +239,12 @@ class FakeTwilio(RecordingServer):
             "start": page * page_size,
             "uri": uri(page, token),
         }
+        for sid in chunk:
+            if sid in self.ending:
+                self.ending[sid] -= 1
+                if self.ending[sid] <= 0:
+                    del self.ending[sid]
+                    self._end(sid, "completed")
         return Answer.json(200, body, **{"Twilio-Request-Id": f"RQ{next(_request_ids):032x}"})
 
     def _newest_first(self, sid: str) -> tuple[float, int]:
