@@ -10,14 +10,17 @@ next start-up marks a batch whose heartbeat stopped as `interrupted`, and `resum
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bulk import Progress, Summary, run_all
+from bot.db import chain
 from bot.db.models import BatchItemRow, BatchRow, utcnow
 from bot.db.session import Database
 
@@ -34,8 +37,122 @@ class ItemOutcome:
     note: str | None = None  # about a success (e.g. the call had already ended), kept on the item
 
 
-# The action on one call: (call id, in doubt?) → what happened. It writes the call's audit row.
-Act = Callable[[str, bool], Awaitable[ItemOutcome]]
+@dataclass
+class _Write:
+    item_id: int
+    state: str
+    item_fields: dict[str, Any]
+    done: asyncio.Future[int | None]
+    opening: dict[str, Any] | None = None  # a new audit row (pending), in the same transaction
+    audit_id: int | None = None  # with `closing`: the row to complete
+    closing: dict[str, Any] | None = None
+
+
+class Writer:
+    """Group commit of a batch's per-call writes. Each call writes twice (its item `sending` with
+    its audit row opened `pending`, before the provider request; the item's final state with the
+    row's outcome, after it), and the audit chain takes one transaction at a time, so a
+    transaction per write would make the database, not the provider, the speed limit. Writes
+    wait in a queue; one drainer commits everything queued in a single transaction (one chain
+    head update for all the rows) and wakes each writer once its write is durable, so "written
+    before the provider request" holds for every call. If a group's transaction fails (one write
+    breaking a unique constraint, say), each write is retried alone, so only that one fails."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: list[_Write] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.transactions = 0
+
+    async def write(self, item_id: int, state: str, **options: Any) -> int | None:
+        """`options`: item columns, and `opening=` (returns the new row's id) or `audit_id=` with
+        `closing=` (the outcome columns)."""
+        opening, audit_id, closing = (
+            options.pop("opening", None),
+            options.pop("audit_id", None),
+            options.pop("closing", None),
+        )
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Write(item_id, state, options, done, opening, audit_id, closing))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue, []
+            try:
+                results = await self._commit(group)
+            except Exception:
+                for write in group:
+                    try:
+                        [result] = await self._commit([write])
+                    except Exception as error:
+                        _settle(write.done, error=error)
+                    else:
+                        _settle(write.done, result)
+                continue
+            for write, result in zip(group, results, strict=True):
+                _settle(write.done, result)
+
+    async def _commit(self, group: list[_Write]) -> list[int | None]:
+        now = utcnow()
+        async with self.db.chain_session() as session:
+            opens = [(w, w.opening) for w in group if w.opening is not None]
+            new_ids = await chain.append_rows(session, [dict(opening) for _, opening in opens])
+            ids = {id(w): audit_id for (w, _), audit_id in zip(opens, new_ids, strict=True)}
+            closes = {w.audit_id: w.closing for w in group if w.audit_id is not None and w.closing is not None}
+            await chain.close_rows(session, closes)
+            items = []
+            for w in group:
+                audit_id = ids.get(id(w), w.audit_id)
+                linked = {"audit_id": audit_id} if audit_id is not None else {}
+                items.append({"id": w.item_id, "state": w.state, "updated_at": now, **w.item_fields, **linked})
+            await session.execute(update(BatchItemRow), items)
+        self.transactions += 1
+        return [ids.get(id(w)) for w in group]
+
+
+def _settle(done: asyncio.Future[int | None], result: int | None = None, *, error: Exception | None = None) -> None:
+    if done.done():  # its writer gave up waiting (cancelled)
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
+
+
+@dataclass
+class Step:
+    """One call of a batch in hand. The action marks it `sending` (committed) before its provider
+    request, with the call's audit row when it writes one (`open`), and settles it after (with the
+    row's outcome): group commits shared with the other workers (`Writer`)."""
+
+    item_id: int
+    call_id: str
+    in_doubt: bool  # a `sending` item of an earlier run: its request may or may not have gone
+    writer: Writer
+    settled: bool = False
+
+    async def sending(self) -> None:
+        await self.writer.write(self.item_id, SENDING)
+
+    async def open(self, fields: dict[str, Any]) -> int:
+        """Marks the item `sending` and inserts the audit row `fields` (pending); its id."""
+        audit_id = await self.writer.write(self.item_id, SENDING, opening=fields)
+        assert audit_id is not None
+        return audit_id
+
+    async def settle(self, outcome: ItemOutcome, closing: dict[str, Any] | None = None) -> None:
+        """The item's final state (ended, or failed with why) and, with `closing`, its row's outcome."""
+        state = ENDED if outcome.error is None else FAILED
+        error = outcome.note if outcome.error is None else outcome.error[:500]
+        self.settled = True
+        await self.writer.write(self.item_id, state, audit_id=outcome.audit_id, error=error, closing=closing)
+
+
+# The action on one call → what happened. It writes the call's audit row through the step.
+Act = Callable[[Step], Awaitable[ItemOutcome]]
 
 
 async def create(
@@ -131,9 +248,13 @@ async def set_message(db: Database, batch_id: int, channel: str, ts: str) -> Non
 
 async def _set_item(db: Database, item_id: int, state: str, **fields: Any) -> None:
     async with db.session() as session:
-        await session.execute(
-            update(BatchItemRow).where(BatchItemRow.id == item_id).values(state=state, updated_at=utcnow(), **fields)
-        )
+        await _mark(session, item_id, state, **fields)
+
+
+async def _mark(session: AsyncSession, item_id: int, state: str, **fields: Any) -> None:
+    await session.execute(
+        update(BatchItemRow).where(BatchItemRow.id == item_id).values(state=state, updated_at=utcnow(), **fields)
+    )
 
 
 async def counts(db: Database, batch_id: int) -> dict[str, int]:
@@ -163,16 +284,14 @@ async def run(
     done_before = before.get(ENDED, 0)
     failed_before = before.get(FAILED, 0)
     by_call = {item.call_id: item for item in pending}
+    writer = Writer(db)
 
     async def one(call_id: str) -> str | None:
         item = by_call[call_id]
-        in_doubt = item.state == SENDING
-        await _set_item(db, item.id, SENDING)
-        outcome = await act(call_id, in_doubt)
-        if outcome.error is None:
-            await _set_item(db, item.id, ENDED, audit_id=outcome.audit_id, error=outcome.note)
-        else:
-            await _set_item(db, item.id, FAILED, audit_id=outcome.audit_id, error=outcome.error[:500])
+        step = Step(item.id, call_id, item.state == SENDING, writer)
+        outcome = await act(step)
+        if not step.settled:
+            await step.settle(outcome)
         return outcome.error
 
     def whole(progress: Progress) -> Progress:

@@ -1,9 +1,12 @@
 """Running one action over many calls as fast as the provider allows, and no faster.
 
 `Throttle` is shared by everything one process sends in bulk to one account: at most `limit`
-requests in flight; a 429 halves that window and pauses every sender until its Retry-After (or
-an exponential backoff) has passed, then the window grows back one step per run of successes.
-So a provider's limit slows the whole batch down at once instead of each worker hammering it.
+requests in flight; a 429 pauses every sender until its Retry-After (or an exponential backoff)
+has passed and shrinks the window: back to the last size that held (a run of successes without a
+429) when the refusal came above it, else by half. The window then grows back one step per run
+of successes up to just below the size refused, and probes above that only after a long quiet
+run, since every 429 costs the whole batch its Retry-After. So a provider's limit slows the whole
+batch down at once instead of each worker hammering it.
 
 `run_all` is the worker pool: it hands items to the action, reports progress at most once per
 interval, and stops taking new items once asked to stop (items already sent finish).
@@ -30,7 +33,7 @@ class Throttle:
         limit: int,
         *,
         recover_after: int = 20,
-        probe_after: int = 200,
+        probe_after: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 1:
@@ -48,6 +51,7 @@ class Throttle:
         self.epoch = 0
         self._clock = clock
         self._successes = 0
+        self._proven = 0  # the largest window that held for `recover_after` successes in a row
         self._strikes = 0  # 429s in a row without Retry-After: the backoff grows with them
         self._changed = asyncio.Condition()
 
@@ -82,12 +86,19 @@ class Throttle:
         self.paused_until = max(self.paused_until, self._clock() + min(retry_after, MAX_BACKOFF))
         if epoch is None or epoch == self.epoch:
             self.epoch += 1
-            self.ceiling = max(1, self.window - 1)
-            self.window = max(1, self.window // 2)
+            refused = self.window
+            self.ceiling = max(1, refused - 1)
+            if 0 < self._proven < refused:
+                self.window = self._proven  # a step too far: back to the size that held
+            else:
+                self.window = max(1, refused // 2)  # refused at a size that held before: halve
+                self._proven = 0
 
     def succeeded(self) -> None:
         self._strikes = 0
         self._successes += 1
+        if self._successes >= self.recover_after:
+            self._proven = max(self._proven, self.window)
         needed = self.recover_after if self.window < self.ceiling else self.probe_after
         if self.window < self.limit and self._successes >= needed:
             self.window += 1

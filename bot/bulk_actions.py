@@ -385,7 +385,10 @@ class BulkActions:
                 log.exception("could not report the progress of batch #%s", run.batch_id)
 
         act = self.hangup.act(run.inv, run.account, run.batch_id, run.decision)
-        workers = s.policy_of(run.account).bulk_concurrency
+        # The account's throttle keeps `bulk_concurrency` provider requests in flight at most; twice as
+        # many workers let some write their audit rows while the others' requests are out, so the
+        # database's commits do not leave provider slots idle.
+        workers = 2 * s.policy_of(run.account).bulk_concurrency
         try:
             summary = await batches.run(s.db, run.batch_id, act, workers=workers, report=tick)
         except Exception:

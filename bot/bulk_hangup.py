@@ -14,10 +14,11 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import IntegrityError
+
 from bot.actions import Hangup
-from bot.batches import Act, ItemOutcome
+from bot.batches import Act, ItemOutcome, Step
 from bot.bulk import Throttle, send_throttled
-from bot.db import repo
 from bot.errors import CallbotError, ProviderError
 from bot.permissions import Decision
 from bot.providers.base import ProviderClient, elapsed_ms, provider_error_fields
@@ -55,8 +56,9 @@ class BulkHangup:
         client = self.service.clients[account]
         throttle = self.throttle(account)
 
-        async def one(call_id: str, in_doubt: bool) -> ItemOutcome:
-            if in_doubt:
+        async def one(step: Step) -> ItemOutcome:
+            call_id = step.call_id
+            if step.in_doubt:
                 # The process died after this call's request may have gone: look before sending again.
                 try:
                     if (await client.get_call(call_id)).ended:
@@ -64,22 +66,25 @@ class BulkHangup:
                 except CallbotError:
                     pass  # cannot tell: hanging up an ended call is harmless, so send
             request = client.build(call_id, Hangup())
-            key = f"batch:{batch_id}:{call_id}" + (":resumed" if in_doubt else "")
-            step = replace(
+            key = f"batch:{batch_id}:{call_id}" + (":resumed" if step.in_doubt else "")
+            audited = replace(
                 inv, source="bulk", text=f"hangup {account}:{call_id} (batch #{batch_id})", idempotency_key=key
             )
+            opening = self.service._audit_fields(
+                audited,
+                outcome="pending",
+                decision=decision,
+                request={**request.for_audit(), "batch": batch_id},
+                action="hangup",
+                account=account,
+                provider=client.provider,
+                call_id=call_id,
+            )
             try:
-                row = await self.service._record(
-                    step,
-                    outcome="pending",
-                    decision=decision,
-                    request={**request.for_audit(), "batch": batch_id},
-                    action="hangup",
-                    account=account,
-                    provider=client.provider,
-                    call_id=call_id,
-                )
-            except repo.DuplicateRequest:
+                # The item turns `sending` and the call's row is opened `pending`, committed together
+                # (with the other workers' writes) before the request goes.
+                audit_id = await step.open(opening)
+            except IntegrityError:
                 return ItemOutcome(None, "already handled by an earlier run of this batch")
             began = time.monotonic()
             try:
@@ -89,22 +94,23 @@ class BulkHangup:
                 # provider refuses to end an ended call. Its row keeps that answer; the batch counts
                 # the call as ended (what the person wanted), once a read confirms it.
                 ended = error.outcome == "failed" and await _has_ended(client, call_id)
-                await self.service._complete(
-                    row.id,
+                closing = self.service._outcome_fields(
                     outcome=error.outcome,
                     latency_ms=elapsed_ms(began),
                     **({"result": {"already_ended": True}} if ended else {}),
                     **provider_error_fields(error),
                 )
-                return ItemOutcome(row.id, None, ALREADY_ENDED) if ended else ItemOutcome(row.id, error.message)
-            await self.service._complete(
-                row.id,
-                outcome="succeeded",
-                latency_ms=elapsed_ms(began),
-                provider_status=result.http_status,
-                provider_request_id=result.request_id,
-                result=dict(result.summary),
-            )
-            return ItemOutcome(row.id, None)
+                outcome = ItemOutcome(audit_id, None, ALREADY_ENDED) if ended else ItemOutcome(audit_id, error.message)
+            else:
+                closing = self.service._outcome_fields(
+                    outcome="succeeded",
+                    latency_ms=elapsed_ms(began),
+                    provider_status=result.http_status,
+                    provider_request_id=result.request_id,
+                    result=dict(result.summary),
+                )
+                outcome = ItemOutcome(audit_id, None)
+            await step.settle(outcome, closing)
+            return outcome
 
         return one

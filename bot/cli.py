@@ -236,25 +236,25 @@ def _grant(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(rt: Runtime) -> Reply:
         # An unknown action or role is a usage error (stderr, exit 2), as before roles existed.
-        grammar.check_grantable(command.actions, await rt.service.custom_role_names())
-        return await rt.service.shell_grant(command, getpass.getuser())
+        grammar.check_grantable(command.actions, await rt.service.grants.custom_role_names())
+        return await rt.service.grants.shell_grant(command, getpass.getuser())
 
     return _with_runtime(settings, work)
 
 
 def _perms(settings: Settings, args: argparse.Namespace) -> int:
     kind, subject = grammar.parse_subject(args.user) if args.user else ("user", None)
-    return _with_runtime(settings, lambda rt: rt.service.perms_of(subject, kind))
+    return _with_runtime(settings, lambda rt: rt.service.grants.perms_of(subject, kind))
 
 
 def _roles(settings: Settings, args: argparse.Namespace) -> int:
-    return _with_runtime(settings, lambda rt: rt.service.roles())
+    return _with_runtime(settings, lambda rt: rt.service.grants.roles())
 
 
 def _role_create(settings: Settings, args: argparse.Namespace) -> int:
     command = grammar.parse(f"role create {args.name} {args.actions}")
     assert isinstance(command, RoleCommand)
-    return _with_runtime(settings, lambda rt: rt.service.shell_role(command, getpass.getuser()))
+    return _with_runtime(settings, lambda rt: rt.service.grants.shell_role(command, getpass.getuser()))
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:

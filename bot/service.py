@@ -66,23 +66,18 @@ from bot.grammar import (
     RolesCommand,
     SavedFlowCommand,
 )
+from bot.grants import Grants
 from bot.live_calls import STATE_CHECKED, LiveCalls, StateCheck
 from bot.permissions import (
-    ANY_ACCOUNT,
     BREAK_GLASS,
-    BUILTIN_ROLES,
     CALL_ACTIONS,
-    GROUP,
-    TEAM_WIDE_ACTIONS,
     Decision,
     Grant,
-    Limits,
     allowed_actions,
     concerns,
     decide,
     decide_flow_manage,
     decide_flow_read,
-    decide_management,
     group_mention,
     usable,
     when,
@@ -302,6 +297,8 @@ class Service:
         self.live = LiveCalls(self)
         # `/call hangup-all`, `/call batch`: bulk actions with progress, Cancel, resume (bot/bulk_actions.py).
         self.bulk = BulkActions(self, batch_stale_after)
+        # `/call grant|revoke|perms|roles|role create|freeze|unfreeze` and the shell's (bot/grants.py).
+        self.grants = Grants(self)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -344,17 +341,17 @@ class Service:
                 outcome = await self.bulk.run(outcome, _ignore_progress)
             return Done(self._safe(outcome))
         if isinstance(command, GrantCommand):
-            return Done(self._safe(await self._change_grants(inv, command)))
+            return Done(self._safe(await self.grants.change(inv, command)))
         if isinstance(command, FreezeCommand):
-            return Done(self._safe(await self._freeze(inv, command)))
+            return Done(self._safe(await self.grants.freeze(inv, command)))
         if isinstance(command, AuditQuery):
             return Done(self._safe(await self._audit(inv, command)))
         if isinstance(command, PermsCommand):
-            return Done(self._safe(await self._perms(inv, command)))
+            return Done(self._safe(await self.grants.perms(inv, command)))
         if isinstance(command, RolesCommand):
-            return Done(self._safe(await self._roles()))
+            return Done(await self.grants.roles())  # redacted already
         if isinstance(command, RoleCommand):
-            return Done(self._safe(await self._define_role(inv, command)))
+            return Done(self._safe(await self.grants.define_role(inv, command)))
         topic = command.topic if isinstance(command, HelpCommand) else None
         assert isinstance(command, HelpCommand | OpenFormCommand)
         return Done(self._safe(await self._help(inv, topic)))
@@ -511,38 +508,6 @@ class Service:
         if count:
             log.warning("%d audit rows were still pending from a previous run; marked unknown", count)
         return count
-
-    async def shell_grant(self, command: GrantCommand, os_user: str) -> Reply:
-        """`callbot grant` from the shell: trusted (it can reach the database anyway), still audited."""
-        inv = Invocation("cli", f"shell:{os_user}", _grant_text(command), user_name=os_user)
-        try:
-            _check_team_wide(command)
-            expires_at = await self._check_grant(command)
-        except InvalidInput as error:
-            return self._safe(await self._refuse(inv, error, action="revoke" if command.revoke else "grant"))
-        shell = Decision(True, "admin", ANY_ACCOUNT, note="trusted shell")
-        return self._safe(await self._apply_grants(inv, command, shell, expires_at))
-
-    async def shell_role(self, command: RoleCommand, os_user: str) -> Reply:
-        """`callbot role create` from the shell: trusted like `callbot grant`, still audited."""
-        inv = Invocation("cli", f"shell:{os_user}", f"role create {command.name} {','.join(command.actions)}")
-        previous = await repo.save_role(self.db, command.name, list(command.actions), inv.user_id, self.now())
-        request = {"name": command.name, "actions": list(command.actions), "previous": previous and list(previous)}
-        shell = Decision(True, "admin", ANY_ACCOUNT, note="trusted shell")
-        row = await self._record(
-            inv, outcome="succeeded", decision=shell, action="role", request=request, completed=True
-        )
-        verb = "Created" if previous is None else "Redefined"
-        return Reply(Tone.SUCCESS, f"{verb} role `{command.name}`: {_actions_text(command.actions)}.", audit_id=row.id)
-
-    async def perms_of(self, user_id: str | None, kind: str = "user") -> Reply:
-        return self._safe(await self._describe_perms(user_id, kind))
-
-    async def custom_role_names(self) -> tuple[str, ...]:
-        return tuple(await repo.custom_roles(self.db))
-
-    async def roles(self) -> Reply:
-        return self._safe(await self._roles())
 
     # -- call actions ---------------------------------------------------------------------------
 
@@ -1093,44 +1058,6 @@ class Service:
         error = PolicyDenied("approval", message)
         return await self._refuse(inv, error, decision=decision, action=verb, account=account, call_id=call_id)
 
-    async def _freeze(self, inv: Invocation, command: FreezeCommand) -> Reply:
-        """`/call freeze|unfreeze on=…`: admins of every account named. History is kept (freezes table)."""
-        verb = command.verb
-        try:
-            self._check_accounts(command.accounts)
-        except InvalidInput as error:
-            return await self._refuse(inv, error, action=verb)
-        decision = decide_management(
-            await self._all_held(inv), command.accounts, channel=inv.channel_id, now=self.now()
-        )
-        if not decision.allowed:
-            denial = PermissionDenied(verb, decision.account, f"`{verb}` needs `admin` on every account named.")
-            return await self._refuse(inv, denial, action=verb, decision=decision, account=_one(command.accounts))
-        now = self.now()
-        changed: list[str] = []
-        unchanged: list[str] = []
-        for account in command.accounts:
-            if command.lift:
-                lifted = await repo.lift_freezes(self.db, account, inv.user_id, now, command.reason)
-                (changed if lifted else unchanged).append(account)
-                continue
-            if await repo.active_freeze(self.db, account) is not None:
-                unchanged.append(account)
-                continue
-            await repo.add_freeze(self.db, account, command.reason or "", inv.user_id, now)
-            changed.append(account)
-        request = {"accounts": list(command.accounts), "reason": command.reason, "changed": changed}
-        row = await self._record(
-            inv,
-            outcome="succeeded",
-            decision=decision,
-            action=verb,
-            account=_one(command.accounts),
-            request=request,
-            completed=True,
-        )
-        return Reply(Tone.SUCCESS, *_freeze_wording(command, changed, unchanged), audit_id=row.id)
-
     def _resolve(self, target: CallTarget) -> tuple[str, ProviderClient]:
         if not self.clients:
             raise InvalidInput(
@@ -1472,156 +1399,6 @@ class Service:
         """The grants that count for this command: unexpired, and from its channel."""
         return usable(await self._all_held(inv), channel=inv.channel_id, now=self.now())
 
-    async def _change_grants(self, inv: Invocation, command: GrantCommand) -> Reply:
-        verb = "revoke" if command.revoke else "grant"
-        try:
-            self._check_accounts(command.accounts)
-            _check_team_wide(command)
-            expires_at = await self._check_grant(command)
-        except InvalidInput as error:
-            return await self._refuse(inv, error, action=verb)
-        wanted = None if command.revoke else Limits(command.channel, expires_at)
-        decision = decide_management(
-            await self._all_held(inv), command.accounts, channel=inv.channel_id, now=self.now(), wanted=wanted
-        )
-        if not decision.allowed:
-            denial = PermissionDenied(verb, decision.account, _management_detail(command, decision))
-            return await self._refuse(inv, denial, action=verb, decision=decision, account=_one(command.accounts))
-        return await self._apply_grants(inv, command, decision, expires_at)
-
-    async def _check_grant(self, command: GrantCommand) -> datetime | None:
-        """Role names must exist; the expiry (from `for=` or `until=`) must be in the future; a
-        grant held for approval (`needs_approval=yes`) only on accounts with an approvers_channel."""
-        grammar.check_grantable(command.actions, tuple(await repo.custom_roles(self.db)))
-        if command.needs_approval and not command.revoke:
-            accounts = sorted(self.clients) if ANY_ACCOUNT in command.accounts else command.accounts
-            missing = [a for a in accounts if self.policy_of(a).approvers_channel is None]
-            if missing:
-                raise InvalidInput(
-                    "needs_approval=yes",
-                    f"cannot be held for approval on account(s) {', '.join(f'`{a}`' for a in missing)}: "
-                    "no `approvers_channel` is set there, so nobody could approve.",
-                    "Set `approvers_channel` for the account in callbot.toml, or leave `needs_approval=` out.",
-                )
-        now = self.now()
-        if command.duration is not None:
-            return now + command.duration
-        if command.until is not None and command.until <= now:
-            raise InvalidInput(
-                f"until={command.until.date()}", f"is not in the future (it is {when(now)} now).", "Give a later date."
-            )
-        return command.until
-
-    async def _apply_grants(
-        self, inv: Invocation, command: GrantCommand, decision: Decision, expires_at: datetime | None = None
-    ) -> Reply:
-        outcomes: dict[str, list[str]] = {"added": [], "renewed": [], "held": []}
-        for action in command.actions:
-            for account in command.accounts:
-                label = f"{action} on {account}" + (f" in <#{command.channel}>" if command.channel else "")
-                if command.revoke:
-                    done = await repo.remove_grant(
-                        self.db, command.user_id, action, account, kind=command.subject_kind, channel=command.channel
-                    )
-                    outcomes["added" if done else "held"].append(label)
-                    continue
-                result = await repo.add_grant(
-                    self.db,
-                    command.user_id,
-                    action,
-                    account,
-                    inv.user_id,
-                    kind=command.subject_kind,
-                    channel=command.channel,
-                    expires_at=expires_at,
-                    needs_approval=command.needs_approval,
-                )
-                outcomes[result].append(label)
-        changed = outcomes["added"] + outcomes["renewed"]
-        row = await self._record(
-            inv,
-            outcome="succeeded",
-            decision=decision,
-            action="revoke" if command.revoke else "grant",
-            account=_one(command.accounts),
-            request={
-                "user": command.user_id,
-                "subject_kind": command.subject_kind,
-                "actions": list(command.actions),
-                "accounts": list(command.accounts),
-                "channel": command.channel,
-                "expires_at": expires_at.isoformat() if expires_at else None,
-                "needs_approval": command.needs_approval,
-                "changed": changed,
-            },
-            completed=True,
-        )
-        return Reply(Tone.SUCCESS, *_grant_wording(command, outcomes, expires_at), audit_id=row.id)
-
-    def _check_accounts(self, accounts: tuple[str, ...]) -> None:
-        for account in accounts:
-            if account != ANY_ACCOUNT and account not in self.clients:
-                names = sorted(self.clients)
-                hint = (
-                    grammar.suggest(account, names) or f"Use `*` or one of: {', '.join(names) or '(none configured)'}."
-                )
-                raise InvalidInput(f"on={account}", "is not a configured account.", hint)
-
-    async def _perms(self, inv: Invocation, command: PermsCommand) -> Reply:
-        target = command.user_id or inv.user_id
-        if target != inv.user_id and not any("admin" in g.actions for g in await self._usable(inv)):
-            denial = PermissionDenied("perms", None, "Seeing someone else's permissions needs `admin`.")
-            return await self._refuse(inv, denial, action="perms", decision=Decision(False, "admin", None))
-        return await self._describe_perms(target, command.subject_kind)
-
-    async def _describe_perms(self, subject: str | None, kind: str = "user") -> Reply:
-        now = self.now()
-        if subject is None:
-            grants = with_roles(await repo.all_grants(self.db), await repo.custom_roles(self.db))
-            every = tuple(f"{_subject(g)} {_grant_line(g, now)}" for g in grants)
-            return Reply(Tone.INFO, "Every grant:", every or ("Nobody holds anything yet.",))
-        if kind == GROUP:
-            custom = await repo.custom_roles(self.db)
-            grants = [g for g in with_roles(await repo.group_grants(self.db), custom) if g.user_id == subject]
-            problems: list[str] = []
-        else:
-            grants, problems = await self._held(subject)
-        who = group_mention(subject) if kind == GROUP else mention(subject)
-        active = [_grant_line(g, now) for g in grants if not g.expired(now)]
-        expired = [_grant_line(g, now) for g in grants if g.expired(now)]
-        lines = [*active, *(["Expired (no longer count):", *expired] if expired else []), *problems]
-        if not active:
-            title = f"{who} may not do anything {'now' if expired else 'yet'} (deny by default)."
-            lines.append("An admin can grant actions or a role: `/call grant @someone operator on=ACCOUNT`.")
-            return Reply(Tone.INFO, title, tuple(lines))
-        return Reply(Tone.INFO, f"{who} may:", tuple(lines))
-
-    async def _roles(self) -> Reply:
-        custom = await repo.custom_roles(self.db)
-        lines: list[str] = [f"`{name}` (built in): {_actions_text(actions)}" for name, actions in BUILTIN_ROLES.items()]
-        lines += [f"`{name}` (custom): {_actions_text(actions)}" for name, actions in custom.items()]
-        lines.append("Grant one like an action: `/call grant @someone operator on=ACCOUNT`.")
-        lines.append("Admins on `*` define more: `/call role create NAME ACTIONS` (again to redefine).")
-        return Reply(Tone.INFO, "Roles:", tuple(lines))
-
-    async def _define_role(self, inv: Invocation, command: RoleCommand) -> Reply:
-        """Roles are team-wide (a grant of one reaches whatever it will contain): admin on `*`."""
-        decision = decide_management(await self._all_held(inv), [ANY_ACCOUNT], channel=inv.channel_id, now=self.now())
-        request: dict[str, Any] = {"name": command.name, "actions": list(command.actions)}
-        if not decision.allowed:
-            denial = PermissionDenied("role create", None, "Defining roles needs `admin` on `*`.")
-            return await self._refuse(inv, denial, action="role", decision=decision, request=request)
-        previous = await repo.save_role(self.db, command.name, list(command.actions), inv.user_id, self.now())
-        request["previous"] = list(previous) if previous is not None else None
-        row = await self._record(
-            inv, outcome="succeeded", decision=decision, action="role", request=request, completed=True
-        )
-        verb = "Created" if previous is None else "Redefined"
-        lines = [f"Actions: {_actions_text(command.actions)}."]
-        if previous is not None:
-            lines.append(f"Before: {_actions_text(previous)}. Every grant of `{command.name}` changes at once.")
-        return Reply(Tone.SUCCESS, f"{verb} role `{command.name}`.", tuple(lines), audit_id=row.id)
-
     # -- audit and help -------------------------------------------------------------------------
 
     async def _audit(self, inv: Invocation, query: AuditQuery) -> Reply:
@@ -1696,36 +1473,72 @@ class Service:
         call_id: str | None = None,
         break_glass: bool = False,
     ) -> AuditRow:
-        now = self.now()
-        return await repo.insert_audit(
-            self.db,
-            created_at=now,
-            break_glass=break_glass,
-            source=inv.source,
-            team_id=inv.team_id,
-            user_id=inv.user_id,
-            user_name=inv.user_name,
-            channel_id=inv.channel_id,
-            command_text=self.redactor.text(inv.command_text),
+        fields = self._audit_fields(
+            inv,
+            outcome=outcome,
+            decision=decision,
+            request=request,
+            error_message=error_message,
+            completed=completed,
             action=action,
             account=account,
             provider=provider,
             call_id=call_id,
-            request=self.redactor.value(request) if request is not None else None,
-            decision=None if decision is None else ("allowed" if decision.allowed else "denied"),
-            grant_id=decision.grant.id if decision and decision.grant else None,
-            decision_basis=decision.basis[:255] if decision else None,
-            outcome=outcome,
-            error_message=self.redactor.text(error_message) if error_message else None,
-            idempotency_key=inv.idempotency_key,
-            completed_at=now if completed else None,
+            break_glass=break_glass,
         )
+        return await repo.insert_audit(self.db, **fields)
 
-    async def _complete(self, audit_id: int, **fields: Any) -> None:
+    def _audit_fields(
+        self,
+        inv: Invocation,
+        *,
+        outcome: str,
+        decision: Decision | None = None,
+        request: dict[str, Any] | None = None,
+        error_message: str | None = None,
+        completed: bool = False,
+        action: str | None = None,
+        account: str | None = None,
+        provider: str | None = None,
+        call_id: str | None = None,
+        break_glass: bool = False,
+    ) -> dict[str, Any]:
+        """A new audit row's columns, secrets masked (bulk actions insert these in group commits)."""
+        now = self.now()
+        return {
+            "created_at": now,
+            "break_glass": break_glass,
+            "source": inv.source,
+            "team_id": inv.team_id,
+            "user_id": inv.user_id,
+            "user_name": inv.user_name,
+            "channel_id": inv.channel_id,
+            "command_text": self.redactor.text(inv.command_text),
+            "action": action,
+            "account": account,
+            "provider": provider,
+            "call_id": call_id,
+            "request": self.redactor.value(request) if request is not None else None,
+            "decision": None if decision is None else ("allowed" if decision.allowed else "denied"),
+            "grant_id": decision.grant.id if decision and decision.grant else None,
+            "decision_basis": decision.basis[:255] if decision else None,
+            "outcome": outcome,
+            "error_message": self.redactor.text(error_message) if error_message else None,
+            "idempotency_key": inv.idempotency_key,
+            "completed_at": now if completed else None,
+        }
+
+    def _outcome_fields(self, **fields: Any) -> dict[str, Any]:
+        """A pending row's outcome columns, secrets masked."""
         if fields.get("error_message"):
             fields["error_message"] = self.redactor.text(fields["error_message"])
         if fields.get("result") is not None:
             fields["result"] = self.redactor.value(fields["result"])
+        fields.setdefault("completed_at", utcnow())
+        return fields
+
+    async def _complete(self, audit_id: int, **fields: Any) -> None:
+        fields = self._outcome_fields(**fields)
         try:
             if not await repo.complete_audit(self.db, audit_id, **fields):
                 # Closed meanwhile as `unknown` (a restart judged the request abandoned): the chain
@@ -1928,21 +1741,6 @@ def _action_summary(action: CallAction) -> list[str]:
     return [f"{key.replace('_', ' ')}: {value}" for key, value in params.items()]
 
 
-def _freeze_wording(command: FreezeCommand, changed: list[str], unchanged: list[str]) -> tuple[str, tuple[str, ...]]:
-    names = ", ".join(f"`{a}`" for a in changed)
-    if command.lift:
-        title = f"Unfrozen: {names}." if changed else "Nothing to unfreeze."
-        rest = (f"Not frozen: {', '.join(unchanged)}.",) if unchanged else ()
-        return title, rest
-    title = (
-        f"Frozen: {names}. Every call action there is refused until `/call unfreeze`."
-        if changed
-        else ("Already frozen: nothing changed.")
-    )
-    rest = (f"Already frozen (unchanged): {', '.join(unchanged)}.",) if unchanged else ()
-    return title, (*rest, f"Reason: {command.reason}", "Holders of `break-glass` may still act, with a reason.")
-
-
 def _duplicate_reply(row: AuditRow) -> Reply:
     if row.outcome == "pending":
         return Reply(Tone.INFO, "This request is already being handled; nothing was sent twice.", audit_id=row.id)
@@ -1956,83 +1754,11 @@ def _duplicate_reply(row: AuditRow) -> Reply:
     )
 
 
-def _grant_line(grant: Grant, now: datetime) -> str:
-    """What, where, until when, and why (which grant), as `/call perms` lists it."""
-    where = "all accounts" if grant.account == ANY_ACCOUNT else f"account `{grant.account}`"
-    line = f"`{grant.action}`"
-    if grant.is_role:
-        line += f" ({_actions_text(sorted(grant.actions))})"
-    line += f" on {where}"
-    if grant.channel:
-        line += f", only in <#{grant.channel}>"
-    if grant.expires_at:
-        line += f", expired {when(grant.expires_at)}" if grant.expired(now) else f", until {when(grant.expires_at)}"
-    if grant.needs_approval:
-        line += ", needs approval"
-    why = f"grant #{grant.id}" + (f", via {group_mention(grant.user_id)}" if grant.subject_kind == GROUP else "")
-    return f"{line} ({why})"
-
-
-def _subject(grant: Grant) -> str:
-    return group_mention(grant.user_id) if grant.subject_kind == GROUP else mention(grant.user_id)
-
-
-def _actions_text(actions: Iterable[str]) -> str:
-    names = list(actions)
-    return ", ".join(names) if names else "nothing beyond help, their own perms and audit rows"
-
-
 def _denied(decision: Decision) -> PermissionDenied:
     """A refused call action says why when a grant nearly matched (channel, expiry, unreadable group)."""
     if not decision.note:
         return PermissionDenied(decision.action, decision.account)
     return PermissionDenied(decision.action, decision.account, f"Your grants here: {decision.note}.")
-
-
-def _management_detail(command: GrantCommand, decision: Decision) -> str:
-    detail = "Changing permissions needs `admin` on every account named" + (
-        " (and on `*` to grant everywhere)." if ANY_ACCOUNT in command.accounts else "."
-    )
-    if decision.note:
-        detail += (
-            f" Your {decision.note}: a grant you give must be limited at least as much (same `in=` channel, "
-            "expiring no later)."
-        )
-    return detail
-
-
-def _grant_wording(
-    command: GrantCommand, outcomes: dict[str, list[str]], expires_at: datetime | None
-) -> tuple[str, tuple[str, ...]]:
-    who = group_mention(command.user_id) if command.subject_kind == GROUP else mention(command.user_id)
-    done, renewed, unchanged = outcomes["added"], outcomes["renewed"], outcomes["held"]
-    if command.revoke:
-        title = f"Revoked from {who}: {', '.join(done)}." if done else f"{who} held none of that."
-        return title, ((f"Not held, nothing to revoke: {', '.join(unchanged)}.",) if done and unchanged else ())
-    changed = done + renewed
-    title = f"Granted to {who}: {', '.join(changed)}." if changed else f"{who} already had all of that."
-    lines = [f"Until {when(expires_at)}." if expires_at else "No expiry."] if changed else []
-    if changed and command.needs_approval:
-        lines.append("What it allows is held for two-person approval (needs_approval).")
-    if renewed:
-        lines.append(f"Already held, expiry changed: {', '.join(renewed)}.")
-    if changed and unchanged:
-        lines.append(f"Already held: {', '.join(unchanged)}.")
-    return title, tuple(lines)
-
-
-def _grant_text(command: GrantCommand) -> str:
-    verb = "revoke" if command.revoke else "grant"
-    text = f"{verb} {command.user_id} {','.join(command.actions)} --on {','.join(command.accounts)}"
-    if command.channel:
-        text += f" --in {command.channel}"
-    if command.duration:
-        text += f" --for {command.duration}"
-    if command.until:
-        text += f" --until {command.until.isoformat()}"
-    if command.needs_approval:
-        text += " --needs-approval"
-    return text
 
 
 def _verb_of(text: str) -> str | None:
@@ -2046,29 +1772,12 @@ def _verb_of(text: str) -> str | None:
     return word if word in grammar.VERBS or word == "flow" else None
 
 
-def _check_team_wide(command: GrantCommand) -> None:
-    """`flow:manage` is about the team's saved flows, not one account: it is granted on `*` only."""
-    if command.revoke or command.accounts == (ANY_ACCOUNT,):
-        return
-    for action in command.actions:
-        if action in TEAM_WIDE_ACTIONS:
-            raise InvalidInput(
-                f"on={','.join(command.accounts)}",
-                f"`{action}` is team-wide (saved flows are shared by every account), so it is granted on `*` only.",
-                f"Grant it on its own, without `on=`: `/call grant {mention(command.user_id)} {action}`.",
-            )
-
-
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _when(saved: SavedFlow) -> str:
     return saved.created_at.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _one(accounts: tuple[str, ...]) -> str | None:
-    return accounts[0] if len(accounts) == 1 else None
 
 
 def _ms(began: float) -> int:

@@ -48,11 +48,12 @@ def run(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
 
 
 def hangup_act(client: TwilioClient, throttle: Throttle) -> batches.Act:
-    async def act(call_id: str, in_doubt: bool) -> ItemOutcome:
-        if in_doubt and (await client.get_call(call_id)).ended:
+    async def act(step: batches.Step) -> ItemOutcome:
+        if step.in_doubt and (await client.get_call(step.call_id)).ended:
             return ItemOutcome(None, None)  # the earlier request got through: nothing to send
+        await step.sending()  # committed before the request goes
         try:
-            await send_throttled(client, client.build(call_id, Hangup()), throttle)
+            await send_throttled(client, client.build(step.call_id, Hangup()), throttle)
         except ProviderError as error:
             return ItemOutcome(None, error.message)
         return ItemOutcome(None, None)

@@ -153,3 +153,23 @@ def test_stopping_leaves_untouched_calls_alone() -> None:
 def test_eta_follows_the_pace_so_far() -> None:
     assert Progress(total=100, ended=20, failed=5, elapsed=5.0).eta == pytest.approx(15.0)
     assert Progress(total=100, ended=0, failed=0, elapsed=1.0).eta is None
+
+
+def test_a_refused_step_up_goes_back_to_the_size_that_held_not_to_half() -> None:
+    throttle = Throttle(10, recover_after=2, probe_after=6)
+    throttle.throttled(0.0, throttle.epoch)  # the first burst: nothing known yet, so halve
+    assert (throttle.window, throttle.ceiling) == (5, 9)
+    for _ in range(2):
+        throttle.succeeded()  # 5 held; one step up
+    assert throttle.window == 6
+    throttle.throttled(0.0, throttle.epoch)  # 6 is refused: 5 held, so back to 5, not 3
+    assert (throttle.window, throttle.ceiling) == (5, 5)
+    for _ in range(6):
+        throttle.succeeded()
+    assert throttle.window == 6  # a probe after a long quiet run only
+    throttle.throttled(0.0, throttle.epoch)
+    assert throttle.window == 5
+    for _ in range(2):
+        throttle.succeeded()
+    throttle.throttled(0.0, throttle.epoch)  # refused at a size that held: the limit changed, halve
+    assert throttle.window == 2

@@ -14,14 +14,15 @@ from bot.permissions import Decision
 from bot.runtime import Runtime
 from bot.service import Invocation
 from tests.conftest import ALICE, DbHelper
-from tests.fakes.twilio import FakeTwilio, call_sid
+from tests.fakes.twilio import FakeTwilio, call_sid, twilio_error
 
 
 def test_each_call_of_a_batch_gets_its_own_audit_row(
     env: dict[str, str], db: DbHelper, fake_twilio: FakeTwilio
 ) -> None:
     sids = [fake_twilio.add_call(call_sid(n)) for n in range(1, 13)]
-    fake_twilio.calls[sids[4]] = "completed"
+    # Twilio refuses this one although it is live (had it ended, the batch would count it as ended).
+    fake_twilio.refusing[sids[4]] = twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
 
     async def go() -> tuple[batches.Summary[str], chain.ChainReport]:
         runtime = await Runtime.start(Settings.from_env(env))

@@ -148,6 +148,25 @@ async def append_row(session: AsyncSession, fields: dict[str, Any]) -> AuditRow:
     return row
 
 
+async def append_rows(session: AsyncSession, many: list[dict[str, Any]]) -> list[int]:
+    """Inserts several audit rows with their opening entries (one head update for all: a bulk
+    action's group commit). Returns their ids, in order."""
+    if not many:
+        return []
+    if any(f.get("outcome") == PENDING and any(f.get(n) is not None for n in OUTCOME_FIELDS[1:]) for f in many):
+        raise ValueError("a pending audit row carries no outcome fields until it is completed")
+    seq, prev, _, _ = await _advance(session, len(many))
+    rows = []
+    for fields in many:
+        seq += 1
+        prev = link(prev, opening_entry(fields, seq, closed=False))
+        rows.append(AuditRow(**fields, chain_seq=seq, chain_hash=prev))
+    session.add_all(rows)
+    await session.flush()
+    await _set_head_hash(session, prev)
+    return [row.id for row in rows]
+
+
 async def close_rows(session: AsyncSession, outcomes: Mapping[int, Mapping[str, Any]]) -> list[int]:
     """Gives pending rows their outcome, one closing entry each. Returns the ids closed; a row
     already closed (say, marked unknown by a restart) is left as it is."""
@@ -166,17 +185,18 @@ async def close_rows(session: AsyncSession, outcomes: Mapping[int, Mapping[str, 
             .order_by(AuditRow.id)
         )
     ).all()
-    closed = []
+    closed: list[dict[str, Any]] = []
     for audit_id, opened in rows:
         values = dict(outcomes[audit_id])
         seq += 1
         prev = link(prev, closing_entry(values, seq, opened or 0))
-        await session.execute(
-            update(AuditRow).where(AuditRow.id == audit_id).values(**values, outcome_seq=seq, outcome_hash=prev)
-        )
-        closed.append(audit_id)
+        closed.append({"id": audit_id, **values, "outcome_seq": seq, "outcome_hash": prev})
+    if closed:
+        # By primary key, in one executemany per set of columns (the head lock is held: no one
+        # else can close these rows between the SELECT above and here).
+        await session.execute(update(AuditRow), closed)
     await session.execute(update(AuditChainRow).where(AuditChainRow.id == HEAD_ID).values(seq=seq, hash=prev))
-    return closed
+    return [values["id"] for values in closed]
 
 
 # -- verifying --------------------------------------------------------------------------------------
