@@ -36,7 +36,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 # Spread over a team so per-user rate limits (30 a minute by default) do not refuse the run.
-USERS = [f"U0BENCH{n:03d}" for n in range(25)]
+USERS = [f"U0BENCH{n:03d}" for n in range(100)]
 
 
 def prepare_database(url: str) -> None:
