@@ -39,7 +39,9 @@ def percentile(values: list[float], share: float) -> float:
 USERS = [f"U0BENCH{n:03d}" for n in range(100)]
 
 
-def prepare_database(url: str) -> None:
+def prepare_database(url: str, grants: list[tuple[str, str, str]] | None = None) -> None:
+    """A fresh schema (PostgreSQL: the public schema dropped first) and these grants (user,
+    action, account); by default `hangup` on `prod` for every benchmark user."""
     if url.startswith("postgres"):
         engine = create_engine(parse_database_url(url, sync=True))
         with engine.begin() as conn:
@@ -49,13 +51,13 @@ def prepare_database(url: str) -> None:
     migrate.upgrade(url)
     engine = create_engine(parse_database_url(url, sync=True))
     with engine.begin() as conn:
-        for user in USERS:
+        for user, action, account in grants if grants is not None else [(u, "hangup", "prod") for u in USERS]:
             conn.execute(
                 text(
                     "INSERT INTO grants (user_id, action, account, granted_by, created_at) "
-                    "VALUES (:u, 'hangup', 'prod', 'benchmark', CURRENT_TIMESTAMP)"
+                    "VALUES (:u, :a, :c, 'benchmark', CURRENT_TIMESTAMP)"
                 ),
-                {"u": user},
+                {"u": user, "a": action, "c": account},
             )
     engine.dispose()
 

@@ -126,32 +126,6 @@ BENCH_USER = "U0ALICE01"
 PROGRESS = re.compile(r"[\d,]+ / [\d,]+ ended, [\d,]+ failed(?:, ~[^\n]*? left)?")
 
 
-def prepare_database(url: str) -> None:
-    """A fresh schema (PostgreSQL: the public schema dropped first), and `bulk` on `prod`."""
-    from sqlalchemy import create_engine, text
-
-    from bot.db import migrate
-    from bot.db.session import parse_database_url
-
-    if url.startswith("postgres"):
-        engine = create_engine(parse_database_url(url, sync=True))
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-    migrate.upgrade(url)
-    engine = create_engine(parse_database_url(url, sync=True))
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO grants (user_id, action, account, granted_by, created_at) "
-                "VALUES (:u, 'bulk', 'prod', 'benchmark', CURRENT_TIMESTAMP)"
-            ),
-            {"u": BENCH_USER},
-        )
-    engine.dispose()
-
-
 def _audit_counts(url: str) -> dict[str, dict[str, int]]:
     """Outcome counts of the per-call rows (hangup from bulk) and of the batch's own row."""
     from sqlalchemy import create_engine, text
@@ -202,14 +176,8 @@ class _Timings:
     def install(self) -> None:
         from bot import batches, bulk_hangup
         from bot.db.session import Database
-        from bot.service import Service
 
-        def bulk_row(*args: Any, **kwargs: Any) -> bool:
-            return getattr(args[1] if len(args) > 1 else kwargs.get("inv"), "source", None) == "bulk"
-
-        self.wrap(Service, "_record", "audit row opened (pending)", bulk_row)
-        self.wrap(Service, "_complete", "audit row completed")  # the per-call ones, and 3 others
-        self.wrap(batches, "_set_item", "batch item state (sending, ended)")
+        self.wrap(batches.Writer, "_commit", "group commit (rows + item states of the queued calls)")
         self.wrap(bulk_hangup, "send_throttled", "provider request (throttled)")
         self.wrap(batches, "run", "batches.run (the whole run)")
         timings = self
@@ -238,7 +206,9 @@ def run_through_slack(calls: int, concurrency: int, latency: float, cap: int | N
 
     workdir = Path(tempfile.mkdtemp(prefix="callbot-bulk-bench-"))
     url = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'bench.db'}"
-    prepare_database(url)
+    from benchmarks.ack_latency import prepare_database
+
+    prepare_database(url, [(BENCH_USER, "bulk", "prod")])
     timings = _Timings()
     if breakdown:
         timings.install()

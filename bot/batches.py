@@ -62,7 +62,6 @@ class Writer:
         self.db = db
         self._queue: list[_Write] = []
         self._drainer: asyncio.Task[None] | None = None
-        self.transactions = 0
 
     async def write(self, item_id: int, state: str, **options: Any) -> int | None:
         """`options`: item columns, and `opening=` (returns the new row's id) or `audit_id=` with
@@ -109,7 +108,6 @@ class Writer:
                 linked = {"audit_id": audit_id} if audit_id is not None else {}
                 items.append({"id": w.item_id, "state": w.state, "updated_at": now, **w.item_fields, **linked})
             await session.execute(update(BatchItemRow), items)
-        self.transactions += 1
         return [ids.get(id(w)) for w in group]
 
 
@@ -244,11 +242,6 @@ async def set_message(db: Database, batch_id: int, channel: str, ts: str) -> Non
         await session.execute(
             update(BatchRow).where(BatchRow.id == batch_id).values(message_channel=channel, message_ts=ts)
         )
-
-
-async def _set_item(db: Database, item_id: int, state: str, **fields: Any) -> None:
-    async with db.session() as session:
-        await _mark(session, item_id, state, **fields)
 
 
 async def _mark(session: AsyncSession, item_id: int, state: str, **fields: Any) -> None:

@@ -33,7 +33,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot import batches, grammar, phone
-from bot.actions import Hangup
 from bot.bulk import Progress
 from bot.bulk_hangup import ALREADY_ENDED, BulkHangup
 from bot.db import repo
@@ -62,6 +61,7 @@ log = logging.getLogger(__name__)
 BULK_ACTION = "hangup-all"
 CANCEL_ACTION = "batch.cancel"
 RESUME_ACTION = "batch.resume"
+SHOW_ACTION = "batch.show"  # audited when refused only: reading a batch's state changes nothing
 COUNT_ACTION = "calls.list"
 FAILURES_SHOWN = 15
 # An approval row names one call; a bulk request names the filter instead.
@@ -79,7 +79,6 @@ class BatchPlan:
     client: ProviderClient
     decision: Decision
     break_glass: bool
-    approval_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,6 @@ class BatchRun:
     total: int
     filter_text: str
     resumed: bool = False
-    approval_id: int | None = None
     reason: str | None = None
     # Handled by an earlier run (a resumed batch): where its progress starts.
     ended_before: int = 0
@@ -286,7 +284,7 @@ class BulkActions:
             context = self._context(plan.account, plan.client, command)
             return await s._refuse(inv, mismatch, decision=refused, **context)
         note = "; ".join(filter(None, [plan.decision.note, f"approved by {approver} (approval #{row.id})"]))
-        return replace(plan, decision=replace(plan.decision, note=note), approval_id=row.id)
+        return replace(plan, decision=replace(plan.decision, note=note))
 
     # -- 3. start --------------------------------------------------------------------------------
 
@@ -339,8 +337,18 @@ class BulkActions:
             row.id,
             batch.total,
             filter_text(command),
-            approval_id=plan.approval_id,
             reason=command.reason,
+        )
+
+    @staticmethod
+    def resuming(run: BatchRun) -> Reply:
+        """Said to whoever resumed a batch, before its new progress message."""
+        left = run.total - run.ended_before - run.failed_before
+        return Reply(
+            Tone.WORKING,
+            f"Resuming batch #{run.batch_id} on `{run.account}`: {left:,} of {run.total:,} calls left.",
+            ("Progress is posted in this channel (or as a direct message), with Cancel.",),
+            audit_id=run.audit_id,
         )
 
     async def message_posted(self, batch_id: int, channel: str, ts: str) -> None:
@@ -361,7 +369,7 @@ class BulkActions:
                 confirm="Stop it",
             ),
         )
-        return Reply(
+        reply = Reply(
             Tone.WORKING,
             f"Hanging up calls on `{run.account}`{run.filter_text} (batch #{run.batch_id})",
             (
@@ -371,7 +379,9 @@ class BulkActions:
             ),
             audit_id=run.audit_id,
             choices=(cancel,),
-        ).map_text(phone.mask_in_text)
+        )
+        # Posted to a channel: secrets masked (a reason is free text) and phone numbers too.
+        return self.service._safe(reply).map_text(phone.mask_in_text)
 
     async def run(self, run: BatchRun, report: Report) -> Reply:
         """Runs the batch to its end (or Cancel); `report` gets the progress message about once a
@@ -460,7 +470,7 @@ class BulkActions:
             )
         lines.append(f"Every call has its own audit row (source `bulk`); the batch's row is #{run.audit_id}.")
         reply = Reply(tone, title, tuple(lines), audit_id=run.audit_id)
-        return reply.map_text(phone.mask_in_text)
+        return self.service._safe(reply).map_text(phone.mask_in_text)
 
     # -- cancel, resume, show ------------------------------------------------------------------------
 
@@ -469,10 +479,10 @@ class BulkActions:
         account. The runner stops at its next tick (≤ 1 s); requests in flight finish."""
         s = self.service
         inv = replace(inv, text=f"batch {batch_id} cancel", idempotency_key=None)
-        batch, refused = await self._batch_for(inv, batch_id, CANCEL_ACTION, allow_requester=True)
-        if batch is None:
-            assert refused is not None
-            return refused
+        found = await self._batch_for(inv, batch_id, CANCEL_ACTION, allow_requester=True)
+        if isinstance(found, Reply):
+            return found
+        batch, _ = found
         context: dict[str, Any] = {"action": CANCEL_ACTION, "account": batch.account, "request": {"batch": batch_id}}
         if not await batches.request_cancel(s.db, batch_id, inv.user_id):
             error = InvalidInput(None, f"Batch #{batch_id} is {batch.status}: there is nothing to cancel.")
@@ -490,20 +500,19 @@ class BulkActions:
         decides; the freeze applies). Items already handled are not touched."""
         s = self.service
         inv = replace(inv, text=f"batch {batch_id} resume", idempotency_key=None)
-        batch, refused = await self._batch_for(inv, batch_id, RESUME_ACTION, allow_requester=False)
-        if batch is None:
-            assert refused is not None
-            return refused
-        client = s.clients.get(batch.account)
+        found = await self._batch_for(inv, batch_id, RESUME_ACTION, allow_requester=False)
+        if isinstance(found, Reply):
+            return found
+        batch, decision = found
+        assert decision is not None  # allow_requester=False: always decided
         context: dict[str, Any] = {"action": RESUME_ACTION, "account": batch.account, "request": {"batch": batch_id}}
-        if client is None:
+        if batch.account not in s.clients:
             error = InvalidInput(batch.account, "is no longer a configured account: the batch cannot resume there.")
             return await s._refuse(inv, error, **context)
-        decision = await s._decide(inv, BULK, batch.account)
-        cleared = await self._check_freeze(inv, batch.account, client, decision, batch.reason, context)
+        cleared = await s._check_freeze(inv, batch.account, decision, batch.reason, context)
         if isinstance(cleared, Reply):
             return cleared
-        decision, break_glass = cleared
+        decision, break_glass = cleared.decision, cleared.break_glass
         # A batch whose process died moments ago may not be marked yet (the server looks every 10 s;
         # the shell not at all): mark it now, so resume does not wait for the sweep.
         if batch.status == batches.RUNNING and batch_id in await batches.mark_interrupted(
@@ -534,10 +543,12 @@ class BulkActions:
         )
 
     async def show(self, inv: Invocation, batch_id: int) -> Reply:
-        batch, refused = await self._batch_for(inv, batch_id, "batch.show", allow_requester=True, audit=False)
-        if batch is None:
-            assert refused is not None
-            return refused
+        found = await self._batch_for(
+            replace(inv, text=f"batch {batch_id}", idempotency_key=None), batch_id, SHOW_ACTION, allow_requester=True
+        )
+        if isinstance(found, Reply):
+            return found
+        batch, _ = found
         failures = [item for item in await batches.items(self.service.db, batch_id) if item.state == batches.FAILED]
         lines = [
             f"{batch.ended:,} / {batch.total:,} ended, {batch.failed:,} failed.",
@@ -574,7 +585,7 @@ class BulkActions:
                 audit_id=batch.audit_id,
                 choices=(resume_button(batch_id),),
             )
-            notices.append(BatchNotice(batch_id, batch.message_channel, batch.message_ts, reply))
+            notices.append(BatchNotice(batch_id, batch.message_channel, batch.message_ts, self.service._safe(reply)))
         return notices
 
     # -- shared ----------------------------------------------------------------------------------
@@ -606,10 +617,10 @@ class BulkActions:
                 detail += f" Your grants here: {decision.note}."
             error = PermissionDenied(BULK, command.account, detail)
             return await s._refuse(inv, error, decision=decision, **context)
-        cleared = await self._check_freeze(inv, command.account, client, decision, command.reason, context)
+        cleared = await s._check_freeze(inv, command.account, decision, command.reason, context)
         if isinstance(cleared, Reply):
             return cleared
-        decision, break_glass = cleared
+        decision, break_glass = cleared.decision, cleared.break_glass
         if BULK in s.policy_of(command.account).require_reason and not command.reason:
             error = PolicyDenied(
                 "require_reason",
@@ -621,49 +632,27 @@ class BulkActions:
             return await s._refuse(inv, error, decision=refused, break_glass=break_glass, **context)
         return BatchPlan(inv, command, command.account, client, decision, break_glass)
 
-    async def _check_freeze(
-        self,
-        inv: Invocation,
-        account: str,
-        client: ProviderClient,
-        decision: Decision,
-        reason: str | None,
-        context: dict[str, Any],
-    ) -> Reply | tuple[Decision, bool]:
-        from bot.service import Done, _Authorised
-
-        authorised = _Authorised(account, client, decision, context, f"{account} (bulk)")
-        cleared = await self.service._check_freeze(inv, Hangup(reason), authorised)
-        if isinstance(cleared, Done):
-            return cleared.reply
-        return cleared.decision, cleared.break_glass
-
     async def _batch_for(
-        self, inv: Invocation, batch_id: int, action: str, *, allow_requester: bool, audit: bool = True
-    ) -> tuple[BatchRow | None, Reply | None]:
-        """The batch, when this person may act on it (the requester, where allowed; else `bulk` on
-        its account); else the refusal (audited unless `audit` is off)."""
+        self, inv: Invocation, batch_id: int, action: str, *, allow_requester: bool
+    ) -> tuple[BatchRow, Decision | None] | Reply:
+        """The batch and the `bulk` decision that lets this person act on it (None: they started it,
+        where that is enough); else the refusal, audited as `action`."""
         s = self.service
         batch = await batches.get(s.db, batch_id)
         if batch is None:
             error: CallbotError = InvalidInput(
                 None, f"There is no batch #{batch_id}.", "Its progress message names it (batch #12)."
             )
-            if not audit:
-                return None, Reply(Tone.INVALID, "That command is not valid.", (error.message,))
-            return None, await s._refuse(inv, error, action=action, request={"batch": batch_id})
+            return await s._refuse(inv, error, action=action, request={"batch": batch_id})
         if allow_requester and batch.requested_by == inv.user_id:
             return batch, None
         decision = await s._decide(inv, BULK, batch.account)
         if decision.allowed:
-            return batch, None
+            return batch, decision
         error = PermissionDenied(BULK, batch.account, f"Batches on `{batch.account}` need `bulk` there.")
-        if not audit:
-            return None, Reply(Tone.DENIED, "Not allowed.", (error.message,))
-        refused = await s._refuse(
+        return await s._refuse(
             inv, error, decision=decision, action=action, account=batch.account, request={"batch": batch_id}
         )
-        return None, refused
 
     @staticmethod
     def _context(account: str, client: ProviderClient, command: HangupAllCommand) -> dict[str, Any]:

@@ -234,6 +234,7 @@ AUDIT_ACTIONS = (
     "hangup-all",
     "batch.cancel",
     "batch.resume",
+    "batch.show",
 )
 
 

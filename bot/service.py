@@ -680,9 +680,9 @@ class Service:
         first rule broken refuses the action, audited as denied (or rate_limited) naming the rule."""
         account, context = authorised.account, authorised.context
         policy, action = self.policy_of(account), command.action
-        cleared = await self._check_freeze(inv, action, authorised)
-        if isinstance(cleared, Done):
-            return cleared
+        cleared = await self._check_freeze(inv, account, authorised.decision, action.reason, context)
+        if isinstance(cleared, Reply):
+            return Done(cleared)
         decision, break_glass = cleared.decision, cleared.break_glass
         error: CallbotError | None = None
         rule = ""
@@ -699,10 +699,12 @@ class Service:
             return Done(await self._refuse(inv, error, decision=refused, break_glass=break_glass, **context))
         return _Cleared(decision, break_glass)
 
-    async def _check_freeze(self, inv: Invocation, action: CallAction, authorised: _Authorised) -> Done | _Cleared:
+    async def _check_freeze(
+        self, inv: Invocation, account: str, decision: Decision, reason: str | None, context: dict[str, Any]
+    ) -> Reply | _Cleared:
         """A frozen account refuses everyone but holders of `break-glass` there, who must give a
-        reason; their rows are flagged `break_glass` and name the grant and the freeze."""
-        account, context, decision = authorised.account, authorised.context, authorised.decision
+        reason; their rows are flagged `break_glass` and name the grant and the freeze. A refusal
+        is audited (`context`: the row's action, account…) and returned as the reply."""
         freeze = await repo.active_freeze(self.db, account)
         if freeze is None:
             return _Cleared(decision, False)
@@ -718,10 +720,10 @@ class Service:
                 f"{frozen}. Every call action on it is refused until an admin runs `/call unfreeze on={account}`.",
             )
             refused = replace(decision, allowed=False, note=note)
-            return Done(await self._refuse(inv, error, decision=refused, **context))
+            return await self._refuse(inv, error, decision=refused, **context)
         assert glass.grant is not None
         note = f"break-glass ({glass.grant.describe()}) during freeze #{freeze.id}"
-        if not (action.reason or "").strip():
+        if not (reason or "").strip():
             error = PolicyDenied(
                 "break-glass",
                 f"{frozen}. Your break-glass grant lets you act anyway, with a reason for the audit log: "
@@ -729,7 +731,7 @@ class Service:
                 word="reason",
             )
             refused = replace(decision, allowed=False, note=note)
-            return Done(await self._refuse(inv, error, decision=refused, break_glass=True, **context))
+            return await self._refuse(inv, error, decision=refused, break_glass=True, **context)
         return _Cleared(replace(decision, note=note), True)
 
     async def _rate_limit(self, user_id: str, account: str, policy: Policy) -> RateLimited | None:
@@ -1458,35 +1460,9 @@ class Service:
         )
         return Reply(tone, title, (error.message,), audit_id=row.id, field=getattr(error, "word", None))
 
-    async def _record(
-        self,
-        inv: Invocation,
-        *,
-        outcome: str,
-        decision: Decision | None = None,
-        request: dict[str, Any] | None = None,
-        error_message: str | None = None,
-        completed: bool = False,
-        action: str | None = None,
-        account: str | None = None,
-        provider: str | None = None,
-        call_id: str | None = None,
-        break_glass: bool = False,
-    ) -> AuditRow:
-        fields = self._audit_fields(
-            inv,
-            outcome=outcome,
-            decision=decision,
-            request=request,
-            error_message=error_message,
-            completed=completed,
-            action=action,
-            account=account,
-            provider=provider,
-            call_id=call_id,
-            break_glass=break_glass,
-        )
-        return await repo.insert_audit(self.db, **fields)
+    async def _record(self, inv: Invocation, **fields: Any) -> AuditRow:
+        """Inserts a new audit row (see `_audit_fields` for what it takes)."""
+        return await repo.insert_audit(self.db, **self._audit_fields(inv, **fields))
 
     def _audit_fields(
         self,
@@ -1503,7 +1479,8 @@ class Service:
         call_id: str | None = None,
         break_glass: bool = False,
     ) -> dict[str, Any]:
-        """A new audit row's columns, secrets masked (bulk actions insert these in group commits)."""
+        """A new audit row's columns, secrets masked. `completed`: the row is final as written (no
+        provider step follows). Bulk actions insert these in group commits (bot/batches.py)."""
         now = self.now()
         return {
             "created_at": now,

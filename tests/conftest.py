@@ -3,15 +3,16 @@ served by uvicorn on loopback, driven with signed requests exactly as Slack send
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -23,7 +24,7 @@ from sqlalchemy import Engine, bindparam, create_engine, text
 from bot.config import Settings
 from bot.db import migrate
 from bot.db.models import UTCDateTime
-from bot.db.session import parse_database_url
+from bot.db.session import Database, parse_database_url
 from bot.web import create_web_app
 from tests.fakes import bandwidth, bird
 from tests.fakes.bandwidth import FakeBandwidth
@@ -60,6 +61,22 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'callbot.db'}"
     migrate.upgrade(url)
     return url
+
+
+T = TypeVar("T")
+
+
+def on_database(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Runs `work` with the bot's own async Database on `url` (a fresh event loop), then closes it."""
+
+    async def go() -> T:
+        database = Database(url)
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(go())
 
 
 @dataclass

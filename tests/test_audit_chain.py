@@ -3,10 +3,8 @@ and several processes writing at once keep it linear."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +17,7 @@ from bot.config import Settings
 from bot.db import chain, repo
 from bot.db.session import Database
 from bot.errors import InvalidInput
-from tests.conftest import ALICE, Bot, DbHelper, ServerThread, write_config
+from tests.conftest import ALICE, Bot, DbHelper, ServerThread, on_database, write_config
 from tests.fakes.server import Answer
 from tests.fakes.twilio import call_sid
 from tests.processes import callbot
@@ -28,19 +26,8 @@ T = TypeVar("T")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def run(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
-    async def go() -> T:
-        database = Database(url)
-        try:
-            return await work(database)
-        finally:
-            await database.close()
-
-    return asyncio.run(go())
-
-
 def verify(db: DbHelper) -> chain.ChainReport:
-    return run(db.url, chain.verify)
+    return on_database(db.url, chain.verify)
 
 
 def insert(db: DbHelper, rows: list[dict[str, Any]]) -> list[int]:
@@ -50,11 +37,11 @@ def insert(db: DbHelper, rows: list[dict[str, Any]]) -> list[int]:
             ids.append((await repo.insert_audit(database, **fields)).id)
         return ids
 
-    return run(db.url, go)
+    return on_database(db.url, go)
 
 
 def complete(db: DbHelper, audit_id: int, **fields: Any) -> bool:
-    return run(db.url, lambda database: repo.complete_audit(database, audit_id, **fields))
+    return on_database(db.url, lambda database: repo.complete_audit(database, audit_id, **fields))
 
 
 def attempt(n: int, *, outcome: str = "denied", days_ago: float = 0, **extra: Any) -> dict[str, Any]:
@@ -212,7 +199,7 @@ def test_purge_removes_a_prefix_and_the_rest_still_verifies(db: DbHelper) -> Non
     old = [attempt(n, days_ago=500) for n in range(1, 5)]
     old[2] = attempt(3, days_ago=500, outcome="pending")  # still pending: it and what follows stay
     ids = insert(db, [*old, attempt(5, days_ago=1)])
-    report = run(
+    report = on_database(
         db.url,
         lambda d: purge(
             d, older_than=timedelta(days=400), now=NOW, by="shell:ops", source="cli", command_text="x", basis="shell"
@@ -229,7 +216,7 @@ def test_purge_removes_a_prefix_and_the_rest_still_verifies(db: DbHelper) -> Non
 
     # The pending row completes much later: its closing entry is after the checkpoint.
     assert complete(db, ids[2], outcome="unknown")
-    again = run(
+    again = on_database(
         db.url,
         lambda d: purge(
             d, older_than=timedelta(days=400), now=NOW, by="shell:ops", source="cli", command_text="x", basis="shell"
@@ -245,7 +232,7 @@ def test_purge_removes_a_prefix_and_the_rest_still_verifies(db: DbHelper) -> Non
 
 def test_purge_refuses_to_touch_the_last_day(db: DbHelper) -> None:
     with pytest.raises(InvalidInput, match="younger than a day"):
-        run(
+        on_database(
             db.url,
             lambda d: purge(
                 d, older_than=timedelta(hours=23), now=NOW, by="x", source="cli", command_text="2h", basis="shell"

@@ -3,12 +3,11 @@ whose process was killed mid-way is marked interrupted and resumed without touch
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TypeVar
 
@@ -23,7 +22,7 @@ from bot.db.models import utcnow
 from bot.db.session import Database
 from bot.errors import ProviderError
 from bot.providers.twilio import TwilioClient
-from tests.conftest import DbHelper
+from tests.conftest import DbHelper, on_database
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid
 
 T = TypeVar("T")
@@ -34,17 +33,6 @@ def twilio_slow() -> Iterator[FakeTwilio]:
     fake = FakeTwilio(latency=0.03).start()
     yield fake
     fake.stop()
-
-
-def run(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
-    async def go() -> T:
-        database = Database(url)
-        try:
-            return await work(database)
-        finally:
-            await database.close()
-
-    return asyncio.run(go())
 
 
 def hangup_act(client: TwilioClient, throttle: Throttle) -> batches.Act:
@@ -82,7 +70,7 @@ def execute(
         finally:
             await client.aclose()
 
-    return run(db.url, work), reports
+    return on_database(db.url, work), reports
 
 
 def new_batch(db: DbHelper, sids: list[str]) -> int:
@@ -99,11 +87,11 @@ def new_batch(db: DbHelper, sids: list[str]) -> int:
         )
         return row.id
 
-    return run(db.url, work)
+    return on_database(db.url, work)
 
 
 def states(db: DbHelper, batch_id: int) -> dict[str, str]:
-    return {item.call_id: item.state for item in run(db.url, lambda d: batches.items(d, batch_id))}
+    return {item.call_id: item.state for item in on_database(db.url, lambda d: batches.items(d, batch_id))}
 
 
 def test_a_batch_ends_every_call_once_and_finishes(db: DbHelper, twilio_slow: FakeTwilio) -> None:
@@ -113,7 +101,7 @@ def test_a_batch_ends_every_call_once_and_finishes(db: DbHelper, twilio_slow: Fa
 
     summary, reports = execute(db, twilio_slow, batch_id)
 
-    row = run(db.url, lambda d: batches.get(d, batch_id))
+    row = on_database(db.url, lambda d: batches.get(d, batch_id))
     assert row is not None
     assert (row.status, row.total, row.ended, row.failed) == ("finished", 40, 39, 1)
     assert row.finished_at is not None
@@ -129,14 +117,14 @@ def test_cancel_stops_between_requests(db: DbHelper, twilio_slow: FakeTwilio) ->
 
     summary, _ = execute(db, twilio_slow, batch_id, cancel_after=1)
 
-    row = run(db.url, lambda d: batches.get(d, batch_id))
+    row = on_database(db.url, lambda d: batches.get(d, batch_id))
     assert row is not None and row.status == "cancelled" and row.cancel_requested_by == "U0BOB0002"
     left = [sid for sid, state in states(db, batch_id).items() if state == "todo"]
     assert left and sorted(left) == sorted(summary.untouched)
     assert all(twilio_slow.hangups[sid] == 0 for sid in left)
     assert row.ended == 200 - len(left)
     # A cancelled batch is not resumable: only an interrupted one is.
-    assert not run(db.url, lambda d: batches.claim_for_resume(d, batch_id))
+    assert not on_database(db.url, lambda d: batches.claim_for_resume(d, batch_id))
 
 
 _CHILD = """
@@ -181,16 +169,16 @@ def test_a_killed_batch_is_interrupted_then_resumed_without_touching_handled_cal
     assert handled and any(state == "todo" for state in before.values())
 
     # The dead process stopped beating: the next start-up (30 s later) marks the batch interrupted.
-    assert run(db.url, lambda d: batches.mark_interrupted(d, utcnow())) == []  # still fresh
+    assert on_database(db.url, lambda d: batches.mark_interrupted(d, utcnow())) == []  # still fresh
     later = utcnow() + batches.STALE_AFTER + timedelta(seconds=1)
-    assert run(db.url, lambda d: batches.mark_interrupted(d, later)) == [batch_id]
-    assert run(db.url, lambda d: batches.claim_for_resume(d, batch_id))
-    assert not run(db.url, lambda d: batches.claim_for_resume(d, batch_id))  # a second resume is refused
+    assert on_database(db.url, lambda d: batches.mark_interrupted(d, later)) == [batch_id]
+    assert on_database(db.url, lambda d: batches.claim_for_resume(d, batch_id))
+    assert not on_database(db.url, lambda d: batches.claim_for_resume(d, batch_id))  # a second resume is refused
 
     summary, _ = execute(db, twilio_slow, batch_id)
 
     assert summary.failures == () and summary.progress.ended == 120
     assert set(states(db, batch_id).values()) == {"ended"}
     assert all(twilio_slow.hangups[sid] == 1 for sid in sids)  # the handled ones were not sent again
-    row = run(db.url, lambda d: batches.get(d, batch_id))
+    row = on_database(db.url, lambda d: batches.get(d, batch_id))
     assert row is not None and (row.status, row.ended, row.failed) == ("finished", 120, 0)

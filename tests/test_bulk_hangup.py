@@ -4,6 +4,7 @@ before its request and completed after, chained; failures recorded per call."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from bot import batches
 from bot.bulk import Progress
@@ -61,3 +62,45 @@ def test_each_call_of_a_batch_gets_its_own_audit_row(
     assert all(r["outcome_seq"] is not None for r in rows)  # opened pending, then closed
     assert report.ok and report.rows == 12
     assert all(fake_twilio.hangups[sid] == 1 for sid in sids)
+
+
+def test_a_duplicate_in_a_group_commit_fails_that_call_alone(
+    env: dict[str, str], db: DbHelper, fake_twilio: FakeTwilio
+) -> None:
+    """A call whose row is already there (an earlier run got that far) breaks the unique key inside
+    the first group commit, which all six workers share. The group is retried write by write: that
+    call is reported (never sent), the others end."""
+    sids = [fake_twilio.add_call(call_sid(n)) for n in range(1, 7)]
+
+    async def go() -> batches.Summary[str]:
+        runtime = await Runtime.start(Settings.from_env(env))
+        try:
+            inv = Invocation("slash", ALICE, "hangup-all prod", channel_id="C0OPS")
+            batch = await batches.create(
+                runtime.db,
+                account="prod",
+                action="hangup",
+                requested_by=ALICE,
+                channel_id="C0OPS",
+                filter={},
+                reason=None,
+                call_ids=sids,
+            )
+            earlier = replace(inv, source="bulk", idempotency_key=f"batch:{batch.id}:{sids[2]}")
+            await runtime.service._record(earlier, outcome="unknown", action="hangup", account="prod", completed=True)
+            act = BulkHangup(runtime.service, concurrency=6).act(inv, "prod", batch.id, Decision(True, "bulk", "prod"))
+
+            async def report(progress: Progress) -> None:
+                pass
+
+            return await batches.run(runtime.db, batch.id, act, workers=6, report=report)
+        finally:
+            await runtime.close()
+
+    summary = asyncio.run(go())
+
+    assert [(sid, why) for sid, why in summary.failures] == [
+        (sids[2], "already handled by an earlier run of this batch")
+    ]
+    assert summary.progress.ended == 5
+    assert [fake_twilio.hangups[sid] for sid in sids] == [1, 1, 0, 1, 1, 1]

@@ -23,17 +23,28 @@ import pytest
 
 from bot import batches
 from bot.config import Settings
-from bot.db.models import BatchRow, utcnow
+from bot.db.models import BatchItemRow, BatchRow, utcnow
 from bot.db.session import Database
 from bot.runtime import Runtime
 from bot.service import Invocation
-from tests.conftest import ALICE, BOB, PAYLOADS, Bot, DbHelper, ServerThread, SlackDriver, reply_text, write_config
+from tests.conftest import (
+    ALICE,
+    BOB,
+    PAYLOADS,
+    Bot,
+    DbHelper,
+    ServerThread,
+    SlackDriver,
+    on_database,
+    reply_text,
+    write_config,
+)
 from tests.fakes import bandwidth as bw
 from tests.fakes import bird
 from tests.fakes.bandwidth import bw_call_id
 from tests.fakes.bird import bird_call_id
 from tests.fakes.slack import FakeSlack, dm_channel
-from tests.fakes.twilio import CALLS_PATH, FakeTwilio, call_sid, twilio_error
+from tests.fakes.twilio import AUTH_TOKEN, CALLS_PATH, FakeTwilio, call_sid, twilio_error
 from tests.processes import callbot, spawn
 from tests.test_startup import wait_healthy
 
@@ -328,35 +339,31 @@ def _leave_interrupted(db: DbHelper, calls: list[str], ended: int, sending: int)
     `ended` items done, the next `sending` in flight, the rest to do (tests/test_batches.py kills
     a real process to show this is what it leaves)."""
 
-    async def go() -> int:
-        database = Database(db.url)
-        try:
-            batch = await batches.create(
-                database,
-                account="prod",
-                action="hangup",
-                requested_by=ALICE,
-                channel_id=CHANNEL,
-                filter={"to": "+88•••••777"},
-                reason="toll fraud",
-                call_ids=calls,
-            )
-            stale = utcnow() - timedelta(minutes=5)
+    async def go(database: Database) -> int:
+        batch = await batches.create(
+            database,
+            account="prod",
+            action="hangup",
+            requested_by=ALICE,
+            channel_id=CHANNEL,
+            filter={"to": "+88•••••777"},
+            reason="toll fraud",
+            call_ids=calls,
+        )
+        await batches.set_message(database, batch.id, CHANNEL, "1700000000.000100")
+        async with database.session() as session:
             for index, item in enumerate(await batches.items(database, batch.id)):
-                state = batches.ENDED if index < ended else batches.SENDING if index < ended + sending else None
-                if state:
-                    await batches._set_item(database, item.id, state)
-            await batches.set_message(database, batch.id, CHANNEL, "1700000000.000100")
-            async with database.session() as session:
-                row = await session.get(BatchRow, batch.id)
-                assert row is not None
-                row.heartbeat_at = stale
-                row.ended = ended
-            return batch.id
-        finally:
-            await database.close()
+                if index < ended + sending:
+                    stored = await session.get(BatchItemRow, item.id)
+                    assert stored is not None
+                    stored.state = batches.ENDED if index < ended else batches.SENDING
+            row = await session.get(BatchRow, batch.id)
+            assert row is not None
+            row.heartbeat_at = utcnow() - timedelta(minutes=5)
+            row.ended = ended
+        return batch.id
 
-    return asyncio.run(go())
+    return on_database(db.url, go)
 
 
 def test_an_interrupted_batch_is_announced_and_resume_finishes_only_what_is_left(start: Any) -> None:
@@ -654,3 +661,20 @@ def test_a_batch_killed_mid_run_resumes_after_restart_and_ends_each_call_exactly
     assert {r["outcome"] for r in calls} <= {"succeeded", "unknown"}
     [resumed] = [r for r in db.audit() if r["action"] == "batch.resume"]
     assert resumed["outcome"] == "succeeded" and resumed["result"]["ended"] == 120
+
+
+def test_a_refused_look_at_a_batch_is_audited_and_a_reason_with_a_secret_is_masked(start: Any) -> None:
+    bot = start()
+    fraud_calls(bot.twilio, 2)
+    bot.db.grant(ALICE, "bulk", "prod")
+    _, prompt = bot.ask(f'hangup-all prod reason="the token is {AUTH_TOKEN}"')
+    bot.click(named(prompt, "Hang up 2 calls"))
+    bot.wait_update("Batch #1 finished")
+    for message in [*bot.fake_slack.calls("chat.postMessage"), *bot.updates()]:
+        assert AUTH_TOKEN not in json.dumps(message)
+    assert AUTH_TOKEN not in json.dumps(bot.db.audit(), default=str)
+
+    _, refused = bot.ask("batch 1", user=BOB)
+    assert "Not allowed" in reply_text(refused)
+    [row] = bot.rows("batch.show")
+    assert (row["user_id"], row["outcome"], row["request"]) == (BOB, "denied", {"batch": 1})

@@ -186,23 +186,28 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         await _run_modal(service, client, ack, replace(inv, text=command_line(command)), command)
 
     @app.action(re.compile(rf"^{CHOICE_ACTION}:"))
-    async def on_choose_account(
+    @app.action(re.compile(rf"^{LIVE_HANGUP_ACTION}:"))
+    async def on_stored_command(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
+        """A button that runs a stored command once, whichever button and however many clicks:
+        an account picked for an ambiguous call id (the choice gives way to the outcome), or Hang up
+        on a listed call (the stored `/call hangup ACCOUNT:CALL`; the listing stays). Either way the
+        whole pipeline: permission, the account's confirmation, approval, audit."""
         await ack()
         token, _, account = str(action.get("value") or "").partition("|")
-        # One choice runs once, whichever button and however many clicks.
         inv = button_invocation(body, idempotency_key=f"choice:{token}")
+        in_place = str(action.get("action_id") or "").startswith(f"{CHOICE_ACTION}:")
 
         async def first(reply: Reply) -> None:
-            await respond(**message(reply), replace_original=True)
+            await respond(**message(reply), replace_original=in_place)
 
         await _drive(
             service,
             lambda: service.begin_choice(inv, token, account),
             first,
             respond,
-            replace=True,
+            replace=in_place,
             client=client,
             user_id=inv.user_id,
         )
@@ -224,29 +229,6 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
                 await respond(**message(reply), replace_original=True)
         except Exception:
             log.exception("could not cancel a confirmation")
-
-    @app.action(re.compile(rf"^{LIVE_HANGUP_ACTION}:"))
-    async def on_live_hangup(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
-    ) -> None:
-        """Hang up on a listed call: the stored `/call hangup ACCOUNT:CALL` through the whole
-        pipeline (permission, the account's confirmation, approval, audit), once. The listing stays."""
-        await ack()
-        token, _, account = str(action.get("value") or "").partition("|")
-        inv = button_invocation(body, idempotency_key=f"choice:{token}")
-
-        async def first(reply: Reply) -> None:
-            await respond(**message(reply), replace_original=False)
-
-        await _drive(
-            service,
-            lambda: service.begin_choice(inv, token, account),
-            first,
-            respond,
-            replace=False,
-            client=client,
-            user_id=inv.user_id,
-        )
 
     @app.action(re.compile(rf"^{LIVE_REDIRECT_ACTION}:"))
     async def on_live_redirect(

@@ -67,7 +67,6 @@ async def drive(client: AsyncWebClient, service: Service, run: BatchRun, respond
             await client.chat_update(channel=where[0], ts=where[1], **_posted(reply))
 
     summary = await service.bulk.run(run, report)
-    summary = service._safe(summary)
     delivered = False
     if where is not None:
         # The summary is an update of the same message: it too waits for a second since the last.
@@ -181,14 +180,7 @@ async def answer(
         log.exception("a bulk command failed")
         outcome = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was ended.", ("See the server log.",))
     if isinstance(outcome, BatchRun):
-        left = outcome.total - outcome.ended_before - outcome.failed_before
-        resuming = Reply(
-            Tone.WORKING,
-            f"Resuming batch #{outcome.batch_id} on `{outcome.account}`: {left:,} of {outcome.total:,} calls left.",
-            ("Progress is posted in this channel (or as a direct message), with Cancel.",),
-            audit_id=outcome.audit_id,
-        )
-        await _tell(respond, resuming)
+        await _tell(respond, service.bulk.resuming(outcome))
         await drive(client, service, outcome, respond)
         return
     await _tell(respond, service._safe(outcome))
