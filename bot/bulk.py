@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from bot import metrics
 from bot.errors import ProviderRateLimited
 from bot.providers.base import ProviderClient, ProviderResult, WireRequest
 
@@ -113,6 +114,7 @@ async def send_throttled(client: ProviderClient, request: WireRequest, throttle:
         try:
             result = await client.send(request, retry_safe=False)
         except ProviderRateLimited as error:
+            metrics.PROVIDER_RETRIES.labels(provider=client.provider, status="429").inc()
             throttle.throttled(error.retry_after, epoch)
             continue
         finally:

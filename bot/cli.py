@@ -10,19 +10,22 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import __version__, audit_export, audit_retention, grammar
 from bot.bulk_actions import BatchNotice
 from bot.config import Settings
-from bot.db import audit_search, chain, migrate
+from bot.db import audit_search, chain, migrate, problems
 from bot.db.audit_search import AuditFilter
 from bot.db.models import AuditRow
 from bot.db.session import Database
 from bot.errors import CallbotError, ConfigError, InvalidInput
 from bot.grammar import GrantCommand, RoleCommand
-from bot.logs import configure_logging, install_redaction
+from bot.logs import LogSettings, configure_logging, install_redaction, report_failure, request_context
 from bot.redact import Redactor
 from bot.replies import Reply
 from bot.runtime import Runtime, prepare_schema
@@ -30,6 +33,7 @@ from bot.service import ApprovalUpdate, Invocation
 
 log = logging.getLogger("bot.cli")
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,16 +42,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    log_settings = LogSettings()
+    database_url: str | None = None
     try:
+        # A server logs what it does; a one-off command prints its answer and logs only problems.
+        serving = args.command == "serve"
+        log_settings = LogSettings.from_env(os.environ, default_level="INFO" if serving else "WARNING")
+        configure_logging(log_settings)
         settings = Settings.from_env()
+        database_url = settings.database_url
         install_redaction(Redactor(settings.secrets()))
-        configure_logging()
-        return int(args.func(settings, args) or 0)
+        # A one-off command is one request; a server gives each HTTP request its own (bot/web.py).
+        with nullcontext() if serving else request_context():
+            return int(args.func(settings, args) or 0)
     except CallbotError as error:
-        print(f"callbot: {error.message}", file=sys.stderr)
+        report_failure(error.message, log_settings)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except SQLAlchemyError as error:
+        # Unreachable, refused, missing: one line naming the database, no traceback.
+        log.debug("database failure", exc_info=True)
+        report_failure(problems.describe(error, database_url or "").message, log_settings)
+        return EXIT_FAILURE
+    except Exception as error:
+        log.debug("unexpected failure", exc_info=True)
+        report_failure(
+            f"unexpected error ({type(error).__name__}: {error}); LOG_LEVEL=DEBUG shows the traceback",
+            log_settings,
+        )
+        return EXIT_FAILURE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,11 +160,7 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Reply]
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.socket:
         if not settings.slack_app_token or not settings.slack_app_token.startswith("xapp-"):
-            print(
-                "callbot: environment: SLACK_APP_TOKEN: Socket Mode needs an app-level token (xapp-…)",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
+            raise ConfigError("environment", "SLACK_APP_TOKEN", "Socket Mode needs an app-level token (xapp-…)")
         settings.require_bot_token()
         return _serve_socket(settings)
     settings.require_http_serving()

@@ -180,6 +180,8 @@ class Settings:
     # A running batch whose heartbeat (every second) is older than this belongs to a dead process.
     batch_stale_seconds: float = 30.0
     audit_retention_days: int | None = None
+    # When set, GET /metrics wants `Authorization: Bearer <this>` (the port is public for Slack).
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -202,6 +204,7 @@ class Settings:
             config_source=source,
             pending_grace_seconds=grace,
             batch_stale_seconds=30.0 if stale is None else stale,
+            metrics_token=env.get("CALLBOT_METRICS_TOKEN") or None,
         )
 
     @property
@@ -216,7 +219,7 @@ class Settings:
         return max(120.0, 3 * longest + 30.0)
 
     def secrets(self) -> list[str]:
-        values = [self.slack_signing_secret, self.slack_bot_token, self.slack_app_token]
+        values = [self.slack_signing_secret, self.slack_bot_token, self.slack_app_token, self.metrics_token]
         values += [s for account in self.accounts.values() for s in account.config.secrets()]
         password = _url_password(self.database_url)
         return [v for v in [*values, password] if v]

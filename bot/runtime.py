@@ -8,15 +8,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot import audit_retention
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import audit_retention, metrics
 from bot.audit_retention import PurgeReport
 from bot.bulk_actions import BatchNotice
 from bot.config import Settings
-from bot.db import migrate
+from bot.db import migrate, problems, repo
 from bot.db.session import Database, is_sqlite
 from bot.directory import Directory
 from bot.errors import ConfigError
 from bot.logs import install_redaction
+from bot.observe import AttemptObserver
 from bot.providers import create_clients
 from bot.providers.base import ProviderClient
 from bot.redact import Redactor
@@ -41,6 +44,7 @@ class Runtime:
         await prepare_schema(settings.database_url)
         clients = create_clients(settings.accounts)
         db = Database(settings.database_url)
+        db.observer = AttemptObserver()
         policies = {name: account.config.policy() for name, account in settings.accounts.items()}
         service = Service(
             db,
@@ -162,6 +166,19 @@ class Runtime:
             asyncio.create_task(self.purge_audit_forever(retention_every[1], retention_every[0])),
         ]
 
+    async def refresh_gauges(self, timeout: float = 2.0) -> None:
+        """The database-wide gauges of GET /metrics; a slow or broken database sets
+        callbot_database_up to 0 rather than hanging the scrape."""
+        try:
+            pending, running = await asyncio.wait_for(repo.gauges(self.db), timeout)
+        except Exception:
+            log.warning("metrics: could not read the database gauges", exc_info=True)
+            metrics.DATABASE_UP.set(0)
+            return
+        metrics.AUDIT_PENDING_ROWS.set(pending)
+        metrics.BULK_BATCHES_RUNNING.set(running)
+        metrics.DATABASE_UP.set(1)
+
     async def close(self) -> None:
         for client in self.clients.values():
             await client.aclose()
@@ -173,11 +190,10 @@ def create_directory(settings: Settings, clock: Clock | None) -> Directory | Non
     shell may not, and then group grants cannot match there)."""
     if not settings.slack_bot_token:
         return None
-    from slack_sdk.web.async_client import AsyncWebClient
-
+    from bot.slack.client import web_client
     from bot.slack.directory import SlackDirectory
 
-    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    client = web_client(settings.slack_bot_token, settings.slack_api_url)
     return SlackDirectory(client, clock or (lambda: datetime.now(UTC)))
 
 
@@ -188,7 +204,11 @@ async def prepare_schema(database_url: str) -> None:
         return
     try:
         behind = await asyncio.to_thread(migrate.pending_revisions, database_url)
-    except Exception as exc:
-        raise ConfigError("DATABASE_URL", None, f"cannot connect to the database ({type(exc).__name__})") from None
+    except SQLAlchemyError as exc:
+        raise problems.describe(exc, database_url) from None
     if behind:
-        raise ConfigError("DATABASE_URL", None, "the database schema is not up to date: run `callbot migrate`")
+        raise ConfigError(
+            "DATABASE_URL",
+            None,
+            f"database {problems.masked_url(database_url)}: the schema is not up to date: run `callbot migrate`",
+        )

@@ -1,19 +1,27 @@
-"""The ASGI app: POST /slack/events (Bolt) and GET /healthz, served by uvicorn."""
+"""The ASGI app: POST /slack/events (Bolt), GET /healthz and GET /metrics, served by uvicorn."""
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot import metrics
 from bot.bulk_actions import BatchNotice
 from bot.config import Settings
+from bot.logs import request_context
 from bot.replies import Reply, Tone
 from bot.runtime import Runtime
 from bot.service import ApprovalUpdate, Clock
@@ -74,6 +82,13 @@ def create_web_app(
             log.exception("Slack request failed before any listener answered")
             return JSONResponse(message(_BROKEN))
 
+    async def metrics_endpoint(request: Request) -> Response:
+        token = settings.metrics_token
+        if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
+            return PlainTextResponse("GET /metrics needs Authorization: Bearer $CALLBOT_METRICS_TOKEN\n", 401)
+        await request.app.state.runtime.refresh_gauges()
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
     async def healthz(request: Request) -> Response:
         if await request.app.state.runtime.db.ping():
             return JSONResponse({"status": "ok"})
@@ -83,6 +98,37 @@ def create_web_app(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
+        middleware=[Middleware(RequestContext)],
         lifespan=lifespan,
     )
+
+
+class RequestContext:
+    """Gives each HTTP request a request id (the caller's `X-Request-Id` when it is sane), stamped
+    on every log record written while serving it and echoed in the answer; times Slack's acks."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        timed = scope["path"] == "/slack/events"
+        with request_context(given if _SANE_ID.fullmatch(given) else None) as rid:
+            began = time.monotonic()
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    if timed:
+                        metrics.ACK_SECONDS.observe(time.monotonic() - began)
+                    MutableHeaders(scope=message).append("X-Request-Id", rid)
+                await send(message)
+
+            await self.app(scope, receive, send_with_id)
+
+
+_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Text, case, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db import events
 from bot.db.models import AuditChainRow, AuditRow
 from bot.db.session import Database
 
@@ -72,6 +73,11 @@ OUTCOME_FIELDS = (
 PENDING = "pending"
 _PENDING_OUTCOME: dict[str, Any] = {name: None for name in OUTCOME_FIELDS} | {"outcome": PENDING}
 _DEFAULTS: dict[str, Any] = {"break_glass": False}
+
+
+# What an observer hears about a row being closed (bot/db/events.py), read in the same SELECT.
+_NOTED_NAMES = ("action", "account", "provider", "call_id", "user_id", "team_id", "source")
+_NOTED = tuple(getattr(AuditRow, name) for name in _NOTED_NAMES)
 
 
 class ChainHeadMissing(RuntimeError):
@@ -145,6 +151,7 @@ async def append_row(session: AsyncSession, fields: dict[str, Any]) -> AuditRow:
     session.add(row)
     await session.flush()
     await _set_head_hash(session, entry_hash)
+    events.note(session, row.id, fields, fields)
     return row
 
 
@@ -164,6 +171,8 @@ async def append_rows(session: AsyncSession, many: list[dict[str, Any]]) -> list
     session.add_all(rows)
     await session.flush()
     await _set_head_hash(session, prev)
+    for fields, row in zip(many, rows, strict=True):
+        events.note(session, row.id, fields, fields)
     return [row.id for row in rows]
 
 
@@ -175,7 +184,7 @@ async def close_rows(session: AsyncSession, outcomes: Mapping[int, Mapping[str, 
     seq, prev, _, _ = await _advance(session, 0)
     rows = (
         await session.execute(
-            select(AuditRow.id, AuditRow.chain_seq)
+            select(AuditRow.id, AuditRow.chain_seq, *_NOTED)
             .where(
                 AuditRow.id.in_(list(outcomes)),
                 AuditRow.outcome == PENDING,
@@ -186,11 +195,12 @@ async def close_rows(session: AsyncSession, outcomes: Mapping[int, Mapping[str, 
         )
     ).all()
     closed: list[dict[str, Any]] = []
-    for audit_id, opened in rows:
+    for audit_id, opened, *noted in rows:
         values = dict(outcomes[audit_id])
         seq += 1
         prev = link(prev, closing_entry(values, seq, opened or 0))
         closed.append({"id": audit_id, **values, "outcome_seq": seq, "outcome_hash": prev})
+        events.note(session, audit_id, dict(zip(_NOTED_NAMES, noted, strict=True)), values)
     if closed:
         # By primary key, in one executemany per set of columns (the head lock is held: no one
         # else can close these rows between the SELECT above and here).

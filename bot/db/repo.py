@@ -464,3 +464,11 @@ async def move_approval(db: Database, approval_id: int, from_status: str, to_sta
             .values(status=to_status, **fields)
         )
         return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def gauges(db: Database) -> tuple[int, int]:
+    """(audit rows pending, batches running) in the whole database: two index-only counts."""
+    async with db.session() as session:
+        pending = await session.scalar(select(func.count()).where(AuditRow.outcome == chain.PENDING))
+        running = await session.scalar(select(func.count()).select_from(BatchRow).where(BatchRow.status == "running"))
+    return int(pending or 0), int(running or 0)

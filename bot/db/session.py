@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from bot.db import events
 from bot.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
 _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
@@ -66,11 +70,20 @@ class Database:
         # them here first keeps this process's writers from spinning on the database's lock
         # (SQLite's busy handler sleeps in growing steps) while another one holds it.
         self._chain_lock = asyncio.Lock()
+        # Told about audit rows opened and closed, after their commit (logs and metrics: bot/observe.py).
+        self.observer: events.Observer | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
-            yield session
+        async with self._sessions() as session:
+            async with session.begin():
+                yield session
+            noted = events.take(session)
+        if noted and self.observer is not None:
+            try:
+                self.observer(noted)
+            except Exception:  # logs and metrics must never fail an attempt that was recorded
+                log.exception("the audit observer failed")
 
     @asynccontextmanager
     async def chain_session(self) -> AsyncIterator[AsyncSession]:

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bot import __version__
+from bot import __version__, metrics
 from bot.actions import ActionName, CallAction
 from bot.errors import (
     CallNotFound,
@@ -262,6 +262,7 @@ class ProviderClient(ABC):
         for attempt in range(1, tries + 1):
             response = await self._send_once(request, reading=reading)
             if response.status_code in (429, 503) and attempt < tries:
+                metrics.PROVIDER_RETRIES.labels(provider=self.provider, status=str(response.status_code)).inc()
                 await asyncio.sleep(retry_delay(response, attempt))
                 continue
             return response
@@ -423,8 +424,12 @@ class ProviderClient(ABC):
             kwargs["data"] = dict(request.form)
         elif request.json_body is not None:
             kwargs["json"] = request.json_body
+        began = time.monotonic()
+        status = "error"
         try:
-            return await self.http.request(request.method, request.url, **kwargs)
+            response = await self.http.request(request.method, request.url, **kwargs)
+            status = str(response.status_code)
+            return response
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ProviderUnavailable(
                 self.provider,
@@ -439,6 +444,8 @@ class ProviderClient(ABC):
                 f"{self.display_name} did not answer callbot's read of account `{self.account_name}` "
                 f"({type(exc).__name__}); reading changes nothing. Try again shortly.",
             ) from None
+        finally:
+            metrics.PROVIDER_SECONDS.labels(provider=self.provider, status=status).observe(time.monotonic() - began)
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
         """A request that may have reached the provider but got no usable answer."""

@@ -27,6 +27,7 @@ from bot.slack.approvals import post_approval, register_approvals
 from bot.slack.audit import PREPARING, register_audit, run_export
 from bot.slack.batches import answer as answer_bulk
 from bot.slack.batches import register_batches
+from bot.slack.client import web_client
 from bot.slack.flow_builder import open_builder, register_flow_builder
 from bot.slack.forms import FormErrors, block_for, command_from_form, command_line
 from bot.slack.home import publish_home
@@ -76,7 +77,7 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
     if not any(isinstance(f, _SameTokenWarning) for f in bolt_logger.filters):
         bolt_logger.addFilter(_SameTokenWarning())
-    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    client = web_client(settings.slack_bot_token, settings.slack_api_url)
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret or "",

@@ -44,6 +44,7 @@ class Answer:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drop: bool = False  # close the connection without answering (a dropped connection)
 
     @classmethod
     def json(cls, status: int, payload: Any, **headers: str) -> Answer:
@@ -94,6 +95,9 @@ class RecordingServer:
                 answer = outer._handler(recorded)
                 if answer.delay:
                     time.sleep(answer.delay)
+                if answer.drop:
+                    self.close_connection = True
+                    return
                 try:
                     self.send_response(answer.status)
                     for key, value in answer.headers.items():

@@ -51,6 +51,9 @@ class FakeSlack(RecordingServer):
         self.home_views: dict[str, list[dict[str, Any]]] = {}  # user id -> every view published, in order
         self.publish_failing = False  # views.publish answers `not_enabled` (App Home switched off)
         self.unknown_users = False  # conversations.open answers `user_not_found`
+        # Web API method -> failures to answer first, in order: "ratelimited" (429 with
+        # Retry-After: 0, as Slack rate-limits) or "drop" (the connection closes unanswered).
+        self.failures: dict[str, list[str]] = {}
 
     @property
     def api_url(self) -> str:
@@ -67,6 +70,12 @@ class FakeSlack(RecordingServer):
         if not request.path.startswith("/api/"):
             return Answer(404, b"not found")
         method = request.path.removeprefix("/api/")
+        queued = self.failures.get(method)
+        if queued:
+            failure = queued.pop(0)
+            if failure == "drop":
+                return Answer(0, drop=True)
+            return Answer.json(429, {"ok": False, "error": "ratelimited"}, **{"Retry-After": "0"})
         if method == "apps.connections.open":
             if request.header("authorization") != f"Bearer {APP_TOKEN}" or not self.socket_url:
                 return Answer.json(200, {"ok": False, "error": "invalid_auth"})

@@ -1,0 +1,59 @@
+"""The bot's Slack Web API client: slack_sdk's own retry handlers, and failures counted for /metrics.
+
+Progress messages, App Home publishes and approval posts go through it; a 429 (Slack's rate limit,
+with Retry-After) or a dropped connection is retried rather than losing the message. Bolt copies
+these handlers into the client it gives each listener, so they hold there too.
+"""
+
+from __future__ import annotations
+
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import metrics
+
+# A 429's Retry-After is slept in full: three tries cover Slack's usual one-minute windows.
+RATE_LIMIT_RETRIES = 3
+CONNECTION_RETRIES = 2
+
+
+class CountFailures(AsyncRetryHandler):
+    """Never retries. Listed last, it is asked only about an answer or error that no retry handler
+    took on: a call that failed for good, which it counts (`ok: false`, an HTTP error, no answer)."""
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        method = request.url.rsplit("/", 1)[-1]
+        if error is not None:
+            metrics.SLACK_API_ERRORS.labels(method=method, error="connection").inc()
+        elif response is not None:
+            body = response.body if isinstance(response.body, dict) else {}
+            if response.status_code >= 400 or body.get("ok") is False:
+                reason = body.get("error") or f"http_{response.status_code}"
+                metrics.SLACK_API_ERRORS.labels(method=method, error=str(reason)).inc()
+        return False
+
+
+def web_client(token: str | None, base_url: str) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+            CountFailures(),
+        ],
+    )
