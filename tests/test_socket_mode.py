@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -25,7 +26,7 @@ def test_socket_mode_serves_slash_commands(
     fake_slack.socket_url = socket.url
     db.grant(ALICE, "hangup", "prod")
     sid = fake_twilio.add_call(call_sid(1))
-    process = spawn(["serve", "--socket"], {**env, "SLACK_APP_TOKEN": APP_TOKEN}, tmp_path)
+    process = spawn(["serve", "--socket"], {**env, "SLACK_APP_TOKEN": APP_TOKEN, "LOG_FORMAT": "json"}, tmp_path)
     try:
         socket.wait_connected()
         socket.send(slash_envelope("e-help", "help", fake_slack.response_url("help")))
@@ -46,6 +47,11 @@ def test_socket_mode_serves_slash_commands(
         output = process.communicate(timeout=20)[0]
         socket.stop()
     assert APP_TOKEN not in output
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    # Each Slack message gets its own request id over Socket Mode too.
+    [attempt] = [r for r in records if r["logger"] == "callbot.attempts" and r["outcome"] == "succeeded"]
+    assert (attempt["action"], attempt["call_id"]) == ("hangup", sid)
+    assert len(attempt["request_id"]) == 16
 
 
 def test_socket_mode_needs_an_app_token(env: dict[str, str], tmp_path: Path) -> None:

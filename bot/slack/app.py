@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -21,6 +22,7 @@ from bot.actions import CallTarget
 from bot.config import Settings
 from bot.errors import InvalidInput
 from bot.grammar import HangupAllCommand
+from bot.logs import new_request_id, request_id, request_started
 from bot.replies import Reply, Tone
 from bot.service import Done, Invocation, Service, Started
 from bot.slack.approvals import post_approval, register_approvals
@@ -85,6 +87,15 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
         process_before_response=False,
         raise_error_for_unhandled_request=False,
     )
+
+    @app.middleware
+    async def stamp_request_id(next: Callable[[], Awaitable[None]]) -> None:
+        # Over HTTP the ASGI layer gave the request its id already (bot/web.py). Socket Mode runs
+        # each Slack message in a task of its own: the id set here stays with that message.
+        if request_id.get() is None:
+            request_id.set(new_request_id())
+            request_started.set(time.monotonic())
+        await next()
 
     @app.command(re.compile(r"^/call"))
     async def on_call(
