@@ -2,7 +2,7 @@
 memory stays flat whatever the row count. Used by `callbot audit export` and `/call audit export`.
 
 Every column of the row is exported, the chain fields included, so the file alone is enough to
-recompute the hash chain (README "Audit log").
+recompute the hash chain (docs/audit.md).
 """
 
 from __future__ import annotations

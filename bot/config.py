@@ -31,7 +31,7 @@ class _Account(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout: float = Field(default=10.0, gt=0, le=120, description="seconds for one provider request")
-    # Safety policy (README "Security model"): see bot/policy.py for what each rule means.
+    # Safety policy (docs/permissions.md, "Security model"): see bot/policy.py for what each rule means.
     confirm: tuple[str, ...] = ()
     require_reason: tuple[str, ...] = ()
     allowed_urls: tuple[str, ...] | None = None
@@ -149,7 +149,7 @@ class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accounts: dict[str, AccountConfig] = Field(default_factory=dict)
-    # Audit rows older than this many days are purged daily by the server (README "Audit log").
+    # Audit rows older than this many days are purged daily by the server (docs/operating.md, "Retention").
     audit_retention_days: StrictInt | None = Field(default=None, ge=1, le=36_500)
 
 
@@ -340,7 +340,7 @@ def _explain(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        return "is not a known setting (check the spelling; see the README)"
+        return "is not a known setting (check the spelling; see docs/configuration.md)"
     if kind == "union_tag_invalid":
         return "provider must be one of: twilio, bandwidth, bird"
     if kind == "union_tag_not_found":

@@ -1063,7 +1063,7 @@ class Service:
     def _resolve(self, target: CallTarget) -> tuple[str, ProviderClient]:
         if not self.clients:
             raise InvalidInput(
-                None, "No provider account is configured.", "An admin must add one (README: Configuration)."
+                None, "No provider account is configured.", "An admin must add one (docs/configuration.md)."
             )
         if target.account is not None:
             client = self.clients.get(target.account)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -278,3 +279,34 @@ def test_database_failures_say_what_failed(tmp_path: Path, url: str, problem: st
 def test_wrong_postgres_password_is_an_authentication_failure(tmp_path: Path) -> None:
     line = _fails_in_one_line(tmp_path, "postgresql://callbot_nobody:secret-pw-1@127.0.0.1:5432/test")
     assert "authentication failed" in line and "secret-pw-1" not in line
+
+
+def test_each_process_counts_its_own_attempts_and_all_agree_on_the_database_gauges(
+    tmp_path: Path, env: dict[str, str], db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio
+) -> None:
+    sid = fake_twilio.add_call(call_sid(4))
+    db.grant(ALICE, "hangup", "prod")
+    fake_twilio.latency = 1.5  # the hang-up stays pending while both processes are scraped
+    urls, processes = [], []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        processes.append(spawn(["serve", "--host", "127.0.0.1"], {**env, "PORT": str(port)}, tmp_path))
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        for url in urls:
+            wait_healthy(url)
+        assert SlackDriver(urls[0], fake_slack).command(f"hangup prod:{sid}").status_code == 200
+        db.wait_audit(lambda rows: [r["outcome"] for r in rows] == ["pending"])
+        during = [scrape(url) for url in urls]
+        assert [value(s, "callbot_audit_pending_rows") for s in during] == [1, 1]
+        db.wait_audit(lambda rows: [r["outcome"] for r in rows] == ["succeeded"])
+        after = [scrape(url) for url in urls]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.communicate(timeout=20)
+    assert [value(s, "callbot_audit_pending_rows") for s in after] == [0, 0]
+    assert [attempts(s, "succeeded") for s in after] == [1, 0]
+    assert [value(s, "callbot_database_up") for s in after] == [1, 1]

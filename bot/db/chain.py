@@ -1,6 +1,6 @@
 """The audit hash chain: evidence that nobody edited, removed or slipped in an audit row.
 
-The chain is a sequence of entries numbered 1, 2, 3… (README "Audit log: tamper evidence"):
+The chain is a sequence of entries numbered 1, 2, 3… (docs/audit.md, "Tamper evidence"):
 
 - an *opening* entry when a row is inserted, over the row's fields as inserted;
 - a *closing* entry when a `pending` row gets its outcome, over the outcome fields (a row

@@ -142,7 +142,7 @@ class AuditRow(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
-    # True when the action ran on a frozen account under a `break-glass` grant (README: Security model).
+    # True when the action ran on a frozen account under a `break-glass` grant (docs/permissions.md, "Security model").
     break_glass: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     chain_hash: Mapped[str | None] = mapped_column(String(64))
@@ -238,7 +238,7 @@ class FreezeRow(Base):
 
 
 class ApprovalRow(Base):
-    """A call action waiting for a second person (two-person approval, README "Security model").
+    """A call action waiting for a second person (two-person approval, docs/permissions.md).
 
     `text` is the command as the requester gave it (it may carry a provider password, like
     pending_choices): it is what runs on approval. `action_hash` binds the approval to exactly the

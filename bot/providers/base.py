@@ -107,7 +107,7 @@ class ProviderResult:
 
 # -- seeing calls ------------------------------------------------------------------------------
 
-# Every provider's call states, normalised to Twilio's words (the ones the README and people use).
+# Every provider's call states, normalised to Twilio's words (the ones the docs and people use).
 LIVE_STATUSES: tuple[str, ...] = ("queued", "ringing", "in-progress")
 FINAL_STATUSES: tuple[str, ...] = ("completed", "canceled", "failed", "busy", "no-answer")
 # Twilio's PageSize and Bird's limit top out at 1000; one page of that is plenty for Slack.
