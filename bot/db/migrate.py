@@ -11,13 +11,23 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
 from bot.db.session import parse_database_url
+from bot.errors import CallbotError
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+def migrations_dir() -> Path:
+    """The alembic scripts: bot/migrations in an installed wheel (the build copies the top-level
+    migrations/ there), else the checkout's migrations/ (an editable install, as ./dev uses)."""
+    package = Path(__file__).resolve().parents[1]
+    candidates = (package / "migrations", package.parent / "migrations")
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise CallbotError(f"callbot's database migrations are missing (looked in {' and '.join(map(str, candidates))})")
 
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["database_url"] = database_url
     return config
 
