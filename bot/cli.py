@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A one-off command is one request; a server gives each HTTP request its own (bot/web.py).
         with nullcontext() if serving else request_context():
             return int(args.func(settings, args) or 0)
+    except problems.DatabaseProblem as error:
+        report_failure(error.message, log_settings)
+        return EXIT_FAILURE
     except CallbotError as error:
         report_failure(error.message, log_settings)
         return EXIT_USAGE

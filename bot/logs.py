@@ -176,7 +176,7 @@ def configure_logging(settings: LogSettings | None = None) -> None:
     # Python's warnings, too, are records: a stray warning must not break a JSON log.
     logging.captureWarnings(True)
     quiet = max(settings.level, logging.WARNING)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "alembic.runtime.migration"):
+    for noisy in ("httpx", "httpcore", "aiosqlite", "alembic"):
         logging.getLogger(noisy).setLevel(quiet)
 
 

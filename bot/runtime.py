@@ -17,7 +17,6 @@ from bot.config import Settings
 from bot.db import migrate, problems, repo
 from bot.db.session import Database, is_sqlite
 from bot.directory import Directory
-from bot.errors import ConfigError
 from bot.logs import install_redaction
 from bot.observe import AttemptObserver
 from bot.providers import create_clients
@@ -35,6 +34,8 @@ class Runtime:
     clients: dict[str, ProviderClient]
     service: Service
     redactor: Redactor
+    # Whether the last read of the /metrics database gauges worked: an outage is logged once.
+    gauges_readable: bool = True
 
     @classmethod
     async def start(cls, settings: Settings, *, recover: bool = True, clock: Clock | None = None) -> Runtime:
@@ -171,10 +172,13 @@ class Runtime:
         callbot_database_up to 0 rather than hanging the scrape."""
         try:
             pending, running = await asyncio.wait_for(repo.gauges(self.db), timeout)
-        except Exception:
-            log.warning("metrics: could not read the database gauges", exc_info=True)
+        except Exception as error:
+            if self.gauges_readable:
+                log.warning("metrics: the database gauges cannot be read (%s)", type(error).__name__)
+            self.gauges_readable = False
             metrics.DATABASE_UP.set(0)
             return
+        self.gauges_readable = True
         metrics.AUDIT_PENDING_ROWS.set(pending)
         metrics.BULK_BATCHES_RUNNING.set(running)
         metrics.DATABASE_UP.set(1)
@@ -193,7 +197,7 @@ def create_directory(settings: Settings, clock: Clock | None) -> Directory | Non
     from bot.slack.client import web_client
     from bot.slack.directory import SlackDirectory
 
-    client = web_client(settings.slack_bot_token, settings.slack_api_url)
+    client = web_client(settings.slack_bot_token, settings.slack_api_url, before_ack=True)
     return SlackDirectory(client, clock or (lambda: datetime.now(UTC)))
 
 
@@ -207,8 +211,4 @@ async def prepare_schema(database_url: str) -> None:
     except SQLAlchemyError as exc:
         raise problems.describe(exc, database_url) from None
     if behind:
-        raise ConfigError(
-            "DATABASE_URL",
-            None,
-            f"database {problems.masked_url(database_url)}: the schema is not up to date: run `callbot migrate`",
-        )
+        raise problems.DatabaseProblem(database_url, "the schema is not up to date: run `callbot migrate`")

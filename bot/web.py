@@ -84,7 +84,9 @@ def create_web_app(
 
     async def metrics_endpoint(request: Request) -> Response:
         token = settings.metrics_token
-        if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
+        # Bytes: compare_digest refuses non-ASCII str, and a header is whatever a client sends.
+        given = request.headers.get("authorization", "").encode("latin-1", "replace")
+        if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
             return PlainTextResponse("GET /metrics needs Authorization: Bearer $CALLBOT_METRICS_TOKEN\n", 401)
         await request.app.state.runtime.refresh_gauges()
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)

@@ -46,6 +46,7 @@ from tests.fakes.bird import bird_call_id
 from tests.fakes.slack import FakeSlack, dm_channel
 from tests.fakes.twilio import AUTH_TOKEN, CALLS_PATH, FakeTwilio, call_sid, twilio_error
 from tests.processes import callbot, spawn
+from tests.test_observability import scrape, value
 from tests.test_startup import wait_healthy
 
 CHANNEL = "C2147483705"  # the channel of the slash-command sample
@@ -150,6 +151,7 @@ def test_hangup_all_counts_asks_then_ends_each_matching_call_once(start: Any) ->
     assert parse_qs(listing.query)["To"] == [FRAUD]
 
     before = len(bot.fake_slack.responses())
+    metrics_before = scrape(bot.slack.base_url)
     bot.click(named(prompt, "Hang up 25 calls"))
     summary = bot.wait_update("Batch #1 finished")
     assert "25 / 25 ended, 0 failed" in reply_text(summary)
@@ -182,6 +184,17 @@ def test_hangup_all_counts_asks_then_ends_each_matching_call_once(start: Any) ->
     assert sorted(r["call_id"] for r in calls) == sorted(fraud)
     assert all(r["source"] == "bulk" and r["request"]["batch"] == 1 and r["outcome"] == "succeeded" for r in calls)
     assert all(r["completed_at"] is not None for r in calls)
+
+    # Operators see each call once in /metrics (the group commits report each row once).
+    bot.db.wait_audit(lambda rows: all(r["outcome"] != "pending" for r in rows))
+    metrics_after = scrape(bot.slack.base_url)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(metrics_after, name, **labels) - value(metrics_before, name, **labels)
+
+    assert delta("callbot_bulk_calls_ended_total") == 25
+    assert delta("callbot_attempts_total", action="hangup", outcome="succeeded", provider="twilio") == 25
+    assert delta("callbot_attempts_total", action="hangup-all", outcome="succeeded", provider="twilio") == 1
 
 
 def test_the_confirmed_count_is_never_exceeded_and_max_caps_it(start: Any) -> None:

@@ -7,7 +7,9 @@ import base64
 import json
 import logging
 import socket
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -15,9 +17,26 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Settings
+from bot.db import repo
+from bot.db.events import AuditEvent
+from bot.db.models import utcnow
+from bot.db.problems import describe
+from bot.db.session import Database
 from bot.errors import ConfigError
-from bot.logs import JsonFormatter, LogFormat, LogSettings, TextFormatter, request_context
-from tests.conftest import ALICE, BOB, SIGNING_SECRET, Bot, DbHelper, ServerThread, SlackDriver, reply_text
+from bot.logs import JsonFormatter, LogFormat, LogSettings, TextFormatter, install_redaction, request_context
+from bot.observe import AttemptObserver
+from bot.redact import Redactor
+from tests.conftest import (
+    ALICE,
+    BOB,
+    SIGNING_SECRET,
+    Bot,
+    DbHelper,
+    ServerThread,
+    SlackDriver,
+    on_database,
+    reply_text,
+)
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid, twilio_error
 from tests.processes import callbot, spawn
@@ -92,8 +111,9 @@ def test_json_log_has_one_record_per_attempt_and_nothing_else_breaks_it(
     for secret in SECRETS:
         assert secret not in output
 
-    by_outcome = {r["outcome"]: r for r in records if r["logger"] == "callbot.attempts"}
-    assert sorted(by_outcome) == ["denied", "invalid", "succeeded"]
+    reported = [r for r in records if r["logger"] == "callbot.attempts"]
+    assert sorted(r["outcome"] for r in reported) == ["denied", "invalid", "succeeded"]  # once each
+    by_outcome = {r["outcome"]: r for r in reported}
     done = by_outcome["succeeded"]
     assert done["level"] == "INFO"
     assert done["request_id"] == request_id
@@ -111,14 +131,77 @@ def test_json_log_has_one_record_per_attempt_and_nothing_else_breaks_it(
     assert len(access) == 1 and "POST /slack/events" in access[0]["message"]
 
 
-def test_attempt_record_in_text_masks_numbers_and_secrets() -> None:
+def test_text_and_json_formatters_carry_the_fields_and_the_request_id() -> None:
     record = logging.LogRecord("callbot.attempts", logging.INFO, __file__, 1, "hangup on prod: failed", None, None)
-    record.__dict__.update({"error": "call to +447700900123 refused", "account": "prod", "note": "two words"})
+    record.__dict__.update({"error": "it broke\nhere", "account": "prod", "note": "two words", "empty": None})
     with request_context("req-1"):
         text = TextFormatter().format(record)
         line = JsonFormatter().format(record)
-    assert text.endswith('request_id=req-1 error="call to +447700900123 refused" account=prod note="two words"')
-    assert json.loads(line)["request_id"] == "req-1"
+    assert text.endswith('request_id=req-1 error="it broke\\nhere" account=prod note="two words" empty=-')
+    assert "\n" not in text and "\n" not in line
+    assert json.loads(line) | {"time": None} == {
+        "time": None,
+        "level": "INFO",
+        "logger": "callbot.attempts",
+        "message": "hangup on prod: failed",
+        "request_id": "req-1",
+        "error": "it broke\nhere",
+        "account": "prod",
+        "note": "two words",
+        "empty": None,
+    }
+
+
+def test_an_attempt_record_masks_numbers_and_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    install_redaction(Redactor([AUTH_TOKEN]))
+    event = AuditEvent(
+        audit_id=7,
+        outcome="failed",
+        action="redirect",
+        account="prod",
+        provider="twilio",
+        call_id=call_sid(9),
+        user_id=ALICE,
+        team_id="T0001",
+        source="slash",
+        error_message=f"Twilio refused https://x:{AUTH_TOKEN}@example.com/hold for +447700900123",
+        latency_ms=12,
+    )
+    with caplog.at_level(logging.INFO, logger="callbot.attempts"):
+        AttemptObserver().report(event, 30)
+    [record] = caplog.records
+    line = JsonFormatter().format(record)
+    assert AUTH_TOKEN not in line and "+447700900123" not in line
+    fields = json.loads(line)
+    assert "+4477" in fields["error"] and fields["error"].endswith("123")
+    assert (fields["audit_id"], fields["outcome"], fields["duration_ms"], fields["provider_latency_ms"]) == (
+        7,
+        "failed",
+        30,
+        12,
+    )
+
+
+def test_rows_a_sweep_closes_as_unknown_are_reported_once(db: DbHelper) -> None:
+    seen: list[AuditEvent] = []
+
+    async def work(database: Database) -> int:
+        database.observer = seen.extend
+        fields = {"source": "slash", "user_id": ALICE, "action": "hangup", "account": "prod", "provider": "twilio"}
+        row = await repo.insert_audit(
+            database, **fields, call_id=call_sid(5), command_text="/call hangup", outcome="pending"
+        )
+        await repo.mark_pending_unknown(database, utcnow() + timedelta(seconds=1))
+        await repo.mark_pending_unknown(database, utcnow() + timedelta(seconds=1))  # nothing left to close
+        return row.id
+
+    audit_id = on_database(db.url, work)
+    assert [(e.audit_id, e.outcome, e.final) for e in seen] == [
+        (audit_id, "pending", False),
+        (audit_id, "unknown", True),
+    ]
+    assert (seen[1].action, seen[1].account, seen[1].user_id) == ("hangup", "prod", ALICE)
+    assert "callbot stopped before the provider answered" in (seen[1].error_message or "")
 
 
 @pytest.mark.parametrize(
@@ -286,7 +369,7 @@ def test_each_process_counts_its_own_attempts_and_all_agree_on_the_database_gaug
 ) -> None:
     sid = fake_twilio.add_call(call_sid(4))
     db.grant(ALICE, "hangup", "prod")
-    fake_twilio.latency = 1.5  # the hang-up stays pending while both processes are scraped
+    fake_twilio.gate = threading.Event()  # the hang-up stays pending until both processes are scraped
     urls, processes = [], []
     for _ in range(2):
         with socket.socket() as sock:
@@ -300,13 +383,35 @@ def test_each_process_counts_its_own_attempts_and_all_agree_on_the_database_gaug
         assert SlackDriver(urls[0], fake_slack).command(f"hangup prod:{sid}").status_code == 200
         db.wait_audit(lambda rows: [r["outcome"] for r in rows] == ["pending"])
         during = [scrape(url) for url in urls]
+        fake_twilio.gate.set()
         assert [value(s, "callbot_audit_pending_rows") for s in during] == [1, 1]
         db.wait_audit(lambda rows: [r["outcome"] for r in rows] == ["succeeded"])
         after = [scrape(url) for url in urls]
     finally:
+        fake_twilio.gate.set()
         for process in processes:
             process.terminate()
             process.communicate(timeout=20)
     assert [value(s, "callbot_audit_pending_rows") for s in after] == [0, 0]
     assert [attempts(s, "succeeded") for s in after] == [1, 0]
     assert [value(s, "callbot_database_up") for s in after] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("driver_says", "problem"),
+    [
+        ('connection failed: FATAL:  database "cb" does not exist', "the database does not exist"),
+        ('FATAL:  no pg_hba.conf entry for host "10.0.0.5", user "cb", database "cb", no encryption', "pg_hba.conf"),
+        ('FATAL:  permission denied for database "cb"', "lacks the CONNECT privilege"),
+        ('FATAL:  database "cb" is not currently accepting connections', "does not accept connections"),
+        ('FATAL:  password authentication failed for user "cb"', "authentication failed"),
+        ('FATAL:  role "cb" does not exist', "authentication failed"),
+        ("server closed the connection unexpectedly", "the server is unreachable"),
+        ('relation "audit_chain" does not exist', "the schema is not migrated"),
+        ("something nobody foresaw", "it failed (RuntimeError)"),
+    ],
+)
+def test_database_problems_are_told_apart(driver_says: str, problem: str) -> None:
+    line = describe(RuntimeError(driver_says), "postgresql://cb:pw-1234@db.internal:5432/cb").message
+    assert line.startswith("DATABASE_URL: database postgresql://cb:***@db.internal:5432/cb: ")
+    assert problem in line and "pw-1234" not in line

@@ -66,6 +66,7 @@ class FakeTwilio(RecordingServer):
         # sid → how many more listings show the call before it ends on its own (a short call).
         self.ending: dict[str, int] = {}
         self.rate_limited = 0  # requests answered 20429 because of the cap
+        self.gate: threading.Event | None = None  # when set, requests wait for it before an answer
         self.peak_concurrency = 0
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -110,6 +111,8 @@ class FakeTwilio(RecordingServer):
     # -- the API --------------------------------------------------------------------------------
 
     def _answer(self, request: Recorded) -> Answer:
+        if self.gate is not None:
+            self.gate.wait(30)
         if self.scripted:
             return self.scripted.popleft()
         with self._lock:
