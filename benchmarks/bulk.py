@@ -39,11 +39,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.actions import Hangup
-from bot.bulk import Progress, Throttle, run_all, send_throttled
 from bot.config import TwilioAccount
-from bot.errors import ProviderError
+from bot.domain.actions import Hangup
+from bot.domain.errors import ProviderError
 from bot.providers.twilio import TwilioClient
+from bot.service.bulk.engine import Progress, Throttle, run_all, send_throttled
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid
 
 
@@ -174,8 +174,9 @@ class _Timings:
         setattr(owner, name, timed)
 
     def install(self) -> None:
-        from bot import batches, bulk_hangup
         from bot.db.session import Database
+        from bot.service.bulk import batches
+        from bot.service.bulk import hangup as bulk_hangup
 
         self.wrap(batches.Writer, "_commit", "group commit (rows + item states of the queued calls)")
         self.wrap(bulk_hangup, "send_throttled", "provider request (throttled)")
@@ -442,7 +443,7 @@ def _through_slack(args: argparse.Namespace, floor: float) -> None:
         print(f"  breakdown: {label:<36} {spent['count']:>5} x {per:6.2f} ms = {spent['seconds']:7.2f} s")
     engine = _spawn("engine", args.calls, args)
     print(
-        f"engine alone (bot/bulk.py, no database, no Slack): {engine['wall_s']:.2f} s = "
+        f"engine alone (bot/service/bulk/engine.py, no database, no Slack): {engine['wall_s']:.2f} s = "
         f"{engine['wall_s'] / floor:.2f} x floor; 429s {engine['rate_limited']}, lost {engine['lost']}, "
         f"duplicated {engine['duplicated']}; CPU {engine['cpu_s']:.2f} s for the process "
         f"({engine['cpu_s'] / n * 1000:.2f} ms per call, the fake Twilio included)"

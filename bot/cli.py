@@ -16,20 +16,22 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import __version__, audit_export, audit_retention, grammar
-from bot.bulk_actions import BatchNotice
+from bot import __version__
 from bot.config import Settings
 from bot.db import audit_search, chain, migrate, problems
 from bot.db.audit_search import AuditFilter
 from bot.db.models import AuditRow
 from bot.db.session import Database
-from bot.errors import CallbotError, ConfigError, InvalidInput
-from bot.grammar import GrantCommand, RoleCommand
+from bot.domain import grammar
+from bot.domain.errors import CallbotError, ConfigError, InvalidInput
+from bot.domain.grammar import GrantCommand, RoleCommand
+from bot.domain.redact import Redactor
+from bot.domain.replies import Reply
 from bot.logs import LogSettings, configure_logging, install_redaction, report_failure, request_context
-from bot.redact import Redactor
-from bot.replies import Reply
 from bot.runtime import Runtime, prepare_schema
-from bot.service import ApprovalUpdate, Invocation
+from bot.service import audit_export, audit_retention
+from bot.service.bulk.actions import BatchNotice
+from bot.service.core import ApprovalUpdate, Invocation
 
 log = logging.getLogger("bot.cli")
 EXIT_USAGE = 2

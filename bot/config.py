@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, ValidationError, field_validator, model_validator
 
-from bot.errors import ConfigError
-from bot.permissions import BULK, CALL_ACTIONS
-from bot.policy import Policy, check_bridge_pattern, check_url_rule
+from bot.domain.errors import ConfigError
+from bot.domain.permissions import BULK, CALL_ACTIONS
+from bot.domain.policy import Policy, check_bridge_pattern, check_url_rule
 
 DEFAULT_DATABASE_URL = "sqlite:///./callbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -31,7 +31,7 @@ class _Account(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout: float = Field(default=10.0, gt=0, le=120, description="seconds for one provider request")
-    # Safety policy (docs/permissions.md, "Security model"): see bot/policy.py for what each rule means.
+    # Safety policy (docs/permissions.md, "Security model"): see bot/domain/policy.py for what each rule means.
     confirm: tuple[str, ...] = ()
     require_reason: tuple[str, ...] = ()
     allowed_urls: tuple[str, ...] | None = None
@@ -43,7 +43,7 @@ class _Account(BaseModel):
     approval: tuple[str, ...] = ()
     approvers_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,}$")
     approval_expiry_minutes: int = Field(default=10, ge=1, le=24 * 60)
-    # Fetch the call's state before acting on it (bot/live_calls.py `check_state`).
+    # Fetch the call's state before acting on it (bot/service/live.py `check_state`).
     check_state: bool = False
     # Bulk actions (`/call hangup-all`): provider requests in flight at once on this account.
     bulk_concurrency: int = Field(default=10, ge=1, le=100)

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.errors import ConfigError
-from bot.redact import Redactor
+from bot.domain.errors import ConfigError
+from bot.domain.redact import Redactor
 
 _HANDLER_NAME = "callbot"
 _redactor: Redactor | None = None

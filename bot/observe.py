@@ -12,8 +12,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from bot import metrics, phone
+from bot import metrics
 from bot.db.events import AuditEvent
+from bot.domain import phone
 from bot.logs import request_started
 
 log = logging.getLogger("callbot.attempts")

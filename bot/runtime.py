@@ -10,19 +10,20 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import audit_retention, metrics
-from bot.audit_retention import PurgeReport
-from bot.bulk_actions import BatchNotice
+from bot import metrics
 from bot.config import Settings
 from bot.db import migrate, problems, repo
 from bot.db.session import Database, is_sqlite
-from bot.directory import Directory
+from bot.domain.directory import Directory
+from bot.domain.redact import Redactor
 from bot.logs import install_redaction
 from bot.observe import AttemptObserver
 from bot.providers import create_clients
 from bot.providers.base import ProviderClient
-from bot.redact import Redactor
-from bot.service import ApprovalUpdate, Clock, Service
+from bot.service import audit_retention
+from bot.service.audit_retention import PurgeReport
+from bot.service.bulk.actions import BatchNotice
+from bot.service.core import ApprovalUpdate, Clock, Service
 
 log = logging.getLogger(__name__)
 

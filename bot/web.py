@@ -19,12 +19,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot import metrics
-from bot.bulk_actions import BatchNotice
 from bot.config import Settings
+from bot.domain.replies import Reply, Tone
 from bot.logs import request_context
-from bot.replies import Reply, Tone
 from bot.runtime import Runtime
-from bot.service import ApprovalUpdate, Clock
+from bot.service.bulk.actions import BatchNotice
+from bot.service.core import ApprovalUpdate, Clock
 from bot.slack.app import create_bolt_app
 from bot.slack.approvals import apply_update
 from bot.slack.batches import announce_interrupted

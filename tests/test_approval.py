@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.config import Settings
-from bot.errors import ConfigError
+from bot.domain.errors import ConfigError
 from tests.conftest import ALICE, BOB, CAROL, PAYLOADS, DbHelper, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio, call_sid

@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import text
 
-from bot.audit_retention import purge
 from bot.config import Settings
 from bot.db import chain, repo
 from bot.db.session import Database
-from bot.errors import InvalidInput
+from bot.domain.errors import InvalidInput
+from bot.service.audit_retention import purge
 from tests.conftest import ALICE, Bot, DbHelper, ServerThread, on_database, write_config
 from tests.fakes.server import Answer
 from tests.fakes.twilio import call_sid

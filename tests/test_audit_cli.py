@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot.audit_export import COLUMNS
 from bot.db import chain, repo
 from bot.db.session import Database
+from bot.service.audit_export import COLUMNS
 from tests.conftest import ALICE, BOB, CAROL, DbHelper
 from tests.processes import base_env, callbot
 

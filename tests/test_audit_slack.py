@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text as sqltext
 
-from bot import audit_export, audit_review
 from bot.config import Settings
+from bot.service import audit as audit_review
+from bot.service import audit_export
 from tests.conftest import (
     ALICE,
     BOB,

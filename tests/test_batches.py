@@ -13,15 +13,15 @@ from typing import TypeVar
 
 import pytest
 
-from bot import batches
-from bot.actions import Hangup
-from bot.batches import ItemOutcome
-from bot.bulk import Progress, Throttle, send_throttled
 from bot.config import TwilioAccount
 from bot.db.models import utcnow
 from bot.db.session import Database
-from bot.errors import ProviderError
+from bot.domain.actions import Hangup
+from bot.domain.errors import ProviderError
 from bot.providers.twilio import TwilioClient
+from bot.service.bulk import batches
+from bot.service.bulk.batches import ItemOutcome
+from bot.service.bulk.engine import Progress, Throttle, send_throttled
 from tests.conftest import DbHelper, on_database
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid
 
@@ -130,8 +130,8 @@ def test_cancel_stops_between_requests(db: DbHelper, twilio_slow: FakeTwilio) ->
 _CHILD = """
 import asyncio, sys
 from tests.test_batches import hangup_act
-from bot import batches
-from bot.bulk import Throttle
+from bot.service.bulk import batches
+from bot.service.bulk.engine import Throttle
 from bot.config import TwilioAccount
 from bot.db.session import Database
 from bot.providers.twilio import TwilioClient

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.actions import Hangup
-from bot.bulk import Progress, Summary, Throttle, run_all, send_throttled
 from bot.config import TwilioAccount
-from bot.errors import ProviderError
+from bot.domain.actions import Hangup
+from bot.domain.errors import ProviderError
 from bot.providers.twilio import TwilioClient
+from bot.service.bulk.engine import Progress, Summary, Throttle, run_all, send_throttled
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid
 
 

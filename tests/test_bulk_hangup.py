@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from bot import batches
-from bot.bulk import Progress
-from bot.bulk_hangup import BulkHangup
 from bot.config import Settings
 from bot.db import chain
-from bot.permissions import Decision
+from bot.domain.permissions import Decision
 from bot.runtime import Runtime
-from bot.service import Invocation
+from bot.service.bulk import batches
+from bot.service.bulk.engine import Progress
+from bot.service.bulk.hangup import BulkHangup
+from bot.service.core import Invocation
 from tests.conftest import ALICE, DbHelper
 from tests.fakes.twilio import FakeTwilio, call_sid, twilio_error
 

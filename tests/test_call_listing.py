@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, parse_qsl
 import httpx
 import pytest
 
-from bot.actions import Hangup
 from bot.config import BandwidthAccount, BirdAccount, Settings, TwilioAccount
-from bot.errors import (
+from bot.domain.actions import Hangup
+from bot.domain.errors import (
     CallNotFound,
     InvalidInput,
     ProviderAuthFailed,

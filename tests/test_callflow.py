@@ -1,4 +1,4 @@
-"""The Bird callFlow model (bot/callflow.py): every command and option, every refusal with its exact
+"""The Bird callFlow model (bot/domain/callflow.py): every command and option, every refusal with its exact
 path and reason, and properties checked against Bird's own OpenAPI schema
 (shared/specs/bird-channels-update-call.openapi.json, read the way the fake Bird reads it)."""
 
@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.callflow import (
+from bot.domain.callflow import (
     AMD_NOTIFY_AFTER,
     CONDITION_OPERATORS,
     CONDITION_VARIABLES,
@@ -34,7 +34,7 @@ from bot.callflow import (
     parse_callflow,
     validate_callflow,
 )
-from bot.errors import InvalidInput
+from bot.domain.errors import InvalidInput
 
 # A copy of ../shared/specs/bird-channels-update-call.openapi.json, so a checkout tests on its own.
 SPEC = Path(__file__).resolve().parent / "specs" / "bird-channels-update-call.openapi.json"

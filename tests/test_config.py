@@ -8,7 +8,7 @@ import pytest
 
 from bot.config import Settings
 from bot.db.session import parse_database_url
-from bot.errors import ConfigError
+from bot.domain.errors import ConfigError
 from tests.fakes.twilio import ACCOUNT_SID
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.errors import InvalidInput
-from bot.grammar import VERBS, Command, parse
+from bot.domain.errors import InvalidInput
+from bot.domain.grammar import VERBS, Command, parse
 from bot.slack.text import plain_text
 
 WORDS = st.sampled_from(

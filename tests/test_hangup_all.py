@@ -21,12 +21,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from bot import batches
 from bot.config import Settings
 from bot.db.models import BatchItemRow, BatchRow, utcnow
 from bot.db.session import Database
 from bot.runtime import Runtime
-from bot.service import Invocation
+from bot.service.bulk import batches
+from bot.service.core import Invocation
 from tests.conftest import (
     ALICE,
     BOB,

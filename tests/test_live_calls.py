@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, parse_qsl
 
 import pytest
 
-from bot import phone
 from bot.config import Settings
+from bot.domain import phone
 from tests.conftest import ALICE, BOB, PAYLOADS, Bot, DbHelper, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes import bandwidth as bw
 from tests.fakes import bird

@@ -134,7 +134,7 @@ def test_the_form_shows_exactly_the_options_of_the_provider_and_action(bot: Bot)
         "time-limit",
     } <= set(twilio_redirect)
     assert "tag" not in twilio_redirect and "password" not in twilio_redirect
-    # what was picked is kept (the call field is a type-ahead: bot/live_calls.py)
+    # what was picked is kept (the call field is a type-ahead: bot/service/live.py)
     assert twilio_redirect["call_id"]["element"]["initial_option"]["value"] == call_sid(1)
     assert [o["value"] for o in twilio_redirect["method"]["element"]["options"]] == ["GET", "POST"]
     bw_redirect = blocks(change(bot, "action", state(account="bw", action="redirect")))

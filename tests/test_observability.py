@@ -22,10 +22,10 @@ from bot.db.events import AuditEvent
 from bot.db.models import utcnow
 from bot.db.problems import describe
 from bot.db.session import Database
-from bot.errors import ConfigError
+from bot.domain.errors import ConfigError
+from bot.domain.redact import Redactor
 from bot.logs import JsonFormatter, LogFormat, LogSettings, TextFormatter, install_redaction, request_context
 from bot.observe import AttemptObserver
-from bot.redact import Redactor
 from tests.conftest import (
     ALICE,
     BOB,

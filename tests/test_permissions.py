@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.permissions import Grant, decide, decide_management
+from bot.domain.permissions import Grant, decide, decide_management
 from tests.conftest import ALICE, BOB, CAROL, Bot, reply_text
 from tests.fakes.twilio import call_sid
 

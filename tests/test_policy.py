@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import text
 
 from bot.config import Settings
-from bot.errors import ConfigError
-from bot.permissions import Grant, allowed_actions, decide
+from bot.domain.errors import ConfigError
+from bot.domain.permissions import Grant, allowed_actions, decide
 from tests.conftest import ALICE, BOB, CAROL, PAYLOADS, DbHelper, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes.bandwidth import FakeBandwidth, bw_call_id
 from tests.fakes.bird import FakeBird, bird_call_id

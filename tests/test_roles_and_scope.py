@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.permissions import GROUP, Grant, Limits, covers, decide
+from bot.domain.permissions import GROUP, Grant, Limits, covers, decide
 from tests.conftest import ALICE, BOB, CAROL, DbHelper, ServerThread, SlackDriver, reply_text
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import FakeTwilio, call_sid

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot.callflow import parse_callflow
 from bot.db.session import Database
-from bot.errors import InvalidInput
-from bot.flow_library import FlowRef, parse_ref
-from bot.grammar import FlowsCommand, SavedFlowCommand, parse
-from bot.redact import Redactor
-from bot.service import Invocation, Service
+from bot.domain.callflow import parse_callflow
+from bot.domain.errors import InvalidInput
+from bot.domain.flows import FlowRef, parse_ref
+from bot.domain.grammar import FlowsCommand, SavedFlowCommand, parse
+from bot.domain.redact import Redactor
+from bot.service.core import Invocation, Service
 from tests.conftest import ALICE, BOB, CAROL, PAYLOADS, Bot, reply_text
 from tests.fakes.bird import CHANNEL_ID, WORKSPACE_ID, bird_call_id, schema_errors
 from tests.processes import callbot

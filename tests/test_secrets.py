@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bot.redact import Redactor
+from bot.domain.redact import Redactor
 from tests.conftest import ALICE, SIGNING_SECRET, Bot
 from tests.fakes.server import Answer
 from tests.fakes.slack import BOT_TOKEN

@@ -16,7 +16,7 @@ from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from bot.db.models import AuditRow
 from bot.db.session import Database
-from bot.permissions import ANY_ACCOUNT
+from bot.domain.permissions import ANY_ACCOUNT
 
 
 @dataclass(frozen=True)

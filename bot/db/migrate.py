@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
 from bot.db.session import parse_database_url
-from bot.errors import CallbotError
+from bot.domain.errors import CallbotError
 
 
 def migrations_dir() -> Path:

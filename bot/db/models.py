@@ -89,7 +89,7 @@ class GrantRow(Base):
 
 
 class RoleRow(Base):
-    """A custom role: a named set of actions (built-in roles live in bot/permissions.py)."""
+    """A custom role: a named set of actions (built-in roles live in bot/domain/permissions.py)."""
 
     __tablename__ = "roles"
 

@@ -7,7 +7,7 @@ import re
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.errors import ConfigError
+from bot.domain.errors import ConfigError
 
 # Patterns in the drivers' messages (psycopg/libpq and sqlite3), most specific first.
 _KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(

@@ -22,7 +22,7 @@ from bot.db.models import (
     utcnow,
 )
 from bot.db.session import Database
-from bot.permissions import GROUP, USER, Grant
+from bot.domain.permissions import GROUP, USER, Grant
 
 CHOICE_TTL = timedelta(minutes=15)
 DRAFT_TTL = timedelta(hours=24)

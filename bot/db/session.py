@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.db import events
-from bot.errors import ConfigError
+from bot.domain.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
-from bot.actions import ActionName, CallAction, Hangup, Redirect
 from bot.config import BandwidthAccount
-from bot.errors import InvalidInput, ProviderAuthFailed, ProviderError
+from bot.domain.actions import ActionName, CallAction, Hangup, Redirect
+from bot.domain.errors import InvalidInput, ProviderAuthFailed, ProviderError
 from bot.providers.base import (
     CallFilter,
     CallPage,

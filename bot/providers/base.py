@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 import httpx
 
 from bot import __version__, metrics
-from bot.actions import ActionName, CallAction
-from bot.errors import (
+from bot.domain.actions import ActionName, CallAction
+from bot.domain.errors import (
     CallNotFound,
     CallNotModifiable,
     InvalidInput,
@@ -33,7 +33,7 @@ from bot.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from bot.redact import MASK, mask_url_credentials
+from bot.domain.redact import MASK, mask_url_credentials
 
 USER_AGENT = f"callbot/{__version__} (+https://github.com/callbot/callbot)"
 MAX_TRIES = 3

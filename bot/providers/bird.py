@@ -16,9 +16,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bot.actions import ActionName, ApplyFlow, CallAction, Hangup
 from bot.config import BirdAccount
-from bot.errors import InvalidInput, ProviderError
+from bot.domain.actions import ActionName, ApplyFlow, CallAction, Hangup
+from bot.domain.errors import InvalidInput, ProviderError
 from bot.providers.base import (
     MAX_EMPTY_PAGES,
     CallFilter,

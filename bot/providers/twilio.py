@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bot.actions import ActionName, CallAction, Cancel, Hangup, InlineTwiml, Redirect
 from bot.config import TwilioAccount
-from bot.errors import CallNotModifiable, InvalidInput, ProviderError
+from bot.domain.actions import ActionName, CallAction, Cancel, Hangup, InlineTwiml, Redirect
+from bot.domain.errors import CallNotModifiable, InvalidInput, ProviderError
 from bot.providers.base import (
     LIVE_STATUSES,
     MAX_EMPTY_PAGES,

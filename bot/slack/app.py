@@ -18,13 +18,13 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.models.blocks import Option
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.actions import CallTarget
 from bot.config import Settings
-from bot.errors import InvalidInput
-from bot.grammar import HangupAllCommand
+from bot.domain.actions import CallTarget
+from bot.domain.errors import InvalidInput
+from bot.domain.grammar import HangupAllCommand
+from bot.domain.replies import Reply, Tone
 from bot.logs import new_request_id, request_id, request_started
-from bot.replies import Reply, Tone
-from bot.service import Done, Invocation, Service, Started
+from bot.service.core import Done, Invocation, Service, Started
 from bot.slack.approvals import post_approval, register_approvals
 from bot.slack.audit import PREPARING, register_audit, run_export
 from bot.slack.batches import answer as answer_bulk

@@ -10,8 +10,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.replies import ApprovalNotice, Reply, Tone
-from bot.service import ApprovalUpdate, Done, Invocation, Service
+from bot.domain.replies import ApprovalNotice, Reply, Tone
+from bot.service.core import ApprovalUpdate, Done, Invocation, Service
 from bot.slack.home import publish_home
 from bot.slack.modal_io import button_invocation, deliver
 from bot.slack.render import APPROVE_ACTION, DENY_ACTION, message

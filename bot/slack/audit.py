@@ -1,6 +1,6 @@
 """Audit review in Slack: Next / Previous and Details on `/call audit` pages, the App Home tab,
 and `/call audit export` uploaded as a DM. What anyone may see is decided by the service on
-every request (bot/audit_review.py); this module only moves values in and out of Slack."""
+every request (bot/service/audit.py); this module only moves values in and out of Slack."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, Sec
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.grammar import AuditQuery
-from bot.replies import AuditDetail, Reply, Tone
-from bot.service import Invocation, Service
+from bot.domain.grammar import AuditQuery
+from bot.domain.replies import AuditDetail, Reply, Tone
+from bot.service.core import Invocation, Service
 from bot.slack.home import HOME_FILTER_ACTION, publish_home
 from bot.slack.modal_io import button_invocation
 from bot.slack.render import AUDIT_DETAILS_ACTION, AUDIT_PAGE_ACTION, EMOJI, SECTION_LIMIT, message

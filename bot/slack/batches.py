@@ -1,6 +1,6 @@
 """Bulk actions in Slack: the count's Confirm click, the progress message (posted once, then
 `chat.update` about once a second), its Cancel button, and Resume. Decisions are the service's
-(bot/bulk_actions.py); this module only carries them to and from Slack.
+(bot/service/bulk/actions.py); this module only carries them to and from Slack.
 
 The progress message is a real channel message, so the people handling the incident with you see
 the count go down (numbers in it are masked). When the bot cannot post in the channel it is sent
@@ -19,9 +19,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.bulk_actions import BatchNotice, BatchPlan, BatchRun
-from bot.replies import BATCH_CANCEL_HANDLER, BATCH_RESUME_HANDLER, BULK_CONFIRM_HANDLER, Reply, Tone
-from bot.service import Service
+from bot.domain.replies import BATCH_CANCEL_HANDLER, BATCH_RESUME_HANDLER, BULK_CONFIRM_HANDLER, Reply, Tone
+from bot.service.bulk.actions import BatchNotice, BatchPlan, BatchRun
+from bot.service.core import Service
 from bot.slack.approvals import post_approval
 from bot.slack.home import publish_home
 from bot.slack.modal_io import button_invocation

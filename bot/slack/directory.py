@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.directory import DirectoryError
+from bot.domain.directory import DirectoryError
 
 DEFAULT_TTL = timedelta(minutes=3)
 DEFAULT_RECHECK = timedelta(seconds=10)

@@ -12,7 +12,7 @@ Views (slack_sdk models, so Slack's limits are checked as they are built):
 The draft lives in the database (`flow_drafts`); `private_metadata` holds only its id, the channel
 (a view submission has no response_url) and, in a pushed view, the root view's id, the index being
 edited and the number of condition rows. Each command's form is generated from the model in
-bot/callflow.py (`option_specs`): number inputs carry the schema's range, enums become static
+bot/domain/callflow.py (`option_specs`): number inputs carry the schema's range, enums become static
 selects, booleans checkboxes, gather's `say`/`playback` and bridge's `notification`/`amdSettings`
 are fields of the same form, and bridge's own callFlow is a JSON field (a third view would break
 Slack's stack limit). Every value is validated by the model; errors land under the field's block.
@@ -46,8 +46,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.actions import ApplyFlow, CallTarget
-from bot.callflow import (
+from bot.domain.actions import ApplyFlow, CallTarget
+from bot.domain.callflow import (
     COMMAND_NAMES,
     MAX_COMMANDS,
     BoolCheck,
@@ -64,10 +64,10 @@ from bot.callflow import (
     parse_callflow,
     validate_callflow,
 )
-from bot.errors import InvalidInput
-from bot.grammar import CallCommand
-from bot.replies import Reply, Tone
-from bot.service import BuilderOpening, FlowDraft, Invocation, Service
+from bot.domain.errors import InvalidInput
+from bot.domain.grammar import CallCommand
+from bot.domain.replies import Reply, Tone
+from bot.service.core import BuilderOpening, FlowDraft, Invocation, Service
 from bot.slack.forms import command_line
 from bot.slack.modal_io import INTERNAL_ERROR, deliver, modal_invocation, run_from_modal, view_metadata
 from bot.slack.render import message

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 
-from bot.actions import (
+from bot.domain.actions import (
     REDIRECT_OPTIONS,
     ApplyFlow,
     CallAction,
@@ -23,9 +23,9 @@ from bot.actions import (
     check_url,
     redirect_from_options,
 )
-from bot.callflow import parse_callflow
-from bot.errors import InvalidInput
-from bot.grammar import CallCommand
+from bot.domain.callflow import parse_callflow
+from bot.domain.errors import InvalidInput
+from bot.domain.grammar import CallCommand
 from bot.slack.views import OPTION_FIELDS, FormState
 
 TEXT_FIELDS = ("url", "twiml", "callflow")

@@ -19,8 +19,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.replies import AuditEntry, AuditHome
-from bot.service import Service
+from bot.domain.replies import AuditEntry, AuditHome
+from bot.service.core import Service
 from bot.slack.render import details_button, entry_text
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.grammar import CallCommand
-from bot.replies import Reply, Tone
-from bot.service import Done, Invocation, Service
+from bot.domain.grammar import CallCommand
+from bot.domain.replies import Reply, Tone
+from bot.service.core import Done, Invocation, Service
 from bot.slack.home import publish_home
 from bot.slack.render import message
 

@@ -14,7 +14,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.replies import (
+from bot.domain.replies import (
     APPROVE_HANDLER,
     DENY_HANDLER,
     AuditEntry,
@@ -52,7 +52,7 @@ AUDIT_PAGE_ACTION = "audit_page"
 LIVE_HANGUP_ACTION = "live_hangup"  # value: a stored `/call hangup` ("token|account")
 LIVE_REDIRECT_ACTION = "live_redirect"  # value: "account:call-id"
 LIVE_FLOW_ACTION = "live_flow"  # value: "account:call-id"
-LIVE_MORE_ACTION = "live_more"  # value: the next page (see bot/live_calls.py)
+LIVE_MORE_ACTION = "live_more"  # value: the next page (see bot/service/live.py)
 
 
 def _chunks(lines: list[str], limit: int) -> list[str]:

@@ -30,7 +30,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.service import FormAccount
+from bot.service.core import FormAccount
 
 ACTION_MODAL = "call_action"
 BUILD_FLOW = "fb_build"  # the button that turns this modal into the callFlow builder

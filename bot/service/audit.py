@@ -20,18 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select
 
-from bot import audit_export, grammar
 from bot.db import audit_search, repo
 from bot.db.audit_search import AuditFilter, Cursor
 from bot.db.models import ApprovalRow, AuditRow
-from bot.errors import InvalidInput, PermissionDenied
-from bot.grammar import AuditQuery
-from bot.permissions import ANY_ACCOUNT, Decision
-from bot.redact import Redactor
-from bot.replies import AuditDetail, AuditEntry, AuditHome, AuditListing, Reply, Tone, mention
+from bot.domain import grammar
+from bot.domain.errors import InvalidInput, PermissionDenied
+from bot.domain.grammar import AuditQuery
+from bot.domain.permissions import ANY_ACCOUNT, Decision
+from bot.domain.redact import Redactor
+from bot.domain.replies import AuditDetail, AuditEntry, AuditHome, AuditListing, Reply, Tone, mention
+from bot.service import audit_export
 
 if TYPE_CHECKING:
-    from bot.service import Invocation, Service
+    from bot.service.core import Invocation, Service
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ class AuditReview:
         applied). Grants limited to a channel do not count here: the Home tab is no channel.
         Without `team_filter` (a refresh after an action) the person's last pick stays; it is
         remembered in this process only, so a restart shows "All" again."""
-        from bot.service import Invocation  # the service imports this module
+        from bot.service.core import Invocation  # the service imports this module
 
         scope = await self.scope(Invocation("home", user_id, ""))
         own = await audit_search.page(self.db, AuditFilter(user_id=user_id, visible_user=user_id), HOME_OWN)

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.bulk import Progress, Summary, run_all
 from bot.db import chain
 from bot.db.models import BatchItemRow, BatchRow, utcnow
 from bot.db.session import Database
+from bot.service.bulk.engine import Progress, Summary, run_all
 
 RUNNING, FINISHED, CANCELLED, INTERRUPTED = "running", "finished", "cancelled", "interrupted"
 TODO, SENDING, ENDED, FAILED = "todo", "sending", "ended", "failed"

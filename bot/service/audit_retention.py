@@ -17,7 +17,7 @@ from sqlalchemy import select
 from bot.db import chain
 from bot.db.models import AuditRow
 from bot.db.session import Database
-from bot.errors import InvalidInput
+from bot.domain.errors import InvalidInput
 
 # Rows younger than this are never purged: they may still be pending, or be the incident at hand.
 MIN_AGE = timedelta(days=1)

@@ -18,7 +18,7 @@ grant (`*` for all accounts). Nobody can hand out more than they hold: the admin
 cover every account named, be usable from here, and, when it is itself limited to a channel or a
 time, the new grant must be limited at least as much (same channel; expiring no later).
 
-Saved flows (bot/flow_library.py) are one library shared by the whole team, not tied to an account:
+Saved flows (bot/service/flow_library.py) are one library shared by the whole team, not tied to an account:
 
 - `flow:manage` (save, delete) is a team-wide right: it counts only when granted on `*`, and it
   can only be granted on `*` (so only an admin on `*` can hand it out). `admin` on `*` implies it;

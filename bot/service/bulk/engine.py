@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from bot import metrics
-from bot.errors import ProviderRateLimited
+from bot.domain.errors import ProviderRateLimited
 from bot.providers.base import ProviderClient, ProviderResult, WireRequest
 
 T = TypeVar("T")

@@ -66,7 +66,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from bot.errors import InvalidInput
+from bot.domain.errors import InvalidInput
 
 MAX_COMMANDS = 20
 MAX_MEDIA = 80

@@ -10,7 +10,7 @@ can no longer be shown or applied. Saving the name again later starts at the nex
 number, so a version number always means the same flow.
 
 The library is shared by the whole team, not tied to a provider account; who may read, save and
-delete is decided by the service (bot/permissions.py: `decide_flow_read`, `decide_flow_manage`).
+delete is decided by the service (bot/domain/permissions.py: `decide_flow_read`, `decide_flow_manage`).
 The functions here neither check permissions nor audit: callers (the service's `/call flows`
 commands, and `Service.save_flow` for the builder's "Save as…") do both.
 """
@@ -18,101 +18,14 @@ commands, and `Service.save_flow` for the builder's "Save as…") do both.
 from __future__ import annotations
 
 import difflib
-import re
-from dataclasses import dataclass
-from datetime import datetime
 
-from bot.callflow import CallFlow, validate_callflow
 from bot.db import repo
 from bot.db.models import SavedFlowRow
 from bot.db.session import Database
-from bot.errors import InvalidInput
-from bot.replies import mention
-
-MAX_NAME = 64
-NAME_RULE = "lowercase words joined by dashes (a–z, 0–9, `-`), at most 64 characters, e.g. `hold-music`"
-_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-# A word that names a saved flow rather than spelling out a callFlow (JSON and YAML callFlows
-# always contain brackets, braces, colons or spaces).
-_REFERENCE_SHAPE = re.compile(r"^[\w.@-]+$")
-
-
-@dataclass(frozen=True)
-class FlowRef:
-    """A saved flow as written in a command: `NAME` (newest version) or `NAME@N`."""
-
-    name: str
-    version: int | None = None
-
-    def __str__(self) -> str:
-        return f"{self.name}@{self.version}" if self.version is not None else self.name
-
-
-@dataclass(frozen=True)
-class SavedFlow:
-    id: int
-    name: str
-    version: int
-    flow: CallFlow
-    author: str
-    created_at: datetime
-
-    @property
-    def label(self) -> str:
-        return f"`{self.name}` v{self.version}"
-
-    @property
-    def ref(self) -> FlowRef:
-        return FlowRef(self.name, self.version)
-
-
-@dataclass(frozen=True)
-class LibraryEntry:
-    """A name as `/call flows` lists it: its newest version, and how many live versions it has."""
-
-    name: str
-    version: int
-    commands: int
-    author: str
-    created_at: datetime
-    versions: int
-
-
-def looks_like_reference(word: str) -> bool:
-    return bool(_REFERENCE_SHAPE.match(word))
-
-
-def check_name(word: str) -> str:
-    if len(word) > MAX_NAME:
-        raise InvalidInput(_short(word), f"is {len(word)} characters long; a flow name has at most {MAX_NAME}")
-    if not _NAME.match(word):
-        fixed = _slug(word)
-        hint = f"Did you mean `{fixed}`?" if fixed and fixed != word and len(fixed) <= MAX_NAME else ""
-        raise InvalidInput(word, f"is not a valid flow name. Names are {NAME_RULE}", hint or None)
-    return word
-
-
-def check_version(text: str, word: str) -> int:
-    if not text.isascii() or not text.isdigit() or int(text) < 1 or len(text) > 9:
-        raise InvalidInput(word, "is not a version: versions are whole numbers from 1", "E.g. `hold-music@2`.")
-    return int(text)
-
-
-def parse_ref(word: str, version_option: str | None = None) -> FlowRef:
-    """`NAME` or `NAME@N`; `version_option` is the value of a `version=N` option, if given."""
-    name, at, version_text = word.partition("@")
-    version = check_version(version_text, word) if at else None
-    if version_option is not None:
-        option_version = check_version(version_option.strip(), f"version={version_option}")
-        if version is not None and version != option_version:
-            raise InvalidInput(
-                f"version={version_option}", f"contradicts `{word}`", f"Give the version once: `{name}@{version}`."
-            )
-        version = option_version
-    return FlowRef(check_name(name), version)
-
-
-# -- the library ----------------------------------------------------------------------------------
+from bot.domain.callflow import CallFlow, validate_callflow
+from bot.domain.errors import InvalidInput
+from bot.domain.flows import FlowRef, LibraryEntry, SavedFlow, check_name
+from bot.domain.replies import mention
 
 
 async def save(db: Database, name: str, flow: CallFlow, author: str) -> SavedFlow:
@@ -199,11 +112,3 @@ def _versions(live: list[SavedFlowRow]) -> str:
     if len(numbers) == 1:
         return f"only version {numbers[0]}"
     return "versions " + ", ".join(str(n) for n in numbers)
-
-
-def _slug(word: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", word.lower()).strip("-")
-
-
-def _short(word: str) -> str:
-    return word if len(word) <= 40 else word[:39] + "…"

@@ -12,7 +12,7 @@ _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 # Where the Approve / Deny buttons of a two-person approval request go (Choice.handler).
 APPROVE_HANDLER = "approval_approve"
 DENY_HANDLER = "approval_deny"
-# Bulk actions (bot/bulk_actions.py): the count's Confirm, and the progress message's buttons.
+# Bulk actions (bot/service/bulk/actions.py): the count's Confirm, and the progress message's buttons.
 BULK_CONFIRM_HANDLER = "bulk_confirm"
 BATCH_CANCEL_HANDLER = "batch_cancel"
 BATCH_RESUME_HANDLER = "batch_resume"

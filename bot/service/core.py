@@ -19,8 +19,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import flow_library, grammar, phone
-from bot.actions import (
+from bot.db import repo
+from bot.db.models import ApprovalRow, AuditRow, utcnow
+from bot.db.session import Database
+from bot.domain import flows, grammar, phone
+from bot.domain.actions import (
     ActionName,
     ApplyFlow,
     CallAction,
@@ -31,14 +34,9 @@ from bot.actions import (
     Redirect,
     action_params,
 )
-from bot.audit_review import OUTCOME_EMOJI, AuditReview
-from bot.bulk_actions import BULK_ACTION, BatchPlan, BatchRun, BulkActions
-from bot.callflow import CallFlow
-from bot.db import repo
-from bot.db.models import ApprovalRow, AuditRow, utcnow
-from bot.db.session import Database
-from bot.directory import Directory, DirectoryError, NoDirectory
-from bot.errors import (
+from bot.domain.callflow import CallFlow
+from bot.domain.directory import Directory, DirectoryError, NoDirectory
+from bot.domain.errors import (
     AmbiguousAccount,
     CallbotError,
     InvalidInput,
@@ -47,8 +45,8 @@ from bot.errors import (
     ProviderError,
     RateLimited,
 )
-from bot.flow_library import FlowRef, SavedFlow
-from bot.grammar import (
+from bot.domain.flows import FlowRef, SavedFlow
+from bot.domain.grammar import (
     AuditQuery,
     BatchCommand,
     CallCommand,
@@ -66,9 +64,7 @@ from bot.grammar import (
     RolesCommand,
     SavedFlowCommand,
 )
-from bot.grants import Grants
-from bot.live_calls import STATE_CHECKED, LiveCalls, StateCheck
-from bot.permissions import (
+from bot.domain.permissions import (
     BREAK_GLASS,
     CALL_ACTIONS,
     Decision,
@@ -83,7 +79,7 @@ from bot.permissions import (
     when,
     with_roles,
 )
-from bot.policy import (
+from bot.domain.policy import (
     DEFAULT_POLICY,
     RATE_WINDOW,
     Policy,
@@ -93,9 +89,8 @@ from bot.policy import (
     needs_confirmation,
     rate_limit_wait,
 )
-from bot.providers.base import ProviderClient, ProviderResult, WireRequest, provider_error_fields
-from bot.redact import Redactor
-from bot.replies import (
+from bot.domain.redact import Redactor
+from bot.domain.replies import (
     APPROVE_HANDLER,
     DENY_HANDLER,
     ApprovalNotice,
@@ -105,6 +100,12 @@ from bot.replies import (
     Tone,
     mention,
 )
+from bot.providers.base import ProviderClient, ProviderResult, WireRequest, provider_error_fields
+from bot.service import flow_library
+from bot.service.admin import Grants
+from bot.service.audit import OUTCOME_EMOJI, AuditReview
+from bot.service.bulk.actions import BULK_ACTION, BatchPlan, BatchRun, BulkActions
+from bot.service.live import STATE_CHECKED, LiveCalls, StateCheck
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class Started:
     action: CallAction
     label: str
     call_id: str = ""
-    # The account's `check_state`: `finish` reads the call's state first (bot/live_calls.py).
+    # The account's `check_state`: `finish` reads the call's state first (bot/service/live.py).
     check_state: bool = False
     # A dry run waiting for its state check: the reply to give once the check passes.
     dry_run: Reply | None = None
@@ -190,7 +191,7 @@ class ApprovalDecision:
     reply: Reply
     update: ApprovalUpdate | None = None
     step: Done | Started | None = None
-    # An approved `/call hangup-all`: the chat layer starts and runs it (bot/bulk_actions.py).
+    # An approved `/call hangup-all`: the chat layer starts and runs it (bot/service/bulk/actions.py).
     batch: BatchPlan | None = None
 
 
@@ -291,13 +292,13 @@ class Service:
         self.now: Clock = clock or _real_clock
         # User-group membership (bot/slack/directory.py); without it group grants never match.
         self.directory: Directory = directory or NoDirectory()
-        # `/call audit` pages and details, the App Home summary, exports (bot/audit_review.py).
+        # `/call audit` pages and details, the App Home summary, exports (bot/service/audit.py).
         self.audit = AuditReview(self)
-        # `/call list`, `/call status`, the form's call type-ahead, check_state (bot/live_calls.py).
+        # `/call list`, `/call status`, the form's call type-ahead, check_state (bot/service/live.py).
         self.live = LiveCalls(self)
-        # `/call hangup-all`, `/call batch`: bulk actions with progress, Cancel, resume (bot/bulk_actions.py).
+        # `/call hangup-all`, `/call batch`: bulk actions with progress, Cancel, resume (bot/service/bulk/actions.py).
         self.bulk = BulkActions(self, batch_stale_after)
-        # `/call grant|revoke|perms|roles|role create|freeze|unfreeze` and the shell's (bot/grants.py).
+        # `/call grant|revoke|perms|roles|role create|freeze|unfreeze` and the shell's (bot/service/admin.py).
         self.grants = Grants(self)
 
     # -- entry points -------------------------------------------------------------------------
@@ -435,7 +436,7 @@ class Service:
             if earlier is not None:
                 return self._safe(_duplicate_reply(earlier))
         try:
-            flow_library.check_name(name)
+            flows.check_name(name)
         except InvalidInput as error:
             return self._safe(await self._refuse(inv, error, action="flows.save"))
         return self._safe(await self._flows(inv, FlowsCommand("save", FlowRef(name), flow)))
@@ -670,7 +671,7 @@ class Service:
             dry_run=dry,
         )
 
-    # -- the account's safety policy (bot/policy.py) ----------------------------------------------
+    # -- the account's safety policy (bot/domain/policy.py) ----------------------------------------------
 
     def policy_of(self, account: str) -> Policy:
         return self.policies.get(account, DEFAULT_POLICY)
@@ -1480,7 +1481,7 @@ class Service:
         break_glass: bool = False,
     ) -> dict[str, Any]:
         """A new audit row's columns, secrets masked. `completed`: the row is final as written (no
-        provider step follows). Bulk actions insert these in group commits (bot/batches.py)."""
+        provider step follows). Bulk actions insert these in group commits (bot/service/bulk/batches.py)."""
         now = self.now()
         return {
             "created_at": now,

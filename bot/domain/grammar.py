@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.actions import (
+from bot.domain.actions import (
     REDIRECT_OPTIONS,
     ActionName,
     ApplyFlow,
@@ -24,10 +24,10 @@ from bot.actions import (
     check_twiml,
     redirect_from_options,
 )
-from bot.callflow import CallFlow, parse_callflow
-from bot.errors import InvalidInput
-from bot.flow_library import FlowRef, looks_like_reference, parse_ref
-from bot.permissions import ALL_ACTIONS, BUILTIN_ROLES, BULK, FLOW_MANAGE, GROUP, OUTCOMES, USER
+from bot.domain.callflow import CallFlow, parse_callflow
+from bot.domain.errors import InvalidInput
+from bot.domain.flows import FlowRef, looks_like_reference, parse_ref
+from bot.domain.permissions import ALL_ACTIONS, BUILTIN_ROLES, BULK, FLOW_MANAGE, GROUP, OUTCOMES, USER
 
 _OPTION = re.compile(r"^([A-Za-z][A-Za-z_-]*)=(.*)$", re.S)
 _USER = re.compile(r"^(?:<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>|@?([UW][A-Z0-9]{2,}))$")
@@ -310,7 +310,7 @@ class CallStatusCommand:
 @dataclass(frozen=True)
 class HangupAllCommand:
     """`/call hangup-all ACCOUNT [status=…] [to=…] [from=…] [max=N] [reason=…]`: end every live call
-    matching the filter (at most `max`), as a batch (bot/bulk_actions.py)."""
+    matching the filter (at most `max`), as a batch (bot/service/bulk/actions.py)."""
 
     account: str
     status: str | None = None

@@ -12,8 +12,8 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
-from bot.callflow import CallFlow
-from bot.errors import InvalidInput
+from bot.domain.callflow import CallFlow
+from bot.domain.errors import InvalidInput
 
 
 class ActionName(StrEnum):
@@ -96,7 +96,7 @@ class ApplyFlow:
     name = ActionName.FLOW
     flow: CallFlow
     reason: str | None = None
-    # Set when the callFlow comes from the saved-flow library (bot/flow_library.py): which one.
+    # Set when the callFlow comes from the saved-flow library (bot/service/flow_library.py): which one.
     saved_name: str | None = None
     saved_version: int | None = None
     # End the call once the flow is handed over (the builder's "End the call after this flow").

@@ -9,8 +9,8 @@ The steps, each a method the chat layer calls in turn (plain values in and out):
    approvers (the count becomes part of what is approved); else a `BatchPlan`.
 3. `start`: the batch's own audit row (`hangup-all`, pending), the calls listed again and capped at
    the confirmed count (calls that started since are left for another run: the person approved a
-   number, and it is never exceeded), the batch and its items written (bot/batches.py).
-4. `run`: one audited hangup per call through the account's shared throttle (bot/bulk_hangup.py),
+   number, and it is never exceeded), the batch and its items written (bot/service/bulk/batches.py).
+4. `run`: one audited hangup per call through the account's shared throttle (bot/service/bulk/hangup.py),
    progress reported about once a second, Cancel honoured between requests; the batch row is
    completed with the counts and the summary lists the failures.
 
@@ -32,17 +32,13 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot import batches, grammar, phone
-from bot.bulk import Progress
-from bot.bulk_hangup import ALREADY_ENDED, BulkHangup
 from bot.db import repo
 from bot.db.models import BatchRow
-from bot.errors import CallbotError, InvalidInput, PermissionDenied, PolicyDenied
-from bot.grammar import MAX_BATCH, BatchCommand, HangupAllCommand
-from bot.live_calls import masked_number, normalised_number
-from bot.permissions import BULK, Decision
-from bot.providers.base import CallFilter, ProviderClient
-from bot.replies import (
+from bot.domain import grammar, phone
+from bot.domain.errors import CallbotError, InvalidInput, PermissionDenied, PolicyDenied
+from bot.domain.grammar import MAX_BATCH, BatchCommand, HangupAllCommand
+from bot.domain.permissions import BULK, Decision
+from bot.domain.replies import (
     BATCH_CANCEL_HANDLER,
     BATCH_RESUME_HANDLER,
     BULK_CONFIRM_HANDLER,
@@ -52,9 +48,14 @@ from bot.replies import (
     Tone,
     mention,
 )
+from bot.providers.base import CallFilter, ProviderClient
+from bot.service.bulk import batches
+from bot.service.bulk.engine import Progress
+from bot.service.bulk.hangup import ALREADY_ENDED, BulkHangup
+from bot.service.live import masked_number, normalised_number
 
 if TYPE_CHECKING:
-    from bot.service import Invocation, Service
+    from bot.service.core import Invocation, Service
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class BulkActions:
         return plan
 
     async def _request_approval(self, plan: BatchPlan, full_text: str, *, by_grant: bool) -> Reply:
-        from bot.service import ApprovalAsk
+        from bot.service.core import ApprovalAsk
 
         command, count = plan.command, plan.command.max or 0
         context = self._context(plan.account, plan.client, command)

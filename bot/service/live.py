@@ -21,17 +21,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot import grammar, phone
-from bot.actions import ActionName, CallTarget
 from bot.db import repo
-from bot.errors import AmbiguousAccount, CallbotError, InvalidInput, PermissionDenied, ProviderError
-from bot.grammar import CallStatusCommand, ListCallsCommand
-from bot.permissions import CALL_ACTIONS, Decision, concerns, decide, decide_any
+from bot.domain import grammar, phone
+from bot.domain.actions import ActionName, CallTarget
+from bot.domain.errors import AmbiguousAccount, CallbotError, InvalidInput, PermissionDenied, ProviderError
+from bot.domain.grammar import CallStatusCommand, ListCallsCommand
+from bot.domain.permissions import CALL_ACTIONS, Decision, concerns, decide, decide_any
+from bot.domain.replies import CallEntry, CallListing, CallOption, Reply, Tone
 from bot.providers.base import CallFilter, LiveCall, ProviderClient, provider_error_fields
-from bot.replies import CallEntry, CallListing, CallOption, Reply, Tone
 
 if TYPE_CHECKING:
-    from bot.service import Invocation, Service
+    from bot.service.core import Invocation, Service
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot import grammar
 from bot.db import repo
-from bot.errors import InvalidInput, PermissionDenied
-from bot.grammar import FreezeCommand, GrantCommand, PermsCommand, RoleCommand
-from bot.permissions import (
+from bot.domain import grammar
+from bot.domain.errors import InvalidInput, PermissionDenied
+from bot.domain.grammar import FreezeCommand, GrantCommand, PermsCommand, RoleCommand
+from bot.domain.permissions import (
     ANY_ACCOUNT,
     BUILTIN_ROLES,
     GROUP,
@@ -32,10 +32,10 @@ from bot.permissions import (
     when,
     with_roles,
 )
-from bot.replies import Reply, Tone, mention
+from bot.domain.replies import Reply, Tone, mention
 
 if TYPE_CHECKING:
-    from bot.service import Invocation, Service
+    from bot.service.core import Invocation, Service
 
 
 class Grants:
@@ -145,7 +145,7 @@ class Grants:
 
     async def shell_grant(self, command: GrantCommand, os_user: str) -> Reply:
         """`callbot grant` from the shell: trusted (it can reach the database anyway), still audited."""
-        from bot.service import Invocation  # the service imports this module
+        from bot.service.core import Invocation  # the service imports this module
 
         inv = Invocation("cli", f"shell:{os_user}", _grant_text(command), user_name=os_user)
         try:
@@ -160,7 +160,7 @@ class Grants:
 
     async def shell_role(self, command: RoleCommand, os_user: str) -> Reply:
         """`callbot role create` from the shell: trusted like `callbot grant`, still audited."""
-        from bot.service import Invocation  # the service imports this module
+        from bot.service.core import Invocation  # the service imports this module
 
         text = f"role create {command.name} {','.join(command.actions)}"
         inv = Invocation("cli", f"shell:{os_user}", text, user_name=os_user)

@@ -15,11 +15,11 @@ callbot.toml) and the value that broke it, because that is what the person and t
 - `confirm`: these actions, typed in Slack, answer with Confirm / Cancel buttons first.
 - `approval` (with `approvers_channel`, `approval_expiry_minutes`): these actions are not run when
   asked; a request goes to the approvers channel and runs when someone else holding `approve` there
-  clicks Approve (two-person rule; bot/service.py "two-person approval").
+  clicks Approve (two-person rule; bot/service/core.py "two-person approval").
 - `check_state`: before hangup, cancel, redirect and twiml, the service fetches the call's state and
-  refuses a call that already ended (and `cancel` on an answered call); see bot/live_calls.py.
+  refuses a call that already ended (and `cancel` on an answered call); see bot/service/live.py.
 - `bulk_concurrency` (default 10): requests a bulk action keeps in flight on the account; a 429
-  halves it for everyone on the account until the provider recovers (bot/bulk.py).
+  halves it for everyone on the account until the provider recovers (bot/service/bulk/engine.py).
 - `require_reason`, `approval` and `confirm` may name `bulk` (`/call hangup-all`); a bulk action
   always asks to confirm the number of calls it would end.
 - `max_actions_per_minute` (per person, default 30) and `max_account_actions_per_minute`
@@ -36,9 +36,9 @@ from datetime import datetime, timedelta
 from urllib.parse import unquote, urlsplit
 from xml.etree import ElementTree
 
-from bot.actions import ApplyFlow, CallAction, InlineTwiml, Redirect
-from bot.callflow import Bridge, Command, Gather, Playback
-from bot.errors import PolicyDenied
+from bot.domain.actions import ApplyFlow, CallAction, InlineTwiml, Redirect
+from bot.domain.callflow import Bridge, Command, Gather, Playback
+from bot.domain.errors import PolicyDenied
 
 RATE_WINDOW = timedelta(minutes=1)
 _E164_RULE = re.compile(r"^\+[0-9]{1,15}\*?$")
@@ -59,7 +59,7 @@ class Policy:
     # Fetch the call's state before hangup/cancel/redirect/twiml: refuse a call that already ended
     # (and `cancel` on an answered call). A failed fetch never holds the action back.
     check_state: bool = False
-    # `/call hangup-all`: provider requests in flight at once on this account (bot/bulk.py Throttle).
+    # `/call hangup-all`: provider requests in flight at once on this account (bot/service/bulk/engine.py Throttle).
     bulk_concurrency: int = 10
 
 

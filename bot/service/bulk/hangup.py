@@ -1,11 +1,11 @@
 """Hanging up many calls on one account: the per-call step of a batch, through the service's own
-audit (bot/batches.py runs the items; bot/bulk.py the workers and the throttle).
+audit (bot/service/bulk/batches.py runs the items; bot/service/bulk/engine.py the workers and the throttle).
 
 Each call gets its own audit row (source `bulk`, action `hangup`, the batch id in its request),
 written `pending` before the provider request and completed after it, like any hangup. The
 throttle is one per account and process, shared by every batch on that account.
 
-`/call hangup-all` (bot/bulk_actions.py) creates the batch and reports its progress.
+`/call hangup-all` (bot/service/bulk/actions.py) creates the batch and reports its progress.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.actions import Hangup
-from bot.batches import Act, ItemOutcome, Step
-from bot.bulk import Throttle, send_throttled
-from bot.errors import CallbotError, ProviderError
-from bot.permissions import Decision
+from bot.domain.actions import Hangup
+from bot.domain.errors import CallbotError, ProviderError
+from bot.domain.permissions import Decision
 from bot.providers.base import ProviderClient, elapsed_ms, provider_error_fields
+from bot.service.bulk.batches import Act, ItemOutcome, Step
+from bot.service.bulk.engine import Throttle, send_throttled
 
 if TYPE_CHECKING:
-    from bot.service import Invocation, Service
+    from bot.service.core import Invocation, Service
 
 
 ALREADY_ENDED = "had already ended"
