@@ -174,13 +174,14 @@ class _Timings:
         setattr(owner, name, timed)
 
     def install(self) -> None:
+        from bot.db import batches
         from bot.db.session import Database
-        from bot.service.bulk import batches
         from bot.service.bulk import hangup as bulk_hangup
+        from bot.service.bulk import runner
 
         self.wrap(batches.Writer, "_commit", "group commit (rows + item states of the queued calls)")
         self.wrap(bulk_hangup, "send_throttled", "provider request (throttled)")
-        self.wrap(batches, "run", "batches.run (the whole run)")
+        self.wrap(runner, "run", "runner.run (the whole run)")
         timings = self
 
         @asynccontextmanager

@@ -22,7 +22,7 @@ from bot.providers import create_clients
 from bot.providers.base import ProviderClient
 from bot.service import audit_retention
 from bot.service.audit_retention import PurgeReport
-from bot.service.bulk.actions import BatchNotice
+from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Clock, Service
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,11 @@ from bot.config import Settings
 from bot.domain.replies import Reply, Tone
 from bot.logs import request_context
 from bot.runtime import Runtime
-from bot.service.bulk.actions import BatchNotice
+from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Clock
 from bot.slack.app import create_bolt_app
-from bot.slack.approvals import apply_update
-from bot.slack.batches import announce_interrupted
-from bot.slack.render import message
+from bot.slack.notify import announce_interrupted, apply_update
+from bot.slack.views.render import message
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,8 @@ def create_web_app(
 
     async def slack_events(request: Request) -> Response:
         try:
-            return await request.app.state.slack.handle(request)
+            handler: AsyncSlackRequestHandler = request.app.state.slack
+            return await handler.handle(request)
         except Exception:
             # A 500 would show Slack's generic failure; say something useful instead.
             log.exception("Slack request failed before any listener answered")

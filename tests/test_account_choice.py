@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from tests.conftest import ALICE, BOB, PAYLOADS, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes.twilio import ACCOUNT_SID, call_sid
+from tests.support.bots import ALICE, BOB, PAYLOADS, TWILIO_ONLY, BotFactory, SlackDriver, reply_text
 
 STAGING = f"""
 [accounts.staging]
@@ -22,15 +20,10 @@ base_url = "{{url}}"
 
 
 @pytest.fixture
-def two_twilio(env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple) -> Any:
-    fake_slack, fake_twilio, db = bot_factory_parts
-    config = write_config(tmp_path / "two.toml", fake_twilio.url, STAGING.replace("{url}", fake_twilio.url))
-    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}))
-    driver = SlackDriver(server.start(), fake_slack)
-    db.grant(ALICE, "hangup", "*")
-    yield driver, fake_slack, fake_twilio, db
-    driver.http.close()
-    server.stop()
+def two_twilio(make_bot: BotFactory) -> Any:
+    bot = make_bot(TWILIO_ONLY, extra=STAGING.replace("{url}", make_bot.fakes.twilio.url))
+    bot.db.grant(ALICE, "hangup", "*")
+    return bot.slack, bot.fake_slack, bot.fake_twilio, bot.db
 
 
 def click(driver: SlackDriver, button: dict[str, Any], user: str = ALICE) -> None:

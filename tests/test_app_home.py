@@ -9,9 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import ALICE, BOB, CAROL, Bot, reply_text
 from tests.fakes.slack import dm_channel
 from tests.fakes.twilio import call_sid
+from tests.support.bots import ALICE, BOB, CAROL, Bot, reply_text
 from tests.test_audit_slack import ClockBot, ask, click, clock_bot, expected_line, open_details
 from tests.test_modal import state, submit
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +16,19 @@ from sqlalchemy import text
 
 from bot.config import Settings
 from bot.domain.errors import ConfigError
-from tests.conftest import ALICE, BOB, CAROL, PAYLOADS, DbHelper, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio, call_sid
 from tests.processes import callbot
-from tests.test_policy import Clock
+from tests.support.bots import ALICE, BOB, CAROL, PAYLOADS, BotFactory, SlackDriver, reply_text, write_config
+from tests.support.clock import FakeClock
+from tests.support.database import DbHelper
 
 APPROVERS = "C0APPROVE1"
 POLICY = f'approval = ["hangup", "redirect"]\napprovers_channel = "{APPROVERS}"'
 
 
 class ApprovalBot:
-    def __init__(self, slack: SlackDriver, fake_slack: FakeSlack, twilio: FakeTwilio, db: DbHelper, clock: Clock):
+    def __init__(self, slack: SlackDriver, fake_slack: FakeSlack, twilio: FakeTwilio, db: DbHelper, clock: FakeClock):
         self.slack, self.fake_slack, self.twilio, self.db, self.clock = slack, fake_slack, twilio, db, clock
 
     def say(self, command: str, user: str = ALICE) -> dict[str, Any]:
@@ -71,26 +72,17 @@ class ApprovalBot:
 
 
 @pytest.fixture
-def start(
-    env: dict[str, str], tmp_path: Path, db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio
-) -> Iterator[Callable[..., ApprovalBot]]:
-    running: list[tuple[ServerThread, SlackDriver]] = []
+def start(make_bot: BotFactory) -> Callable[..., ApprovalBot]:
+    """The bot with one Twilio account, prod, whose settings are `policy`; a FakeClock."""
 
     def go(policy: str = POLICY, **options: Any) -> ApprovalBot:
-        path = write_config(tmp_path / "approval.toml", fake_twilio.url)
-        path.write_text(path.read_text().replace("[accounts.prod]\n", f"[accounts.prod]\n{policy}\n"))
-        clock = Clock()
-        server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(path)}), clock=clock, **options)
-        driver = SlackDriver(server.start(), fake_slack)
-        running.append((server, driver))
-        db.grant(ALICE, "operator", "prod")
-        db.grant(BOB, "approve", "prod")
-        return ApprovalBot(driver, fake_slack, fake_twilio, db, clock)
+        bot = make_bot({"prod": policy}, clock=FakeClock(), **options)
+        bot.db.grant(ALICE, "operator", "prod")
+        bot.db.grant(BOB, "approve", "prod")
+        assert bot.clock is not None
+        return ApprovalBot(bot.slack, bot.fake_slack, bot.fake_twilio, bot.db, bot.clock)
 
-    yield go
-    for server, driver in running:
-        driver.http.close()
-        server.stop()
+    return go
 
 
 def test_request_then_approval_by_someone_else_runs_it_once(start: Callable[..., ApprovalBot]) -> None:

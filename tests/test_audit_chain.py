@@ -17,10 +17,11 @@ from bot.db import chain, repo
 from bot.db.session import Database
 from bot.domain.errors import InvalidInput
 from bot.service.audit_retention import purge
-from tests.conftest import ALICE, Bot, DbHelper, ServerThread, on_database, write_config
 from tests.fakes.server import Answer
 from tests.fakes.twilio import call_sid
 from tests.processes import callbot
+from tests.support.bots import ALICE, Bot, BotFactory, write_config
+from tests.support.database import DbHelper, on_database
 
 T = TypeVar("T")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -240,16 +241,11 @@ def test_purge_refuses_to_touch_the_last_day(db: DbHelper) -> None:
         )
 
 
-def test_the_server_applies_audit_retention_days(tmp_path: Path, env: dict[str, str], db: DbHelper) -> None:
+def test_the_server_applies_audit_retention_days(make_bot: BotFactory, db: DbHelper) -> None:
     ids = insert(db, [attempt(1, days_ago=40), attempt(2, days_ago=35), attempt(3, days_ago=2)])
-    config = Path(env["CALLBOT_CONFIG"])
-    config.write_text("audit_retention_days = 30\n" + config.read_text(encoding="utf-8"), encoding="utf-8")
-    server = ServerThread(Settings.from_env(env), retention_every=(0.05, 3600.0))
-    server.start()
-    try:
-        rows = db.wait_audit(lambda rows: any(r["action"] == "audit.purge" for r in rows))
-    finally:
-        server.stop()
+    make_bot(preamble="audit_retention_days = 30", retention_every=(0.05, 3600.0))
+    rows = db.wait_audit(lambda rows: any(r["action"] == "audit.purge" for r in rows))
+    make_bot.stop_all()
     assert [r["id"] for r in rows[:-1]] == [ids[2]]
     assert rows[-1]["source"] == "system" and rows[-1]["result"]["purged_rows"] == 2
     assert rows[-1]["decision_basis"].startswith("audit_retention_days = 30")

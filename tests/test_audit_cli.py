@@ -19,8 +19,9 @@ from sqlalchemy import text
 from bot.db import chain, repo
 from bot.db.session import Database
 from bot.service.audit_export import COLUMNS
-from tests.conftest import ALICE, BOB, CAROL, DbHelper
 from tests.processes import base_env, callbot
+from tests.support.bots import ALICE, BOB, CAROL
+from tests.support.database import DbHelper
 
 SID1, SID2, SID3 = ("CA" + f"{n:032x}" for n in (1, 2, 3))
 NASTY = 'Bandwidth says: call, "c-77" is gone\nsecond line — naïve ☎ 日本'

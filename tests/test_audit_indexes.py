@@ -18,7 +18,7 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 from bot.db import audit_search, repo
 from bot.db.audit_search import AuditFilter, Cursor
 from bot.db.session import Database
-from tests.conftest import DbHelper
+from tests.support.database import DbHelper
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 CURSOR = Cursor(T0 + timedelta(days=1), 42)

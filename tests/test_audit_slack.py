@@ -8,36 +8,25 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text as sqltext
 
-from bot.config import Settings
 from bot.service import audit as audit_review
 from bot.service import audit_export
-from tests.conftest import (
-    ALICE,
-    BOB,
-    CAROL,
-    PAYLOADS,
-    Bot,
-    DbHelper,
-    ServerThread,
-    SlackDriver,
-    reply_text,
-    write_config,
-)
 from tests.fakes import bandwidth, bird
-from tests.fakes.bandwidth import FakeBandwidth
-from tests.fakes.bird import FakeBird
 from tests.fakes.slack import FakeSlack, dm_channel
 from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio, call_sid
+from tests.support.bots import ALICE, BOB, CAROL, PAYLOADS, Bot, BotFactory, SlackDriver, reply_text
+from tests.support.clock import FakeClock
+from tests.support.database import DbHelper
 from tests.test_approval import ApprovalBot, start
-from tests.test_policy import Clock
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 __all__ = ["start"]  # test_approval's fixture: a bot whose `prod` needs two-person approval
 
@@ -149,29 +138,15 @@ def expected_line(row: dict[str, Any], emoji: str) -> str:
 
 
 class ClockBot:
-    def __init__(self, driver: SlackDriver, slack: FakeSlack, twilio: FakeTwilio, db: DbHelper, clock: Clock):
+    def __init__(self, driver: SlackDriver, slack: FakeSlack, twilio: FakeTwilio, db: DbHelper, clock: FakeClock):
         self.slack, self.fake_slack, self.twilio, self.db, self.clock = driver, slack, twilio, db, clock
 
 
 @pytest.fixture
-def clock_bot(
-    env: dict[str, str],
-    tmp_path: Path,
-    db: DbHelper,
-    fake_slack: FakeSlack,
-    fake_twilio: FakeTwilio,
-    fake_bandwidth: FakeBandwidth,
-    fake_bird: FakeBird,
-) -> Iterator[ClockBot]:
-    path = write_config(tmp_path / "clock.toml", fake_twilio.url, "", fake_bandwidth.url, fake_bird.url)
-    clock = Clock()
-    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(path)}), clock=clock)
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        yield ClockBot(driver, fake_slack, fake_twilio, db, clock)
-    finally:
-        driver.http.close()
-        server.stop()
+def clock_bot(make_bot: BotFactory) -> ClockBot:
+    clock = FakeClock()
+    bot = make_bot(clock=clock)
+    return ClockBot(bot.slack, bot.fake_slack, bot.fake_twilio, bot.db, clock)
 
 
 # -- filters ----------------------------------------------------------------------------------------

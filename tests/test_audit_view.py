@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from tests.conftest import ALICE, BOB, Bot, reply_text
+import pytest
+
 from tests.fakes.twilio import call_sid
+from tests.support.bots import ALICE, BOB, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 def test_audit_shows_only_own_rows_without_the_audit_action(bot: Bot) -> None:

@@ -9,8 +9,6 @@ import time
 import httpx
 import pytest
 
-from bot.config import Settings
-from tests.conftest import ALICE, Bot, ServerThread, SlackDriver, reply_text
 from tests.fakes.bandwidth import (
     ACCOUNT_ID,
     PASSWORD,
@@ -21,6 +19,10 @@ from tests.fakes.bandwidth import (
     garbage,
 )
 from tests.fakes.server import Answer
+from tests.support.bots import ALICE, Bot, BotFactory, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 BASIC = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
 HOLD = "https://example.com/bxml/hold.xml"
@@ -347,26 +349,19 @@ def test_401_scripted_says_the_credentials_were_rejected(allowed: Bot) -> None:
     assert PASSWORD not in everything_seen(allowed, ack, outcome)
 
 
-def test_wrong_credentials_are_rejected_by_the_fake_and_reported(
-    env: dict[str, str], bot_factory_parts: tuple, fake_bandwidth: FakeBandwidth
-) -> None:
-    fake_slack, _, db = bot_factory_parts
-    server = ServerThread(Settings.from_env({**env, "TEST_BW_PASSWORD": "wrong-bw-password-123"}))
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        cid = fake_bandwidth.add_call(bw_call_id(23))
-        db.grant(ALICE, "hangup", "bw")
-        ack, outcome = driver.run(f"hangup bw:{cid}")
-        assert "Bandwidth rejected the credentials of account `bw`" in reply_text(outcome)
-        expected = "Basic " + base64.b64encode(f"{USERNAME}:wrong-bw-password-123".encode()).decode()
-        assert fake_bandwidth.updates()[0].header("authorization") == expected
-        assert fake_bandwidth.calls[cid] == "answered"
-        row = db.audit()[0]
-        assert (row["outcome"], row["provider_status"]) == ("failed", 401)
-        assert "wrong-bw-password-123" not in str(ack) + str(outcome) + str(db.audit())
-    finally:
-        driver.http.close()
-        server.stop()
+def test_wrong_credentials_are_rejected_by_the_fake_and_reported(make_bot: BotFactory) -> None:
+    bot = make_bot(env={"TEST_BW_PASSWORD": "wrong-bw-password-123"})
+    fake_bandwidth, db = bot.fake_bandwidth, bot.db
+    cid = fake_bandwidth.add_call(bw_call_id(23))
+    db.grant(ALICE, "hangup", "bw")
+    ack, outcome = bot.slack.run(f"hangup bw:{cid}")
+    assert "Bandwidth rejected the credentials of account `bw`" in reply_text(outcome)
+    expected = "Basic " + base64.b64encode(f"{USERNAME}:wrong-bw-password-123".encode()).decode()
+    assert fake_bandwidth.updates()[0].header("authorization") == expected
+    assert fake_bandwidth.calls[cid] == "answered"
+    row = db.audit()[0]
+    assert (row["outcome"], row["provider_status"]) == ("failed", 401)
+    assert "wrong-bw-password-123" not in str(ack) + str(outcome) + str(db.audit())
 
 
 def test_403_says_the_credentials_lack_permission(allowed: Bot) -> None:

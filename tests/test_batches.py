@@ -14,16 +14,17 @@ from typing import TypeVar
 import pytest
 
 from bot.config import TwilioAccount
+from bot.db import batches
+from bot.db.batches import ItemOutcome
 from bot.db.models import utcnow
 from bot.db.session import Database
 from bot.domain.actions import Hangup
 from bot.domain.errors import ProviderError
 from bot.providers.twilio import TwilioClient
-from bot.service.bulk import batches
-from bot.service.bulk.batches import ItemOutcome
+from bot.service.bulk import runner
 from bot.service.bulk.engine import Progress, Throttle, send_throttled
-from tests.conftest import DbHelper, on_database
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid
+from tests.support.database import DbHelper, on_database
 
 T = TypeVar("T")
 
@@ -64,7 +65,7 @@ def execute(
                 await batches.request_cancel(database, batch_id, "U0BOB0002")
 
         try:
-            return await batches.run(
+            return await runner.run(
                 database, batch_id, hangup_act(client, Throttle(4)), workers=4, report=report, every=0.1
             )
         finally:
@@ -130,7 +131,8 @@ def test_cancel_stops_between_requests(db: DbHelper, twilio_slow: FakeTwilio) ->
 _CHILD = """
 import asyncio, sys
 from tests.test_batches import hangup_act
-from bot.service.bulk import batches
+from bot.db import batches
+from bot.service.bulk import runner
 from bot.service.bulk.engine import Throttle
 from bot.config import TwilioAccount
 from bot.db.session import Database
@@ -142,7 +144,7 @@ async def main(url, fake_url, batch_id):
     client = TwilioClient("prod", TwilioAccount(provider="twilio", account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, base_url=fake_url))
     async def report(progress):
         pass
-    await batches.run(db, batch_id, hangup_act(client, Throttle(2)), workers=2, report=report, every=0.2)
+    await runner.run(db, batch_id, hangup_act(client, Throttle(2)), workers=2, report=report, every=0.2)
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """

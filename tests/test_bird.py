@@ -6,9 +6,12 @@ import json
 
 import pytest
 
-from tests.conftest import ALICE, Bot, reply_text
 from tests.fakes.bird import ACCESS_KEY, CHANNEL_ID, WORKSPACE_ID, bird_call_id, bird_error, schema_errors
 from tests.fakes.server import Answer
+from tests.support.bots import ALICE, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 FLOW = [{"command": "say", "options": {"text": "Hello", "locale": "en-GB"}}, {"command": "hangup"}]
 

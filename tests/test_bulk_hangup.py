@@ -7,15 +7,16 @@ import asyncio
 from dataclasses import replace
 
 from bot.config import Settings
-from bot.db import chain
+from bot.db import batches, chain
 from bot.domain.permissions import Decision
 from bot.runtime import Runtime
-from bot.service.bulk import batches
+from bot.service.bulk import runner
 from bot.service.bulk.engine import Progress
 from bot.service.bulk.hangup import BulkHangup
 from bot.service.core import Invocation
-from tests.conftest import ALICE, DbHelper
 from tests.fakes.twilio import FakeTwilio, call_sid, twilio_error
+from tests.support.bots import ALICE
+from tests.support.database import DbHelper
 
 
 def test_each_call_of_a_batch_gets_its_own_audit_row(
@@ -39,12 +40,14 @@ def test_each_call_of_a_batch_gets_its_own_audit_row(
                 reason="toll fraud",
                 call_ids=sids,
             )
-            act = BulkHangup(runtime.service, concurrency=4).act(inv, "prod", batch.id, Decision(True, "bulk", "prod"))
+            act = BulkHangup(
+                runtime.service.clients, runtime.service.recorder, runtime.service.safety, concurrency=4
+            ).act(inv, "prod", batch.id, Decision(True, "bulk", "prod"))
 
             async def report(progress: Progress) -> None:
                 pass
 
-            summary = await batches.run(runtime.db, batch.id, act, workers=4, report=report)
+            summary = await runner.run(runtime.db, batch.id, act, workers=4, report=report)
             return summary, await chain.verify(runtime.db)
         finally:
             await runtime.close()
@@ -87,13 +90,17 @@ def test_a_duplicate_in_a_group_commit_fails_that_call_alone(
                 call_ids=sids,
             )
             earlier = replace(inv, source="bulk", idempotency_key=f"batch:{batch.id}:{sids[2]}")
-            await runtime.service._record(earlier, outcome="unknown", action="hangup", account="prod", completed=True)
-            act = BulkHangup(runtime.service, concurrency=6).act(inv, "prod", batch.id, Decision(True, "bulk", "prod"))
+            await runtime.service.recorder.record(
+                earlier, outcome="unknown", action="hangup", account="prod", completed=True
+            )
+            act = BulkHangup(
+                runtime.service.clients, runtime.service.recorder, runtime.service.safety, concurrency=6
+            ).act(inv, "prod", batch.id, Decision(True, "bulk", "prod"))
 
             async def report(progress: Progress) -> None:
                 pass
 
-            return await batches.run(runtime.db, batch.id, act, workers=6, report=report)
+            return await runner.run(runtime.db, batch.id, act, workers=6, report=report)
         finally:
             await runtime.close()
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from tests.conftest import ALICE, Bot, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes.twilio import ACCOUNT_SID, API_KEY_SECRET, API_KEY_SID, AUTH_TOKEN, call_sid
+from tests.support.bots import ALICE, TWILIO_ONLY, Bot, BotFactory, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 BASIC = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
 
@@ -161,26 +162,20 @@ def test_dry_run_shows_the_exact_request_and_sends_nothing(bot: Bot, text: str, 
 
 
 def test_api_key_credentials_authenticate_with_the_key_and_keep_the_account_in_the_path(
-    env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple
+    make_bot: BotFactory,
 ) -> None:
-    fake_slack, fake_twilio, db = bot_factory_parts
-    config = write_config(tmp_path / "k.toml", fake_twilio.url)
+    config = make_bot.config(TWILIO_ONLY, name="k.toml")
     text = config.read_text().replace(
         'auth_token = "${TEST_TWILIO_AUTH_TOKEN}"', f'api_key_sid = "{API_KEY_SID}"\napi_key_secret = "${{KEY_SECRET}}"'
     )
     config.write_text(text)
-    settings = Settings.from_env({**env, "CALLBOT_CONFIG": str(config), "KEY_SECRET": API_KEY_SECRET})
-    server = ServerThread(settings)
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        sid = fake_twilio.add_call(call_sid(9))
-        db.grant(ALICE, "hangup", "prod")
-        _, outcome = driver.run(f"hangup prod:{sid}")
-        [request] = fake_twilio.updates()
-        assert request.path == call_path(sid)
-        expected = "Basic " + base64.b64encode(f"{API_KEY_SID}:{API_KEY_SECRET}".encode()).decode()
-        assert request.header("authorization") == expected
-        assert "Hung up" in reply_text(outcome)
-    finally:
-        driver.http.close()
-        server.stop()
+    bot = make_bot(env={"CALLBOT_CONFIG": str(config), "KEY_SECRET": API_KEY_SECRET})
+    fake_twilio, db = bot.fake_twilio, bot.db
+    sid = fake_twilio.add_call(call_sid(9))
+    db.grant(ALICE, "hangup", "prod")
+    _, outcome = bot.slack.run(f"hangup prod:{sid}")
+    [request] = fake_twilio.updates()
+    assert request.path == call_path(sid)
+    expected = "Basic " + base64.b64encode(f"{API_KEY_SID}:{API_KEY_SECRET}".encode()).decode()
+    assert request.header("authorization") == expected
+    assert "Hung up" in reply_text(outcome)

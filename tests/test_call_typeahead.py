@@ -8,10 +8,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.conftest import ALICE, BOB, PAYLOADS, Bot
+import pytest
+
 from tests.fakes.bird import bird_call_id
 from tests.fakes.twilio import call_sid, twilio_error
+from tests.support.bots import ALICE, BOB, PAYLOADS, Bot
 from tests.test_modal import blocks, change, grant_all, open_modal, state, submit
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 def two_hours_ago() -> datetime:

@@ -6,10 +6,10 @@ import base64
 import getpass
 from pathlib import Path
 
-from tests.conftest import DbHelper
 from tests.fakes import bandwidth, bird
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid
 from tests.processes import callbot
+from tests.support.database import DbHelper
 
 ADMIN = "U012AB3CD"
 

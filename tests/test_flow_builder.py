@@ -16,9 +16,12 @@ from slack_sdk.models.views import View
 from sqlalchemy import text
 
 from bot.db.models import utcnow
-from tests.conftest import ALICE, BOB, PAYLOADS, Bot, reply_text
 from tests.fakes.bird import CHANNEL_ID, WORKSPACE_ID, bird_call_id, schema_errors
 from tests.processes import callbot
+from tests.support.bots import ALICE, BOB, PAYLOADS, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 @pytest.fixture

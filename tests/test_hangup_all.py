@@ -13,7 +13,6 @@ import json
 import re
 import signal
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,11 @@ from urllib.parse import parse_qs
 import pytest
 
 from bot.config import Settings
+from bot.db import batches
 from bot.db.models import BatchItemRow, BatchRow, utcnow
 from bot.db.session import Database
 from bot.runtime import Runtime
-from bot.service.bulk import batches
 from bot.service.core import Invocation
-from tests.conftest import (
-    ALICE,
-    BOB,
-    PAYLOADS,
-    Bot,
-    DbHelper,
-    ServerThread,
-    SlackDriver,
-    on_database,
-    reply_text,
-    write_config,
-)
 from tests.fakes import bandwidth as bw
 from tests.fakes import bird
 from tests.fakes.bandwidth import bw_call_id
@@ -46,6 +33,8 @@ from tests.fakes.bird import bird_call_id
 from tests.fakes.slack import FakeSlack, dm_channel
 from tests.fakes.twilio import AUTH_TOKEN, CALLS_PATH, FakeTwilio, call_sid, twilio_error
 from tests.processes import callbot, spawn
+from tests.support.bots import ALICE, BOB, PAYLOADS, Bot, BotFactory, SlackDriver, reply_text, write_config
+from tests.support.database import DbHelper, on_database
 from tests.test_observability import scrape, value
 from tests.test_startup import wait_healthy
 
@@ -98,22 +87,14 @@ class Harness:
 
 
 @pytest.fixture
-def start(env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple) -> Iterator[Any]:
-    """`start(extra_toml, **server_options)`: the bot with that account configuration."""
-    fake_slack, fake_twilio, db = bot_factory_parts
-    servers: list[tuple[ServerThread, SlackDriver]] = []
+def start(make_bot: BotFactory) -> Any:
+    """`start(extra_toml, **server_options)`: the bot with one Twilio account, prod, with those settings."""
 
     def launch(extra: str = "", **options: Any) -> Harness:
-        config = write_config(tmp_path / f"c{len(servers)}.toml", fake_twilio.url, extra)
-        server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}), **options)
-        driver = SlackDriver(server.start(), fake_slack)
-        servers.append((server, driver))
-        return Harness(driver, fake_slack, fake_twilio, db)
+        bot = make_bot({"prod": extra}, **options)
+        return Harness(bot.slack, bot.fake_slack, bot.fake_twilio, bot.db)
 
-    yield launch
-    for server, driver in servers:
-        driver.http.close()
-        server.stop()
+    return launch
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -541,7 +522,7 @@ def test_a_running_batch_keeps_its_audit_row_pending_until_it_is_interrupted(env
         try:
             service = runtime.service
             inv = Invocation("slash", ALICE, "hangup-all prod", channel_id=CHANNEL)
-            row = await service._record(inv, outcome="pending", action="hangup-all", account="prod")
+            row = await service.recorder.record(inv, outcome="pending", action="hangup-all", account="prod")
             batch = await batches.create(
                 runtime.db,
                 account="prod",

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.config import Settings
-from tests.conftest import ServerThread, SlackDriver
+from tests.support.bots import BotFactory
 
 
 class TcpProxy:
@@ -75,30 +74,20 @@ def proxied_env(env: dict[str, str]) -> Iterator[tuple[dict[str, str], TcpProxy]
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(
-    proxied_env: tuple[dict[str, str], TcpProxy], fake_slack
-) -> None:  # type: ignore[no-untyped-def]
+    proxied_env: tuple[dict[str, str], TcpProxy], make_bot: BotFactory
+) -> None:
     env, proxy = proxied_env
-    server = ServerThread(Settings.from_env(env))
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        assert driver.http.get("/healthz").status_code == 200
-        proxy.cut()
-        response = driver.http.get("/healthz")
-        assert response.status_code == 503
-        assert response.json()["status"] == "unavailable"
-    finally:
-        driver.http.close()
-        server.stop()
+    bot = make_bot(env=env)
+    assert bot.slack.http.get("/healthz").status_code == 200
+    proxy.cut()
+    response = bot.slack.http.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
 
 
-def test_embedded_sqlite_runs_in_wal_mode(tmp_path: Path, env: dict[str, str], fake_slack) -> None:  # type: ignore[no-untyped-def]
+def test_embedded_sqlite_runs_in_wal_mode(tmp_path: Path, make_bot: BotFactory) -> None:
     path = tmp_path / "wal.db"
-    server = ServerThread(Settings.from_env({**env, "DATABASE_URL": f"sqlite:///{path}"}))
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        assert driver.http.get("/healthz").status_code == 200
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    finally:
-        driver.http.close()
-        server.stop()
+    bot = make_bot(env={"DATABASE_URL": f"sqlite:///{path}"})
+    assert bot.slack.http.get("/healthz").status_code == 200
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

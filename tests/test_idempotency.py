@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from tests.conftest import ALICE, Bot, reply_text
+import pytest
+
 from tests.fakes.server import Answer
 from tests.fakes.twilio import call_sid
+from tests.support.bots import ALICE, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 def test_a_replayed_slash_command_is_not_sent_twice(bot: Bot) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ALICE, Bot, reply_text
 from tests.fakes.twilio import call_sid
+from tests.support.bots import ALICE, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 SID = call_sid(1)
 

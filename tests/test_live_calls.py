@@ -12,16 +12,19 @@ from urllib.parse import parse_qs, parse_qsl
 
 import pytest
 
-from bot.config import Settings
 from bot.domain import phone
-from tests.conftest import ALICE, BOB, PAYLOADS, Bot, DbHelper, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes import bandwidth as bw
 from tests.fakes import bird
 from tests.fakes.bandwidth import bw_call_id
 from tests.fakes.bird import bird_call_id
 from tests.fakes.twilio import CALLS_PATH, FakeTwilio, call_sid, twilio_error
 from tests.processes import callbot
+from tests.support.bots import ALICE, BOB, PAYLOADS, Bot, BotFactory, reply_text
+from tests.support.database import DbHelper
 from tests.test_modal import state, submit
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 BW_CALLS = f"/accounts/{bw.ACCOUNT_ID}/calls"
 BIRD_CALLS = f"/workspaces/{bird.WORKSPACE_ID}/channels/{bird.CHANNEL_ID}/calls"
@@ -183,62 +186,44 @@ def test_hang_up_button_runs_the_pipeline_once(bot: Bot) -> None:
     assert len(bot.fake_twilio.updates()) == 1
 
 
-def test_hang_up_button_asks_for_the_accounts_confirmation(
-    env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple
-) -> None:
-    fake_slack, fake_twilio, db = bot_factory_parts
-    config = write_config(tmp_path / "c.toml", fake_twilio.url, 'confirm = ["hangup"]\n')
-    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}))
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        sid = fake_twilio.add_call(call_sid(1))
-        db.grant(ALICE, "hangup", "prod")
-        _, listing = driver.run("list prod")
-        [hangup] = [b for b in buttons(listing) if b["text"]["text"] == "Hang up"]
-        payload = json.loads((PAYLOADS / "block_actions.json").read_text())
-        payload.update(user={"id": ALICE, "username": "alice"}, response_url=fake_slack.response_url("c"))
-        payload["actions"] = [{**hangup, "block_id": "live_call_0", "type": "button", "action_ts": "1"}]
-        before = len(fake_slack.responses())
-        assert driver.interact(payload).status_code == 200
-        prompt = fake_slack.wait_responses(before + 1)[before].json
-        assert f"Hangup prod:{sid}?" in reply_text(prompt)
-        assert [b["text"]["text"] for b in buttons(prompt)] == ["Confirm", "Cancel"]
-        assert fake_twilio.updates() == []
-    finally:
-        driver.http.close()
-        server.stop()
+def test_hang_up_button_asks_for_the_accounts_confirmation(make_bot: BotFactory) -> None:
+    bot = make_bot({"prod": 'confirm = ["hangup"]'})
+    driver, fake_slack, fake_twilio, db = bot.slack, bot.fake_slack, bot.fake_twilio, bot.db
+    sid = fake_twilio.add_call(call_sid(1))
+    db.grant(ALICE, "hangup", "prod")
+    _, listing = driver.run("list prod")
+    [hangup] = [b for b in buttons(listing) if b["text"]["text"] == "Hang up"]
+    payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+    payload.update(user={"id": ALICE, "username": "alice"}, response_url=fake_slack.response_url("c"))
+    payload["actions"] = [{**hangup, "block_id": "live_call_0", "type": "button", "action_ts": "1"}]
+    before = len(fake_slack.responses())
+    assert driver.interact(payload).status_code == 200
+    prompt = fake_slack.wait_responses(before + 1)[before].json
+    assert f"Hangup prod:{sid}?" in reply_text(prompt)
+    assert [b["text"]["text"] for b in buttons(prompt)] == ["Confirm", "Cancel"]
+    assert fake_twilio.updates() == []
 
 
-def test_hang_up_button_goes_through_two_person_approval(
-    env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple
-) -> None:
-    fake_slack, fake_twilio, db = bot_factory_parts
-    config = write_config(
-        tmp_path / "a.toml", fake_twilio.url, 'approval = ["hangup"]\napprovers_channel = "C0APPROVE1"\n'
-    )
-    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}))
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        sid = fake_twilio.add_call(call_sid(1), to_number="+447700900123")
-        db.grant(ALICE, "hangup", "prod")
-        _, listing = driver.run("list prod")
-        [hangup] = [b for b in buttons(listing) if b["text"]["text"] == "Hang up"]
-        payload = json.loads((PAYLOADS / "block_actions.json").read_text())
-        payload.update(user={"id": ALICE, "username": "alice"}, response_url=fake_slack.response_url("a"))
-        payload["actions"] = [{**hangup, "block_id": "live_call_0", "type": "button", "action_ts": "1"}]
-        before = len(fake_slack.responses())
-        assert driver.interact(payload).status_code == 200
-        waiting = fake_slack.wait_responses(before + 1)[before].json
-        assert f"Waiting for approval #1: hangup prod:{sid}" in reply_text(waiting)
-        fake_slack.wait_for(lambda reqs: any(r.path == "/api/chat.postMessage" for r in reqs))
-        [posted] = fake_slack.calls("chat.postMessage")
-        assert posted["channel"] == "C0APPROVE1"
-        assert fake_twilio.updates() == []
-        row = next(r for r in db.audit() if r["action"] == "hangup")
-        assert (row["outcome"], row["source"]) == ("pending_approval", "button")
-    finally:
-        driver.http.close()
-        server.stop()
+def test_hang_up_button_goes_through_two_person_approval(make_bot: BotFactory) -> None:
+    bot = make_bot({"prod": 'approval = ["hangup"]\napprovers_channel = "C0APPROVE1"'})
+    driver, fake_slack, fake_twilio, db = bot.slack, bot.fake_slack, bot.fake_twilio, bot.db
+    sid = fake_twilio.add_call(call_sid(1), to_number="+447700900123")
+    db.grant(ALICE, "hangup", "prod")
+    _, listing = driver.run("list prod")
+    [hangup] = [b for b in buttons(listing) if b["text"]["text"] == "Hang up"]
+    payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+    payload.update(user={"id": ALICE, "username": "alice"}, response_url=fake_slack.response_url("a"))
+    payload["actions"] = [{**hangup, "block_id": "live_call_0", "type": "button", "action_ts": "1"}]
+    before = len(fake_slack.responses())
+    assert driver.interact(payload).status_code == 200
+    waiting = fake_slack.wait_responses(before + 1)[before].json
+    assert f"Waiting for approval #1: hangup prod:{sid}" in reply_text(waiting)
+    fake_slack.wait_for(lambda reqs: any(r.path == "/api/chat.postMessage" for r in reqs))
+    [posted] = fake_slack.calls("chat.postMessage")
+    assert posted["channel"] == "C0APPROVE1"
+    assert fake_twilio.updates() == []
+    row = next(r for r in db.audit() if r["action"] == "hangup")
+    assert (row["outcome"], row["source"]) == ("pending_approval", "button")
 
 
 def test_redirect_button_opens_the_form_filled_in(bot: Bot) -> None:
@@ -342,15 +327,10 @@ def test_status_needs_a_call_action(bot: Bot) -> None:
 
 
 @pytest.fixture
-def checking(env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple) -> Any:
-    fake_slack, fake_twilio, db = bot_factory_parts
-    config = write_config(tmp_path / "check.toml", fake_twilio.url, "check_state = true\n")
-    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}))
-    driver = SlackDriver(server.start(), fake_slack)
-    db.grant(ALICE, "operator", "prod")
-    yield driver, fake_twilio, db
-    driver.http.close()
-    server.stop()
+def checking(make_bot: BotFactory) -> Any:
+    bot = make_bot({"prod": "check_state = true"})
+    bot.db.grant(ALICE, "operator", "prod")
+    return bot.slack, bot.fake_twilio, bot.db
 
 
 def test_check_state_refuses_an_ended_call_and_sends_nothing(checking: Any) -> None:
@@ -444,27 +424,18 @@ def test_mask_in_text_leaves_ids_and_times_alone() -> None:
     assert phone.mask_in_text(text) == 'bridge "to": "+3120••••567" on CA0123 at 2026-11-24 10:31 UTC, audit #42'
 
 
-def test_approval_requests_posted_to_a_channel_mask_numbers(
-    env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple
-) -> None:
-    fake_slack, fake_twilio, db = bot_factory_parts
-    extra = 'approval = ["twiml"]\napprovers_channel = "C0APPROVE1"\n'
-    config = write_config(tmp_path / "a.toml", fake_twilio.url, extra)
-    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}))
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        sid = fake_twilio.add_call(call_sid(1))
-        db.grant(ALICE, "twiml", "prod")
-        twiml = "&lt;Response&gt;&lt;Dial&gt;+447700900123&lt;/Dial&gt;&lt;/Response&gt;"  # as Slack escapes it
-        driver.command(f'twiml prod:{sid} "{twiml}"')
-        fake_slack.wait_for(lambda reqs: any(r.path == "/api/chat.postMessage" for r in reqs))
-        [posted] = fake_slack.calls("chat.postMessage")
-        assert posted["channel"] == "C0APPROVE1"
-        shown = json.dumps(posted, ensure_ascii=False)
-        assert "%2B4477•••••123" in shown and "447700900123" not in shown  # the form-encoded preview
-    finally:
-        driver.http.close()
-        server.stop()
+def test_approval_requests_posted_to_a_channel_mask_numbers(make_bot: BotFactory) -> None:
+    bot = make_bot({"prod": 'approval = ["twiml"]\napprovers_channel = "C0APPROVE1"'})
+    driver, fake_slack, fake_twilio, db = bot.slack, bot.fake_slack, bot.fake_twilio, bot.db
+    sid = fake_twilio.add_call(call_sid(1))
+    db.grant(ALICE, "twiml", "prod")
+    twiml = "&lt;Response&gt;&lt;Dial&gt;+447700900123&lt;/Dial&gt;&lt;/Response&gt;"  # as Slack escapes it
+    driver.command(f'twiml prod:{sid} "{twiml}"')
+    fake_slack.wait_for(lambda reqs: any(r.path == "/api/chat.postMessage" for r in reqs))
+    [posted] = fake_slack.calls("chat.postMessage")
+    assert posted["channel"] == "C0APPROVE1"
+    shown = json.dumps(posted, ensure_ascii=False)
+    assert "%2B4477•••••123" in shown and "447700900123" not in shown  # the form-encoded preview
 
 
 def test_grammar_refuses_a_bad_status_with_the_live_ones(bot: Bot) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from bot.db import migrate
 from bot.db.session import parse_database_url
-from tests.conftest import DbHelper
+from tests.support.database import DbHelper
 
 
 def _tables(url: str) -> set[str]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from slack_sdk.models.views import View
 
-from tests.conftest import ALICE, PAYLOADS, Bot, reply_text
 from tests.fakes.bandwidth import bw_call_id
 from tests.fakes.twilio import ACCOUNT_SID, call_sid
+from tests.support.bots import ALICE, PAYLOADS, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 def open_modal(bot: Bot, user: str = ALICE) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.config import Settings
 from bot.db import repo
 from bot.db.events import AuditEvent
 from bot.db.models import utcnow
@@ -26,20 +25,11 @@ from bot.domain.errors import ConfigError
 from bot.domain.redact import Redactor
 from bot.logs import JsonFormatter, LogFormat, LogSettings, TextFormatter, install_redaction, request_context
 from bot.observe import AttemptObserver
-from tests.conftest import (
-    ALICE,
-    BOB,
-    SIGNING_SECRET,
-    Bot,
-    DbHelper,
-    ServerThread,
-    SlackDriver,
-    on_database,
-    reply_text,
-)
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid, twilio_error
 from tests.processes import callbot, spawn
+from tests.support.bots import ALICE, BOB, SIGNING_SECRET, Bot, BotFactory, SlackDriver, reply_text
+from tests.support.database import DbHelper, on_database
 from tests.test_app_home import home_opened, wait_home
 from tests.test_startup import wait_healthy
 
@@ -263,17 +253,13 @@ def test_metrics_count_provider_retries(bot: Bot) -> None:
     )
 
 
-def test_metrics_can_require_a_token(env: dict[str, str]) -> None:
-    server = ServerThread(Settings.from_env({**env, "CALLBOT_METRICS_TOKEN": "metrics-token-5d1f"}))
-    url = server.start()
-    try:
-        refused = httpx.get(f"{url}/metrics", timeout=5)
-        assert refused.status_code == 401
-        assert "metrics-token" not in refused.text
-        assert httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
-        assert value(scrape(url, Authorization="Bearer metrics-token-5d1f"), "callbot_database_up") == 1
-    finally:
-        server.stop()
+def test_metrics_can_require_a_token(make_bot: BotFactory) -> None:
+    url = make_bot(env={"CALLBOT_METRICS_TOKEN": "metrics-token-5d1f"}).url
+    refused = httpx.get(f"{url}/metrics", timeout=5)
+    assert refused.status_code == 401
+    assert "metrics-token" not in refused.text
+    assert httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
+    assert value(scrape(url, Authorization="Bearer metrics-token-5d1f"), "callbot_database_up") == 1
 
 
 # -- Slack Web API: slack_sdk's retry handlers ----------------------------------------------------------

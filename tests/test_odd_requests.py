@@ -6,7 +6,10 @@ import json
 
 import pytest
 
-from tests.conftest import PAYLOADS, Bot, reply_text
+from tests.support.bots import PAYLOADS, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 @pytest.mark.parametrize("name", ["block_actions.json", "view_submission.json", "block_suggestion.json"])

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from bot.domain.permissions import Grant, decide, decide_management
-from tests.conftest import ALICE, BOB, CAROL, Bot, reply_text
 from tests.fakes.twilio import call_sid
+from tests.support.bots import ALICE, BOB, CAROL, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 def test_nobody_may_act_without_a_grant(bot: Bot) -> None:

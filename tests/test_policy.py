@@ -5,10 +5,8 @@ controllable clock), freeze / unfreeze and break-glass; and bad policy settings 
 from __future__ import annotations
 
 import json
-import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +16,17 @@ from sqlalchemy import text
 from bot.config import Settings
 from bot.domain.errors import ConfigError
 from bot.domain.permissions import Grant, allowed_actions, decide
-from tests.conftest import ALICE, BOB, CAROL, PAYLOADS, DbHelper, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes.bandwidth import FakeBandwidth, bw_call_id
 from tests.fakes.bird import FakeBird, bird_call_id
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import FakeTwilio, call_sid
 from tests.processes import callbot
+from tests.support.bots import ALICE, BOB, CAROL, PAYLOADS, BotFactory, SlackDriver, reply_text, write_config
+from tests.support.clock import FakeClock
+from tests.support.database import DbHelper
 
 ALLOWED_URLS = 'allowed_urls = ["https://twiml.example.com/", "https://media.example.com/audio"]'
 EVIL = "https://evil.example.net"
-
-
-class Clock:
-    """What the bot takes as "now": moved by the test instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -50,7 +37,7 @@ class PolicyBot:
     bandwidth: FakeBandwidth
     bird: FakeBird
     db: DbHelper
-    clock: Clock
+    clock: FakeClock
 
     def say(self, command: str, user: str = ALICE) -> dict[str, Any]:
         response = self.slack.command(command, user)
@@ -83,36 +70,17 @@ Start = Callable[..., PolicyBot]
 
 
 @pytest.fixture
-def start(
-    env: dict[str, str],
-    tmp_path: Path,
-    db: DbHelper,
-    fake_slack: FakeSlack,
-    fake_twilio: FakeTwilio,
-    fake_bandwidth: FakeBandwidth,
-    fake_bird: FakeBird,
-) -> Iterator[Start]:
+def start(make_bot: BotFactory) -> Start:
     """Start the bot with policy settings added to the accounts prod (Twilio), bw and bird."""
-    running: list[tuple[ServerThread, SlackDriver]] = []
 
     def go(prod: str = "", bw: str = "", bird: str = "") -> PolicyBot:
-        path = write_config(tmp_path / "policy.toml", fake_twilio.url, "", fake_bandwidth.url, fake_bird.url)
-        config = path.read_text()
-        for name, extra in (("prod", prod), ("bw", bw), ("bird", bird)):
-            config = config.replace(f"[accounts.{name}]\n", f"[accounts.{name}]\n{textwrap.dedent(extra).strip()}\n")
-        path.write_text(config)
-        clock = Clock()
-        server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(path)}), clock=clock)
-        driver = SlackDriver(server.start(), fake_slack)
-        running.append((server, driver))
+        clock = FakeClock()
+        bot = make_bot({"prod": prod, "bw": bw, "bird": bird}, clock=clock)
         for action in ("hangup", "cancel", "redirect", "twiml", "flow"):
-            db.grant(ALICE, action, "*")
-        return PolicyBot(driver, fake_slack, fake_twilio, fake_bandwidth, fake_bird, db, clock)
+            bot.db.grant(ALICE, action, "*")
+        return PolicyBot(bot.slack, bot.fake_slack, bot.fake_twilio, bot.fake_bandwidth, bot.fake_bird, bot.db, clock)
 
-    yield go
-    for server, driver in running:
-        driver.http.close()
-        server.stop()
+    return go
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from tests.conftest import ALICE, Bot, ServerThread, SlackDriver, reply_text, write_config
 from tests.fakes.server import Answer
 from tests.fakes.twilio import AUTH_TOKEN, call_sid, twilio_error
+from tests.support.bots import ALICE, Bot, BotFactory, reply_text, write_config
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 @pytest.fixture
@@ -93,40 +95,29 @@ def test_non_json_success_body_is_still_a_success(allowed: Bot) -> None:
     assert allowed.db.audit()[0]["outcome"] == "succeeded"
 
 
-def test_bad_credentials_20003(env: dict[str, str], bot_factory_parts: tuple) -> None:
-    fake_slack, fake_twilio, db = bot_factory_parts
-    settings = Settings.from_env({**env, "TEST_TWILIO_AUTH_TOKEN": "wrong-token-value-123"})
-    server = ServerThread(settings)
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        sid = fake_twilio.add_call(call_sid(8))
-        db.grant(ALICE, "hangup", "prod")
-        ack, outcome = driver.run(f"hangup prod:{sid}")
-        text = reply_text(outcome)
-        assert "rejected the credentials" in text and "20003" in text
-        assert "wrong-token-value-123" not in str(outcome) + str(ack) + str(db.audit())
-        row = db.audit()[0]
-        assert (row["outcome"], row["provider_status"], row["error_code"]) == ("failed", 401, "20003")
-    finally:
-        driver.http.close()
-        server.stop()
+def test_bad_credentials_20003(make_bot: BotFactory) -> None:
+    bot = make_bot(env={"TEST_TWILIO_AUTH_TOKEN": "wrong-token-value-123"})
+    fake_twilio, db = bot.fake_twilio, bot.db
+    sid = fake_twilio.add_call(call_sid(8))
+    db.grant(ALICE, "hangup", "prod")
+    ack, outcome = bot.slack.run(f"hangup prod:{sid}")
+    text = reply_text(outcome)
+    assert "rejected the credentials" in text and "20003" in text
+    assert "wrong-token-value-123" not in str(outcome) + str(ack) + str(db.audit())
+    row = db.audit()[0]
+    assert (row["outcome"], row["provider_status"], row["error_code"]) == ("failed", 401, "20003")
 
 
-def test_provider_down_fails_clearly(env: dict[str, str], tmp_path: Path, bot_factory_parts: tuple) -> None:
-    fake_slack, _, db = bot_factory_parts
+def test_provider_down_fails_clearly(make_bot: BotFactory, tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     config = write_config(tmp_path / "down.toml", dead)
-    server = ServerThread(Settings.from_env({**env, "CALLBOT_CONFIG": str(config)}))
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        db.grant(ALICE, "hangup", "prod")
-        _, outcome = driver.run(f"hangup prod:{call_sid(9)}")
-        text = reply_text(outcome)
-        assert "Could not reach twilio" in text and "nothing was sent" in text
-        assert db.audit()[0]["outcome"] == "failed"
-        assert AUTH_TOKEN not in str(outcome)
-    finally:
-        driver.http.close()
-        server.stop()
+    bot = make_bot(env={"CALLBOT_CONFIG": str(config)})
+    db = bot.db
+    db.grant(ALICE, "hangup", "prod")
+    _, outcome = bot.slack.run(f"hangup prod:{call_sid(9)}")
+    text = reply_text(outcome)
+    assert "Could not reach twilio" in text and "nothing was sent" in text
+    assert db.audit()[0]["outcome"] == "failed"
+    assert AUTH_TOKEN not in str(outcome)

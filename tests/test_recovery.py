@@ -5,11 +5,12 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.conftest import ALICE, DbHelper, SlackDriver
 from tests.fakes.server import Answer
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import FakeTwilio, call_sid
 from tests.processes import spawn
+from tests.support.bots import ALICE, SlackDriver
+from tests.support.database import DbHelper
 from tests.test_startup import wait_healthy
 
 

@@ -3,7 +3,6 @@ fakes (Slack's `usergroups.users.list` included), with a controllable clock inst
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
 from bot.domain.permissions import GROUP, Grant, Limits, covers, decide
-from tests.conftest import ALICE, BOB, CAROL, DbHelper, ServerThread, SlackDriver, reply_text
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import FakeTwilio, call_sid
 from tests.processes import callbot
+from tests.support.bots import ALICE, BOB, CAROL, BotFactory, SlackDriver, reply_text
+from tests.support.clock import FakeClock
+from tests.support.database import DbHelper
 
 DAVE = "U0DAVE004"
 OPS = "C2147483705"  # the channel of the slash-command sample (#ops-voice)
@@ -25,26 +25,13 @@ ONCALL = "S0ONCALL1"
 ONCALL_MARKUP = f"<!subteam^{ONCALL}|@oncall-voice>"  # what Slack sends for @oncall-voice
 
 
-class Clock:
-    """What the bot takes as "now" (expiry, the group cache): moved by the test, never slept."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @dataclass
 class RoleBot:
     slack: SlackDriver
     fake_slack: FakeSlack
     twilio: FakeTwilio
     db: DbHelper
-    clock: Clock
+    clock: FakeClock
 
     def say(self, text: str, user: str = ALICE, channel: str = OPS) -> str:
         response = self.slack.command(text, user, channel_id=channel)
@@ -60,15 +47,11 @@ class RoleBot:
 
 
 @pytest.fixture
-def rbot(env: dict[str, str], db: DbHelper, fake_slack: FakeSlack, fake_twilio: FakeTwilio) -> Iterator[RoleBot]:
-    clock = Clock()
-    server = ServerThread(Settings.from_env(env), clock=clock)
-    driver = SlackDriver(server.start(), fake_slack)
-    try:
-        yield RoleBot(driver, fake_slack, fake_twilio, db, clock)
-    finally:
-        driver.http.close()
-        server.stop()
+def rbot(make_bot: BotFactory) -> RoleBot:
+    # On a whole second, as these tests have always started.
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    bot = make_bot(clock=clock)
+    return RoleBot(bot.slack, bot.fake_slack, bot.fake_twilio, bot.db, clock)
 
 
 ALLOWED = "Dry run: hangup"

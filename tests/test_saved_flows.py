@@ -18,9 +18,12 @@ from bot.domain.flows import FlowRef, parse_ref
 from bot.domain.grammar import FlowsCommand, SavedFlowCommand, parse
 from bot.domain.redact import Redactor
 from bot.service.core import Invocation, Service
-from tests.conftest import ALICE, BOB, CAROL, PAYLOADS, Bot, reply_text
 from tests.fakes.bird import CHANNEL_ID, WORKSPACE_ID, bird_call_id, schema_errors
 from tests.processes import callbot
+from tests.support.bots import ALICE, BOB, CAROL, PAYLOADS, Bot, reply_text
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 V1: list[dict[str, Any]] = [
     {"command": "say", "options": {"text": "Please hold", "locale": "en-GB"}},

@@ -7,10 +7,10 @@ import logging
 import pytest
 
 from bot.domain.redact import Redactor
-from tests.conftest import ALICE, SIGNING_SECRET, Bot
 from tests.fakes.server import Answer
 from tests.fakes.slack import BOT_TOKEN
 from tests.fakes.twilio import AUTH_TOKEN, call_sid
+from tests.support.bots import ALICE, SIGNING_SECRET, Bot
 
 TYPED_PASSWORD = "hunter2-typed-secret"
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import ALICE, Bot
+import pytest
+
 from tests.fakes.twilio import call_sid
+from tests.support.bots import ALICE, Bot
+
+# The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
+pytestmark = pytest.mark.shared_bot
 
 
 def _prepare(bot: Bot) -> str:

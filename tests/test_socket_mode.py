@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from tests.conftest import ALICE, PAYLOADS, DbHelper, reply_text
 from tests.fakes.slack import APP_TOKEN, FakeSlack
 from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.twilio import FakeTwilio, call_sid
 from tests.processes import callbot, spawn
+from tests.support.bots import ALICE, PAYLOADS, reply_text
+from tests.support.database import DbHelper
 
 
 def slash_envelope(envelope_id: str, text: str, response_url: str) -> dict:

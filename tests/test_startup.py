@@ -7,10 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SIGNING_SECRET
 from tests.fakes.slack import BOT_TOKEN
 from tests.fakes.twilio import ACCOUNT_SID
 from tests.processes import callbot, spawn
+from tests.support.bots import SIGNING_SECRET
 
 
 def _serve_fails(tmp_path: Path, env: dict[str, str]) -> str:

@@ -35,11 +35,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import bot
-from tests.conftest import SIGNING_SECRET
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
+from tests.support.bots import SIGNING_SECRET
 
 # Nothing here touches the test database: CI's second pass (PostgreSQL) need not build it all again.
+# One xdist worker runs them all (tests/support/scheduling.py), so the wheel and the build tool are made once.
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("CALLBOT_TEST_DATABASE_URL")), reason="database-independent: runs in the SQLite pass"
 )
@@ -73,8 +74,10 @@ def _run(args: list[str | Path], *, timeout: float = 300, **kwargs: Any) -> subp
 
 
 def _tool_env() -> dict[str, str]:
-    """The environment for pip and venv: this machine's pip settings, nothing pointing at the checkout."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    """The environment for pip and venv: this machine's pip settings, nothing pointing at the checkout
+    (./dev test's PYTHONPYCACHEPREFIX included: pip compiles what it installs into the venv itself)."""
+    drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONPYCACHEPREFIX")
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, and_, or_, select, tuple_, union_all
+from sqlalchemy import CompoundSelect, Select, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from bot.db.models import AuditRow
@@ -201,7 +201,8 @@ async def page(
 async def get(db: Database, audit_id: int, flt: AuditFilter) -> AuditRow | None:
     """One row, if the asker may see it."""
     async with db.session() as session:
-        return await session.scalar(where(select(AuditRow), flt).where(AuditRow.id == audit_id))
+        row: AuditRow | None = await session.scalar(where(select(AuditRow), flt).where(AuditRow.id == audit_id))
+        return row
 
 
 async def stream(
@@ -222,3 +223,17 @@ async def stream(
         if len(rows) < chunk:
             return
         after = Cursor(rows[-1][-2], rows[-1][-1])
+
+
+async def count(db: Database, flt: AuditFilter) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(where(select(func.count()).select_from(AuditRow), flt)) or 0)
+
+
+async def created_at_of_nth_newest(db: Database, flt: AuditFilter, n: int) -> datetime | None:
+    """When the (n+1)-th newest matching row was created (an export's cap), None with fewer rows."""
+    query = where(select(AuditRow.created_at), flt)
+    query = query.order_by(AuditRow.created_at.desc(), AuditRow.id.desc()).offset(n).limit(1)
+    async with db.session() as session:
+        moment: datetime | None = await session.scalar(query)
+        return moment

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import chain
@@ -472,3 +472,25 @@ async def gauges(db: Database) -> tuple[int, int]:
         pending = await session.scalar(select(func.count()).where(AuditRow.outcome == chain.PENDING))
         running = await session.scalar(select(func.count()).select_from(BatchRow).where(BatchRow.status == "running"))
     return int(pending or 0), int(running or 0)
+
+
+async def approval_linked_to(db: Database, audit_id: int, approval_id: int | None) -> ApprovalRow | None:
+    """The two-person approval an audit row requested, executed or decided (`approval_id`: named
+    in the row), if any."""
+    conditions = [ApprovalRow.request_audit_id == audit_id, ApprovalRow.result_audit_id == audit_id]
+    if approval_id is not None:
+        conditions.append(ApprovalRow.id == approval_id)
+    async with db.session() as session:
+        row: ApprovalRow | None = await session.scalar(select(ApprovalRow).where(or_(*conditions)).limit(1))
+        return row
+
+
+async def audit_rows_before(db: Database, before: datetime) -> bool:
+    async with db.session() as session:
+        return (await session.scalar(select(AuditRow.id).where(AuditRow.created_at < before).limit(1))) is not None
+
+
+async def purge_audit(db: Database, before: datetime, checkpoint: dict[str, Any]) -> tuple[chain.Purge, AuditRow]:
+    """Deletes the chain's prefix before `before` and inserts the checkpoint row, in one transaction."""
+    async with db.chain_session() as session:
+        return await chain.purge(session, before, checkpoint)

@@ -39,6 +39,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from bot.domain.outcomes import Outcome
+
 CALL_ACTIONS = ("hangup", "cancel", "redirect", "twiml", "flow")
 FLOW_MANAGE = "flow:manage"
 BREAK_GLASS = "break-glass"
@@ -52,19 +54,7 @@ NOT_IMPLIED_BY_ADMIN = (BREAK_GLASS,)
 # Actions whose grants only mean something on `*` (they are not about one account).
 TEAM_WIDE_ACTIONS = (FLOW_MANAGE,)
 ANY_ACCOUNT = "*"
-OUTCOMES = (
-    "denied",
-    "invalid",
-    "dry_run",
-    "pending",
-    "succeeded",
-    "failed",
-    "unknown",
-    "rate_limited",
-    "pending_approval",  # a call action waiting for a second person (two-person approval)
-    "expired",  # an approval request nobody decided before its deadline (the expiry sweep)
-    "cancelled",  # a bulk action stopped with its Cancel button before every call was handled
-)
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
 # `viewer` holds nothing beyond what everyone may do (help, their own perms and audit rows): a
 # grant of it documents that someone is expected, and lists them in `/call perms`.
 BUILTIN_ROLES: dict[str, tuple[str, ...]] = {

@@ -179,3 +179,8 @@ class Reply:
         if self.audit_id:
             parts.append(f"(audit #{self.audit_id})")
         return "\n".join(parts)
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 command`, `3 commands`."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

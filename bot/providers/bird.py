@@ -147,7 +147,8 @@ class BirdClient(ProviderClient):
         return self._error(response, json_or_none(response), self.request_id(response))
 
     def request_id(self, response: httpx.Response) -> str | None:
-        return response.headers.get("X-Request-Id") or response.headers.get("Request-Id")
+        value: str | None = response.headers.get("X-Request-Id") or response.headers.get("Request-Id")
+        return value
 
     async def list_calls(self, flt: CallFilter, *, page_token: str | None = None, page_size: int = 50) -> CallPage:
         check_page_size(page_size)

@@ -155,7 +155,8 @@ class TwilioClient(ProviderClient):
         return self._error(response, json_or_none(response), self.request_id(response))
 
     def request_id(self, response: httpx.Response) -> str | None:
-        return response.headers.get("Twilio-Request-Id")
+        value: str | None = response.headers.get("Twilio-Request-Id")
+        return value
 
     async def list_calls(self, flt: CallFilter, *, page_token: str | None = None, page_size: int = 50) -> CallPage:
         check_page_size(page_size)

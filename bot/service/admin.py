@@ -11,14 +11,16 @@ audited like call actions, through the service's audit rows. The shell's entry p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.db import repo
+from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.errors import InvalidInput, PermissionDenied
 from bot.domain.grammar import FreezeCommand, GrantCommand, PermsCommand, RoleCommand
+from bot.domain.outcomes import Outcome
 from bot.domain.permissions import (
     ANY_ACCOUNT,
     BUILTIN_ROLES,
@@ -33,17 +35,32 @@ from bot.domain.permissions import (
     with_roles,
 )
 from bot.domain.replies import Reply, Tone, mention
-
-if TYPE_CHECKING:
-    from bot.service.core import Invocation, Service
+from bot.providers.base import ProviderClient
+from bot.service.access import Access
+from bot.service.recorder import Recorder
+from bot.service.safety import Safety
+from bot.service.steps import Clock, Invocation
 
 
 class Grants:
     """The account-administration half of the service; it uses the service's permission decisions,
     audit rows and clients."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(
+        self,
+        db: Database,
+        clients: Mapping[str, ProviderClient],
+        clock: Clock,
+        recorder: Recorder,
+        access: Access,
+        safety: Safety,
+    ) -> None:
+        self.db = db
+        self.clients = dict(clients)
+        self.now = clock
+        self.recorder = recorder
+        self.access = access
+        self.safety = safety
 
     # -- entry points (the pipeline's dispatch, the shell) --------------------------------------
 
@@ -54,18 +71,18 @@ class Grants:
             _check_team_wide(command)
             expires_at = await self._check_grant(command)
         except InvalidInput as error:
-            return await self.service._refuse(inv, error, action=verb)
+            return await self.recorder.refuse(inv, error, action=verb)
         wanted = None if command.revoke else Limits(command.channel, expires_at)
         decision = decide_management(
-            await self.service._all_held(inv),
+            await self.access.all_held(inv),
             command.accounts,
             channel=inv.channel_id,
-            now=self.service.now(),
+            now=self.now(),
             wanted=wanted,
         )
         if not decision.allowed:
             denial = PermissionDenied(verb, decision.account, _management_detail(command, decision))
-            return await self.service._refuse(
+            return await self.recorder.refuse(
                 inv, denial, action=verb, decision=decision, account=_one(command.accounts)
             )
         return await self._apply_grants(inv, command, decision, expires_at)
@@ -76,32 +93,32 @@ class Grants:
         try:
             self._check_accounts(command.accounts)
         except InvalidInput as error:
-            return await self.service._refuse(inv, error, action=verb)
+            return await self.recorder.refuse(inv, error, action=verb)
         decision = decide_management(
-            await self.service._all_held(inv), command.accounts, channel=inv.channel_id, now=self.service.now()
+            await self.access.all_held(inv), command.accounts, channel=inv.channel_id, now=self.now()
         )
         if not decision.allowed:
             denial = PermissionDenied(verb, decision.account, f"`{verb}` needs `admin` on every account named.")
-            return await self.service._refuse(
+            return await self.recorder.refuse(
                 inv, denial, action=verb, decision=decision, account=_one(command.accounts)
             )
-        now = self.service.now()
+        now = self.now()
         changed: list[str] = []
         unchanged: list[str] = []
         for account in command.accounts:
             if command.lift:
-                lifted = await repo.lift_freezes(self.service.db, account, inv.user_id, now, command.reason)
+                lifted = await repo.lift_freezes(self.db, account, inv.user_id, now, command.reason)
                 (changed if lifted else unchanged).append(account)
                 continue
-            if await repo.active_freeze(self.service.db, account) is not None:
+            if await repo.active_freeze(self.db, account) is not None:
                 unchanged.append(account)
                 continue
-            await repo.add_freeze(self.service.db, account, command.reason or "", inv.user_id, now)
+            await repo.add_freeze(self.db, account, command.reason or "", inv.user_id, now)
             changed.append(account)
         request = {"accounts": list(command.accounts), "reason": command.reason, "changed": changed}
-        row = await self.service._record(
+        row = await self.recorder.record(
             inv,
-            outcome="succeeded",
+            outcome=Outcome.SUCCEEDED,
             decision=decision,
             action=verb,
             account=_one(command.accounts),
@@ -112,30 +129,28 @@ class Grants:
 
     async def perms(self, inv: Invocation, command: PermsCommand) -> Reply:
         target = command.user_id or inv.user_id
-        if target != inv.user_id and not any("admin" in g.actions for g in await self.service._usable(inv)):
+        if target != inv.user_id and not any("admin" in g.actions for g in await self.access.usable(inv)):
             denial = PermissionDenied("perms", None, "Seeing someone else's permissions needs `admin`.")
-            return await self.service._refuse(inv, denial, action="perms", decision=Decision(False, "admin", None))
+            return await self.recorder.refuse(inv, denial, action="perms", decision=Decision(False, "admin", None))
         return await self._describe_perms(target, command.subject_kind)
 
     async def roles(self) -> Reply:
         """`/call roles` and `callbot roles`, redacted already."""
-        return self.service._safe(await self._roles())
+        return self.recorder.redact(await self._roles())
 
     async def define_role(self, inv: Invocation, command: RoleCommand) -> Reply:
         """Roles are team-wide (a grant of one reaches whatever it will contain): admin on `*`."""
         decision = decide_management(
-            await self.service._all_held(inv), [ANY_ACCOUNT], channel=inv.channel_id, now=self.service.now()
+            await self.access.all_held(inv), [ANY_ACCOUNT], channel=inv.channel_id, now=self.now()
         )
         request: dict[str, Any] = {"name": command.name, "actions": list(command.actions)}
         if not decision.allowed:
             denial = PermissionDenied("role create", None, "Defining roles needs `admin` on `*`.")
-            return await self.service._refuse(inv, denial, action="role", decision=decision, request=request)
-        previous = await repo.save_role(
-            self.service.db, command.name, list(command.actions), inv.user_id, self.service.now()
-        )
+            return await self.recorder.refuse(inv, denial, action="role", decision=decision, request=request)
+        previous = await repo.save_role(self.db, command.name, list(command.actions), inv.user_id, self.now())
         request["previous"] = list(previous) if previous is not None else None
-        row = await self.service._record(
-            inv, outcome="succeeded", decision=decision, action="role", request=request, completed=True
+        row = await self.recorder.record(
+            inv, outcome=Outcome.SUCCEEDED, decision=decision, action="role", request=request, completed=True
         )
         verb = "Created" if previous is None else "Redefined"
         lines = [f"Actions: {_actions_text(command.actions)}."]
@@ -145,51 +160,47 @@ class Grants:
 
     async def shell_grant(self, command: GrantCommand, os_user: str) -> Reply:
         """`callbot grant` from the shell: trusted (it can reach the database anyway), still audited."""
-        from bot.service.core import Invocation  # the service imports this module
 
         inv = Invocation("cli", f"shell:{os_user}", _grant_text(command), user_name=os_user)
         try:
             _check_team_wide(command)
             expires_at = await self._check_grant(command)
         except InvalidInput as error:
-            return self.service._safe(
-                await self.service._refuse(inv, error, action="revoke" if command.revoke else "grant")
+            return self.recorder.redact(
+                await self.recorder.refuse(inv, error, action="revoke" if command.revoke else "grant")
             )
         shell = Decision(True, "admin", ANY_ACCOUNT, note="trusted shell")
-        return self.service._safe(await self._apply_grants(inv, command, shell, expires_at))
+        return self.recorder.redact(await self._apply_grants(inv, command, shell, expires_at))
 
     async def shell_role(self, command: RoleCommand, os_user: str) -> Reply:
         """`callbot role create` from the shell: trusted like `callbot grant`, still audited."""
-        from bot.service.core import Invocation  # the service imports this module
 
         text = f"role create {command.name} {','.join(command.actions)}"
         inv = Invocation("cli", f"shell:{os_user}", text, user_name=os_user)
-        previous = await repo.save_role(
-            self.service.db, command.name, list(command.actions), inv.user_id, self.service.now()
-        )
+        previous = await repo.save_role(self.db, command.name, list(command.actions), inv.user_id, self.now())
         request = {"name": command.name, "actions": list(command.actions), "previous": previous and list(previous)}
         shell = Decision(True, "admin", ANY_ACCOUNT, note="trusted shell")
-        row = await self.service._record(
-            inv, outcome="succeeded", decision=shell, action="role", request=request, completed=True
+        row = await self.recorder.record(
+            inv, outcome=Outcome.SUCCEEDED, decision=shell, action="role", request=request, completed=True
         )
         verb = "Created" if previous is None else "Redefined"
         return Reply(Tone.SUCCESS, f"{verb} role `{command.name}`: {_actions_text(command.actions)}.", audit_id=row.id)
 
     async def perms_of(self, user_id: str | None, kind: str = "user") -> Reply:
-        return self.service._safe(await self._describe_perms(user_id, kind))
+        return self.recorder.redact(await self._describe_perms(user_id, kind))
 
     async def custom_role_names(self) -> tuple[str, ...]:
-        return tuple(await repo.custom_roles(self.service.db))
+        return tuple(await repo.custom_roles(self.db))
 
     # -- the work --------------------------------------------------------------------------------
 
     async def _check_grant(self, command: GrantCommand) -> datetime | None:
         """Role names must exist; the expiry (from `for=` or `until=`) must be in the future; a
         grant held for approval (`needs_approval=yes`) only on accounts with an approvers_channel."""
-        grammar.check_grantable(command.actions, tuple(await repo.custom_roles(self.service.db)))
+        grammar.check_grantable(command.actions, tuple(await repo.custom_roles(self.db)))
         if command.needs_approval and not command.revoke:
-            accounts = sorted(self.service.clients) if ANY_ACCOUNT in command.accounts else command.accounts
-            missing = [a for a in accounts if self.service.policy_of(a).approvers_channel is None]
+            accounts = sorted(self.clients) if ANY_ACCOUNT in command.accounts else command.accounts
+            missing = [a for a in accounts if self.safety.policy_of(a).approvers_channel is None]
             if missing:
                 raise InvalidInput(
                     "needs_approval=yes",
@@ -197,7 +208,7 @@ class Grants:
                     "no `approvers_channel` is set there, so nobody could approve.",
                     "Set `approvers_channel` for the account in callbot.toml, or leave `needs_approval=` out.",
                 )
-        now = self.service.now()
+        now = self.now()
         if command.duration is not None:
             return now + command.duration
         if command.until is not None and command.until <= now:
@@ -215,7 +226,7 @@ class Grants:
                 label = f"{action} on {account}" + (f" in <#{command.channel}>" if command.channel else "")
                 if command.revoke:
                     done = await repo.remove_grant(
-                        self.service.db,
+                        self.db,
                         command.user_id,
                         action,
                         account,
@@ -225,7 +236,7 @@ class Grants:
                     outcomes["added" if done else "held"].append(label)
                     continue
                 result = await repo.add_grant(
-                    self.service.db,
+                    self.db,
                     command.user_id,
                     action,
                     account,
@@ -237,9 +248,9 @@ class Grants:
                 )
                 outcomes[result].append(label)
         changed = outcomes["added"] + outcomes["renewed"]
-        row = await self.service._record(
+        row = await self.recorder.record(
             inv,
-            outcome="succeeded",
+            outcome=Outcome.SUCCEEDED,
             decision=decision,
             action="revoke" if command.revoke else "grant",
             account=_one(command.accounts),
@@ -259,25 +270,25 @@ class Grants:
 
     def _check_accounts(self, accounts: tuple[str, ...]) -> None:
         for account in accounts:
-            if account != ANY_ACCOUNT and account not in self.service.clients:
-                names = sorted(self.service.clients)
+            if account != ANY_ACCOUNT and account not in self.clients:
+                names = sorted(self.clients)
                 hint = (
                     grammar.suggest(account, names) or f"Use `*` or one of: {', '.join(names) or '(none configured)'}."
                 )
                 raise InvalidInput(f"on={account}", "is not a configured account.", hint)
 
     async def _describe_perms(self, subject: str | None, kind: str = "user") -> Reply:
-        now = self.service.now()
+        now = self.now()
         if subject is None:
-            grants = with_roles(await repo.all_grants(self.service.db), await repo.custom_roles(self.service.db))
+            grants = with_roles(await repo.all_grants(self.db), await repo.custom_roles(self.db))
             every = tuple(f"{_subject(g)} {_grant_line(g, now)}" for g in grants)
             return Reply(Tone.INFO, "Every grant:", every or ("Nobody holds anything yet.",))
         if kind == GROUP:
-            custom = await repo.custom_roles(self.service.db)
-            grants = [g for g in with_roles(await repo.group_grants(self.service.db), custom) if g.user_id == subject]
+            custom = await repo.custom_roles(self.db)
+            grants = [g for g in with_roles(await repo.group_grants(self.db), custom) if g.user_id == subject]
             problems: list[str] = []
         else:
-            grants, problems = await self.service._held(subject)
+            grants, problems = await self.access.held(subject)
         who = group_mention(subject) if kind == GROUP else mention(subject)
         active = [_grant_line(g, now) for g in grants if not g.expired(now)]
         expired = [_grant_line(g, now) for g in grants if g.expired(now)]
@@ -289,7 +300,7 @@ class Grants:
         return Reply(Tone.INFO, f"{who} may:", tuple(lines))
 
     async def _roles(self) -> Reply:
-        custom = await repo.custom_roles(self.service.db)
+        custom = await repo.custom_roles(self.db)
         lines: list[str] = [f"`{name}` (built in): {_actions_text(actions)}" for name, actions in BUILTIN_ROLES.items()]
         lines += [f"`{name}` (custom): {_actions_text(actions)}" for name, actions in custom.items()]
         lines.append("Grant one like an action: `/call grant @someone operator on=ACCOUNT`.")

@@ -1,5 +1,5 @@
 """Reviewing the audit log: `/call audit` pages, one row's details, the App Home summary and the
-`/call audit export` file. Plain values in and out; Slack renders them (bot/slack/audit.py).
+`/call audit export` file. Plain values in and out; Slack renders them (bot/slack/listeners/audit.py, bot/slack/views/audit.py).
 
 Who may see what is decided here on every request, from the asker's grants at that moment:
 holders of `audit` (or `admin`) on `*` see every row, on some accounts those accounts' rows and
@@ -16,23 +16,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import func, or_, select
+from typing import Any
 
 from bot.db import audit_search, repo
 from bot.db.audit_search import AuditFilter, Cursor
 from bot.db.models import ApprovalRow, AuditRow
+from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.errors import InvalidInput, PermissionDenied
 from bot.domain.grammar import AuditQuery
+from bot.domain.outcomes import OUTCOME_EMOJI, Outcome
 from bot.domain.permissions import ANY_ACCOUNT, Decision
 from bot.domain.redact import Redactor
 from bot.domain.replies import AuditDetail, AuditEntry, AuditHome, AuditListing, Reply, Tone, mention
 from bot.service import audit_export
-
-if TYPE_CHECKING:
-    from bot.service.core import Invocation, Service
+from bot.service.access import Access
+from bot.service.recorder import Recorder
+from bot.service.steps import Clock, Invocation
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,6 @@ HOME_TEAM = 20
 EXPORT_CAP = 100_000
 TOKEN_LIMIT = 2000  # Slack's limit on a button value
 HOME_FILTERS = ("all", "failed", "denied", "today")
-OUTCOME_EMOJI = {
-    "succeeded": "✅",
-    "failed": "❌",
-    "unknown": "❓",
-    "pending": "⏳",
-    "denied": "⛔",
-    "rate_limited": "🐢",
-    "invalid": "⚠️",
-    "dry_run": "🧪",
-    "pending_approval": "🖐️",
-    "expired": "⌛",
-    "cancelled": "🛑",
-}
 # Token keys: short, since the whole token must fit in a button value.
 _TOKEN_FIELDS = {"u": "user_id", "a": "account", "c": "call_id", "x": "action", "o": "outcome"}
 
@@ -85,14 +72,13 @@ class Scope:
 class AuditReview:
     """The audit-review half of the service; it uses the service's grants, audit and redaction."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.db = service.db
+    def __init__(self, db: Database, redactor: Redactor, clock: Clock, recorder: Recorder, access: Access) -> None:
+        self.db = db
+        self.redactor = redactor
+        self.now = clock
+        self.recorder = recorder
+        self.access = access
         self._team_filters: dict[str, str] = {}  # user → their last quick filter on the Home tab
-
-    @property
-    def redactor(self) -> Redactor:
-        return self.service.redactor
 
     # -- /call audit ----------------------------------------------------------------------------
 
@@ -145,7 +131,7 @@ class AuditReview:
         row = await audit_search.get(self.db, audit_id, scope.restrict(AuditFilter()))
         if row is None:
             detail = f"Audit row #{audit_id} does not exist or is not yours to see; others' rows need `audit`."
-            return await self.service._refuse(  # an attempt to read: audited like `/call audit user=…`
+            return await self.recorder.refuse(  # an attempt to read: audited like `/call audit user=…`
                 replace(inv, text=f"audit details #{audit_id}", idempotency_key=None),
                 PermissionDenied("audit", None, detail),
                 action="audit",
@@ -156,12 +142,7 @@ class AuditReview:
 
     async def _approval_of(self, row: AuditRow) -> ApprovalRow | None:
         """The two-person approval this row requested, executed or decided, if any."""
-        conditions = [ApprovalRow.request_audit_id == row.id, ApprovalRow.result_audit_id == row.id]
-        linked = _approval_id(row)
-        if linked is not None:
-            conditions.append(ApprovalRow.id == linked)
-        async with self.db.session() as session:
-            return await session.scalar(select(ApprovalRow).where(or_(*conditions)).limit(1))
+        return await repo.approval_linked_to(self.db, row.id, _approval_id(row))
 
     def _detail(self, row: AuditRow, approval: ApprovalRow | None) -> AuditDetail:
         safe = self.redactor.text  # stored redacted already; redact again in case secrets changed
@@ -205,7 +186,6 @@ class AuditReview:
         applied). Grants limited to a channel do not count here: the Home tab is no channel.
         Without `team_filter` (a refresh after an action) the person's last pick stays; it is
         remembered in this process only, so a restart shows "All" again."""
-        from bot.service.core import Invocation  # the service imports this module
 
         scope = await self.scope(Invocation("home", user_id, ""))
         own = await audit_search.page(self.db, AuditFilter(user_id=user_id, visible_user=user_id), HOME_OWN)
@@ -223,7 +203,7 @@ class AuditReview:
         if name in ("failed", "denied"):
             return AuditFilter(outcome=name)
         if name == "today":
-            now = self.service.now().astimezone(UTC)
+            now = self.now().astimezone(UTC)
             return AuditFilter(since=now.replace(hour=0, minute=0, second=0, microsecond=0))
         return AuditFilter()
 
@@ -246,12 +226,12 @@ class AuditReview:
         if refused is not None:
             return refused
         # "As of now": rows written meanwhile (this export's own row first) are left out.
-        snapshot = self.service.now()
+        snapshot = self.now()
         flt = _filter(query)
         flt = scope.restrict(replace(flt, until=min(flt.until, snapshot) if flt.until else snapshot))
         request = {**_filter_fields(flt), "format": query.format, "scope": scope.label}
         try:
-            row = await self.service._record(inv, outcome="pending", action="audit.export", request=request)
+            row = await self.recorder.record(inv, outcome=Outcome.PENDING, action="audit.export", request=request)
         except repo.DuplicateRequest:
             return Reply(Tone.INFO, "This export was already requested; nothing was sent twice.")
         try:
@@ -259,14 +239,14 @@ class AuditReview:
             reply = await self._write_and_upload(flt, query.format, snapshot, upload, row.id, about)
         except Exception as error:
             log.exception("audit export #%s failed", row.id)
-            await self.service._complete(row.id, outcome="failed", error_message=f"export failed: {error}"[:500])
+            await self.recorder.complete(row.id, outcome=Outcome.FAILED, error_message=f"export failed: {error}"[:500])
             return Reply(
                 Tone.FAILURE,
                 "The export failed: no file was sent.",
                 ("The error is in the server log. Try again, or narrow the filter.",),
                 audit_id=row.id,
             )
-        return self.service._safe(reply)
+        return self.recorder.redact(reply)
 
     async def _write_and_upload(
         self, flt: AuditFilter, fmt: str, snapshot: datetime, upload: Upload, audit_id: int, about: str
@@ -287,28 +267,23 @@ class AuditReview:
                     "`callbot audit export` on the server."
                 )
             await upload(path, name, f"Audit export `{name}`: " + " ".join(lines))
-        await self.service._complete(
+        await self.recorder.complete(
             audit_id,
-            outcome="succeeded",
+            outcome=Outcome.SUCCEEDED,
             result={"rows": count, "matching": matching, "capped": capped, "format": fmt, "file": name},
         )
         title = f"Sent you `{name}` as a direct message: {count} rows ({fmt.upper()})."
         return Reply(Tone.SUCCESS, title, tuple(lines[1:]), audit_id=audit_id)
 
     async def _count(self, flt: AuditFilter) -> int:
-        async with self.db.session() as session:
-            query = audit_search.where(select(func.count()).select_from(AuditRow), flt)
-            return int(await session.scalar(query) or 0)
+        return await audit_search.count(self.db, flt)
 
     async def _cap(self, flt: AuditFilter, matching: int) -> AuditFilter:
         """Over the cap, keep the newest rows: those strictly newer than the (cap+1)-th newest. Rows
         sharing its exact timestamp are left out too, so the file never exceeds the cap."""
         if matching <= EXPORT_CAP:
             return flt
-        query = audit_search.where(select(AuditRow.created_at), flt)
-        query = query.order_by(AuditRow.created_at.desc(), AuditRow.id.desc()).offset(EXPORT_CAP).limit(1)
-        async with self.db.session() as session:
-            boundary = await session.scalar(query)
+        boundary = await audit_search.created_at_of_nth_newest(self.db, flt, EXPORT_CAP)
         if boundary is None:  # rows vanished meanwhile (a purge): nothing to cap
             return flt
         return replace(flt, since=boundary + timedelta(microseconds=1))
@@ -316,7 +291,7 @@ class AuditReview:
     # -- who may see what -----------------------------------------------------------------------
 
     async def scope(self, inv: Invocation) -> Scope:
-        grants = await self.service._usable(inv)
+        grants = await self.access.usable(inv)
         readable = sorted({g.account for g in grants if g.actions & {"audit", "admin"}})
         if ANY_ACCOUNT in readable:
             return Scope(None, None, True)
@@ -329,7 +304,7 @@ class AuditReview:
         denial = PermissionDenied("audit", None, "You can see only your own attempts; reading others' needs `audit`.")
         if not inv.text:  # a click: say what was asked for in the audit row
             inv = replace(inv, text=f"audit user={user}", idempotency_key=None)
-        return await self.service._refuse(inv, denial, action=action, decision=Decision(False, "audit", None))
+        return await self.recorder.refuse(inv, denial, action=action, decision=Decision(False, "audit", None))
 
 
 class _RedactingSink:
@@ -478,7 +453,7 @@ def _target(row: AuditRow) -> str:
 
 def _decision(row: AuditRow) -> str:
     if row.decision is None:
-        return "— (refused before any permission check)" if row.outcome == "invalid" else "—"
+        return "— (refused before any permission check)" if row.outcome == Outcome.INVALID else "—"
     grant = f", grant #{row.grant_id}" if row.grant_id else ", no matching grant"
     basis = f" ({row.decision_basis})" if row.decision_basis else ""
     return f"{row.decision}{grant}{basis}"

@@ -12,10 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
-from bot.db import chain
-from bot.db.models import AuditRow
+from bot.db import repo
 from bot.db.session import Database
 from bot.domain.errors import InvalidInput
 
@@ -60,8 +57,7 @@ def check_age(older_than: timedelta, word: str) -> None:
 
 
 async def has_rows_before(db: Database, before: datetime) -> bool:
-    async with db.session() as session:
-        return (await session.scalar(select(AuditRow.id).where(AuditRow.created_at < before).limit(1))) is not None
+    return await repo.audit_rows_before(db, before)
 
 
 async def purge(
@@ -83,6 +79,5 @@ async def purge(
         "outcome": "succeeded",
         "request": {"older_than_seconds": int(older_than.total_seconds()), "before": before.isoformat()},
     }
-    async with db.chain_session() as session:
-        done, row = await chain.purge(session, before, checkpoint)
+    done, row = await repo.purge_audit(db, before, checkpoint)
     return PurgeReport(done.rows, before, done.through_seq, done.last_hash, row.id)

@@ -17,21 +17,25 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.db import repo
+from bot.db.session import Database
 from bot.domain import grammar, phone
 from bot.domain.actions import ActionName, CallTarget
 from bot.domain.errors import AmbiguousAccount, CallbotError, InvalidInput, PermissionDenied, ProviderError
 from bot.domain.grammar import CallStatusCommand, ListCallsCommand
+from bot.domain.outcomes import Outcome, Source
 from bot.domain.permissions import CALL_ACTIONS, Decision, concerns, decide, decide_any
 from bot.domain.replies import CallEntry, CallListing, CallOption, Reply, Tone
 from bot.providers.base import CallFilter, LiveCall, ProviderClient, provider_error_fields
-
-if TYPE_CHECKING:
-    from bot.service.core import Invocation, Service
+from bot.service.access import Access
+from bot.service.accounts import Accounts
+from bot.service.recorder import Recorder
+from bot.service.steps import Clock, Invocation
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +66,21 @@ class StateCheck:
 class LiveCalls:
     """The live-calls half of the service; it uses the service's grants, audit and clients."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(
+        self,
+        db: Database,
+        clients: Mapping[str, ProviderClient],
+        clock: Clock,
+        recorder: Recorder,
+        access: Access,
+        accounts: Accounts,
+    ) -> None:
+        self.db = db
+        self.clients = dict(clients)
+        self.now = clock
+        self.recorder = recorder
+        self.access = access
+        self.accounts = accounts
 
     @staticmethod
     def read_command(text: str) -> ListCallsCommand | CallStatusCommand | None:
@@ -87,7 +104,6 @@ class LiveCalls:
         self, inv: Invocation, account: str, flt: dict[str, str | None], token: str | None = None
     ) -> Reply:
         """One page of the account's live calls (the first, or the one `token` continues to)."""
-        s = self.service
         shown = {
             "status": flt.get("status"),
             "to": masked_number(flt.get("to")),
@@ -102,20 +118,20 @@ class LiveCalls:
             client = self._client(account)
             wanted = CallFilter(flt.get("status"), normalised_number(flt.get("to")), normalised_number(flt.get("from")))
         except InvalidInput as error:
-            return await s._refuse(inv, error, **context)
+            return await self.recorder.refuse(inv, error, **context)
         context["provider"] = client.provider
         decision = await self._decide(inv, account)
         if not decision.allowed:
-            return await s._refuse(inv, _denied(decision, account), decision=decision, **context)
-        row = await s._record(inv, outcome="pending", decision=decision, **context)
+            return await self.recorder.refuse(inv, _denied(decision, account), decision=decision, **context)
+        row = await self.recorder.record(inv, outcome=Outcome.PENDING, decision=decision, **context)
         try:
             page = await client.list_calls(wanted, page_token=token, page_size=PAGE_SIZE)
         except CallbotError as error:
             return await self._read_failed(row.id, error, f"Could not list the live calls of `{account}`")
         calls = page.calls
-        await s._complete(
+        await self.recorder.complete(
             row.id,
-            outcome="succeeded",
+            outcome=Outcome.SUCCEEDED,
             result={"calls": len(calls), "call_ids": [c.call_id for c in calls], "more": page.next_token is not None},
         )
         entries = await self._entries(inv, account, client, calls)
@@ -125,7 +141,7 @@ class LiveCalls:
     async def more(self, inv: Invocation, value: str) -> Reply:
         """The More button: the next page, checked and audited again with the clicker's grants now."""
         if value.startswith(STORED):
-            choice = await repo.take_choice(self.service.db, value[len(STORED) :], inv.user_id)
+            choice = await repo.take_choice(self.db, value[len(STORED) :], inv.user_id)
             value = choice.text if choice is not None else ""
         try:
             data = json.loads(value)
@@ -144,22 +160,21 @@ class LiveCalls:
             return value
         # Too long for a button (a provider's long next-page URL): kept in the database for 15 minutes.
         key = secrets.token_urlsafe(16)
-        await repo.save_choice(self.service.db, key, inv.user_id, value, [account], purpose="page")
+        await repo.save_choice(self.db, key, inv.user_id, value, [account], purpose="page")
         return STORED + key
 
     # -- /call status ---------------------------------------------------------------------------
 
     async def status(self, inv: Invocation, target: CallTarget) -> Reply:
-        s = self.service
         inv = replace(inv, idempotency_key=None)
         if target.account is None and inv.account is not None:
             target = CallTarget(inv.account, target.call_id)
         try:
-            account, client = s._resolve(target)
+            account, client = self.accounts.resolve(target)
         except AmbiguousAccount as error:
-            return await s._offer_accounts(inv, error, STATUS_ACTION)
+            return await self.accounts.offer(inv, error, STATUS_ACTION)
         except InvalidInput as error:
-            return await s._refuse(inv, error, action=STATUS_ACTION, call_id=target.call_id)
+            return await self.recorder.refuse(inv, error, action=STATUS_ACTION, call_id=target.call_id)
         context: dict[str, Any] = {
             "action": STATUS_ACTION,
             "account": account,
@@ -168,20 +183,20 @@ class LiveCalls:
         }
         decision = await self._decide(inv, account)
         if not decision.allowed:
-            return await s._refuse(inv, _denied(decision, account), decision=decision, **context)
+            return await self.recorder.refuse(inv, _denied(decision, account), decision=decision, **context)
         try:
             client.check_call_id(target.call_id)
         except InvalidInput as error:
-            return await s._refuse(inv, error, decision=decision, **context)
-        row = await s._record(inv, outcome="pending", decision=decision, **context)
+            return await self.recorder.refuse(inv, error, decision=decision, **context)
+        row = await self.recorder.record(inv, outcome=Outcome.PENDING, decision=decision, **context)
         label = target.display(account)
         try:
             call = await client.get_call(target.call_id)
         except CallbotError as error:
             return await self._read_failed(row.id, error, f"Could not read the state of {label}")
-        await s._complete(row.id, outcome="succeeded", result=_state_record(call))
+        await self.recorder.complete(row.id, outcome=Outcome.SUCCEEDED, result=_state_record(call))
         entries = await self._entries(inv, account, client, () if call.ended else (call,), with_text=False)
-        lines = _status_lines(call, client, s.now())
+        lines = _status_lines(call, client, self.now())
         title = f"{label} is `{call.status}`" + (" (ended)" if call.ended else "")
         return Reply(Tone.INFO, title, lines, audit_id=row.id, calls=CallListing(entries))
 
@@ -191,7 +206,7 @@ class LiveCalls:
         """The account's live calls matching what was typed (id or number digits), for the form's
         call menu. A typed text that has the provider's call id shape is offered as itself too,
         so a call that is not listed can still be picked. Never raises: Slack needs an answer."""
-        client = self.service.clients.get(account or "")
+        client = self.clients.get(account or "")
         if client is None or account is None:
             return []
         typed = typed.strip()
@@ -203,7 +218,7 @@ class LiveCalls:
         except Exception:
             log.exception("could not list the live calls of %s for the call menu", account)
             return own
-        now = self.service.now()
+        now = self.now()
         found = [CallOption(_option_label(c, now), c.call_id) for c in calls if _matches(c, typed)]
         if own and any(o.call_id == typed for o in found):
             own = []
@@ -212,9 +227,9 @@ class LiveCalls:
     async def _may_see(self, user_id: str, account: str) -> bool:
         """As the form does: channel-scoped grants count (the form has no channel); the submission
         is decided again with its channel."""
-        held, _ = await self.service._held(user_id, lambda g: any(concerns(g, a, account) for a in CALL_ACTIONS))
+        held, _ = await self.access.held(user_id, lambda g: any(concerns(g, a, account) for a in CALL_ACTIONS))
         grants = [replace(g, channel=None) for g in held]
-        return decide_any(grants, CALL_ACTIONS, account, now=self.service.now()).allowed
+        return decide_any(grants, CALL_ACTIONS, account, now=self.now()).allowed
 
     # -- check_state -----------------------------------------------------------------------------
 
@@ -247,18 +262,18 @@ class LiveCalls:
     # -- shared ---------------------------------------------------------------------------------
 
     def _client(self, account: str) -> ProviderClient:
-        client = self.service.clients.get(account)
+        client = self.clients.get(account)
         if client is None:
-            names = sorted(self.service.clients)
+            names = sorted(self.clients)
             hint = grammar.suggest(account, names) or f"Configured accounts: {', '.join(names) or 'none'}."
             raise InvalidInput(account, "is not a configured account.", hint)
         return client
 
     async def _decide(self, inv: Invocation, account: str) -> Decision:
-        held, problems = await self.service._held(
+        held, problems = await self.access.held(
             inv.user_id, lambda g: any(concerns(g, a, account) for a in CALL_ACTIONS)
         )
-        decision = decide_any(held, CALL_ACTIONS, account, channel=inv.channel_id, now=self.service.now())
+        decision = decide_any(held, CALL_ACTIONS, account, channel=inv.channel_id, now=self.now())
         if not decision.allowed and problems:
             decision = replace(decision, note="; ".join(filter(None, [decision.note, *problems])))
         return decision
@@ -276,12 +291,10 @@ class LiveCalls:
         `/call hangup` (the account-choice machinery): the click runs the whole pipeline once."""
         if not calls:
             return ()
-        if inv.source == "cli":  # the shell has no buttons: nothing to store for them
-            return tuple(
-                CallEntry(account, c.call_id, _call_line(c, self.service.now()) if with_text else "") for c in calls
-            )
-        held, _ = await self.service._held(inv.user_id)
-        now = self.service.now()
+        if inv.source == Source.CLI:  # the shell has no buttons: nothing to store for them
+            return tuple(CallEntry(account, c.call_id, _call_line(c, self.now()) if with_text else "") for c in calls)
+        held, _ = await self.access.held(inv.user_id)
+        now = self.now()
         allowed = {
             a
             for a in CALL_ACTIONS
@@ -293,7 +306,7 @@ class LiveCalls:
             if "hangup" in allowed:
                 token = secrets.token_urlsafe(16)
                 text = f"hangup {account}:{call.call_id}"
-                await repo.save_choice(self.service.db, token, inv.user_id, text, [account])
+                await repo.save_choice(self.db, token, inv.user_id, text, [account])
                 hangup = f"{token}|{account}"
             line = _call_line(call, now) if with_text else ""
             entries.append(CallEntry(account, call.call_id, line, hangup, "redirect" in allowed, "flow" in allowed))
@@ -302,9 +315,9 @@ class LiveCalls:
     async def _read_failed(self, audit_id: int, error: CallbotError, title: str) -> Reply:
         fields = provider_error_fields(error) if isinstance(error, ProviderError) else {}
         fields.setdefault("error_message", error.message)
-        outcome = "failed" if error.outcome == "unknown" else error.outcome  # a read changes nothing
-        await self.service._complete(audit_id, outcome=outcome, **fields)
-        tone = Tone.INVALID if outcome == "invalid" else Tone.FAILURE
+        outcome = "failed" if error.outcome == Outcome.UNKNOWN else error.outcome  # a read changes nothing
+        await self.recorder.complete(audit_id, outcome=outcome, **fields)
+        tone = Tone.INVALID if outcome == Outcome.INVALID else Tone.FAILURE
         return Reply(tone, f"{title}.", (error.message,), audit_id=audit_id)
 
 

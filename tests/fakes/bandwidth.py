@@ -65,6 +65,10 @@ def bandwidth_error(status: int, type_: str, description: str, **headers: str) -
 class FakeBandwidth(RecordingServer):
     def __init__(self) -> None:
         super().__init__(self._answer)
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
         self.calls: dict[str, str] = {}  # callId → state
         self.details: dict[str, CallRecord] = {}
         self.causes: dict[str, str] = {}  # disconnectCause of disconnected calls

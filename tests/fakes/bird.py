@@ -84,6 +84,10 @@ def bird_error(status: int, code: str, message: str, details: dict[str, Any] | N
 class FakeBird(RecordingServer):
     def __init__(self) -> None:
         super().__init__(self._answer)
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
         self.calls: dict[str, str] = {}  # id → status
         self.details: dict[str, CallRecord] = {}
         self.scripted: deque[Answer] = deque()

@@ -118,6 +118,12 @@ class RecordingServer:
         # A short poll makes stop() quick: every bot test stops four of these.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
+    def reset(self) -> None:
+        """Forget every recorded request and any state a test set up: as good as a new server (one
+        fake serves every test of a worker; the fixtures reset it before each test)."""
+        with self._cond:
+            self.requests = []
+
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]

@@ -38,6 +38,10 @@ class Upload:
 class FakeSlack(RecordingServer):
     def __init__(self) -> None:
         super().__init__(self._answer)
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
         self._views = itertools.count(1)
         self.unreachable_channels: set[str] = set()  # chat.postEphemeral answers channel_not_found
         self.closed_channels: set[str] = set()  # chat.postMessage answers not_in_channel

@@ -53,6 +53,14 @@ def rfc2822(when: datetime | None) -> str | None:
 class FakeTwilio(RecordingServer):
     def __init__(self, *, latency: float = 0.0, max_concurrency: int | None = None, retry_after: float = 1) -> None:
         super().__init__(self._answer)
+        self._settings = (latency, max_concurrency, retry_after)
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to how it was made: no calls, no scripted answers, the constructor's latency and cap."""
+        super().reset()
+        latency, max_concurrency, retry_after = self._settings
         self.calls: dict[str, str] = {}  # sid → status
         self.details: dict[str, CallRecord] = {}
         self.scripted: deque[Answer] = deque()
@@ -69,7 +77,6 @@ class FakeTwilio(RecordingServer):
         self.gate: threading.Event | None = None  # when set, requests wait for it before an answer
         self.peak_concurrency = 0
         self._in_flight = 0
-        self._lock = threading.Lock()
         self._seq = itertools.count()
 
     def add_call(

@@ -1,5 +1,5 @@
 """Hanging up many calls on one account: the per-call step of a batch, through the service's own
-audit (bot/service/bulk/batches.py runs the items; bot/service/bulk/engine.py the workers and the throttle).
+audit (bot/db/batches.py runs the items; bot/service/bulk/engine.py the workers and the throttle).
 
 Each call gets its own audit row (source `bulk`, action `hangup`, the batch id in its request),
 written `pending` before the provider request and completed after it, like any hangup. The
@@ -11,21 +11,19 @@ throttle is one per account and process, shared by every batch on that account.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
-
+from bot.db.batches import Act, AlreadyHandled, ItemOutcome, Step
 from bot.domain.actions import Hangup
 from bot.domain.errors import CallbotError, ProviderError
+from bot.domain.outcomes import Outcome, Source
 from bot.domain.permissions import Decision
 from bot.providers.base import ProviderClient, elapsed_ms, provider_error_fields
-from bot.service.bulk.batches import Act, ItemOutcome, Step
 from bot.service.bulk.engine import Throttle, send_throttled
-
-if TYPE_CHECKING:
-    from bot.service.core import Invocation, Service
-
+from bot.service.recorder import Recorder
+from bot.service.safety import Safety
+from bot.service.steps import Invocation
 
 ALREADY_ENDED = "had already ended"
 
@@ -38,22 +36,30 @@ async def _has_ended(client: ProviderClient, call_id: str) -> bool:
 
 
 class BulkHangup:
-    def __init__(self, service: Service, concurrency: int | None = None) -> None:
+    def __init__(
+        self,
+        clients: Mapping[str, ProviderClient],
+        recorder: Recorder,
+        safety: Safety,
+        concurrency: int | None = None,
+    ) -> None:
         """`concurrency`: for every account; by default each account's `bulk_concurrency`."""
-        self.service = service
+        self.clients = dict(clients)
+        self.recorder = recorder
+        self.safety = safety
         self.concurrency = concurrency
         self._throttles: dict[str, Throttle] = {}
 
     def throttle(self, account: str) -> Throttle:
         if account not in self._throttles:
-            limit = self.concurrency or self.service.policy_of(account).bulk_concurrency
+            limit = self.concurrency or self.safety.policy_of(account).bulk_concurrency
             self._throttles[account] = Throttle(limit)
         return self._throttles[account]
 
     def act(self, inv: Invocation, account: str, batch_id: int, decision: Decision) -> Act:
         """The step for one call of batch `batch_id`, run as `inv` (who started the batch) under
         `decision` (their `bulk` grant)."""
-        client = self.service.clients[account]
+        client = self.clients[account]
         throttle = self.throttle(account)
 
         async def one(step: Step) -> ItemOutcome:
@@ -68,11 +74,11 @@ class BulkHangup:
             request = client.build(call_id, Hangup())
             key = f"batch:{batch_id}:{call_id}" + (":resumed" if step.in_doubt else "")
             audited = replace(
-                inv, source="bulk", text=f"hangup {account}:{call_id} (batch #{batch_id})", idempotency_key=key
+                inv, source=Source.BULK, text=f"hangup {account}:{call_id} (batch #{batch_id})", idempotency_key=key
             )
-            opening = self.service._audit_fields(
+            opening = self.recorder.fields(
                 audited,
-                outcome="pending",
+                outcome=Outcome.PENDING,
                 decision=decision,
                 request={**request.for_audit(), "batch": batch_id},
                 action="hangup",
@@ -84,7 +90,7 @@ class BulkHangup:
                 # The item turns `sending` and the call's row is opened `pending`, committed together
                 # (with the other workers' writes) before the request goes.
                 audit_id = await step.open(opening)
-            except IntegrityError:
+            except AlreadyHandled:
                 return ItemOutcome(None, "already handled by an earlier run of this batch")
             began = time.monotonic()
             try:
@@ -93,8 +99,8 @@ class BulkHangup:
                 # In an incident many calls end on their own between the listing and their turn: the
                 # provider refuses to end an ended call. Its row keeps that answer; the batch counts
                 # the call as ended (what the person wanted), once a read confirms it.
-                ended = error.outcome == "failed" and await _has_ended(client, call_id)
-                closing = self.service._outcome_fields(
+                ended = error.outcome == Outcome.FAILED and await _has_ended(client, call_id)
+                closing = self.recorder.outcome_fields(
                     outcome=error.outcome,
                     latency_ms=elapsed_ms(began),
                     **({"result": {"already_ended": True}} if ended else {}),
@@ -102,8 +108,8 @@ class BulkHangup:
                 )
                 outcome = ItemOutcome(audit_id, None, ALREADY_ENDED) if ended else ItemOutcome(audit_id, error.message)
             else:
-                closing = self.service._outcome_fields(
-                    outcome="succeeded",
+                closing = self.recorder.outcome_fields(
+                    outcome=Outcome.SUCCEEDED,
                     latency_ms=elapsed_ms(began),
                     provider_status=result.http_status,
                     provider_request_id=result.request_id,

@@ -26,7 +26,7 @@ from bot.domain.actions import (
 from bot.domain.callflow import parse_callflow
 from bot.domain.errors import InvalidInput
 from bot.domain.grammar import CallCommand
-from bot.slack.views import OPTION_FIELDS, FormState
+from bot.slack.views.action_form import OPTION_FIELDS, FormState
 
 TEXT_FIELDS = ("url", "twiml", "callflow")
 

@@ -1,5 +1,5 @@
-"""Bulk actions that survive the process: a batch row, one item per call, and the runner that
-drives `bot.bulk.run_all` over the items still to do.
+"""Bulk actions that survive the process: a batch row and one item per call (the runner that
+drives them is bot/service/bulk/runner.py).
 
 Every item moves todo → sending → ended | failed, committed before and after its provider
 request, so after a crash nothing is sent twice blindly: `todo` items were never sent, `ended` /
@@ -17,17 +17,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import chain
 from bot.db.models import BatchItemRow, BatchRow, utcnow
 from bot.db.session import Database
-from bot.service.bulk.engine import Progress, Summary, run_all
 
 RUNNING, FINISHED, CANCELLED, INTERRUPTED = "running", "finished", "cancelled", "interrupted"
 TODO, SENDING, ENDED, FAILED = "todo", "sending", "ended", "failed"
 # A running batch's heartbeat older than this belongs to a dead process (ticks come every second).
 STALE_AFTER = timedelta(seconds=30)
+
+
+class AlreadyHandled(Exception):
+    """The call's audit row exists already (its idempotency key): an earlier run handled it."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +140,12 @@ class Step:
         await self.writer.write(self.item_id, SENDING)
 
     async def open(self, fields: dict[str, Any]) -> int:
-        """Marks the item `sending` and inserts the audit row `fields` (pending); its id."""
-        audit_id = await self.writer.write(self.item_id, SENDING, opening=fields)
+        """Marks the item `sending` and inserts the audit row `fields` (pending); its id.
+        AlreadyHandled when an earlier run of the batch wrote this call's row already."""
+        try:
+            audit_id = await self.writer.write(self.item_id, SENDING, opening=fields)
+        except IntegrityError:
+            raise AlreadyHandled(self.call_id) from None
         assert audit_id is not None
         return audit_id
 
@@ -261,67 +269,31 @@ async def counts(db: Database, batch_id: int) -> dict[str, int]:
         return {state: int(count) for state, count in rows.all()}
 
 
-async def run(
-    db: Database,
-    batch_id: int,
-    act: Act,
-    *,
-    workers: int,
-    report: Callable[[Progress], Awaitable[None]],
-    every: float = 1.0,
-) -> Summary[str]:
-    """Runs the batch's items still to do (todo, and sending ones in doubt) and closes the batch:
-    finished, or cancelled when someone asked. Progress counts the whole batch, earlier runs too."""
-    pending = [item for item in await items(db, batch_id) if item.state in (TODO, SENDING)]
-    before = await counts(db, batch_id)
-    done_before = before.get(ENDED, 0)
-    failed_before = before.get(FAILED, 0)
-    by_call = {item.call_id: item for item in pending}
-    writer = Writer(db)
-
-    async def one(call_id: str) -> str | None:
-        item = by_call[call_id]
-        step = Step(item.id, call_id, item.state == SENDING, writer)
-        outcome = await act(step)
-        if not step.settled:
-            await step.settle(outcome)
-        return outcome.error
-
-    def whole(progress: Progress) -> Progress:
-        return Progress(
-            done_before + failed_before + progress.total,
-            done_before + progress.ended,
-            failed_before + progress.failed,
-            progress.elapsed,
-            earlier=done_before + failed_before,
+async def beat(db: Database, batch_id: int, *, ended: int, failed: int) -> None:
+    """The running batch's heartbeat, with its counts so far."""
+    async with db.session() as session:
+        await session.execute(
+            update(BatchRow).where(BatchRow.id == batch_id).values(heartbeat_at=utcnow(), ended=ended, failed=failed)
         )
 
-    async def tick(progress: Progress) -> None:
-        overall = whole(progress)
-        async with db.session() as session:
-            await session.execute(
-                update(BatchRow)
-                .where(BatchRow.id == batch_id)
-                .values(heartbeat_at=utcnow(), ended=overall.ended, failed=overall.failed)
-            )
-        await report(overall)
 
-    async def should_stop() -> bool:
-        row = await get(db, batch_id)
-        return row is None or row.cancel_requested_by is not None
-
-    summary = await run_all(list(by_call), one, workers=workers, report=tick, should_stop=should_stop, every=every)
-    overall = whole(summary.progress)
+async def close(db: Database, batch_id: int, *, stopped: bool, ended: int, failed: int) -> None:
+    """The batch ran to its end: finished, or cancelled when someone asked."""
+    now = utcnow()
     async with db.session() as session:
         await session.execute(
             update(BatchRow)
             .where(BatchRow.id == batch_id)
             .values(
-                status=CANCELLED if summary.stopped else FINISHED,
-                ended=overall.ended,
-                failed=overall.failed,
-                heartbeat_at=utcnow(),
-                finished_at=utcnow(),
+                status=CANCELLED if stopped else FINISHED,
+                ended=ended,
+                failed=failed,
+                heartbeat_at=now,
+                finished_at=now,
             )
         )
-    return Summary(overall, summary.stopped, summary.failures, summary.untouched)
+
+
+async def cancel_requested(db: Database, batch_id: int) -> bool:
+    row = await get(db, batch_id)
+    return row is None or row.cancel_requested_by is not None

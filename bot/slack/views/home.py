@@ -1,9 +1,8 @@
-"""The App Home tab: the person's recent attempts and, for `audit` holders, the team's with quick
-filters. Published on `app_home_opened`, on a quick-filter click and after each call action."""
+"""The App Home tab as a view: the person's recent attempts and, for `audit` holders, the team's
+with quick filters. Published by bot/slack/notify.py (`publish_home`)."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import (
@@ -17,26 +16,12 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 from slack_sdk.models.views import View
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.replies import AuditEntry, AuditHome
-from bot.service.core import Service
-from bot.slack.render import details_button, entry_text
-
-log = logging.getLogger(__name__)
+from bot.slack.views.render import details_button, entry_text
 
 HOME_FILTER_ACTION = "home_filter"
 FILTER_LABELS = {"all": "All", "failed": "Failed only", "denied": "Denied only", "today": "Today"}
-
-
-async def publish_home(client: AsyncWebClient, service: Service, user_id: str, team_filter: str | None = None) -> None:
-    """Best effort: a Home tab Slack refuses (app not installed for them, rate limit…) is logged;
-    whatever the person was doing carries on. Without `team_filter`, their last pick stays."""
-    try:
-        home = await service.audit.home(user_id, team_filter)
-        await client.views_publish(user_id=user_id, view=home_view(home, service.now()))
-    except Exception:
-        log.exception("could not publish the App Home of %s", user_id)
 
 
 def home_view(home: AuditHome, now: datetime) -> View:

@@ -30,6 +30,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.domain.grammar import CallCommand
 from bot.service.core import FormAccount
 
 ACTION_MODAL = "call_action"
@@ -221,7 +222,7 @@ def _action_fields(account: FormAccount, action: str, state: FormState) -> list[
             )
         )
     elif action == "flow":
-        # The callFlow builder (bot/slack/flow_builder.py) takes over this modal: it has its own
+        # The callFlow builder (bot/slack/listeners/flow_builder.py) takes over this modal: it has its own
         # Apply, and its "JSON" button for those who prefer to write the callFlow out.
         return [
             ActionsBlock(
@@ -296,6 +297,24 @@ def confirm_view(summary: str, detail: str, metadata: Mapping[str, Any], submit:
             SectionBlock(text=MarkdownTextObject(text=detail)),
         ],
     )
+
+
+def confirmation(command: CallCommand, channel: str | None) -> View:
+    """The confirm view of a hang-up or cancel submitted from the form; its metadata carries the
+    form's values, so the confirmed submission is rebuilt from them."""
+    action = command.action
+    target = command.target.display()
+    verb = "Hang up" if action.name.value == "hangup" else "Cancel"
+    detail = (
+        "This ends the call for everyone on it."
+        if action.name.value == "hangup"
+        else "This ends the call if it is still queued or ringing."
+    )
+    if action.reason:
+        detail += f"\nReason: {action.reason}"
+    values = {"call_id": command.target.call_id, "reason": action.reason}
+    meta = {"channel": channel, "account": command.target.account, "action": action.name.value, "values": values}
+    return confirm_view(f"{verb} {target}?", detail, meta, verb)
 
 
 def loading_view() -> View:

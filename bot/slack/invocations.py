@@ -1,0 +1,77 @@
+"""Who asked, from where, and what a view carries: Slack payloads read into the service's
+`Invocation`. Every listener starts here, so the same request always gets the same idempotency key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot.service.core import Invocation
+from bot.slack.text import plain_text
+
+
+def slash_invocation(body: dict[str, Any], request: AsyncBoltRequest) -> Invocation:
+    return Invocation(
+        source="slash",
+        user_id=str(body.get("user_id") or "unknown"),
+        user_name=body.get("user_name"),
+        team_id=body.get("team_id"),
+        channel_id=body.get("channel_id"),
+        text=plain_text(str(body.get("text") or "")),
+        idempotency_key=_idempotency_key(body, request),
+    )
+
+
+def button_invocation(body: dict[str, Any], idempotency_key: str | None = None) -> Invocation:
+    """Who clicked a button (block_actions), and in which channel the message was."""
+    user = body.get("user") or {}
+    return Invocation(
+        source="button",
+        user_id=str(user.get("id") or "unknown"),
+        user_name=user.get("username") or user.get("name"),
+        team_id=(body.get("team") or {}).get("id"),
+        channel_id=(body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
+        text="",
+        idempotency_key=idempotency_key,
+    )
+
+
+def modal_invocation(body: dict[str, Any], view: dict[str, Any], channel: str | None) -> Invocation:
+    user = body.get("user") or {}
+    # A replayed submission carries the same view and values; a corrected one does not.
+    digest = hashlib.sha256(
+        json.dumps([view.get("id"), view.get("hash"), (view.get("state") or {}).get("values")], sort_keys=True).encode()
+    ).hexdigest()
+    return Invocation(
+        source="modal",
+        user_id=str(user.get("id") or "unknown"),
+        user_name=user.get("username") or user.get("name"),
+        team_id=(body.get("team") or {}).get("id"),
+        channel_id=channel,
+        text="",
+        idempotency_key=f"modal:{digest[:48]}",
+    )
+
+
+def view_metadata(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def user_id(body: dict[str, Any]) -> str:
+    """The clicker of a block_actions or view payload ("" when Slack sent none)."""
+    return str((body.get("user") or {}).get("id") or "")
+
+
+def _idempotency_key(body: dict[str, Any], request: AsyncBoltRequest) -> str:
+    """Slack's trigger_id is unique per invocation; a replayed body carries the same one."""
+    trigger = body.get("trigger_id")
+    if trigger:
+        return f"slack:{trigger}"
+    return "body:" + hashlib.sha256(request.raw_body.encode("utf-8")).hexdigest()

@@ -1,0 +1,187 @@
+"""The test database: one per pytest-xdist worker, migrated once, emptied before each test.
+
+SQLite (the default): a file in the worker's own temporary directory. PostgreSQL (when
+CALLBOT_TEST_DATABASE_URL is set): a worker `gw0` gets its own database `<name>_gw0`, made afresh on
+the same server through its `postgres` maintenance database and dropped at the end; a run without
+workers (`-n 0`) uses the given database itself, its schema `public` dropped and made again.
+Subprocesses (`callbot …`, writers) get the same URL through the `env` fixture's DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, bindparam, create_engine, text
+from sqlalchemy.engine import make_url
+
+from bot.db import migrate
+from bot.db.models import UTCDateTime
+from bot.db.session import Database, parse_database_url
+
+ENV_URL = "CALLBOT_TEST_DATABASE_URL"
+T = TypeVar("T")
+
+
+def worker() -> str | None:
+    """This process's pytest-xdist worker id (gw0, gw1…), None without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def label() -> str:
+    url = os.environ.get(ENV_URL)
+    return url.split("@")[-1] if url else "sqlite (temporary file)"
+
+
+def create(directory: Path) -> tuple[str, Callable[[], None]]:
+    """The migrated database of this process, and what removes it at the end of the session."""
+    url = os.environ.get(ENV_URL)
+    drop: Callable[[], None] = lambda: None  # noqa: E731
+    if not url:
+        url = f"sqlite:///{directory / 'callbot.db'}"
+    elif worker():
+        url, drop = _own_postgres_database(url, worker() or "")
+    else:
+        _fresh_public_schema(url)
+    migrate.upgrade(url)
+    return url, drop
+
+
+def _fresh_public_schema(url: str) -> None:
+    engine = create_engine(parse_database_url(url, sync=True))
+    with engine.begin() as conn:
+        # A clean slate whatever an earlier run left behind.
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def _own_postgres_database(base: str, worker_id: str) -> tuple[str, Callable[[], None]]:
+    parsed = make_url(base)
+    name = f"{parsed.database or 'callbot_test'}_{worker_id}"
+    admin_url = parse_database_url(parsed.set(database="postgres").render_as_string(hide_password=False), sync=True)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+
+    def run(*statements: str) -> None:
+        for attempt in range(5):
+            try:
+                with admin.connect() as conn:
+                    for statement in statements:
+                        conn.execute(text(statement))
+                return
+            except Exception:
+                # CREATE DATABASE copies template1 and fails while another session is on it.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    # WITH (FORCE): sessions a killed earlier run left behind do not keep the database alive.
+    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        try:
+            run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            admin.dispose()
+
+    return parsed.set(database=name).render_as_string(hide_password=False), drop
+
+
+def on_database(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Runs `work` with the bot's own async Database on `url` (a fresh event loop), then closes it."""
+
+    async def go() -> T:
+        database = Database(url)
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(go())
+
+
+TABLES = (
+    "approvals",
+    "freezes",
+    "audit_log",
+    "grants",
+    "roles",
+    "saved_flows",
+    "flow_drafts",
+    "batches",
+    "batch_items",
+)
+
+
+@dataclass
+class DbHelper:
+    url: str
+    engine: Engine
+
+    def reset(self) -> None:
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+            else:
+                for table in TABLES:
+                    conn.execute(text(f"DELETE FROM {table}"))
+            # A fresh, empty hash chain (bot/db/chain.py).
+            conn.execute(
+                text("UPDATE audit_chain SET seq = 0, hash = :genesis, base_seq = 0, base_hash = :genesis"),
+                {"genesis": "0" * 64},
+            )
+
+    def grant(
+        self,
+        user: str,
+        action: str,
+        account: str = "*",
+        *,
+        kind: str = "user",
+        channel: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> int:
+        """Insert a grant (a user's, or a user group's with kind="group"); returns its id."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO grants (user_id, action, account, granted_by, created_at, subject_kind, channel, "
+                    "expires_at) VALUES (:u, :a, :acc, 'test-setup', CURRENT_TIMESTAMP, :k, :c, :e)"
+                ).bindparams(bindparam("e", type_=UTCDateTime())),  # stored exactly as the bot stores it
+                {"u": user, "a": action, "acc": account, "k": kind, "c": channel, "e": expires_at},
+            )
+            return int(conn.execute(text("SELECT max(id) FROM grants")).scalar_one())
+
+    def grants(self) -> list[tuple[str, str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT user_id, action, account FROM grants ORDER BY id"))
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def audit(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT * FROM audit_log ORDER BY id")).mappings().all()
+        result = []
+        for row in rows:
+            item = dict(row)
+            for key in ("request", "result"):
+                if isinstance(item.get(key), str):
+                    item[key] = json.loads(item[key])
+            result.append(item)
+        return result
+
+    def wait_audit(self, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.audit()
+            if predicate(rows):
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(f"audit rows never matched: {rows}")
+            time.sleep(0.02)

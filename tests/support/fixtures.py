@@ -1,0 +1,146 @@
+"""The shared pytest fixtures (a plugin: tests/conftest.py loads it).
+
+Per worker session: the migrated test database and the four fake servers. Per test: the fakes
+reset to new, the database emptied, a deployment's environment pointing at them, and `make_bot`,
+which starts the real app with a given configuration (`bot` is the default one)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from bot.db.session import parse_database_url
+from tests.fakes.bandwidth import FakeBandwidth
+from tests.fakes.bird import FakeBird
+from tests.fakes.slack import FakeSlack
+from tests.fakes.twilio import FakeTwilio
+from tests.support import database
+from tests.support.bots import Bot, BotFactory, Fakes, SharedBot, deployment_env, write_config
+from tests.support.database import DbHelper
+
+
+def pytest_report_header() -> str:
+    return f"callbot test database: {database.label()}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This worker's own database, migrated to head."""
+    url, drop = database.create(tmp_path_factory.mktemp("db"))
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def database_engine(database_url: str) -> Iterator[Engine]:
+    """The tests' own (synchronous) connection pool to this worker's database."""
+    engine = create_engine(parse_database_url(database_url, sync=True))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(database_url: str, database_engine: Engine) -> DbHelper:
+    """The worker's database, emptied: no grant, no audit row, a fresh hash chain."""
+    helper = DbHelper(database_url, database_engine)
+    helper.reset()
+    return helper
+
+
+@pytest.fixture(scope="session")
+def fakes() -> Iterator[Fakes]:
+    """One of each fake server for the whole session of a worker; the per-test fixtures below
+    reset the one they hand out, so a test sees it as new."""
+    servers = Fakes(FakeSlack().start(), FakeTwilio().start(), FakeBandwidth().start(), FakeBird().start())
+    yield servers
+    for server in servers.all():
+        server.stop()
+
+
+@pytest.fixture
+def fake_slack(fakes: Fakes) -> FakeSlack:
+    fakes.slack.reset()
+    return fakes.slack
+
+
+@pytest.fixture
+def fake_twilio(fakes: Fakes) -> FakeTwilio:
+    fakes.twilio.reset()
+    return fakes.twilio
+
+
+@pytest.fixture
+def fake_bandwidth(fakes: Fakes) -> FakeBandwidth:
+    fakes.bandwidth.reset()
+    return fakes.bandwidth
+
+
+@pytest.fixture
+def fake_bird(fakes: Fakes) -> FakeBird:
+    fakes.bird.reset()
+    return fakes.bird
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path,
+    db: DbHelper,
+    fake_slack: FakeSlack,
+    fake_twilio: FakeTwilio,
+    fake_bandwidth: FakeBandwidth,
+    fake_bird: FakeBird,
+) -> dict[str, str]:
+    """The environment a deployment would set, pointing at the fakes (a callbot.toml with one
+    account per provider)."""
+    config = write_config(tmp_path / "callbot.toml", fake_twilio.url, "", fake_bandwidth.url, fake_bird.url)
+    return deployment_env(db.url, config, fake_slack)
+
+
+@pytest.fixture
+def make_bot(
+    env: dict[str, str],
+    tmp_path: Path,
+    db: DbHelper,
+    fake_slack: FakeSlack,
+    fake_twilio: FakeTwilio,
+    fake_bandwidth: FakeBandwidth,
+    fake_bird: FakeBird,
+) -> Iterator[BotFactory]:
+    """`make_bot(accounts, extra=, preamble=, env=, clock=, **server_options)` → a running Bot
+    (see BotFactory); each one started is stopped after the test."""
+    factory = BotFactory(env, tmp_path, db, Fakes(fake_slack, fake_twilio, fake_bandwidth, fake_bird))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def shared_bot(tmp_path_factory: pytest.TempPathFactory, database_url: str, fakes: Fakes) -> Iterator[SharedBot]:
+    """The worker's bot with the default configuration, lent to the tests of `shared_bot` modules."""
+    shared = SharedBot(tmp_path_factory.mktemp("shared-bot"), database_url, fakes)
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def bot(request: pytest.FixtureRequest, make_bot: BotFactory) -> Iterator[Bot]:
+    """The bot with the default configuration: accounts prod (Twilio), bw (Bandwidth), bird (Bird).
+    A new one for the test, or in a module marked `shared_bot` the worker's, lent (see SharedBot)."""
+    if request.node.get_closest_marker("shared_bot") is None:
+        yield make_bot()
+        return
+    shared: SharedBot = request.getfixturevalue("shared_bot")
+    with shared.lend(make_bot.db) as lent:
+        yield lent
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
