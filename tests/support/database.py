@@ -1,9 +1,11 @@
 """The test database: one per pytest-xdist worker, migrated once, emptied before each test.
 
 SQLite (the default): a file in the worker's own temporary directory. PostgreSQL (when
-CALLBOT_TEST_DATABASE_URL is set): a worker `gw0` gets its own database `<name>_gw0`, made afresh on
-the same server through its `postgres` maintenance database and dropped at the end; a run without
-workers (`-n 0`) uses the given database itself, its schema `public` dropped and made again.
+CALLBOT_TEST_DATABASE_URL is set): each worker of a run gets its own database on the same server,
+`<name>_<unix time>_<run id>_gw0`, made through the server's `postgres` maintenance database and
+dropped at the end (two runs at once on one server, as on a shared machine, never meet; what a
+killed run left behind is dropped by a later run once a day old). A run without workers (`-n 0`)
+uses the given database itself, its schema `public` dropped and made again.
 Subprocesses (`callbot …`, writers) get the same URL through the `env` fixture's DATABASE_URL.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -63,18 +66,22 @@ def _fresh_public_schema(url: str) -> None:
     engine.dispose()
 
 
+LEFT_BEHIND_AFTER = 86_400  # seconds: no run lasts that long
+
+
 def _own_postgres_database(base: str, worker_id: str) -> tuple[str, Callable[[], None]]:
     parsed = make_url(base)
-    name = f"{parsed.database or 'callbot_test'}_{worker_id}"
+    prefix = (parsed.database or "callbot_test")[:30]  # the whole name within PostgreSQL's 63 bytes
+    run_id = re.sub("[^0-9a-f]", "", os.environ.get("PYTEST_XDIST_TESTRUNUID", "").lower())[:8] or f"{os.getppid():x}"
+    name = f"{prefix}_{int(time.time())}_{run_id}_{worker_id}"
     admin_url = parse_database_url(parsed.set(database="postgres").render_as_string(hide_password=False), sync=True)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
 
-    def run(*statements: str) -> None:
+    def run(statement: str) -> None:
         for attempt in range(5):
             try:
                 with admin.connect() as conn:
-                    for statement in statements:
-                        conn.execute(text(statement))
+                    conn.execute(text(statement))
                 return
             except Exception:
                 # CREATE DATABASE copies template1 and fails while another session is on it.
@@ -82,11 +89,17 @@ def _own_postgres_database(base: str, worker_id: str) -> tuple[str, Callable[[],
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
-    # WITH (FORCE): sessions a killed earlier run left behind do not keep the database alive.
-    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    with admin.connect() as conn:
+        others = conn.execute(text("SELECT datname FROM pg_database")).scalars().all()
+    for other in others:
+        made = re.fullmatch(rf"{re.escape(prefix)}_(\d+)_[0-9a-f]+_gw\d+", other)
+        if made and time.time() - int(made.group(1)) > LEFT_BEHIND_AFTER:
+            run(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
+    run(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
         try:
+            # WITH (FORCE): a subprocess a failed test left running does not keep it alive.
             run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             admin.dispose()
