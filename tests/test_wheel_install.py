@@ -298,7 +298,10 @@ def _wait_healthy(server: subprocess.Popen[str], url: str, timeout: float = 60) 
 def build_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("build-tool") / "venv"
     _run([sys.executable, "-m", "venv", venv], env=_tool_env())
-    _run([venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check", "--quiet", "install", "build"])
+    _run(
+        [venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check", "--quiet", "install", "build"],
+        env=_tool_env(),
+    )
     return venv / "bin" / "python"
 
 
