@@ -32,11 +32,10 @@ from tests.fakes.bandwidth import bw_call_id
 from tests.fakes.bird import bird_call_id
 from tests.fakes.slack import FakeSlack, dm_channel
 from tests.fakes.twilio import AUTH_TOKEN, CALLS_PATH, FakeTwilio, call_sid, twilio_error
-from tests.processes import callbot, spawn
+from tests.processes import callbot, spawn, wait_healthy
 from tests.support.bots import ALICE, BOB, PAYLOADS, Bot, BotFactory, SlackDriver, reply_text, write_config
 from tests.support.database import DbHelper, on_database
 from tests.test_observability import scrape, value
-from tests.test_startup import wait_healthy
 
 CHANNEL = "C2147483705"  # the channel of the slash-command sample
 FRAUD = "+88213000777"  # the premium destination of the simulated toll fraud

@@ -27,11 +27,10 @@ from bot.logs import JsonFormatter, LogFormat, LogSettings, TextFormatter, insta
 from bot.observe import AttemptObserver
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid, twilio_error
-from tests.processes import callbot, spawn
+from tests.processes import callbot, spawn, wait_healthy
 from tests.support.bots import ALICE, BOB, SIGNING_SECRET, Bot, BotFactory, SlackDriver, reply_text
 from tests.support.database import DbHelper, on_database
 from tests.test_app_home import home_opened, wait_home
-from tests.test_startup import wait_healthy
 
 SECRETS = (
     AUTH_TOKEN,

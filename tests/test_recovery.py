@@ -8,10 +8,9 @@ from pathlib import Path
 from tests.fakes.server import Answer
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import FakeTwilio, call_sid
-from tests.processes import spawn
+from tests.processes import spawn, wait_healthy
 from tests.support.bots import ALICE, SlackDriver
 from tests.support.database import DbHelper
-from tests.test_startup import wait_healthy
 
 
 def test_pending_row_of_a_killed_process_becomes_unknown_on_restart(

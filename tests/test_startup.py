@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.fakes.slack import BOT_TOKEN
 from tests.fakes.twilio import ACCOUNT_SID
-from tests.processes import callbot, spawn
+from tests.processes import callbot, spawn, wait_healthy
 from tests.support.bots import SIGNING_SECRET
 
 
@@ -92,19 +91,3 @@ def test_serve_starts_on_a_fresh_sqlite_database_and_answers_healthz(tmp_path: P
         process.terminate()
         output = process.communicate(timeout=20)[0]
     assert SIGNING_SECRET not in output and BOT_TOKEN not in output
-
-
-def wait_healthy(url: str, timeout: float = 30) -> httpx.Response:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = httpx.get(f"{url}/healthz", timeout=2)
-            if response.status_code == 200:
-                return response
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("callbot serve did not become healthy")
-        time.sleep(0.1)

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -37,6 +35,7 @@ from packaging.utils import canonicalize_name
 import bot
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
+from tests.processes import wait_healthy
 from tests.support.bots import SIGNING_SECRET
 
 # Nothing here touches the test database: CI's second pass (PostgreSQL) need not build it all again.
@@ -210,7 +209,7 @@ def test_the_installed_callbot_runs_from_an_empty_directory(
         text=True,
     )
     try:
-        response = _wait_healthy(server, f"http://127.0.0.1:{unused_port}/healthz")
+        response = wait_healthy(f"http://127.0.0.1:{unused_port}", server, timeout=60)
         assert response.json() == {"status": "ok"}
     finally:
         server.terminate()
@@ -270,28 +269,12 @@ def test_the_procfile_runs_after_the_buildpack_steps(tmp_path: Path, fake_slack:
         text=True,
     )
     try:
-        assert _wait_healthy(web, f"http://127.0.0.1:{unused_port}/healthz").json() == {"status": "ok"}
+        assert wait_healthy(f"http://127.0.0.1:{unused_port}", web, timeout=60).json() == {"status": "ok"}
     finally:
         web.terminate()
         output = web.communicate(timeout=20)[0]
     assert "Traceback" not in output, output
     assert SIGNING_SECRET not in output and BOT_TOKEN not in output
-
-
-def _wait_healthy(server: subprocess.Popen[str], url: str, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        if server.poll() is not None:
-            raise AssertionError(f"callbot serve exited with {server.returncode}:\n{server.communicate()[0]}")
-        try:
-            response = httpx.get(url, timeout=2)
-            if response.status_code == 200:
-                return response
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("callbot serve did not become healthy")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.db.models import ApprovalRow
+from bot.db.models import ApprovalRow, AuditRow
 from bot.domain.actions import ActionName, ApplyFlow, CallAction, Cancel, Hangup, InlineTwiml, Redirect, action_params
 from bot.domain.errors import InvalidInput, PolicyDenied, ProviderError
 from bot.domain.grammar import CallCommand
@@ -96,20 +96,26 @@ class CallActions:
         cleared = await self._second_person(inv, command, authorised, request, cleared, approved)
         if isinstance(cleared, Reply):
             return Done(cleared)
-        row = await self.recorder.open(
-            inv,
-            outcome=Outcome.PENDING,
-            decision=cleared.decision,
-            request=stored,
-            break_glass=cleared.break_glass,
-            **authorised.context,
-        )
+        row = await self._open_pending(inv, authorised, stored, cleared)
         if isinstance(row, Reply):
             return Done(row)
         label = authorised.label
         ack = self.recorder.redact(Reply(Tone.WORKING, f"{_doing(command.action)} {label}…", audit_id=row.id))
         return Started(
             ack, row.id, authorised.client, request, command.action, label, command.target.call_id, check_state=check
+        )
+
+    async def _open_pending(
+        self, inv: Invocation, authorised: Authorised, stored: dict[str, Any], cleared: Cleared
+    ) -> AuditRow | Reply:
+        """The row written before any provider I/O; a replayed request gets the earlier answer."""
+        return await self.recorder.open(
+            inv,
+            outcome=Outcome.PENDING,
+            decision=cleared.decision,
+            request=stored,
+            break_glass=cleared.break_glass,
+            **authorised.context,
         )
 
     async def _build(self, inv: Invocation, command: CallCommand, authorised: Authorised) -> WireRequest | Reply:
@@ -201,14 +207,7 @@ class CallActions:
         real run would do). The read is provider I/O, so it happens in `finish`, after Slack's
         acknowledgement: the row is `pending` meanwhile, then `dry_run` (or `invalid`)."""
         label = authorised.label
-        row = await self.recorder.open(
-            inv,
-            outcome=Outcome.PENDING,
-            decision=cleared.decision,
-            request=stored,
-            break_glass=cleared.break_glass,
-            **authorised.context,
-        )
+        row = await self._open_pending(inv, authorised, stored, cleared)
         if isinstance(row, Reply):
             return Done(row)
         verb = command.action.name.value
