@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
+from bot.db import repo
 from tests.fakes.twilio import ACCOUNT_SID, call_sid
 from tests.support.bots import ALICE, BOB, PAYLOADS, TWILIO_ONLY, BotFactory, SlackDriver, reply_text
+from tests.support.database import on_database
 
 STAGING = f"""
 [accounts.staging]
@@ -81,3 +84,18 @@ def test_someone_else_cannot_use_the_buttons(two_twilio: Any) -> None:
     [reply] = fake_slack.wait_responses(1)
     assert "expired or was already used" in reply_text(reply.json)
     assert fake_twilio.requests == []
+
+
+def test_two_takes_of_one_choice_at_once_give_it_to_exactly_one(db: Any) -> None:
+    """Two clicks at once on a one-shot button: one gets the command, the other "already used" —
+    neither an internal error (the take used to read, then delete, and the second delete failed)."""
+
+    async def race(database: Any) -> list[Any]:
+        results = []
+        for n in range(10):
+            await repo.save_choice(database, f"tok{n}", ALICE, "hangup CA1", ["prod"], purpose="confirm")
+            results.append(await asyncio.gather(*(repo.take_choice(database, f"tok{n}", ALICE) for _ in range(3))))
+        return results
+
+    for takes in on_database(db.url, race):
+        assert [t is not None for t in takes].count(True) == 1

@@ -221,13 +221,14 @@ async def peek_choice(db: Database, token: str) -> PendingChoice | None:
 
 async def take_choice(db: Database, token: str, user_id: str | None = None) -> PendingChoice | None:
     """The stored command, removed as it is taken; None when unknown or expired. With `user_id`,
-    someone else's click leaves it in place (the owner's buttons keep working)."""
+    someone else's click leaves it in place (the owner's buttons keep working). One DELETE …
+    RETURNING, so of two clicks at once exactly one gets the command and the other None."""
+    taking = delete(PendingChoice).where(PendingChoice.token == token)
+    if user_id is not None:
+        taking = taking.where(PendingChoice.user_id == user_id)
     async with db.session() as session:
-        choice = await session.get(PendingChoice, token)
-        if choice is None or (user_id is not None and choice.user_id != user_id):
-            return None
-        await session.delete(choice)
-        return choice if choice.created_at >= utcnow() - CHOICE_TTL else None
+        choice = (await session.scalars(taking.returning(PendingChoice))).one_or_none()
+        return choice if choice is not None and choice.created_at >= utcnow() - CHOICE_TTL else None
 
 
 # -- safety policy: rate limits and freezes ---------------------------------------------------------
