@@ -323,6 +323,16 @@ class CallActions:
             Reply(Tone.INVALID, f"Not sent: {verb} {started.label}", lines, audit_id=started.audit_id)
         )
 
+    async def abandon(self, started: Started, why: str) -> Reply:
+        """A started action that must not be sent after all (Slack stopped waiting for the
+        acknowledgement): its pending row closes as `expired`, nothing reaches the provider."""
+        await self.recorder.complete(started.audit_id, outcome=Outcome.EXPIRED, error_message=why)
+        verb = started.action.name.value
+        lines = (why, f"`{verb}` was not run. Run the command again if it is still needed.")
+        return self.recorder.redact(
+            Reply(Tone.FAILURE, f"Not sent: {verb} {started.label}", lines, audit_id=started.audit_id)
+        )
+
 
 def _doing(action: CallAction) -> str:
     return {

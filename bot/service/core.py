@@ -181,6 +181,9 @@ class Service:
     async def finish(self, started: Started) -> Reply:
         return await self.calls.finish(started)
 
+    async def abandon(self, started: Started, why: str) -> Reply:
+        return await self.calls.abandon(started, why)
+
     async def begin_choice(self, inv: Invocation, token: str, account: str) -> Done | Started:
         """The person picked `account` for a command whose call id fitted several accounts, or
         clicked the Confirm of a confirmation."""

@@ -5,11 +5,20 @@ two-person approval request to post) or `Started` (a "working" reply; the provid
 to send). `finish` sends it and gives the outcome. Where each reply goes depends on the surface (an
 `Answer`): a slash command acknowledges, a button rewrites its message, a view submission closes
 (or keeps open) its modal and posts the outcome itself, an approval click tells its own people.
+
+Ack in time, or do nothing. Where the first answer *is* Slack's acknowledgement (a slash command, a
+view submission), `begin` has until ACK_BUDGET after the request arrived. Past it Slack has shown
+the person an error, so whatever `begin` still does is never sent: the person is told at once that
+callbot is too slow (the database, mostly), and once `begin` ends its pending row closes as
+`expired` and the person hears so through the response_url. No provider request ever follows an
+acknowledgement Slack did not get in time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.grammar import CallCommand
 from bot.domain.replies import Reply, Tone
+from bot.logs import request_started
 from bot.service.core import Done, Invocation, Service, Started
 from bot.slack.notify import deliver, post_approval, publish_home
 from bot.slack.views.render import message
@@ -31,9 +41,28 @@ INTERNAL_ERROR = Reply(
     ("The error is in the server log. Try again, or ask the people who run callbot.",),
 )
 READ_FAILED = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was changed.", ("See the server log.",))
+# Slack waits 3 s for an acknowledgement, counted from when it sent the request; callbot counts
+# from when the request reached it and keeps half a second for the way back.
+ACK_BUDGET = 2.5
+TOO_LATE = (
+    "Slack stopped waiting for callbot's answer (3 s), so nothing was sent to the provider: "
+    "callbot was too slow to check and record the request in time."
+)
+TOO_SLOW = Reply(
+    Tone.FAILURE,
+    "callbot could not answer within Slack's 3 seconds; nothing was sent to the provider.",
+    (
+        "Its database is slow or not answering. If it answers later, one more message here says what was "
+        "recorded. Run the command again in a moment, or ask the people who run callbot.",
+    ),
+)
 
 
 class Answer(Protocol):
+    @property
+    def acks(self) -> bool:
+        """The first reply is Slack's acknowledgement: it must come within ACK_BUDGET, or not at all."""
+
     async def broken(self) -> None:
         """`begin` raised: there is no reply to give, and nothing was sent."""
 
@@ -60,12 +89,24 @@ async def drive(
     is delivered, `home_of`'s App Home shows it too. Returns the final reply; None when `begin` or
     the provider step raised (logged): the outcome is not known, so a caller that records it
     elsewhere (an approval) records nothing; the audit row left pending is settled by `recover_pending`."""
+    deadline = ack_deadline() if answer.acks else None
+    begun = asyncio.ensure_future(begin())
     try:
-        step = await begin()
+        if deadline is None:
+            step = await begun
+        else:
+            step = await asyncio.wait_for(asyncio.shield(begun), max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        await answer.at_once(TOO_SLOW, final=True)
+        return await _too_late(service, client, begun, answer)
     except Exception:
         log.exception("could not start a call action")
         await answer.broken()
         return None
+    if deadline is not None and time.monotonic() > deadline:
+        # `begin` ended, but too late for its acknowledgement to reach Slack in time.
+        await answer.at_once(TOO_SLOW, final=True)
+        return await _too_late(service, client, begun, answer)
     if isinstance(step, Done):
         await answer.at_once(step.reply, final=True)
         if step.reply.approval is not None:
@@ -88,6 +129,38 @@ async def drive(
     return reply
 
 
+def ack_deadline() -> float:
+    """time.monotonic() by which the acknowledgement of the request being served must be given."""
+    arrived = request_started.get()
+    return (arrived if arrived is not None else time.monotonic()) + ACK_BUDGET
+
+
+async def _too_late(
+    service: Service, client: AsyncWebClient, begun: asyncio.Future[Done | Started], answer: Answer
+) -> Reply | None:
+    """After the acknowledgement was missed: nothing is sent, and once `begin` ends (the database
+    answered) the person hears what was recorded."""
+    try:
+        step = await begun
+    except Exception:
+        log.exception("could not start a call action (its acknowledgement was already too late)")
+        return None
+    if isinstance(step, Started):
+        log.warning("audit #%s: Slack's acknowledgement deadline passed; nothing was sent", step.audit_id)
+        reply = await service.abandon(step, TOO_LATE)
+    else:
+        reply = step.reply
+    try:
+        await answer.outcome(reply)
+        if isinstance(step, Done) and reply.approval is not None:
+            problem = await post_approval(client, service, reply.approval)
+            if problem is not None:
+                await answer.aside(problem)
+    except Exception:
+        log.exception("could not tell the person what happened to a late request")
+    return reply
+
+
 def _unsent(step: Started) -> Reply:
     return Reply(Tone.UNKNOWN, "callbot hit an internal error while sending.", audit_id=step.audit_id)
 
@@ -103,6 +176,7 @@ class Ephemeral:
     first: Callable[[Reply], Awaitable[None]]
     respond: AsyncRespond
     replace: bool = False
+    acks: bool = False
 
     async def broken(self) -> None:
         await self.first(INTERNAL_ERROR)
@@ -128,6 +202,7 @@ class Modal:
     inv: Invocation
     block_for: Callable[[Reply], str]
     after_success: Callable[[], Awaitable[None]] | None = None
+    acks: bool = True
 
     async def broken(self) -> None:
         await self.ack(response_action="errors", errors={self.block_for(INTERNAL_ERROR): INTERNAL_ERROR.title})
@@ -152,6 +227,8 @@ class Modal:
 
 class Silent:
     """The caller says the outcome itself (an approved action: to the approvers and the requester)."""
+
+    acks = False
 
     async def broken(self) -> None:
         pass

@@ -149,5 +149,5 @@ async def _pipeline(slash: Slash, begin: Callable[[], Awaitable[Done | Started]]
     async def first(reply: Reply) -> None:
         await slash.ack(**message(reply))
 
-    answer = Ephemeral(first, slash.respond)
+    answer = Ephemeral(first, slash.respond, acks=True)
     await drive(slash.service, slash.client, begin, answer, home_of=slash.inv.user_id)
