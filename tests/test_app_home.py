@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.slack.notify import HOME_DEBOUNCE
 from tests.fakes.slack import dm_channel
 from tests.fakes.twilio import call_sid
 from tests.support.bots import ALICE, BOB, CAROL, Bot, reply_text
@@ -261,3 +262,18 @@ def test_the_team_filter_stays_when_an_action_refreshes_the_home(bot: Bot) -> No
     selected = next(b for b in refreshed["blocks"] if b.get("block_id") == "home_filter")["elements"]
     assert [f.get("style") for f in selected] == [None, None, "primary", None]
     assert len(rows_in(refreshed, "own")) == 1  # Alice's own hangup, whatever the team filter
+
+
+def test_a_burst_of_actions_refreshes_the_home_tab_once_more_not_once_each(bot: Bot) -> None:
+    """Debounced: the first outcome publishes at once, the rest of the burst once, after a second,
+    and that last publish shows every action of the burst."""
+    bot.db.grant(BOB, "operator", "prod")
+    for n in range(4):
+        sid = bot.fake_twilio.add_call(call_sid(40 + n))
+        _, outcome = bot.slack.run(f"hangup prod:{sid}", user=BOB)
+        assert reply_text(outcome).startswith(":white_check_mark:")
+    time.sleep(HOME_DEBOUNCE + 0.5)  # past the window: a trailing refresh has been published
+    published = homes(bot, BOB)
+    assert 2 <= published < 4
+    last = bot.fake_slack.home_views[BOB][-1]
+    assert sorted(rows_in(last, "own")) == sorted(r["id"] for r in bot.db.audit())

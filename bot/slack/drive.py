@@ -30,7 +30,7 @@ from bot.domain.grammar import CallCommand
 from bot.domain.replies import Reply, Tone
 from bot.logs import request_started
 from bot.service.core import Done, Invocation, Service, Started
-from bot.slack.notify import deliver, post_approval, publish_home
+from bot.slack.notify import deliver, post_approval, refresh_home
 from bot.slack.views.render import message
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ async def drive(
     except Exception:
         log.exception("could not deliver the outcome of audit #%s to Slack", step.audit_id)
     if home_of is not None:
-        await publish_home(client, service, home_of)
+        await refresh_home(client, service, home_of)
     return reply
 
 

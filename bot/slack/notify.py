@@ -64,6 +64,39 @@ async def tell(respond: AsyncRespond | None, reply: Reply) -> None:
         log.exception("could not answer a bulk action")
 
 
+# After an outcome, a person's Home tab is published at most once a second: a burst of their
+# actions (or a bulk run's) costs one refresh at the start and one at the end, not one each.
+HOME_DEBOUNCE = 1.0
+_home_published: dict[tuple[int, str], float] = {}  # (service, user) -> when, by time.monotonic()
+_home_due: set[tuple[int, str]] = set()  # a trailing refresh is scheduled
+
+
+async def refresh_home(client: AsyncWebClient, service: Service, user_id: str) -> None:
+    """An action's outcome shows on its person's Home tab: at once if their tab was not published
+    in the last HOME_DEBOUNCE seconds, else once, at the end of that second, with all that happened."""
+    key = (id(service), user_id)
+    now = time.monotonic()
+    last = _home_published.get(key)
+    if last is None or now - last >= HOME_DEBOUNCE:
+        if len(_home_published) > 10_000:  # forget people whose window is long over
+            for old in [k for k, t in _home_published.items() if now - t >= HOME_DEBOUNCE]:
+                del _home_published[old]
+        _home_published[key] = now
+        await publish_home(client, service, user_id)
+        return
+    if key in _home_due:
+        return
+    _home_due.add(key)
+
+    async def trailing() -> None:
+        await asyncio.sleep(last + HOME_DEBOUNCE - now)
+        _home_due.discard(key)
+        _home_published[key] = time.monotonic()
+        await publish_home(client, service, user_id)
+
+    asyncio.get_running_loop().create_task(trailing(), name=f"callbot-home-{user_id}")
+
+
 async def publish_home(client: AsyncWebClient, service: Service, user_id: str, team_filter: str | None = None) -> None:
     """Best effort: a Home tab Slack refuses (app not installed for them, rate limit…) is logged;
     whatever the person was doing carries on. Without `team_filter`, their last pick stays."""
@@ -161,7 +194,7 @@ async def run_batch(client: AsyncWebClient, service: Service, run: BatchRun, res
             log.exception("could not put the summary of batch #%s in its message", run.batch_id)
     if not delivered:
         await tell(respond, summary)
-    await publish_home(client, service, run.inv.user_id)
+    await refresh_home(client, service, run.inv.user_id)
     return summary
 
 

@@ -16,7 +16,7 @@ from bot.domain.replies import Reply, Tone
 from bot.service.core import Done, Service, Started
 from bot.slack.drive import Silent, drive
 from bot.slack.invocations import button_invocation
-from bot.slack.notify import apply_update, publish_home, run_plan
+from bot.slack.notify import apply_update, refresh_home, run_plan
 from bot.slack.views.render import APPROVE_ACTION, DENY_ACTION, message
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,6 @@ async def on_decide(
         update = await service.approval_finished(approval_id, outcome)
         if update is not None:
             await apply_update(client, update)
-            await publish_home(client, service, update.requester)  # their action ran: show it
+            await refresh_home(client, service, update.requester)  # their action ran: show it
     except Exception:
         log.exception("could not handle a click on approval #%s", approval_id)
