@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import chain
@@ -45,19 +45,31 @@ def _grant(row: GrantRow) -> Grant:
     )
 
 
-async def grants_of(db: Database, user_id: str) -> list[Grant]:
-    """A user's own grants (not those of their groups), expired ones included."""
-    async with db.session() as session:
-        rows = await session.scalars(
-            select(GrantRow).where(GrantRow.user_id == user_id, GrantRow.subject_kind == USER).order_by(GrantRow.id)
-        )
-        return [_grant(row) for row in rows]
-
-
 async def group_grants(db: Database) -> list[Grant]:
     async with db.session() as session:
         rows = await session.scalars(select(GrantRow).where(GrantRow.subject_kind == GROUP).order_by(GrantRow.id))
         return [_grant(row) for row in rows]
+
+
+async def grants_for(db: Database, user_id: str) -> tuple[list[Grant], list[Grant], dict[str, tuple[str, ...]]]:
+    """What a permission check reads, in one session: the user's own grants, every group grant and
+    the custom roles (expired grants included)."""
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(GrantRow)
+            .where(
+                or_(
+                    and_(GrantRow.user_id == user_id, GrantRow.subject_kind == USER),
+                    GrantRow.subject_kind == GROUP,
+                )
+            )
+            .order_by(GrantRow.id)
+        )
+        grants = [(row.subject_kind, _grant(row)) for row in rows]
+        roles = await session.scalars(select(RoleRow).order_by(RoleRow.name))
+        custom = {row.name: tuple(row.actions) for row in roles}
+    own = [grant for kind, grant in grants if kind == USER]
+    return own, [grant for kind, grant in grants if kind == GROUP], custom
 
 
 async def all_grants(db: Database) -> list[Grant]:

@@ -29,12 +29,12 @@ class Access:
         """A user's own grants and those of the groups they are in (roles expanded, expired
         included), and the groups whose members could not be read. Only groups with a `relevant`,
         unexpired grant are looked up, so an unrelated group costs no Slack call."""
-        custom = await repo.custom_roles(self.db)
-        held = with_roles(await repo.grants_of(self.db, user_id), custom)
+        own, groups, custom = await repo.grants_for(self.db, user_id)
+        held = with_roles(own, custom)
         now = self.now()
         membership: dict[str, bool] = {}
         problems: list[str] = []
-        for grant in with_roles(await repo.group_grants(self.db), custom):
+        for grant in with_roles(groups, custom):
             if grant.expired(now) or not relevant(grant):
                 continue
             if grant.user_id not in membership:
