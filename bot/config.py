@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, Validatio
 
 from bot.domain.errors import ConfigError
 from bot.domain.permissions import BULK, CALL_ACTIONS
-from bot.domain.policy import Policy, check_bridge_pattern, check_url_rule
+from bot.domain.policy import Policy, check_bridge_pattern, check_private_rules, check_url_rule
 
 DEFAULT_DATABASE_URL = "sqlite:///./callbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -35,6 +35,8 @@ class _Account(BaseModel):
     confirm: tuple[str, ...] = ()
     require_reason: tuple[str, ...] = ()
     allowed_urls: tuple[str, ...] | None = None
+    # URLs may name private, loopback, link-local… hosts (refused by default: bot/domain/urls.py).
+    allow_private_urls: bool = False
     allowed_bridge_numbers: tuple[str, ...] | None = None
     max_actions_per_minute: int = Field(default=30, ge=1, le=10_000)
     max_account_actions_per_minute: int | None = Field(default=None, ge=1, le=100_000)
@@ -72,6 +74,15 @@ class _Account(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _private_rules_need_opt_in(self) -> _Account:
+        if not self.allow_private_urls:
+            try:
+                check_private_rules(self.allowed_urls or ())
+            except ValueError as error:
+                raise ValueError(f"allowed_urls: {error}") from None
+        return self
+
+    @model_validator(mode="after")
     def _approvers_channel_needed(self) -> _Account:
         # Without a channel an approval request would be posted nowhere and the action never run.
         if self.approval and not self.approvers_channel:
@@ -83,6 +94,7 @@ class _Account(BaseModel):
             confirm=frozenset(self.confirm),
             require_reason=frozenset(self.require_reason),
             allowed_urls=self.allowed_urls,
+            allow_private_urls=self.allow_private_urls,
             allowed_bridge_numbers=self.allowed_bridge_numbers,
             max_actions_per_minute=self.max_actions_per_minute,
             max_account_actions_per_minute=self.max_account_actions_per_minute,

@@ -20,7 +20,8 @@ def test_secrets_are_absent_everywhere_after_successes_and_failures(bot: Bot, ca
     for action in ("hangup", "redirect", "twiml", "admin"):
         bot.db.grant(ALICE, action, "*")
     sid = bot.fake_twilio.add_call(call_sid(1))
-    bot.slack.run(f"redirect prod:{sid} https://user:{TYPED_PASSWORD}@example.com/x.xml")
+    # A password in the URL is refused (bot/domain/urls.py); the refusal must not repeat it.
+    bot.slack.command(f"redirect prod:{sid} https://user:{TYPED_PASSWORD}@example.com/x.xml")
     bot.slack.command(f"redirect prod:{sid} https://example.com/x password={TYPED_PASSWORD}")
     bot.slack.command(f"hangup prod:{sid} dry-run")
     bot.fake_twilio.script(Answer(500, f"token {AUTH_TOKEN} leaked by a broken proxy".encode()))
@@ -47,7 +48,7 @@ def test_acks_carry_no_secret(bot: Bot) -> None:
     response = bot.slack.command(f"redirect prod:{call_sid(2)} https://u:{TYPED_PASSWORD}@example.com/x dry-run")
     assert response.status_code == 200
     assert TYPED_PASSWORD not in response.text and AUTH_TOKEN not in response.text
-    assert "Url=https%3A%2F%2F%2A%2A%2A%40example.com%2Fx" in response.text
+    assert "`https://***@example.com/x` has a user name or password before `@`" in response.text
 
 
 @pytest.mark.parametrize(

@@ -123,8 +123,12 @@ REDIRECT_OPTIONS: dict[str, str] = {
 
 def check_url(word: str, option: str | None = None) -> str:
     label = f"{option}={word}" if option else word
-    parts = urlsplit(word)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(word)
+        absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        absolute = False
+    if not absolute:
         raise InvalidInput(label, "is not an absolute http(s) URL", "Write it like `https://example.com/hold.xml`.")
     if any(c.isspace() for c in word):
         raise InvalidInput(label, "contains spaces", "Encode spaces in a URL as `%20`.")

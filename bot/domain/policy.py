@@ -4,11 +4,17 @@ The service calls these after the permission check and before anything is audite
 sent, so a refused action never reaches a provider. Each refusal names the rule (the setting in
 callbot.toml) and the value that broke it, because that is what the person and the auditor need.
 
-- `allowed_urls`: every URL callbot hands to a provider (redirect URL, fallback, status callback,
-  URLs inside inline TwiML, Bird playback media, gather prompts, bridge notifications and the bridge's
-  own callFlow) must start with one of the listed prefixes, compared on scheme, host, port and path
-  (path segment by segment: `https://h/ivr` allows `/ivr` and `/ivr/x`, not `/ivr2`). Unset, any
-  https:// URL passes. Plain http:// is refused unless a listed prefix is itself http://.
+- Every URL callbot hands to a provider (redirect URL, fallback, status callback, URLs inside inline
+  TwiML, Bird playback media, gather prompts, bridge notifications and the bridge's own callFlow) is
+  first read the way the provider will read it (bot/domain/urls.py): a URL that could be read two
+  ways (backslash, `user@`, invisible characters, no `//`), a relative or scheme-less one, or a
+  non-http(s) scheme is refused ("safe_urls"). Then its host must be on the public internet: literal
+  loopback, private, link-local, CGNAT, multicast, reserved and metadata addresses and `localhost`
+  names are refused unless the account sets `allow_private_urls` (no DNS lookup is made).
+- `allowed_urls`: every such URL must also start with one of the listed prefixes, compared on
+  scheme, host, port and path (path segment by segment: `https://h/ivr` allows `/ivr` and `/ivr/x`,
+  not `/ivr2`). Unset, any https:// URL passes. Plain http:// is refused unless a listed prefix is
+  itself http://.
 - `allowed_bridge_numbers`: Bird `bridge` targets must match an E.164 number or prefix (`+44*`).
   Unset, any target passes.
 - `require_reason`: these actions need `reason="…"`.
@@ -33,16 +39,21 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 from xml.etree import ElementTree
 
+from bot.domain import urls
 from bot.domain.actions import ApplyFlow, CallAction, InlineTwiml, Redirect
 from bot.domain.callflow import Bridge, Command, Gather, Playback
 from bot.domain.errors import PolicyDenied
 
 RATE_WINDOW = timedelta(minutes=1)
 _E164_RULE = re.compile(r"^\+[0-9]{1,15}\*?$")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+# TwiML whose value Twilio fetches: the text of <Play> and <Redirect>, and attributes named `url` or
+# `action` or ending in `Url` / `Callback` (statusCallback, waitUrl, recordingStatusCallback, …).
+_TWIML_URL_TEXT = ("play", "redirect")
+_TWIML_URL_ATTRIBUTES = re.compile(r"^(url|action|.*url|.*callback)$", re.I)
+_LOOKS_LIKE_URL = re.compile(r"^([a-z][a-z0-9+.-]*:)?//", re.I)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class Policy:
     confirm: frozenset[str] = frozenset()
     require_reason: frozenset[str] = frozenset()
     allowed_urls: tuple[str, ...] | None = None
+    # Let URLs point at private, loopback, link-local… hosts (an internal TwiML server, say).
+    allow_private_urls: bool = False
     allowed_bridge_numbers: tuple[str, ...] | None = None
     max_actions_per_minute: int = 30
     max_account_actions_per_minute: int | None = None
@@ -70,14 +83,27 @@ DEFAULT_POLICY = Policy()
 
 
 def check_url_rule(rule: str) -> None:
-    parts = urlsplit(rule)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{rule!r} is not an absolute http(s) URL prefix, like 'https://twiml.example.com/'")
-    if parts.query or parts.fragment or parts.username or parts.password:
+    try:
+        parts = urls.parse(rule)
+    except urls.UnsafeUrl as unsafe:
+        raise ValueError(
+            f"{rule!r} is not an absolute http(s) URL prefix, like 'https://twiml.example.com/': it {unsafe.why}"
+        ) from None
+    if parts.query is not None or parts.fragment is not None:
         raise ValueError(f"{rule!r}: a URL prefix has scheme, host and path only (no user, query or fragment)")
     if _has_dot_segment(parts.path):
         raise ValueError(f"{rule!r}: the path must not contain '.' or '..' segments")
-    _port(parts.scheme, rule)
+
+
+def check_private_rules(rules: Sequence[str]) -> None:
+    """An allowlisted private host would be refused anyway: say so at start-up, not per command."""
+    for rule in rules:
+        why = urls.local_reason(urls.parse(rule))
+        if why is not None:
+            raise ValueError(
+                f"{rule!r}: its host is {why}, which callbot refuses; set allow_private_urls = true "
+                "on this account if it really must be reached"
+            )
 
 
 def check_bridge_pattern(rule: str) -> None:
@@ -179,24 +205,41 @@ def _media(playback: Playback, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _twiml_urls(twiml: str) -> Iterator[tuple[str, str]]:
-    """Inline TwiML can point Twilio anywhere (<Play>, <Redirect>, action=, statusCallback=…): every
-    attribute or text that is an absolute URL counts. (The TwiML was checked well-formed already.)"""
+    """Inline TwiML can point Twilio anywhere (<Play>, <Redirect>, action=, statusCallback=…). Every
+    value in a URL position counts, relative and scheme-less ones included (Twilio would resolve
+    them against a document callbot never sees), and so does any other value that looks like a URL.
+    (The TwiML was checked well-formed already.)"""
     for element in ElementTree.fromstring(twiml).iter():
+        tag = _local_name(element.tag)
         for name, value in element.attrib.items():
-            if _looks_like_url(value):
-                yield f"<{element.tag} {name}>", value.strip()
-        if element.text and _looks_like_url(element.text):
-            yield f"<{element.tag}>", element.text.strip()
+            if _TWIML_URL_ATTRIBUTES.match(_local_name(name)) or _LOOKS_LIKE_URL.match(value.strip()):
+                yield f"<{tag} {name}>", value.strip()
+        text = (element.text or "").strip()
+        if text and (tag.lower() in _TWIML_URL_TEXT or _LOOKS_LIKE_URL.match(text)):
+            yield f"<{tag}>", text
 
 
-def _looks_like_url(text: str) -> bool:
-    return bool(re.match(r"^\s*[a-z][a-z0-9+.-]*://", text, re.I))
+def _local_name(name: str) -> str:
+    return name.rpartition("}")[2]  # without an XML namespace: `{ns}Play` is still <Play> to a parser
 
 
 def _check_url(policy: Policy, account: str, label: str, url: str) -> None:
-    shown = f"`{label}={url}`" if label != "URL" else f"`{url}`"
+    shown = f"`{label}={urls.masked(url)}`" if label != "URL" else f"`{urls.masked(url)}`"
+    try:
+        parsed = urls.parse(url)
+    except urls.UnsafeUrl as unsafe:
+        raise PolicyDenied("safe_urls", f"{shown} {unsafe.why}", word=label) from None
+    local = None if policy.allow_private_urls else urls.local_reason(parsed)
+    if local is not None:
+        raise PolicyDenied(
+            "allow_private_urls",
+            f"{shown}: its host {parsed.host} is {local}. callbot does not send a provider to hosts off the "
+            "public internet (they could reach the provider's or a cloud's internal services); if account "
+            f"`{account}` really needs it, an admin sets allow_private_urls = true for it in callbot.toml.",
+            word=label,
+        )
     if policy.allowed_urls is None:
-        if urlsplit(url).scheme.lower() != "https":
+        if parsed.scheme != "https":
             raise PolicyDenied(
                 "allowed_urls",
                 f"{shown}: plain http:// is refused (anyone on the way can read or change what the call "
@@ -204,7 +247,7 @@ def _check_url(policy: Policy, account: str, label: str, url: str) -> None:
                 word=label,
             )
         return
-    if not any(url_matches(url, rule) for rule in policy.allowed_urls):
+    if not any(_matches(parsed, rule) for rule in policy.allowed_urls):
         raise PolicyDenied(
             "allowed_urls",
             f"{shown}: not in allowed_urls of account `{account}` ({', '.join(policy.allowed_urls)}).",
@@ -213,26 +256,27 @@ def _check_url(policy: Policy, account: str, label: str, url: str) -> None:
 
 
 def url_matches(url: str, rule: str) -> bool:
-    """Prefix match on scheme, host, port and path (whole segments unless the prefix ends in `/`)."""
-    u, r = urlsplit(url.strip()), urlsplit(rule)
+    """Prefix match on scheme, host, port and path (whole segments unless the prefix ends in `/`),
+    both read as the provider reads them; a URL that cannot be read one way only never matches."""
     try:
-        if u.scheme.lower() != r.scheme.lower() or (u.hostname or "") != (r.hostname or ""):
-            return False
-        if _port(u.scheme.lower(), url) != _port(r.scheme.lower(), rule):
-            return False
-    except ValueError:
+        return _matches(urls.parse(url), rule)
+    except urls.UnsafeUrl:
         return False
-    path, prefix = u.path or "/", r.path or "/"
+
+
+def _matches(u: urls.Url, rule: str) -> bool:
+    try:
+        r = urls.parse(rule)
+    except urls.UnsafeUrl:
+        return False
+    if (u.scheme, u.host, u.port) != (r.scheme, r.host, r.port):
+        return False
+    path, prefix = u.path, r.path
     if _has_dot_segment(path):
         return False  # `/ivr/../admin` would leave the allowed path once the server resolves it
     if prefix.endswith("/"):
         return path.startswith(prefix)
     return path == prefix or path.startswith(prefix + "/")
-
-
-def _port(scheme: str, url: str) -> int | None:
-    port = urlsplit(url).port  # ValueError for a bad port
-    return port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 def _has_dot_segment(path: str) -> bool:
