@@ -23,6 +23,7 @@ from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.errors import CallbotError, InvalidInput
 from bot.domain.permissions import OUTCOMES
+from bot.domain.redact import Redactor
 from bot.runtime import prepare_schema
 from bot.service import audit_export, audit_retention
 
@@ -138,7 +139,8 @@ def _audit_list(settings: Settings, args: argparse.Namespace) -> int:
         if not found.rows:
             print("No audited attempts match.")
             return 0
-        print("\n".join(audit_table(found.rows)))
+        # Rows are stored masked; masked again in case an older callbot stored them.
+        print(Redactor(settings.secrets()).text("\n".join(audit_table(found.rows))))
         if found.has_older:
             print(f"(the newest {limit} shown; more match: raise --limit or narrow the filters)", file=sys.stderr)
         return 0
@@ -184,8 +186,9 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     if fmt not in audit_export.FORMATS:
         raise InvalidInput(f"--format {args.format}", "is not an export format", "Use csv or jsonl.")
     flt = _audit_filter(args)
+    redactor = Redactor(settings.secrets())
     if args.output is None:
-        return _export_to_stdout(settings, flt, fmt)
+        return _export_to_stdout(settings, flt, fmt, redactor)
     target = Path(args.output)
     # Written beside the target and renamed when complete: an auditor never finds half a file.
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -196,7 +199,7 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
         raise CallbotError(f"cannot write {args.output}: {error.strerror or error}") from None
     try:
         with sink:
-            count = _with_database(settings, lambda db: audit_export.write(db, flt, fmt, sink))
+            count = _with_database(settings, lambda db: audit_export.write(db, flt, fmt, sink, redactor))
         if not direct:
             os.replace(partial, target)
     except OSError as error:
@@ -207,11 +210,11 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_to_stdout(settings: Settings, flt: AuditFilter, fmt: str) -> int:
+def _export_to_stdout(settings: Settings, flt: AuditFilter, fmt: str, redactor: Redactor) -> int:
     # UTF-8 whatever the locale, and no newline translation (CSV rows end in \r\n by RFC 4180).
     out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
     try:
-        _with_database(settings, lambda db: audit_export.write(db, flt, fmt, out))
+        _with_database(settings, lambda db: audit_export.write(db, flt, fmt, out, redactor))
         out.flush()
     except BrokenPipeError:
         # `callbot audit export | head`: the reader has what it wanted. Point stdout at

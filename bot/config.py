@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, ValidationError, field_validator, model_validator
 
@@ -233,8 +234,10 @@ class Settings:
     def secrets(self) -> list[str]:
         values = [self.slack_signing_secret, self.slack_bot_token, self.slack_app_token, self.metrics_token]
         values += [s for account in self.accounts.values() for s in account.config.secrets()]
+        # The database driver gets the password percent-decoded; an error may quote either form.
         password = _url_password(self.database_url)
-        return [v for v in [*values, password] if v]
+        values += [password, unquote(password)] if password else []
+        return [v for v in values if v]
 
     def require_http_serving(self) -> None:
         if not self.slack_signing_secret:

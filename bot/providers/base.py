@@ -33,7 +33,7 @@ from bot.domain.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from bot.domain.redact import MASK, mask_url_credentials
+from bot.domain.redact import MASK, Redactor, mask_url_credentials
 
 USER_AGENT = f"callbot/{__version__} (+https://github.com/callbot/callbot)"
 MAX_TRIES = 3
@@ -484,11 +484,11 @@ def retry_delay(response: httpx.Response, attempt: int) -> float:
 
 
 def _scrub(error: ProviderError, secrets: list[str]) -> None:
-    # Like the Redactor: values under 4 characters would mask ordinary words.
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        error.message = error.message.replace(secret, MASK)
-        if error.provider_message:
-            error.provider_message = error.provider_message.replace(secret, MASK)
+    # The request's own secrets (a redirect's credentials), in every form an echo may give them.
+    redactor = Redactor(secrets)
+    error.message = redactor.text(error.message)
+    if error.provider_message:
+        error.provider_message = redactor.text(error.provider_message)
     error.args = (error.message,)
 
 

@@ -257,7 +257,7 @@ class AuditReview:
         with tempfile.TemporaryDirectory(prefix="callbot-export-") as folder:
             path = Path(folder) / name
             with path.open("w", encoding="utf-8", newline="") as out:
-                count = await audit_export.write(self.db, capped_flt, fmt, _RedactingSink(out, self.redactor))
+                count = await audit_export.write(self.db, capped_flt, fmt, out, self.redactor)
             capped = matching > EXPORT_CAP
             lines = [f"{count} rows, oldest first, as of {_stamp(snapshot)} UTC ({about})."]
             if capped:
@@ -305,18 +305,6 @@ class AuditReview:
         if not inv.text:  # a click: say what was asked for in the audit row
             inv = replace(inv, text=f"audit user={user}", idempotency_key=None)
         return await self.recorder.refuse(inv, denial, action=action, decision=Decision(False, "audit", None))
-
-
-class _RedactingSink:
-    """Every piece of the file goes through the redactor on its way out: a last guard, since rows
-    are stored redacted already."""
-
-    def __init__(self, out: Any, redactor: Redactor) -> None:
-        self.out = out
-        self.redactor = redactor
-
-    def write(self, text: str, /) -> Any:
-        return self.out.write(self.redactor.text(text))
 
 
 # -- plain values -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from bot.db import audit_search
 from bot.db.session import Database
+from bot.domain.redact import Redactor
 
 FORMATS = ("csv", "jsonl")
 COLUMNS = (
@@ -80,10 +81,23 @@ def _csv_cell(value: Any) -> str:
     return "'" + text if text[:1] in _RISKY_FIRST and _FORMULA.match(text) else text
 
 
-async def write(db: Database, flt: audit_search.AuditFilter, fmt: str, out: TextSink) -> int:
-    """Writes every row matching `flt` to `out`; returns how many."""
+class _RedactingSink:
+    """Every piece of the file goes through the redactor on its way out: a last guard, since rows
+    are stored redacted already (but maybe by an older callbot, or before a secret was configured)."""
+
+    def __init__(self, out: TextSink, redactor: Redactor) -> None:
+        self.out = out
+        self.redactor = redactor
+
+    def write(self, text: str, /) -> Any:
+        return self.out.write(self.redactor.text(text))
+
+
+async def write(db: Database, flt: audit_search.AuditFilter, fmt: str, out: TextSink, redactor: Redactor) -> int:
+    """Writes every row matching `flt` to `out`, secrets masked; returns how many."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
+    out = _RedactingSink(out, redactor)
     count = 0
     writer = csv.writer(out, lineterminator="\r\n") if fmt == "csv" else None
     if writer is not None:

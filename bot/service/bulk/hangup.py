@@ -106,7 +106,8 @@ class BulkHangup:
                     **({"result": {"already_ended": True}} if ended else {}),
                     **provider_error_fields(error),
                 )
-                outcome = ItemOutcome(audit_id, None, ALREADY_ENDED) if ended else ItemOutcome(audit_id, error.message)
+                said = self.recorder.redactor.text(error.message)  # kept on the batch item: no secret
+                outcome = ItemOutcome(audit_id, None, ALREADY_ENDED) if ended else ItemOutcome(audit_id, said)
             else:
                 closing = self.recorder.outcome_fields(
                     outcome=Outcome.SUCCEEDED,
