@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.domain.outcomes import Source
 from bot.domain.replies import Reply
 from bot.runtime import Runtime
-from bot.service.core import ApprovalDecision, Done, Invocation, Service, Started
+from bot.service.core import ApprovalDecision, ApprovalUpdate, Done, Invocation, Service, Started
 from tests.support.bots import ALICE, BOB, CAROL, EVERY_ACCOUNT, Fakes, bot_config, deployment_env
 from tests.support.clock import FakeClock
 from tests.support.database import DbHelper
@@ -33,6 +33,20 @@ TEAM = "T0001"
 OPS = "C2147483705"
 NAMES = {ALICE: "alice", BOB: "bob", CAROL: "carol"}
 _keys = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What an Approve / Deny click led to: the clicker's reply (`decision.reply`), the approved
+    action's outcome, and the request's message as the approvers and the requester now see it."""
+
+    decision: ApprovalDecision
+    outcome: Reply | None
+    update: ApprovalUpdate | None
+
+    @property
+    def reply(self) -> Reply:
+        return self.decision.reply
 
 
 @dataclass
@@ -108,16 +122,15 @@ class ServiceBot:
         self.call(self.service.approval_posted(approval_id, "1700000000.000100"))
         return reply, approval_id
 
-    def decide(self, approval_id: int, user: str, *, approve: bool = True) -> tuple[ApprovalDecision, Reply | None]:
-        """An Approve / Deny click (bot/slack/listeners/approvals.py without Slack): the decision,
-        and the approved action's outcome once run and recorded on the request."""
-        inv = self.invocation("", user, source=Source.BUTTON, key=None)
+    def decide(self, approval_id: int, user: str, *, approve: bool = True) -> Decided:
+        """An Approve / Deny click as bot/slack/listeners/approvals.py handles it, without Slack: the
+        decision; for an approved action, its outcome once sent, recorded on the request."""
+        inv = self.invocation("", user, source=Source.BUTTON)
         decision = self.call(self.service.decide_approval(inv, approval_id, approve=approve))
         if decision.step is None:
-            return decision, None
+            return Decided(decision, None, decision.update)
         outcome = self.answer(decision.step)
-        self.call(self.service.approval_finished(approval_id, outcome))
-        return decision, outcome
+        return Decided(decision, outcome, self.call(self.service.approval_finished(approval_id, outcome)))
 
     def sent(self) -> int:
         """Requests that change a call, received by the provider fakes (reads are not counted)."""
