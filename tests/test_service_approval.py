@@ -6,22 +6,24 @@ the shell) is end to end in tests/test_approval.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from sqlalchemy import text
 
 from bot.domain.replies import Tone
 from tests.fakes.twilio import call_sid
 from tests.support.bots import ALICE, BOB, CAROL
-from tests.support.service import ServiceBot, ServiceFactory
+from tests.support.service import ServiceBot
 
 APPROVERS = "C0APPROVE1"
 POLICY = f'approval = ["hangup", "redirect"]\napprovers_channel = "{APPROVERS}"'
 DAVE = "U0DAVE004"
 
 
-def start(service_for: ServiceFactory, policy: str = POLICY) -> ServiceBot:
+def start(shared_service_for: Callable[..., ServiceBot], policy: str = POLICY) -> ServiceBot:
     """One Twilio account, prod, whose settings are `policy`; Alice operates, Bob approves."""
-    service = service_for({"prod": policy})
+    service = shared_service_for({"prod": policy})
     service.db.grant(ALICE, "operator", "prod")
     service.db.grant(BOB, "approve", "prod")
     return service
@@ -35,8 +37,10 @@ def status(service: ServiceBot) -> str:
 # -- moved from tests/test_approval.py ------------------------------------------------------------
 
 
-def test_self_approval_and_approval_without_the_grant_are_refused(service_for: ServiceFactory) -> None:
-    service = start(service_for)
+def test_self_approval_and_approval_without_the_grant_are_refused(
+    shared_service_for: Callable[..., ServiceBot],
+) -> None:
+    service = start(shared_service_for)
     service.db.grant(ALICE, "approve", "prod")  # holding `approve` does not let you approve your own request
     sid = service.fakes.twilio.add_call(call_sid(2))
     _, approval = service.ask_approval(f"hangup prod:{sid}")
@@ -50,8 +54,8 @@ def test_self_approval_and_approval_without_the_grant_are_refused(service_for: S
     assert len(service.fakes.twilio.updates()) == 1
 
 
-def test_deny_then_approve_does_nothing(service_for: ServiceFactory) -> None:
-    service = start(service_for)
+def test_deny_then_approve_does_nothing(shared_service_for: Callable[..., ServiceBot]) -> None:
+    service = start(shared_service_for)
     sid = service.fakes.twilio.add_call(call_sid(3))
     _, approval = service.ask_approval(f"hangup prod:{sid}")
     denied = service.decide(approval, BOB, approve=False)
@@ -69,8 +73,8 @@ def test_deny_then_approve_does_nothing(service_for: ServiceFactory) -> None:
     ]
 
 
-def test_expired_request_cannot_be_approved(service_for: ServiceFactory) -> None:
-    service = start(service_for, POLICY + "\napproval_expiry_minutes = 5")
+def test_expired_request_cannot_be_approved(shared_service_for: Callable[..., ServiceBot]) -> None:
+    service = start(shared_service_for, POLICY + "\napproval_expiry_minutes = 5")
     sid = service.fakes.twilio.add_call(call_sid(4))
     asked, approval = service.ask_approval(f"hangup prod:{sid}")
     assert asked.approval is not None and "(5 min)" in asked.approval.message.as_text()
@@ -84,8 +88,8 @@ def test_expired_request_cannot_be_approved(service_for: ServiceFactory) -> None
     assert (last["action"], last["outcome"]) == ("approval.approve", "denied") and "expired" in last["error_message"]
 
 
-def test_a_tampered_request_is_refused_by_the_hash_check(service_for: ServiceFactory) -> None:
-    service = start(service_for)
+def test_a_tampered_request_is_refused_by_the_hash_check(shared_service_for: Callable[..., ServiceBot]) -> None:
+    service = start(shared_service_for)
     sid, other = service.fakes.twilio.add_call(call_sid(5)), service.fakes.twilio.add_call(call_sid(6))
     _, approval = service.ask_approval(f"hangup prod:{sid}")
     with service.db.engine.begin() as conn:
@@ -98,8 +102,8 @@ def test_a_tampered_request_is_refused_by_the_hash_check(service_for: ServiceFac
     assert "action hash differs" in last["error_message"]
 
 
-def test_dry_run_and_unlisted_actions_are_not_held(service_for: ServiceFactory) -> None:
-    service = start(service_for)
+def test_dry_run_and_unlisted_actions_are_not_held(shared_service_for: Callable[..., ServiceBot]) -> None:
+    service = start(shared_service_for)
     sid = service.fakes.twilio.add_call(call_sid(7))
     dry = service.say(f"hangup prod:{sid} dry-run")
     assert "Dry run" in dry.as_text() and dry.approval is None
@@ -109,8 +113,8 @@ def test_dry_run_and_unlisted_actions_are_not_held(service_for: ServiceFactory) 
     assert status_count(service) == 0
 
 
-def test_a_flagged_grant_is_refused_where_nobody_could_approve(service_for: ServiceFactory) -> None:
-    service = start(service_for, "")
+def test_a_flagged_grant_is_refused_where_nobody_could_approve(shared_service_for: Callable[..., ServiceBot]) -> None:
+    service = start(shared_service_for, "")
     service.db.grant(ALICE, "admin", "prod")
     refused = service.say(f"grant <@{CAROL}> hangup on=prod needs_approval=yes").as_text()
     assert "no `approvers_channel`" in refused and "`prod`" in refused
@@ -144,9 +148,9 @@ def status_count(service: ServiceBot) -> int:
     ],
 )
 def test_the_accounts_approval_list_holds_its_actions_only(
-    service_for: ServiceFactory, command: str, held: bool
+    shared_service_for: Callable[..., ServiceBot], command: str, held: bool
 ) -> None:
-    service = start(service_for)
+    service = start(shared_service_for)
     sid = service.fakes.twilio.add_call(call_sid(10), "ringing")
     reply = service.say(command.format(sid=sid))
     row = service.last_audit()
@@ -174,8 +178,10 @@ def test_the_accounts_approval_list_holds_its_actions_only(
         (None, False),
     ],
 )
-def test_who_may_approve(service_for: ServiceFactory, approver: tuple[str, str] | None, runs: bool) -> None:
-    service = service_for({"prod": POLICY, "bw": ""})
+def test_who_may_approve(
+    shared_service_for: Callable[..., ServiceBot], approver: tuple[str, str] | None, runs: bool
+) -> None:
+    service = shared_service_for({"prod": POLICY, "bw": ""})
     service.db.grant(ALICE, "operator", "prod")
     if approver is not None:
         service.db.grant(DAVE, *approver)
@@ -217,9 +223,9 @@ def test_who_may_approve(service_for: ServiceFactory, approver: tuple[str, str] 
     ],
 )
 def test_only_the_first_decision_that_counts_acts(
-    service_for: ServiceFactory, clicks: list[tuple[str, bool]], final: str, sent: int
+    shared_service_for: Callable[..., ServiceBot], clicks: list[tuple[str, bool]], final: str, sent: int
 ) -> None:
-    service = start(service_for)
+    service = start(shared_service_for)
     sid = service.fakes.twilio.add_call(call_sid(12))
     _, approval = service.ask_approval(f"hangup prod:{sid}")
     for user, approve in clicks:
@@ -231,8 +237,8 @@ def test_only_the_first_decision_that_counts_acts(
     assert sum(r["outcome"] == "succeeded" for r in decided) == 1  # the others refused, each audited
 
 
-def test_the_requester_withdrawing_is_said_so(service_for: ServiceFactory) -> None:
-    service = start(service_for)
+def test_the_requester_withdrawing_is_said_so(shared_service_for: Callable[..., ServiceBot]) -> None:
+    service = start(shared_service_for)
     sid = service.fakes.twilio.add_call(call_sid(13))
     _, approval = service.ask_approval(f"hangup prod:{sid}")
     withdrawn = service.decide(approval, ALICE, approve=False)
@@ -241,16 +247,16 @@ def test_the_requester_withdrawing_is_said_so(service_for: ServiceFactory) -> No
     assert (row["action"], row["outcome"], row["request"]["withdrawn"]) == ("approval.deny", "succeeded", True)
 
 
-def test_an_unknown_request_is_refused_and_audited(service_for: ServiceFactory) -> None:
-    service = start(service_for)
+def test_an_unknown_request_is_refused_and_audited(shared_service_for: Callable[..., ServiceBot]) -> None:
+    service = start(shared_service_for)
     clicked = service.decide(4242, BOB)
     assert "does not exist" in clicked.reply.as_text() and clicked.update is None
     row = service.last_audit()
     assert (row["action"], row["outcome"], row["user_id"]) == ("approval.approve", "denied", BOB)
 
 
-def test_the_expiry_sweep_expires_only_what_is_due(service_for: ServiceFactory) -> None:
-    service = start(service_for, POLICY + "\napproval_expiry_minutes = 5")
+def test_the_expiry_sweep_expires_only_what_is_due(shared_service_for: Callable[..., ServiceBot]) -> None:
+    service = start(shared_service_for, POLICY + "\napproval_expiry_minutes = 5")
     first = service.fakes.twilio.add_call(call_sid(14))
     _, early = service.ask_approval(f"hangup prod:{first}")
     service.clock.advance(3 * 60)

@@ -8,7 +8,8 @@ which starts the real app with a given configuration (`bot` is the default one),
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -162,24 +163,32 @@ def service_for(
 
 @pytest.fixture(scope="session")
 def shared_service(tmp_path_factory: pytest.TempPathFactory, fakes: Fakes) -> Iterator[SharedService]:
-    """The worker's service with the default configuration, lent to each test that asks for `service`."""
+    """The worker's services, one per configuration, lent to the tests (see SharedService)."""
     shared = SharedService(tmp_path_factory.mktemp("shared-service"), fakes)
     yield shared
     shared.close()
 
 
 @pytest.fixture
-def service(
+def shared_service_for(
     shared_service: SharedService,
     db: DbHelper,
     fake_slack: FakeSlack,
     fake_twilio: FakeTwilio,
     fake_bandwidth: FakeBandwidth,
     fake_bird: FakeBird,
-) -> ServiceBot:
-    """The service with the default configuration (accounts prod, bw, bird) and a FakeClock at the
-    real now: the worker's, lent (see SharedService; `service_for()` builds a new one)."""
-    return shared_service.lend(db)
+) -> Callable[..., ServiceBot]:
+    """`shared_service_for(accounts, extra=, preamble=, env=)`: like service_for, but the worker's
+    service with that configuration, lent (built once; see SharedService for what it must not
+    be used for). Its clock is a FakeClock at the real now."""
+    return partial(shared_service.lend, db)
+
+
+@pytest.fixture
+def service(shared_service_for: Callable[..., ServiceBot]) -> ServiceBot:
+    """The service with the default configuration (accounts prod, bw, bird), the worker's, lent
+    (see SharedService; `service_for()` builds a new one)."""
+    return shared_service_for()
 
 
 @pytest.fixture

@@ -220,25 +220,38 @@ class ServiceFactory:
 
 
 class SharedService:
-    """The service with the default configuration, built once per worker session and lent to each
-    test that asks for `service`: the database emptied and the fakes reset before each (by their
-    fixtures), its FakeClock put back at the real now. Only tests that leave no in-memory state
-    behind take it: not user groups (the membership cache), the App Home quick filters or the bulk
-    throttles; those use `service_for`, as does any test that needs its own configuration."""
+    """The worker's services, one per configuration, each built on first use and lent to the tests
+    that ask for it (`service`: the default configuration; `shared_service_for(...)`: another):
+    the database emptied and the fakes reset before each test (by their fixtures), the FakeClock
+    put back at the real now. Only tests that leave no in-memory state behind take one: not user
+    groups (the membership cache), the App Home quick filters or the bulk throttles; those use
+    `service_for`, which builds a service of the test's own."""
 
     def __init__(self, directory: Path, fakes: Fakes) -> None:
         self.directory = directory
         self.fakes = fakes
-        self.bot: ServiceBot | None = None
+        self.bots: dict[tuple[Any, ...], ServiceBot] = {}
 
-    def lend(self, db: DbHelper) -> ServiceBot:
-        if self.bot is None:
-            self.bot = build(self.directory, db, self.fakes)
-        self.bot.db = db
-        self.bot.clock.now = FakeClock().now
-        return self.bot
+    def lend(
+        self,
+        db: DbHelper,
+        accounts: Mapping[str, str] = EVERY_ACCOUNT,
+        *,
+        extra: str = "",
+        preamble: str = "",
+        env: Mapping[str, str] | None = None,
+    ) -> ServiceBot:
+        key = (tuple(accounts.items()), extra, preamble, tuple(sorted((env or {}).items())))
+        bot = self.bots.get(key)
+        if bot is None:
+            name = f"service-{len(self.bots)}.toml"
+            bot = build(self.directory, db, self.fakes, accounts, extra=extra, preamble=preamble, env=env, name=name)
+            self.bots[key] = bot
+        bot.db = db
+        bot.clock.now = FakeClock().now
+        return bot
 
     def close(self) -> None:
-        if self.bot is not None:
-            self.bot.close()
-            self.bot = None
+        for bot in self.bots.values():
+            bot.close()
+        self.bots.clear()
