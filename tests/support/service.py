@@ -220,17 +220,23 @@ class ServiceFactory:
 
 
 class SharedService:
-    """The worker's services, one per configuration, each built on first use and lent to the tests
-    that ask for it (`service`: the default configuration; `shared_service_for(...)`: another):
+    """The worker's services, one per configuration (the few used last are kept), each built on
+    first use and lent to the tests that ask for it (`service`: the default configuration;
+    `shared_service_for(...)`: another):
     the database emptied and the fakes reset before each test (by their fixtures), the FakeClock
     put back at the real now. Only tests that leave no in-memory state behind take one: not user
     groups (the membership cache), the App Home quick filters or the bulk throttles; those use
     `service_for`, which builds a service of the test's own."""
 
+    # Services kept at once: each holds database connections (PostgreSQL allows 100 in all, for
+    # every worker of every run on the server), and tests of one configuration mostly come together.
+    KEEP = 4
+
     def __init__(self, directory: Path, fakes: Fakes) -> None:
         self.directory = directory
         self.fakes = fakes
         self.bots: dict[tuple[Any, ...], ServiceBot] = {}
+        self.built = 0
 
     def lend(
         self,
@@ -242,11 +248,14 @@ class SharedService:
         env: Mapping[str, str] | None = None,
     ) -> ServiceBot:
         key = (tuple(accounts.items()), extra, preamble, tuple(sorted((env or {}).items())))
-        bot = self.bots.get(key)
+        bot = self.bots.pop(key, None)
         if bot is None:
-            name = f"service-{len(self.bots)}.toml"
+            self.built += 1
+            name = f"service-{self.built}.toml"
             bot = build(self.directory, db, self.fakes, accounts, extra=extra, preamble=preamble, env=env, name=name)
-            self.bots[key] = bot
+        self.bots[key] = bot  # the most recently used last
+        while len(self.bots) > self.KEEP:
+            self.bots.pop(next(iter(self.bots))).close()
         bot.db = db
         bot.clock.now = FakeClock().now
         return bot
