@@ -1,6 +1,9 @@
 """Two-person approval end to end (signed Slack requests, fake Slack and providers, a test clock):
-the request posted to the approvers' channel, approve / deny / expiry / double click / self-approval /
-no `approve` grant / tampered request, the shell's refusal, and the configuration check."""
+the request posted to the approvers' channel, approved by someone else and run once (double click
+included), the expiry sweep of a running server, a flagged grant, the shell's refusal and grant, and
+the configuration check. The decisions case by case (self-approval, no `approve` grant, deny,
+expiry, tampered request, what is held) are tested on the service itself in
+tests/test_service_approval.py."""
 
 from __future__ import annotations
 
@@ -128,55 +131,6 @@ def posted_ts(bot: ApprovalBot) -> str:
         return str(conn.execute(text("SELECT message_ts FROM approvals")).scalar_one())
 
 
-def test_self_approval_and_approval_without_the_grant_are_refused(start: Callable[..., ApprovalBot]) -> None:
-    bot = start()
-    bot.db.grant(ALICE, "approve", "prod")  # holding `approve` does not let you approve your own request
-    sid = bot.twilio.add_call(call_sid(2))
-    _, (_, approve, _) = bot.request(f"hangup prod:{sid}")
-    assert "someone else" in bot.click(approve, ALICE)
-    assert "needs `approve` on account `prod`" in bot.click(approve, CAROL)
-    assert bot.twilio.updates() == [] and bot.status() == "pending"
-    refusals = [r for r in bot.db.audit() if r["action"] == "approval.approve"]
-    assert [(r["user_id"], r["outcome"]) for r in refusals] == [(ALICE, "denied"), (CAROL, "denied")]
-    assert "two-person rule" in refusals[0]["error_message"] and "approve" in refusals[1]["error_message"]
-    assert "Approved #" in bot.click(approve, BOB)  # still pending: a real approver can
-    bot.wait_method("chat.update")
-    assert len(bot.twilio.updates()) == 1
-
-
-def test_deny_then_approve_does_nothing(start: Callable[..., ApprovalBot]) -> None:
-    bot = start()
-    sid = bot.twilio.add_call(call_sid(3))
-    _, (_, approve, deny) = bot.request(f"hangup prod:{sid}")
-    assert "denied by" in bot.click(deny, BOB)
-    [update] = bot.wait_method("chat.update")
-    assert "Denied" in str(update["text"])
-    assert "denied by" in str(bot.wait_method("chat.postEphemeral")[-1]["text"])
-    assert "already handled (denied" in bot.click(approve, BOB)
-    assert bot.twilio.updates() == [] and bot.status() == "denied"
-    actions = [(r["action"], r["outcome"]) for r in bot.db.audit()]
-    assert actions == [
-        ("hangup", "pending_approval"),
-        ("approval.deny", "succeeded"),
-        ("approval.approve", "denied"),
-    ]
-
-
-def test_expired_request_cannot_be_approved(start: Callable[..., ApprovalBot]) -> None:
-    bot = start(POLICY + "\napproval_expiry_minutes = 5")
-    sid = bot.twilio.add_call(call_sid(4))
-    _, (posted, approve, _) = bot.request(f"hangup prod:{sid}")
-    assert "(5 min)" in reply_text(posted)
-    bot.clock.advance(5 * 60 + 1)
-    assert "expired" in bot.click(approve, BOB)
-    [update] = bot.wait_method("chat.update")
-    assert "Expired" in str(update["text"])
-    assert bot.twilio.updates() == [] and bot.status() == "expired"
-    assert "already handled (expired" in bot.click(approve, BOB)
-    last = bot.db.audit()[-2]
-    assert (last["action"], last["outcome"]) == ("approval.approve", "denied") and "expired" in last["error_message"]
-
-
 def test_an_undecided_request_expires_by_itself(start: Callable[..., ApprovalBot]) -> None:
     """The server's sweep expires it without any click: audited, message updated, requester told."""
     bot = start(POLICY + "\napproval_expiry_minutes = 5", approval_sweep_every=0.05)
@@ -233,44 +187,6 @@ def test_a_grant_flagged_needs_approval_holds_what_it_allows(start: Callable[...
     bot.wait_method("chat.update")
     assert len(bot.twilio.updates()) == 2 and bot.status() == "executed"
     assert (bot.db.audit()[-1]["action"], bot.db.audit()[-1]["outcome"]) == ("hangup", "succeeded")
-
-
-def test_a_flagged_grant_is_refused_where_nobody_could_approve(start: Callable[..., ApprovalBot]) -> None:
-    bot = start("")
-    bot.db.grant(ALICE, "admin", "prod")
-    refused = reply_text(bot.say(f"grant <@{CAROL}> hangup on=prod needs_approval=yes"))
-    assert "no `approvers_channel`" in refused and "`prod`" in refused
-    assert "not valid" not in reply_text(bot.say(f"grant <@{CAROL}> hangup on=prod needs_approval=no"))
-    last = bot.db.audit()[-2]
-    assert (last["action"], last["outcome"]) == ("grant", "invalid")
-    with bot.db.engine.connect() as conn:
-        assert conn.execute(text("SELECT needs_approval FROM grants WHERE user_id = :u"), {"u": CAROL}).all() == [
-            (False,)
-        ]
-
-
-def test_a_tampered_request_is_refused_by_the_hash_check(start: Callable[..., ApprovalBot]) -> None:
-    bot = start()
-    sid, other = bot.twilio.add_call(call_sid(5)), bot.twilio.add_call(call_sid(6))
-    _, (_, approve, _) = bot.request(f"hangup prod:{sid}")
-    with bot.db.engine.begin() as conn:
-        conn.execute(text("UPDATE approvals SET text = :t"), {"t": f"hangup prod:{other}"})
-    bot.click(approve, BOB)
-    [update] = bot.wait_method("chat.update")
-    assert "denied" in str(update["text"])
-    assert bot.twilio.updates() == []
-    last = bot.db.audit()[-1]
-    assert (last["action"], last["outcome"], last["source"]) == ("hangup", "denied", "approval")
-    assert "action hash differs" in last["error_message"]
-
-
-def test_dry_run_and_unlisted_actions_are_not_held(start: Callable[..., ApprovalBot]) -> None:
-    bot = start()
-    sid = bot.twilio.add_call(call_sid(7))
-    assert "Dry run" in reply_text(bot.say(f"hangup prod:{sid} dry-run"))
-    _, outcome = bot.slack.run(f"cancel prod:{sid}")
-    assert "Canceled" in reply_text(outcome) or "cancel" in reply_text(outcome)
-    assert bot.fake_slack.calls("chat.postMessage") == []
 
 
 def test_the_shell_refuses_actions_that_need_approval(

@@ -1,4 +1,6 @@
-"""A request delivered twice (replays, double clicks) reaches the provider once."""
+"""A request delivered twice (replays, double clicks) reaches the provider once: a signed body
+replayed, and simultaneous duplicates over HTTP. Each kind of first outcome replayed is tested on
+the service itself in tests/test_service_idempotency.py."""
 
 from __future__ import annotations
 
@@ -49,11 +51,3 @@ def test_simultaneous_duplicates_reach_the_provider_once(bot: Bot) -> None:
     assert len(bot.db.audit()) == 1
     assert sum("Hanging up" in a for a in answers) == 1
     assert sum("already" in a for a in answers) == 3
-
-
-def test_a_duplicate_of_a_denied_request_gets_the_same_answer(bot: Bot) -> None:
-    body = bot.slack.command_body(f"hangup prod:{call_sid(3)}")
-    bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded")
-    again = reply_text(bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded").json())
-    assert "already handled" in again and "denied" in again
-    assert len(bot.db.audit()) == 1

@@ -88,6 +88,30 @@ class Fakes:
         return (self.slack, self.twilio, self.bandwidth, self.bird)
 
 
+def bot_config(
+    path: Path, fakes: Fakes, accounts: Mapping[str, str] = EVERY_ACCOUNT, *, extra: str = "", preamble: str = ""
+) -> Path:
+    """Write the callbot.toml of `make_bot(accounts, extra=, preamble=)` (see BotFactory) at `path`,
+    its accounts pointed at the fakes; returns the path."""
+    unknown = set(accounts) - set(EVERY_ACCOUNT)
+    assert not unknown, f"make_bot knows the accounts prod, bw and bird, not {sorted(unknown)}"
+    write_config(
+        path,
+        fakes.twilio.url,
+        extra,
+        fakes.bandwidth.url if "bw" in accounts else None,
+        fakes.bird.url if "bird" in accounts else None,
+    )
+    text = path.read_text(encoding="utf-8")
+    for account, lines in accounts.items():
+        header = f"[accounts.{account}]\n"
+        text = text.replace(header, f"{header}{textwrap.dedent(lines).strip()}\n" if lines.strip() else header)
+    if preamble:
+        text = textwrap.dedent(preamble).strip() + "\n" + text
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def deployment_env(db_url: str, config: Path, fake_slack: FakeSlack) -> dict[str, str]:
     """The environment a deployment would set, pointing at the fakes."""
     return {
@@ -255,24 +279,8 @@ class BotFactory:
         self, accounts: Mapping[str, str] = EVERY_ACCOUNT, *, extra: str = "", preamble: str = "", name: str = ""
     ) -> Path:
         """Write the callbot.toml those arguments describe; returns its path."""
-        unknown = set(accounts) - set(EVERY_ACCOUNT)
-        assert not unknown, f"make_bot knows the accounts prod, bw and bird, not {sorted(unknown)}"
         path = self.directory / (name or f"callbot-{len(self.running)}.toml")
-        write_config(
-            path,
-            self.fakes.twilio.url,
-            extra,
-            self.fakes.bandwidth.url if "bw" in accounts else None,
-            self.fakes.bird.url if "bird" in accounts else None,
-        )
-        text = path.read_text(encoding="utf-8")
-        for account, lines in accounts.items():
-            header = f"[accounts.{account}]\n"
-            text = text.replace(header, f"{header}{textwrap.dedent(lines).strip()}\n" if lines.strip() else header)
-        if preamble:
-            text = textwrap.dedent(preamble).strip() + "\n" + text
-        path.write_text(text, encoding="utf-8")
-        return path
+        return bot_config(path, self.fakes, accounts, extra=extra, preamble=preamble)
 
     def __call__(
         self,

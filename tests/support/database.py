@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, bindparam, create_engine, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 
 from bot.db import migrate
@@ -133,6 +133,25 @@ TABLES = (
 )
 
 
+_SEQUENCES: dict[str, list[str]] = {}
+
+
+def _sequences(conn: Connection) -> list[str]:
+    """The id sequences of TABLES in this PostgreSQL database (looked up once per database)."""
+    name = str(conn.engine.url)
+    if name not in _SEQUENCES:
+        rows = conn.execute(
+            text(
+                "SELECT pg_get_serial_sequence(quote_ident(table_name), column_name) FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name IN :tables "
+                "AND (column_default LIKE 'nextval(%' OR is_identity = 'YES')"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": list(TABLES)},
+        )
+        _SEQUENCES[name] = [str(sequence) for sequence in rows.scalars() if sequence]
+    return _SEQUENCES[name]
+
+
 @dataclass
 class DbHelper:
     url: str
@@ -140,11 +159,14 @@ class DbHelper:
 
     def reset(self) -> None:
         with self.engine.begin() as conn:
+            # DELETE, not TRUNCATE: on tables this small PostgreSQL's TRUNCATE costs ~0.25 s (new
+            # files, fsync) against a few ms, and every test pays it.
+            for table in TABLES:
+                conn.execute(text(f"DELETE FROM {table}"))
             if self.engine.dialect.name == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
-            else:
-                for table in TABLES:
-                    conn.execute(text(f"DELETE FROM {table}"))
+                # Ids start at 1 again, as TRUNCATE … RESTART IDENTITY did (SQLite's do by themselves).
+                for sequence in _sequences(conn):
+                    conn.execute(text("SELECT setval(:s, 1, false)"), {"s": sequence})
             # A fresh, empty hash chain (bot/db/chain.py).
             conn.execute(
                 text("UPDATE audit_chain SET seq = 0, hash = :genesis, base_seq = 0, base_hash = :genesis"),

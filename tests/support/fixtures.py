@@ -2,12 +2,14 @@
 
 Per worker session: the migrated test database and the four fake servers. Per test: the fakes
 reset to new, the database emptied, a deployment's environment pointing at them, and `make_bot`,
-which starts the real app with a given configuration (`bot` is the default one)."""
+which starts the real app with a given configuration (`bot` is the default one), or
+`service_for`, which builds the service alone, without HTTP (`service` is the default one)."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from tests.fakes.twilio import FakeTwilio
 from tests.support import database
 from tests.support.bots import Bot, BotFactory, Fakes, SharedBot, deployment_env, write_config
 from tests.support.database import DbHelper
+from tests.support.service import ServiceBot, ServiceFactory, SharedService
 
 
 def pytest_report_header() -> str:
@@ -137,6 +140,55 @@ def bot(request: pytest.FixtureRequest, make_bot: BotFactory) -> Iterator[Bot]:
     shared: SharedBot = request.getfixturevalue("shared_bot")
     with shared.lend(make_bot.db) as lent:
         yield lent
+
+
+@pytest.fixture
+def service_for(
+    tmp_path: Path,
+    db: DbHelper,
+    fake_slack: FakeSlack,
+    fake_twilio: FakeTwilio,
+    fake_bandwidth: FakeBandwidth,
+    fake_bird: FakeBird,
+) -> Iterator[ServiceFactory]:
+    """`service_for(accounts, extra=, preamble=, env=, clock=)` → a ServiceBot: the real service
+    without HTTP (tests/support/service.py), configured as make_bot would be; each one is closed
+    after the test."""
+    factory = ServiceFactory(tmp_path, db, Fakes(fake_slack, fake_twilio, fake_bandwidth, fake_bird))
+    try:
+        yield factory
+    finally:
+        factory.close_all()
+
+
+@pytest.fixture(scope="session")
+def shared_service(tmp_path_factory: pytest.TempPathFactory, fakes: Fakes) -> Iterator[SharedService]:
+    """The worker's services, one per configuration, lent to the tests (see SharedService)."""
+    shared = SharedService(tmp_path_factory.mktemp("shared-service"), fakes)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def shared_service_for(
+    shared_service: SharedService,
+    db: DbHelper,
+    fake_slack: FakeSlack,
+    fake_twilio: FakeTwilio,
+    fake_bandwidth: FakeBandwidth,
+    fake_bird: FakeBird,
+) -> Callable[..., ServiceBot]:
+    """`shared_service_for(accounts, extra=, preamble=, env=)`: like service_for, but the worker's
+    service with that configuration, lent (built once; see SharedService for what it must not
+    be used for). Its clock is a FakeClock at the real now."""
+    return partial(shared_service.lend, db)
+
+
+@pytest.fixture
+def service(shared_service_for: Callable[..., ServiceBot]) -> ServiceBot:
+    """The service with the default configuration (accounts prod, bw, bird), the worker's, lent
+    (see SharedService; `service_for()` builds a new one)."""
+    return shared_service_for()
 
 
 @pytest.fixture
