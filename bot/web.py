@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -31,6 +32,8 @@ from bot.slack.views.render import message
 
 log = logging.getLogger(__name__)
 
+HEALTH_TIMEOUT = 1.5
+"""Seconds GET /healthz waits for the database: within the 2 s load balancers usually allow."""
 _BROKEN = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was done.", ("The error is in the server log.",))
 
 
@@ -92,7 +95,15 @@ def create_web_app(
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     async def healthz(request: Request) -> Response:
-        if await request.app.state.runtime.db.ping():
+        # Bounded: a database that accepts connections and never answers must not hang the load
+        # balancer's probe (it would time out and learn nothing).
+        probe = asyncio.ensure_future(request.app.state.runtime.db.ping())
+        done, _ = await asyncio.wait({probe}, timeout=HEALTH_TIMEOUT)
+        if not done:
+            _abandon(probe)
+            reason = f"the database did not answer within {HEALTH_TIMEOUT:g} s"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        if probe.result():
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "reason": "database does not answer"}, status_code=503)
 
@@ -105,6 +116,24 @@ def create_web_app(
         middleware=[Middleware(RequestContext)],
         lifespan=lifespan,
     )
+
+
+_abandoned: set[asyncio.Future[bool]] = set()
+
+
+def _abandon(probe: asyncio.Future[bool]) -> None:
+    """Cancel without waiting for the cancellation: the driver cancels a query by asking the
+    server, which does not answer that either. Held until it ends (the loop keeps only weak
+    references to tasks), its outcome read so none is reported as never retrieved."""
+    probe.cancel()
+    _abandoned.add(probe)
+
+    def forget(done: asyncio.Future[bool]) -> None:
+        _abandoned.discard(done)
+        if not done.cancelled():
+            done.exception()
+
+    probe.add_done_callback(forget)
 
 
 class RequestContext:
