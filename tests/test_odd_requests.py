@@ -6,10 +6,12 @@ import json
 
 import pytest
 
-from tests.support.bots import PAYLOADS, Bot, reply_text
+from tests.fakes.twilio import call_sid
+from tests.support.bots import ALICE, PAYLOADS, Bot, reply_text
 
 # The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
 pytestmark = pytest.mark.shared_bot
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.mark.parametrize("name", ["block_actions.json", "view_submission.json", "block_suggestion.json"])
@@ -54,3 +56,15 @@ def test_a_command_without_user_or_text_opens_the_form(bot: Bot) -> None:
 
 def test_get_on_the_events_endpoint_is_not_a_500(bot: Bot) -> None:
     assert bot.slack.http.get("/slack/events").status_code == 405
+
+
+@pytest.mark.parametrize("command", ["/callx", "/CALL", "/cal", "/call/"])
+def test_only_the_call_command_is_call(bot: Bot, command: str) -> None:
+    bot.db.grant(ALICE, "hangup", "prod")
+    sid = bot.fake_twilio.add_call(call_sid(1))
+    body = bot.slack.command_body(f"hangup prod:{sid}", command=command)
+    response = bot.slack.post(body, bot.slack.sign(body), FORM)
+    assert response.status_code == 200
+    assert "callbot answers `/call` only" in reply_text(response.json())
+    assert bot.db.audit() == []
+    assert bot.fake_twilio.requests == []

@@ -7,16 +7,23 @@ live in the service.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.config import Settings
+from bot.domain.replies import Reply, Tone
 from bot.logs import new_request_id, request_id, request_started
 from bot.service.core import Service
 from bot.slack.client import web_client
 from bot.slack.listeners import register_listeners
+from bot.slack.views.render import message
+
+OTHER_COMMAND = Reply(
+    Tone.INFO, "callbot answers `/call` only.", ("Check the command's name in the Slack app's configuration.",)
+)
 
 
 class _SameTokenWarning(logging.Filter):
@@ -42,7 +49,14 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     )
     app.middleware(stamp_request_id)
     register_listeners(app, service)
+    # After /call's: any other command routed here (a renamed or added one in the app's
+    # configuration) gets an answer rather than Bolt's 404, which Slack shows as a failure.
+    app.command(re.compile(".*"))(on_other_command)
     return app
+
+
+async def on_other_command(ack: AsyncAck) -> None:
+    await ack(**message(OTHER_COMMAND))
 
 
 async def stamp_request_id(next: Callable[[], Awaitable[None]]) -> None:
