@@ -10,7 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
+from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
@@ -26,6 +27,7 @@ from bot.logs import request_context
 from bot.runtime import Runtime
 from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Clock
+from bot.slack import edge
 from bot.slack.app import create_bolt_app
 from bot.slack.notify import announce_interrupted, apply_update
 from bot.slack.views.render import message
@@ -54,7 +56,7 @@ def create_web_app(
         runtime = await Runtime.start(settings, clock=clock)
         app.state.runtime = runtime
         bolt = create_bolt_app(settings, runtime.service)
-        app.state.slack = AsyncSlackRequestHandler(bolt)
+        app.state.bolt = bolt
 
         async def tell(update: ApprovalUpdate) -> None:
             await apply_update(bolt.client, update)
@@ -77,13 +79,22 @@ def create_web_app(
             await runtime.close()
 
     async def slack_events(request: Request) -> Response:
+        received = await edge.receive(request, settings.slack_signing_secret)
+        if isinstance(received, edge.Refusal):
+            # One line, no traceback: anyone can send these, and the reason is all there is to know.
+            log.warning("refused a request to /slack/events (HTTP %d): %s", received.status, received.reason)
+            return received.response()
         try:
-            handler: AsyncSlackRequestHandler = request.app.state.slack
-            return await handler.handle(request)
+            bolt: AsyncApp = request.app.state.bolt
+            answer = await bolt.async_dispatch(received.for_bolt())
         except Exception:
-            # A 500 would show Slack's generic failure; say something useful instead.
             log.exception("Slack request failed before any listener answered")
+            answer = None
+        if answer is None or answer.status >= 500:
+            # Bolt answers 500 when a listener raised before its ack (logged by the listeners'
+            # error handler): Slack would show only a generic failure; say something useful instead.
             return JSONResponse(message(_BROKEN))
+        return to_starlette_response(answer)
 
     async def metrics_endpoint(request: Request) -> Response:
         token = settings.metrics_token
