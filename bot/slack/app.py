@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
@@ -18,8 +19,15 @@ from bot.domain.replies import Reply, Tone
 from bot.logs import new_request_id, request_id, request_started
 from bot.service.core import Service
 from bot.slack.client import web_client
+from bot.slack.edge import envelope_problem
 from bot.slack.listeners import register_listeners
 from bot.slack.views.render import message
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+
+log = logging.getLogger(__name__)
 
 OTHER_COMMAND = Reply(
     Tone.INFO, "callbot answers `/call` only.", ("Check the command's name in the Slack app's configuration.",)
@@ -57,6 +65,32 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
 
 async def on_other_command(ack: AsyncAck) -> None:
     await ack(**message(OTHER_COMMAND))
+
+
+def socket_mode_handler(app: AsyncApp, app_token: str) -> AsyncSocketModeHandler:
+    """Bolt over Socket Mode, each envelope's payload checked first as the HTTP edge checks a
+    body (bot/slack/edge.py)."""
+    # Imported here: only `serve --socket` needs the websocket client (aiohttp).
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.socket_mode.response import SocketModeResponse
+
+    handler = AsyncSocketModeHandler(app, app_token)
+
+    async def check(client: AsyncBaseSocketModeClient, envelope: dict[str, Any], raw: str | None) -> None:
+        wrong = envelope_problem(envelope)
+        if wrong is None:
+            return
+        # Message listeners run before the request listener (Bolt) and share the envelope:
+        # without a payload, the SDK makes no request of it.
+        del envelope["payload"]
+        envelope_id = envelope.get("envelope_id")
+        log.warning("refused a Socket Mode envelope: %s", wrong)
+        if isinstance(envelope_id, str) and envelope_id:
+            # Acknowledged, or Slack would send it again.
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
+
+    handler.client.message_listeners.append(check)
+    return handler
 
 
 async def stamp_request_id(next: Callable[[], Awaitable[None]]) -> None:

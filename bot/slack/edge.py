@@ -157,3 +157,18 @@ def _json(text: str) -> Any:
     except (ValueError, RecursionError):
         return _NOT_JSON
 
+
+def envelope_problem(envelope: Mapping[str, Any]) -> str | None:
+    """Socket Mode: why an envelope's payload is not one Slack sends (Slack's websocket needs no
+    signature, but its payloads reach the same listeners). None for control messages."""
+    kind = envelope.get("type")
+    if kind in ("hello", "disconnect") or "payload" not in envelope:
+        return None
+    payload = envelope["payload"]
+    if kind == "slash_commands":
+        return shapes.command_problem(payload) if isinstance(payload, dict) else "the payload is not a JSON object"
+    if kind == "interactive":
+        return shapes.problem(payload, shapes.INTERACTIVE, "payload")
+    if kind == "events_api":
+        return shapes.problem(payload, shapes.EVENTS, "payload")
+    return "callbot does not handle this type of envelope"
