@@ -172,10 +172,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _serve_socket(settings: Settings) -> int:
     app_token = settings.slack_app_token or ""  # checked by the caller
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
     from slack_sdk.errors import SlackApiError
 
-    from bot.slack.app import create_bolt_app
+    from bot.slack.app import create_bolt_app, socket_mode_handler
     from bot.slack.notify import announce_interrupted, apply_update
 
     async def go() -> None:
@@ -190,7 +189,7 @@ def _serve_socket(settings: Settings) -> int:
                 raise ConfigError(
                     "environment", "SLACK_APP_TOKEN", f"Slack refused the Socket Mode connection ({reason})"
                 ) from None
-            handler = AsyncSocketModeHandler(app, app_token)
+            handler = socket_mode_handler(app, app_token)
             log.info("callbot %s connected over Socket Mode", __version__)
 
             async def tell(update: ApprovalUpdate) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -9,7 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
+from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
@@ -25,12 +27,15 @@ from bot.logs import request_context
 from bot.runtime import Runtime
 from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Clock
+from bot.slack import edge
 from bot.slack.app import create_bolt_app
 from bot.slack.notify import announce_interrupted, apply_update
 from bot.slack.views.render import message
 
 log = logging.getLogger(__name__)
 
+HEALTH_TIMEOUT = 1.5
+"""Seconds GET /healthz waits for the database: within the 2 s load balancers usually allow."""
 _BROKEN = Reply(Tone.FAILURE, "callbot hit an internal error; nothing was done.", ("The error is in the server log.",))
 
 
@@ -51,7 +56,7 @@ def create_web_app(
         runtime = await Runtime.start(settings, clock=clock)
         app.state.runtime = runtime
         bolt = create_bolt_app(settings, runtime.service)
-        app.state.slack = AsyncSlackRequestHandler(bolt)
+        app.state.bolt = bolt
 
         async def tell(update: ApprovalUpdate) -> None:
             await apply_update(bolt.client, update)
@@ -74,13 +79,22 @@ def create_web_app(
             await runtime.close()
 
     async def slack_events(request: Request) -> Response:
+        received = await edge.receive(request, settings.slack_signing_secret)
+        if isinstance(received, edge.Refusal):
+            # One line, no traceback: anyone can send these, and the reason is all there is to know.
+            log.warning("refused a request to /slack/events (HTTP %d): %s", received.status, received.reason)
+            return received.response()
         try:
-            handler: AsyncSlackRequestHandler = request.app.state.slack
-            return await handler.handle(request)
+            bolt: AsyncApp = request.app.state.bolt
+            answer = await bolt.async_dispatch(received.for_bolt())
         except Exception:
-            # A 500 would show Slack's generic failure; say something useful instead.
             log.exception("Slack request failed before any listener answered")
+            answer = None
+        if answer is None or answer.status >= 500:
+            # Bolt answers 500 when a listener raised before its ack (logged by the listeners'
+            # error handler): Slack would show only a generic failure; say something useful instead.
             return JSONResponse(message(_BROKEN))
+        return to_starlette_response(answer)
 
     async def metrics_endpoint(request: Request) -> Response:
         token = settings.metrics_token
@@ -92,7 +106,15 @@ def create_web_app(
         return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     async def healthz(request: Request) -> Response:
-        if await request.app.state.runtime.db.ping():
+        # Bounded: a database that accepts connections and never answers must not hang the load
+        # balancer's probe (it would time out and learn nothing).
+        probe = asyncio.ensure_future(request.app.state.runtime.db.ping())
+        done, _ = await asyncio.wait({probe}, timeout=HEALTH_TIMEOUT)
+        if not done:
+            _abandon(probe)
+            reason = f"the database did not answer within {HEALTH_TIMEOUT:g} s"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        if probe.result():
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "reason": "database does not answer"}, status_code=503)
 
@@ -105,6 +127,24 @@ def create_web_app(
         middleware=[Middleware(RequestContext)],
         lifespan=lifespan,
     )
+
+
+_abandoned: set[asyncio.Future[bool]] = set()
+
+
+def _abandon(probe: asyncio.Future[bool]) -> None:
+    """Cancel without waiting for the cancellation: the driver cancels a query by asking the
+    server, which does not answer that either. Held until it ends (the loop keeps only weak
+    references to tasks), its outcome read so none is reported as never retrieved."""
+    probe.cancel()
+    _abandoned.add(probe)
+
+    def forget(done: asyncio.Future[bool]) -> None:
+        _abandoned.discard(done)
+        if not done.cancelled():
+            done.exception()
+
+    probe.add_done_callback(forget)
 
 
 class RequestContext:

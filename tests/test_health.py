@@ -16,7 +16,9 @@ from tests.support.bots import BotFactory
 
 
 class TcpProxy:
-    """Forwards loopback connections to the database until `cut()`: a database that goes away."""
+    """Forwards loopback connections to the database until `cut()`: a database that goes away;
+    or until `stall()`: a black hole, that accepts connections and takes what is sent but never
+    answers (a hung server, a firewall dropping packets)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -24,6 +26,7 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.running = True
+        self.stalled = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -32,22 +35,28 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.stalled:
+                self.sockets.append(client)
+                continue
             upstream = socket.create_connection(self.target)
             self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self.stalled:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    def stall(self) -> None:
+        self.stalled = True
 
     def cut(self) -> None:
         self.running = False
@@ -83,6 +92,22 @@ def test_healthz_is_503_when_the_database_is_unreachable(
     response = bot.slack.http.get("/healthz")
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
+
+
+def test_healthz_is_503_when_the_database_never_answers(
+    proxied_env: tuple[dict[str, str], TcpProxy], make_bot: BotFactory
+) -> None:
+    env, proxy = proxied_env
+    bot = make_bot(env=env)
+    assert bot.slack.http.get("/healthz").status_code == 200
+    proxy.stall()
+    try:
+        response = bot.slack.http.get("/healthz", timeout=10)
+    finally:
+        # The bot then stops at once, its connections closed rather than left hanging.
+        proxy.cut()
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "reason": "the database did not answer within 1.5 s"}
 
 
 def test_embedded_sqlite_runs_in_wal_mode(tmp_path: Path, make_bot: BotFactory) -> None:

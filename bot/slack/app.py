@@ -7,16 +7,31 @@ live in the service.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.config import Settings
+from bot.domain.replies import Reply, Tone
 from bot.logs import new_request_id, request_id, request_started
 from bot.service.core import Service
 from bot.slack.client import web_client
+from bot.slack.edge import envelope_problem
 from bot.slack.listeners import register_listeners
+from bot.slack.views.render import message
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+
+log = logging.getLogger(__name__)
+
+OTHER_COMMAND = Reply(
+    Tone.INFO, "callbot answers `/call` only.", ("Check the command's name in the Slack app's configuration.",)
+)
 
 
 class _SameTokenWarning(logging.Filter):
@@ -42,7 +57,40 @@ def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
     )
     app.middleware(stamp_request_id)
     register_listeners(app, service)
+    # After /call's: any other command routed here (a renamed or added one in the app's
+    # configuration) gets an answer rather than Bolt's 404, which Slack shows as a failure.
+    app.command(re.compile(".*"))(on_other_command)
     return app
+
+
+async def on_other_command(ack: AsyncAck) -> None:
+    await ack(**message(OTHER_COMMAND))
+
+
+def socket_mode_handler(app: AsyncApp, app_token: str) -> AsyncSocketModeHandler:
+    """Bolt over Socket Mode, each envelope's payload checked first as the HTTP edge checks a
+    body (bot/slack/edge.py)."""
+    # Imported here: only `serve --socket` needs the websocket client (aiohttp).
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.socket_mode.response import SocketModeResponse
+
+    handler = AsyncSocketModeHandler(app, app_token)
+
+    async def check(client: AsyncBaseSocketModeClient, envelope: dict[str, Any], raw: str | None) -> None:
+        wrong = envelope_problem(envelope)
+        if wrong is None:
+            return
+        # Message listeners run before the request listener (Bolt) and share the envelope:
+        # without a payload, the SDK makes no request of it.
+        del envelope["payload"]
+        envelope_id = envelope.get("envelope_id")
+        log.warning("refused a Socket Mode envelope: %s", wrong)
+        if isinstance(envelope_id, str) and envelope_id:
+            # Acknowledged, or Slack would send it again.
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
+
+    handler.client.message_listeners.append(check)
+    return handler
 
 
 async def stamp_request_id(next: Callable[[], Awaitable[None]]) -> None:

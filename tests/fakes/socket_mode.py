@@ -58,6 +58,10 @@ class FakeSocketMode:
     def send(self, envelope: dict[str, Any]) -> None:
         asyncio.run_coroutine_threadsafe(self._sockets[-1].send_json(envelope), self._loop).result(10)
 
+    def send_text(self, text: str) -> None:
+        """Any text frame, JSON or not."""
+        asyncio.run_coroutine_threadsafe(self._sockets[-1].send_str(text), self._loop).result(10)
+
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while not predicate(self.received):

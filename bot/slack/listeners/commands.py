@@ -8,7 +8,6 @@ audits the attempt and says what is wrong.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -39,7 +38,8 @@ from bot.slack.listeners.flow_builder import open_builder
 from bot.slack.notify import answer_bulk
 from bot.slack.views.render import message
 
-CALL = re.compile(r"^/call")
+# A string: Bolt compares it whole (a pattern is searched: `^/call` took `/callx` too).
+CALL = "/call"
 LOOKING = Reply(Tone.WORKING, "Asking the provider…")
 COUNTING = Reply(Tone.WORKING, "Counting the matching live calls…")
 LOOKING_UP = Reply(Tone.WORKING, "Looking up the batch…")
