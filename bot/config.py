@@ -47,6 +47,10 @@ class _Account(BaseModel):
     check_state: bool = False
     # Bulk actions (`/call hangup-all`): provider requests in flight at once on this account.
     bulk_concurrency: int = Field(default=10, ge=1, le=100)
+    # Requests per call of a bulk action, 429s included, before it counts as failed; and the
+    # longest Retry-After (seconds) a bulk action waits out: asked to wait longer, the call fails.
+    bulk_max_attempts: int = Field(default=5, ge=1, le=50)
+    bulk_max_retry_after: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("confirm", "require_reason", "approval")
     @classmethod
@@ -91,6 +95,8 @@ class _Account(BaseModel):
             approval_expiry=timedelta(minutes=self.approval_expiry_minutes),
             check_state=self.check_state,
             bulk_concurrency=self.bulk_concurrency,
+            bulk_max_attempts=self.bulk_max_attempts,
+            bulk_max_retry_after=self.bulk_max_retry_after,
         )
 
     def secrets(self) -> list[str]:
