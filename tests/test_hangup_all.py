@@ -536,14 +536,14 @@ def test_a_running_batch_keeps_its_audit_row_pending_until_it_is_interrupted(env
                 call_ids=[call_sid(1)],
                 audit_id=row.id,
             )
-            while_running = await service.recover_pending(0)
+            while_running = len(await service.recover_pending(0))
             running_outcome = db.audit()[0]["outcome"]
             async with runtime.db.session() as session:
                 stored = await session.get(BatchRow, batch.id)
                 assert stored is not None
                 stored.heartbeat_at = utcnow() - timedelta(minutes=5)
             await service.bulk.interrupted()
-            once_interrupted = await service.recover_pending(0)
+            once_interrupted = len(await service.recover_pending(0))
             return while_running, once_interrupted, running_outcome, db.audit()[0]["outcome"]
         finally:
             await runtime.close()
