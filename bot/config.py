@@ -26,12 +26,18 @@ DEFAULT_DATABASE_URL = "sqlite:///./callbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# A live process keeps a call action's audit row `pending` for at most two provider requests (the
+# check_state read, then the action), each within its account's `timeout`, plus database work:
+# the pending grace must be longer, by this much at least, or the sweep would close running rows.
+PENDING_MARGIN = 30.0
 
 
 class _Account(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timeout: float = Field(default=10.0, gt=0, le=120, description="seconds for one provider request")
+    timeout: float = Field(
+        default=10.0, gt=0, le=120, description="seconds for one whole provider request, retries included"
+    )
     # Safety policy (docs/permissions.md, "Security model"): see bot/domain/policy.py for what each rule means.
     confirm: tuple[str, ...] = ()
     require_reason: tuple[str, ...] = ()
@@ -50,6 +56,10 @@ class _Account(BaseModel):
     check_state: bool = False
     # Bulk actions (`/call hangup-all`): provider requests in flight at once on this account.
     bulk_concurrency: int = Field(default=10, ge=1, le=100)
+    # Requests per call of a bulk action, 429s included, before it counts as failed; and the
+    # longest Retry-After (seconds) a bulk action waits out: asked to wait longer, the call fails.
+    bulk_max_attempts: int = Field(default=5, ge=1, le=50)
+    bulk_max_retry_after: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("confirm", "require_reason", "approval")
     @classmethod
@@ -104,6 +114,8 @@ class _Account(BaseModel):
             approval_expiry=timedelta(minutes=self.approval_expiry_minutes),
             check_state=self.check_state,
             bulk_concurrency=self.bulk_concurrency,
+            bulk_max_attempts=self.bulk_max_attempts,
+            bulk_max_retry_after=self.bulk_max_retry_after,
         )
 
     def secrets(self) -> list[str]:
@@ -203,7 +215,8 @@ class Settings:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ConfigError("environment", "PORT", f"{port_text!r} is not a TCP port number")
         source, parsed = load_config(env)
-        grace = _seconds(env, "CALLBOT_PENDING_GRACE", minimum=0.0)
+        longest = max((account.timeout for account in parsed.accounts.values()), default=10.0)
+        grace = _seconds(env, "CALLBOT_PENDING_GRACE", minimum=shortest_pending_grace(longest))
         stale = _seconds(env, "CALLBOT_BATCH_STALE_AFTER", minimum=2.0)
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -226,10 +239,11 @@ class Settings:
 
     @property
     def pending_grace(self) -> float:
-        if self.pending_grace_seconds is not None:
-            return self.pending_grace_seconds
         longest = max((a.config.timeout for a in self.accounts.values()), default=10.0)
-        return max(120.0, 3 * longest + 30.0)
+        if self.pending_grace_seconds is not None:
+            # Checked by from_env; a Settings built by hand gets the same floor.
+            return max(self.pending_grace_seconds, shortest_pending_grace(longest))
+        return max(120.0, 3 * longest + PENDING_MARGIN)
 
     def secrets(self) -> list[str]:
         values = [self.slack_signing_secret, self.slack_bot_token, self.slack_app_token, self.metrics_token]
@@ -257,6 +271,11 @@ class Settings:
             raise ConfigError("environment", "SLACK_BOT_TOKEN", "must be a bot token starting with xoxb-")
 
 
+def shortest_pending_grace(longest_timeout: float) -> float:
+    """The shortest CALLBOT_PENDING_GRACE that never closes a row whose request is still running."""
+    return 2 * longest_timeout + PENDING_MARGIN
+
+
 def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | None:
     """An optional environment variable holding a number of seconds, at least `minimum`."""
     text = env.get(name)
@@ -266,7 +285,14 @@ def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | No
         value = float(text)
     except ValueError:
         raise ConfigError("environment", name, "must be a number of seconds") from None
-    if value < minimum:
+    if not value >= minimum:  # NaN too
+        if name == "CALLBOT_PENDING_GRACE":
+            raise ConfigError(
+                "environment",
+                name,
+                f"must be at least {minimum:g} seconds: twice the longest account timeout plus "
+                f"{PENDING_MARGIN:g} s. A shorter grace would mark requests still running as abandoned.",
+            )
         raise ConfigError(
             "environment", name, "must not be negative" if minimum == 0 else f"must be at least {minimum:g}"
         )

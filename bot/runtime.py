@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,7 +23,7 @@ from bot.providers.base import ProviderClient
 from bot.service import audit_retention
 from bot.service.audit_retention import PurgeReport
 from bot.service.bulk.plans import BatchNotice
-from bot.service.core import ApprovalUpdate, Clock, Service
+from bot.service.core import ApprovalUpdate, Clock, Recovered, Service
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class Runtime:
     redactor: Redactor
     # Whether the last read of the /metrics database gauges worked: an outage is logged once.
     gauges_readable: bool = True
+    # What the start-up sweep closed: the pending sweeper tells the people concerned.
+    recovered: list[Recovered] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings, *, recover: bool = True, clock: Clock | None = None) -> Runtime:
@@ -60,20 +62,34 @@ class Runtime:
         runtime = cls(settings, db, clients, service, redactor)
         if recover:
             try:
-                await service.recover_pending(settings.pending_grace)
+                runtime.recovered = await service.recover_pending(settings.pending_grace)
             except Exception:
                 await runtime.close()
                 raise
         return runtime
 
     async def sweep_pending_forever(self, every: float = 30.0) -> None:
-        """In a long-running server, rows of a crashed sibling process are recovered too."""
+        """In a long-running server, rows of a crashed sibling process are recovered too. Each
+        person whose request was left without an answer is told (the start-up sweep's first)."""
+        recovered, self.recovered = self.recovered, []
         while True:
+            await self.tell_recovered(recovered)
             await asyncio.sleep(every)
             try:
-                await self.service.recover_pending(self.settings.pending_grace)
+                recovered = await self.service.recover_pending(self.settings.pending_grace)
             except Exception:
                 log.exception("pending-row sweep failed; will retry")
+                recovered = []
+
+    async def tell_recovered(self, recovered: list[Recovered]) -> None:
+        if not any(item.response_url for item in recovered):
+            return
+        from bot.slack.recovered import tell_recovered
+
+        try:
+            await tell_recovered(recovered)
+        except Exception:
+            log.exception("could not post the final messages of recovered audit rows")
 
     async def sweep_approvals(self, tell: Callable[[ApprovalUpdate], Awaitable[None]]) -> int:
         """Expire approval requests past their deadline (audited by the service); `tell` updates the

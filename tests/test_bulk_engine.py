@@ -173,3 +173,41 @@ def test_a_refused_step_up_goes_back_to_the_size_that_held_not_to_half() -> None
         throttle.succeeded()
     throttle.throttled(0.0, throttle.epoch)  # refused at a size that held: the limit changed, halve
     assert throttle.window == 2
+
+
+def test_a_long_retry_after_is_honoured_in_full_never_cut_short() -> None:
+    now = [1000.0]
+    throttle = Throttle(4, clock=lambda: now[0])
+    throttle.throttled(45.0)
+    assert throttle.paused_until == 1045.0  # not the old 30 s cap: a request sent early is refused again
+    from bot.service.bulk.engine import WaitTooLong
+
+    async def asks(wait_limit: float) -> str:
+        try:
+            await throttle.acquire(longest_wait=wait_limit)
+        except WaitTooLong as too_long:
+            return f"too long: {too_long.seconds:g} s"
+        return "sent"
+
+    assert asyncio.run(asks(20.0)) == "too long: 45 s"
+    now[0] = 1045.0  # once the provider's wait is over
+    assert asyncio.run(asks(20.0)) == "sent"
+
+
+def test_a_stopped_run_leaves_a_waiting_sender_untouched() -> None:
+    from bot.service.bulk.engine import Untouched
+
+    async def go() -> str:
+        throttle = Throttle(1)
+        throttle.throttled(30.0)
+        stop = asyncio.Event()
+        waiting = asyncio.create_task(throttle.acquire(stop=stop))
+        await asyncio.sleep(0)
+        stop.set()
+        try:
+            await waiting
+        except Untouched:
+            return "untouched"
+        return "sent"
+
+    assert asyncio.run(go()) == "untouched"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.db import repo
+from bot.db import pending, repo
 from bot.db.events import AuditEvent
 from bot.db.models import utcnow
 from bot.db.problems import describe
@@ -180,8 +180,8 @@ def test_rows_a_sweep_closes_as_unknown_are_reported_once(db: DbHelper) -> None:
         row = await repo.insert_audit(
             database, **fields, call_id=call_sid(5), command_text="/call hangup", outcome="pending"
         )
-        await repo.mark_pending_unknown(database, utcnow() + timedelta(seconds=1))
-        await repo.mark_pending_unknown(database, utcnow() + timedelta(seconds=1))  # nothing left to close
+        await pending.close_abandoned(database, utcnow() + timedelta(seconds=1), utcnow())
+        await pending.close_abandoned(database, utcnow() + timedelta(seconds=1), utcnow())  # nothing left to close
         return row.id
 
     audit_id = on_database(db.url, work)

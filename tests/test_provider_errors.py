@@ -87,12 +87,60 @@ def test_timeout_after_sending_is_unknown_not_failed(allowed: Bot) -> None:
     assert allowed.db.audit()[0]["outcome"] == "unknown"
 
 
-def test_non_json_success_body_is_still_a_success(allowed: Bot) -> None:
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (Answer(200, b"<html><body>Welcome to the proxy</body></html>", {"Content-Type": "text/html"}), "not JSON"),
+        (Answer(200, b"", {"Content-Type": "application/json"}), "an empty body"),
+        (
+            Answer(200, b'{"sid": "CA00000000000000000000000000000007", "sta', {"Content-Type": "application/json"}),
+            "not JSON",
+        ),
+        (Answer.json(200, ["completed"]), "JSON that is not the call"),
+    ],
+    ids=["html", "empty", "truncated", "not-an-object"],
+)
+def test_a_2xx_that_is_not_what_twilio_returns_is_unknown_not_succeeded(
+    allowed: Bot, answer: Answer, problem: str
+) -> None:
     sid = allowed.fake_twilio.add_call(call_sid(7))
-    allowed.fake_twilio.script(Answer(200, b"not json", {"Content-Type": "text/plain"}))
+    allowed.fake_twilio.script(answer)
     _, outcome = allowed.slack.run(f"hangup prod:{sid}")
-    assert "Twilio accepted the request" in reply_text(outcome)
-    assert allowed.db.audit()[0]["outcome"] == "succeeded"
+    text = reply_text(outcome)
+    assert "Unreadable answer from the provider" in text
+    assert "Twilio answered 200 but not with what its API returns" in text and problem in text
+    assert "may or may not have changed" in text and "/call status" in text
+    assert len(allowed.fake_twilio.updates()) == 1
+    [row] = allowed.db.audit()
+    assert (row["outcome"], row["provider_status"]) == ("unknown", 200)
+    assert problem in row["error_message"]
+
+
+def test_an_answer_dribbled_past_the_timeout_is_unknown(allowed: Bot) -> None:
+    # Every byte comes well within the 2 s timeout of a single read, the whole answer only after 5 s.
+    sid = allowed.fake_twilio.add_call(call_sid(10))
+    body = b'{"sid": "%s", "status": "completed", "direction": "inbound"}' % sid.encode()
+    allowed.fake_twilio.script(Answer(200, body, {"Content-Type": "application/json"}, dribble=5))
+    _, outcome = allowed.slack.run(f"hangup prod:{sid}")
+    text = reply_text(outcome)
+    assert "did not answer in time" in text and "within 2 s (the account's timeout)" in text
+    assert "The request was sent" in text and "Hung up" not in text
+    assert len(allowed.fake_twilio.updates()) == 1
+    [row] = allowed.db.audit()
+    assert row["outcome"] == "unknown" and "within 2 s" in row["error_message"]
+
+
+@pytest.mark.parametrize("wait", ["3", "30"])
+def test_a_retry_after_longer_than_callbot_waits_is_the_answer_never_resent_early(allowed: Bot, wait: str) -> None:
+    # 3 s does not fit in the account's 2 s timeout, 30 s is past MAX_RETRY_WAIT: no second request.
+    sid = allowed.fake_twilio.add_call(call_sid(11))
+    allowed.fake_twilio.script(*[twilio_error(429, 20429, "Too Many Requests", **{"Retry-After": wait})] * 3)
+    _, outcome = allowed.slack.run(f"hangup prod:{sid}")
+    assert len(allowed.fake_twilio.updates()) == 1
+    text = reply_text(outcome)
+    assert "Rate limited" in text and f"Twilio asked to wait {wait} s before trying again" in text
+    row = allowed.db.audit()[0]
+    assert (row["outcome"], row["error_code"]) == ("failed", "20429")
 
 
 def test_bad_credentials_20003(make_bot: BotFactory) -> None:

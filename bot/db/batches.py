@@ -156,6 +156,12 @@ class Step:
         self.settled = True
         await self.writer.write(self.item_id, state, audit_id=outcome.audit_id, error=error, closing=closing)
 
+    async def put_back(self, audit_id: int, closing: dict[str, Any]) -> None:
+        """Back to `todo`, its row closed with `closing`: the batch was stopped while the call
+        waited to be sent again, and the provider had processed none of its requests."""
+        self.settled = True
+        await self.writer.write(self.item_id, TODO, audit_id=audit_id, closing=closing)
+
 
 # The action on one call → what happened. It writes the call's audit row through the step.
 Act = Callable[[Step], Awaitable[ItemOutcome]]

@@ -317,3 +317,16 @@ class BatchItemRow(Base):
     audit_id: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingReply(Base):
+    """Where to tell the person how a pending call action ended if its process dies first: the
+    `response_url` Slack sent with the request (bot/db/pending.py). Whoever holds it may post in
+    the conversation for 30 minutes, so it is kept apart from the audit row (never chained,
+    exported or shown) and deleted once the row is complete."""
+
+    __tablename__ = "pending_replies"
+
+    audit_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db import chain
+from bot.db import chain, pending
 from bot.db.models import (
     ApprovalRow,
     AuditRow,
@@ -162,12 +162,15 @@ async def save_role(db: Database, name: str, actions: list[str], by: str, now: d
         return previous
 
 
-async def insert_audit(db: Database, **fields: Any) -> AuditRow:
-    """Inserts the row and appends its opening entry to the hash chain, in one transaction."""
+async def insert_audit(db: Database, *, reply_url: str | None = None, **fields: Any) -> AuditRow:
+    """Inserts the row and appends its opening entry to the hash chain, in one transaction.
+    `reply_url`: a pending call action's response_url (bot/db/pending.py)."""
     fields.setdefault("created_at", utcnow())
     try:
         async with db.chain_session() as session:
             row = await chain.append_row(session, fields)
+            if reply_url:
+                await pending.keep_reply(session, row.id, reply_url, fields["created_at"])
     except IntegrityError:
         if fields.get("idempotency_key") is None:
             raise
@@ -180,6 +183,7 @@ async def complete_audit(db: Database, audit_id: int, **fields: Any) -> bool:
     pending: a restart marked it unknown first."""
     fields.setdefault("completed_at", utcnow())
     async with db.chain_session() as session:
+        await pending.forget_reply(session, audit_id)
         return bool(await chain.close_rows(session, {audit_id: fields}))
 
 
@@ -191,29 +195,6 @@ async def audit_by_key(db: Database, key: str) -> AuditRow | None:
 async def audit_by_id(db: Database, audit_id: int) -> AuditRow | None:
     async with db.session() as session:
         return await session.get(AuditRow, audit_id)
-
-
-async def mark_pending_unknown(db: Database, older_than: datetime) -> int:
-    """Rows left `pending` by a process that died between request and answer become `unknown`.
-
-    Only rows older than any request still in flight can be touched: other processes may share
-    the database. The row of a bulk action whose batch is still running (its heartbeat fresh) stays
-    pending for as long as the batch runs; once the batch is marked interrupted, it is abandoned too.
-    """
-    running = select(BatchRow.audit_id).where(BatchRow.status == "running", BatchRow.audit_id.is_not(None))
-    async with db.chain_session() as session:
-        stale = await session.scalars(
-            select(AuditRow.id).where(
-                AuditRow.outcome == chain.PENDING, AuditRow.created_at < older_than, AuditRow.id.not_in(running)
-            )
-        )
-        now = utcnow()
-        outcome = {
-            "outcome": "unknown",
-            "completed_at": now,
-            "error_message": "callbot stopped before the provider answered; check the call's state",
-        }
-        return len(await chain.close_rows(session, {audit_id: outcome for audit_id in stale}))
 
 
 async def save_choice(

@@ -74,6 +74,9 @@ class Policy:
     check_state: bool = False
     # `/call hangup-all`: provider requests in flight at once on this account (bot/service/bulk/engine.py Throttle).
     bulk_concurrency: int = 10
+    # Requests per call of a bulk action (429s included), and the longest Retry-After it waits out.
+    bulk_max_attempts: int = 5
+    bulk_max_retry_after: float = 60.0
 
 
 DEFAULT_POLICY = Policy()

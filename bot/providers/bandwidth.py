@@ -23,22 +23,28 @@ import httpx
 from bot.config import BandwidthAccount
 from bot.domain.actions import ActionName, CallAction, Hangup, Redirect
 from bot.domain.errors import InvalidInput, ProviderAuthFailed, ProviderError
-from bot.providers.base import (
-    CallFilter,
-    CallPage,
-    LiveCall,
+from bot.providers.answers import (
     Malformed,
-    ProviderClient,
-    ProviderResult,
-    WireRequest,
-    check_page_size,
-    json_or_none,
-    make_http_client,
     need_dict,
     need_list,
     need_str,
     opt_str,
     opt_time,
+)
+from bot.providers.base import (
+    ProviderClient,
+    ProviderResult,
+    WireRequest,
+)
+from bot.providers.calls import (
+    CallFilter,
+    CallPage,
+    LiveCall,
+    check_page_size,
+)
+from bot.providers.http import (
+    json_or_none,
+    make_http_client,
 )
 
 # The update-call page: "Max length 256 characters" (the OpenAPI document says 4096; the stricter wins).
@@ -123,7 +129,7 @@ class BandwidthClient(ProviderClient):
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         auth = httpx.BasicAuth(config.username, config.password)
-        super().__init__(account_name, http or make_http_client(auth, config.timeout))
+        super().__init__(account_name, http or make_http_client(auth, config.timeout), config.timeout)
         self.config = config
         self.base_url = str(config.base_url).rstrip("/")
         self.scan_page_size = SCAN_PAGE_SIZE
@@ -144,7 +150,10 @@ class BandwidthClient(ProviderClient):
 
     def interpret(self, response: httpx.Response) -> ProviderResult:
         if response.is_success:
-            # 200 with an empty body: Bandwidth reports no call state and no request id.
+            # 200 with an empty body: Bandwidth reports no call state and no request id. A body that
+            # is not even JSON (a proxy's HTML page) did not come from its API.
+            if response.content.strip() and json_or_none(response) is None:
+                raise self.unreadable_success(response, "a non-JSON body where Bandwidth sends none")
             return ProviderResult(response.status_code, None)
         raise self._error(response)
 

@@ -8,20 +8,18 @@ Clients never see Slack or the database.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import httpx
 
-from bot import __version__, metrics
+from bot import metrics
 from bot.domain.actions import ActionName, CallAction
 from bot.domain.errors import (
     CallNotFound,
@@ -34,9 +32,16 @@ from bot.domain.errors import (
     ProviderUnavailable,
 )
 from bot.domain.redact import MASK, Redactor, mask_url_credentials
+from bot.providers.answers import Malformed
+from bot.providers.calls import MAX_PAGE_SIZE
+from bot.providers.calls import CallFilter as CallFilter  # re-exported: where the service finds them
+from bot.providers.calls import CallPage as CallPage
+from bot.providers.calls import LiveCall as LiveCall
+from bot.providers.http import Wire, json_or_none, retry_after, retry_delay
 
-USER_AGENT = f"callbot/{__version__} (+https://github.com/callbot/callbot)"
 MAX_TRIES = 3
+# The longest Retry-After one action (not a batch) waits out: a person is waiting for the answer,
+# and the wait also has to fit in the account's `timeout`. Longer, and the 429 is the answer.
 MAX_RETRY_WAIT = 10.0
 
 
@@ -105,94 +110,16 @@ class ProviderResult:
     notes: tuple[str, ...] = ()  # extra facts worth telling the person (e.g. accepted commands)
 
 
-# -- seeing calls ------------------------------------------------------------------------------
-
-# Every provider's call states, normalised to Twilio's words (the ones the docs and people use).
-LIVE_STATUSES: tuple[str, ...] = ("queued", "ringing", "in-progress")
-FINAL_STATUSES: tuple[str, ...] = ("completed", "canceled", "failed", "busy", "no-answer")
-# Twilio's PageSize and Bird's limit top out at 1000; one page of that is plenty for Slack.
-MAX_PAGE_SIZE = 1000
-# A listing that keeps getting empty pages with a next token (calls ending while we page, Twilio
-# moving on to the next status) stops after this many requests and hands back the token.
-MAX_EMPTY_PAGES = 5
-
-
-@dataclass(frozen=True)
-class LiveCall:
-    """One call as a provider reports it, in words that are the same for every provider.
-
-    `status` is one of LIVE_STATUSES, or the final word (FINAL_STATUSES) once the call has ended;
-    `raw_status` keeps the provider's own word (Bird `ongoing`, Bandwidth `answered`…).
-    `direction` is `inbound` or `outbound` (the provider's word when it is neither).
-    `duration_s` is what the provider reports (most report it only once a call has ended): for a
-    live call use `age_s`.
-    """
-
-    call_id: str
-    status: str
-    direction: str
-    from_number: str
-    to_number: str
-    started_at: datetime | None
-    duration_s: int | None
-    ended: bool
-    raw_status: str = ""
-
-    def __post_init__(self) -> None:
-        # A mismatch here is a bug in a client's mapping: fail loudly in tests, not in Slack.
-        if self.status not in LIVE_STATUSES + FINAL_STATUSES:
-            raise ValueError(f"LiveCall status {self.status!r} is not one of {LIVE_STATUSES + FINAL_STATUSES}")
-        if self.ended != (self.status in FINAL_STATUSES):
-            raise ValueError(f"LiveCall status {self.status!r} contradicts ended={self.ended}")
-
-    def age_s(self, now: datetime) -> int | None:
-        """Seconds since the call started (the duration so far of a live call)."""
-        if self.started_at is None:
-            return None
-        return max(0, int((now - self.started_at).total_seconds()))
-
-
-@dataclass(frozen=True)
-class CallFilter:
-    """Which live calls to list: one live status (None = every live call), and exact numbers."""
-
-    status: str | None = None
-    to: str | None = None
-    from_number: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.status is not None and self.status not in LIVE_STATUSES:
-            raise InvalidInput(
-                f"status={self.status}",
-                "is not a live call status.",
-                f"Use one of: {', '.join(LIVE_STATUSES)} (or leave `status=` out for every live call).",
-            )
-
-    def matches(self, call: LiveCall) -> bool:
-        """The status part, checked on our side too: Bandwidth has no state filter, and a call may
-        change state between the provider's filter and its answer. Numbers are left to the
-        provider, which knows how its own numbers may be written."""
-        if call.ended:
-            return False
-        return self.status is None or call.status == self.status
-
-
-@dataclass(frozen=True)
-class CallPage:
-    """Up to page_size live calls, and the opaque token of the next page (None at the end)."""
-
-    calls: tuple[LiveCall, ...]
-    next_token: str | None
-
-
 class ProviderBadAnswer(ProviderError):
     """The provider answered 2xx with something that is not what its documentation describes."""
 
     title = "Unreadable answer from the provider"
 
 
-class Malformed(ValueError):
-    """Raised while reading a provider's answer; turned into a ProviderBadAnswer with context."""
+class ProviderBadSuccess(ProviderOutcomeUnknown):
+    """An action answered 2xx with a body that is not what the provider's API returns."""
+
+    title = "Unreadable answer from the provider"
 
 
 class ProviderClient(ABC):
@@ -206,9 +133,11 @@ class ProviderClient(ABC):
     # What to use instead of an action this provider does not have.
     alternatives: ClassVar[Mapping[ActionName, str]] = {}
 
-    def __init__(self, account_name: str, http: httpx.AsyncClient) -> None:
+    def __init__(self, account_name: str, http: httpx.AsyncClient, deadline: float = 10.0) -> None:
+        """`deadline`: the account's `timeout`, for a whole request (connect, send, answer, retries)."""
         self.account_name = account_name
         self.http = http
+        self.deadline = deadline
 
     def check_supported(self, action: ActionName, options: frozenset[str]) -> None:
         if action not in self.supported:
@@ -257,15 +186,29 @@ class ProviderClient(ABC):
             raise
 
     async def _exchange(self, request: WireRequest, *, retry_safe: bool, reading: bool = False) -> httpx.Response:
-        """One request, tried again on 429/503 (up to MAX_TRIES, honouring Retry-After) when `retry_safe`."""
+        """One request, within `deadline` from the first connection attempt to the last byte of the
+        answer, retries included. Tried again on 429/503 (up to MAX_TRIES) when `retry_safe`, never
+        before the provider's Retry-After: when that wait is too long for the deadline (or
+        MAX_RETRY_WAIT) the refusal is the answer."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.deadline
         tries = MAX_TRIES if retry_safe else 1
-        for attempt in range(1, tries + 1):
-            response = await self._send_once(request, reading=reading)
-            if response.status_code in (429, 503) and attempt < tries:
-                metrics.PROVIDER_RETRIES.labels(provider=self.provider, status=str(response.status_code)).inc()
-                await asyncio.sleep(retry_delay(response, attempt))
-                continue
-            return response
+        wire = Wire()
+        try:
+            async with asyncio.timeout_at(ends):
+                for attempt in range(1, tries + 1):
+                    wire = Wire()
+                    response = await self._send_once(request, wire, reading=reading)
+                    if response.status_code not in (429, 503) or attempt == tries:
+                        return response
+                    delay = retry_delay(response, attempt)
+                    if delay > MAX_RETRY_WAIT or loop.time() + delay >= ends:
+                        return response
+                    metrics.PROVIDER_RETRIES.labels(provider=self.provider, status=str(response.status_code)).inc()
+                    wire = Wire()  # the refused attempt changed nothing; the next has not started
+                    await asyncio.sleep(delay)
+        except TimeoutError:
+            raise self._deadline_error(sent=wire.sent, reading=reading) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def status_error(self, response: httpx.Response, common: dict[str, Any], ref: str, detail: str) -> ProviderError:
@@ -300,10 +243,14 @@ class ProviderClient(ABC):
                 self.provider, f"{p} cannot change the call in its current state{ref}{said}", **common
             )
         if status == 429:
+            wait = retry_after(response)
+            again = (
+                f"{p} asked to wait {wait:g} s before trying again." if wait else "Wait a few seconds and try again."
+            )
             return ProviderRateLimited(
                 self.provider,
-                f"{p} is rate limiting account `{name}`{ref}; nothing was changed. Wait a few seconds and try again.",
-                retry_after=_seconds(response.headers.get("Retry-After")),
+                f"{p} is rate limiting account `{name}`{ref}; nothing was changed. {again}",
+                retry_after=wait,
                 **common,
             )
         if status == 503:
@@ -418,8 +365,8 @@ class ProviderClient(ABC):
             )
         return error
 
-    async def _send_once(self, request: WireRequest, *, reading: bool = False) -> httpx.Response:
-        kwargs: dict[str, Any] = {"headers": {"Accept": "application/json"}}
+    async def _send_once(self, request: WireRequest, wire: Wire, *, reading: bool = False) -> httpx.Response:
+        kwargs: dict[str, Any] = {"headers": {"Accept": "application/json"}, "extensions": {"trace": wire.trace}}
         if request.form is not None:
             kwargs["data"] = dict(request.form)
         elif request.json_body is not None:
@@ -447,6 +394,51 @@ class ProviderClient(ABC):
         finally:
             metrics.PROVIDER_SECONDS.labels(provider=self.provider, status=status).observe(time.monotonic() - began)
 
+    def _deadline_error(self, *, sent: bool, reading: bool) -> ProviderError:
+        """The account's `timeout` ran out before a complete answer: `sent` says whether any of
+        the request went out (then the provider may have acted on it)."""
+        within = f"within {self.deadline:g} s (the account's timeout)"
+        if reading:
+            return ProviderUnavailable(
+                self.provider,
+                f"{self.display_name} did not answer callbot's read of account `{self.account_name}` {within}; "
+                "reading changes nothing. Try again shortly.",
+            )
+        if not sent:
+            return ProviderUnavailable(
+                self.provider, f"Could not reach {self.display_name} {within}; nothing was sent. Try again shortly."
+            )
+        return ProviderOutcomeUnknown(
+            self.provider,
+            f"{self.display_name} did not answer in time: no complete answer {within}. The request was sent, "
+            "so the call may or may not have changed: check it (`/call status`) before retrying.",
+        )
+
+    def unreadable_success(self, response: httpx.Response, problem: str) -> ProviderError:
+        """A 2xx to an action whose body is not what the provider's API returns (an HTML page, an
+        empty or truncated body): something answered, maybe not the provider, so nobody can say
+        whether the call changed."""
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0].strip()
+        return ProviderBadSuccess(
+            self.provider,
+            f"{self.display_name} answered {response.status_code} but not with what its API returns ({problem}; "
+            f"{kind}). The call may or may not have changed: check it (`/call status`) before retrying.",
+            http_status=response.status_code,
+            provider_message=f"HTTP {response.status_code} with {problem} ({kind})",
+            request_id=self.request_id(response),
+        )
+
+    def success_object(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        """The JSON object a 2xx to an action must carry (`what`: "the call"), else unknown."""
+        if not response.content.strip():
+            raise self.unreadable_success(response, f"an empty body where {what} belongs")
+        body = json_or_none(response)
+        if body is None:
+            raise self.unreadable_success(response, "a body that is not JSON")
+        if not isinstance(body, dict):
+            raise self.unreadable_success(response, f"JSON that is not {what}")
+        return body
+
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
         """A request that may have reached the provider but got no usable answer."""
         if isinstance(exc, httpx.TimeoutException):
@@ -465,24 +457,6 @@ class ProviderClient(ABC):
         await self.http.aclose()
 
 
-def retry_delay(response: httpx.Response, attempt: int) -> float:
-    """Retry-After (seconds or HTTP date) when given, else exponential backoff; capped."""
-    header = response.headers.get("Retry-After", "").strip()
-    delay: float | None = None
-    if header:
-        try:
-            delay = float(header)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(header)
-                delay = (when - datetime.now(UTC)).total_seconds()
-            except (TypeError, ValueError):
-                delay = None
-    if delay is None:
-        delay = 0.5 * 2 ** (attempt - 1)
-    return max(0.0, min(delay, MAX_RETRY_WAIT))
-
-
 def _scrub(error: ProviderError, secrets: list[str]) -> None:
     # The request's own secrets (a redirect's credentials), in every form an echo may give them.
     redactor = Redactor(secrets)
@@ -499,107 +473,6 @@ def _error_fields(error: ProviderError) -> dict[str, Any]:
         "provider_message": error.provider_message,
         "request_id": error.request_id,
     }
-
-
-def check_page_size(page_size: int) -> None:
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"page size {page_size}", f"must be between 1 and {MAX_PAGE_SIZE}.")
-
-
-# Readers for provider answers: each raises Malformed naming the field, never KeyError/TypeError.
-
-
-def need_dict(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Malformed(f"{what} is {_kind(value)}, not an object")
-    return value
-
-
-def need_list(value: Any, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise Malformed(f"{what} is {_kind(value)}, not a list")
-    return value
-
-
-def need_str(obj: Mapping[str, Any], key: str, what: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        raise Malformed(f"{what} has no `{key}`" if value is None else f"{what}'s `{key}` is {_kind(value)}")
-    return value
-
-
-def opt_str(obj: Mapping[str, Any], key: str, what: str) -> str:
-    """An optional text field: missing or null reads as ""."""
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise Malformed(f"{what}'s `{key}` is {_kind(value)}, not text")
-    return value
-
-
-def opt_int(obj: Mapping[str, Any], key: str, what: str) -> int | None:
-    """A count that providers send as a number or as digits in a string (Twilio's duration)."""
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise Malformed(f"{what}'s `{key}` is {_kind(value)}, not a number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise Malformed(f"{what}'s `{key}` is {_kind(value)}, not a number")
-
-
-def opt_time(obj: Mapping[str, Any], key: str, what: str, *, rfc2822: bool = False) -> datetime | None:
-    """An ISO 8601 (or, for Twilio, RFC 2822) timestamp, as an aware UTC datetime."""
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise Malformed(f"{what}'s `{key}` is {_kind(value)}, not a time")
-    try:
-        if rfc2822:
-            when = email.utils.parsedate_to_datetime(value)
-        else:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except (TypeError, ValueError, IndexError):
-        raise Malformed(f"{what}'s `{key}` is not a time: {value[:40]!r}") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "missing"
-    if isinstance(value, str):
-        return f"the text {value[:40]!r}"
-    name = type(value).__name__
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def make_http_client(auth: httpx.Auth, timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        auth=auth,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-        headers={"User-Agent": USER_AGENT},
-        transport=httpx.AsyncHTTPTransport(retries=2),
-        follow_redirects=False,
-    )
-
-
-def json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-        return None
 
 
 def elapsed_ms(started: float) -> int:

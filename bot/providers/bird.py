@@ -19,24 +19,30 @@ import httpx
 from bot.config import BirdAccount
 from bot.domain.actions import ActionName, ApplyFlow, CallAction, Hangup
 from bot.domain.errors import InvalidInput, ProviderError
-from bot.providers.base import (
-    MAX_EMPTY_PAGES,
-    CallFilter,
-    CallPage,
-    LiveCall,
+from bot.providers.answers import (
     Malformed,
-    ProviderClient,
-    ProviderResult,
-    WireRequest,
-    check_page_size,
-    json_or_none,
-    make_http_client,
     need_dict,
     need_list,
     need_str,
     opt_int,
     opt_str,
     opt_time,
+)
+from bot.providers.base import (
+    ProviderClient,
+    ProviderResult,
+    WireRequest,
+)
+from bot.providers.calls import (
+    MAX_EMPTY_PAGES,
+    CallFilter,
+    CallPage,
+    LiveCall,
+    check_page_size,
+)
+from bot.providers.http import (
+    json_or_none,
+    make_http_client,
 )
 
 # channels.call_status → Twilio's words. `scheduled`, `accepted` and `starting` are calls not yet
@@ -94,7 +100,8 @@ class BirdClient(ProviderClient):
     }
 
     def __init__(self, account_name: str, config: BirdAccount, http: httpx.AsyncClient | None = None) -> None:
-        super().__init__(account_name, http or make_http_client(AccessKeyAuth(config.access_key), config.timeout))
+        auth = AccessKeyAuth(config.access_key)
+        super().__init__(account_name, http or make_http_client(auth, config.timeout), config.timeout)
         self.config = config
         self.base_url = str(config.base_url).rstrip("/")
 
@@ -116,10 +123,10 @@ class BirdClient(ProviderClient):
         return WireRequest("PATCH", url, "AccessKey", json_body=body)
 
     def interpret(self, response: httpx.Response) -> ProviderResult:
-        body = json_or_none(response)
         request_id = self.request_id(response)
         if response.is_success:
-            call = body if isinstance(body, dict) else {}
+            # PatchCall answers 202 with the Call object: anything else did not come from its API.
+            call = self.success_object(response, "the call")
             status = call.get("status") if isinstance(call.get("status"), str) else None
             flow = call.get("callFlow")
             listed = flow.get("commands") if isinstance(flow, dict) else None
@@ -134,7 +141,7 @@ class BirdClient(ProviderClient):
                 summary["acceptedCommands"] = commands
                 notes = (f"Bird accepted {len(commands)} command(s): {', '.join(commands)}.",)
             return ProviderResult(response.status_code, status, request_id, summary, notes)
-        raise self._error(response, body, request_id)
+        raise self._error(response, json_or_none(response), request_id)
 
     # -- seeing calls --------------------------------------------------------------------------
     #

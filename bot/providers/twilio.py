@@ -17,25 +17,31 @@ import httpx
 from bot.config import TwilioAccount
 from bot.domain.actions import ActionName, CallAction, Cancel, Hangup, InlineTwiml, Redirect
 from bot.domain.errors import CallNotModifiable, InvalidInput, ProviderError
-from bot.providers.base import (
-    LIVE_STATUSES,
-    MAX_EMPTY_PAGES,
-    CallFilter,
-    CallPage,
-    LiveCall,
+from bot.providers.answers import (
     Malformed,
-    ProviderClient,
-    ProviderResult,
-    WireRequest,
-    check_page_size,
-    json_or_none,
-    make_http_client,
     need_dict,
     need_list,
     need_str,
     opt_int,
     opt_str,
     opt_time,
+)
+from bot.providers.base import (
+    ProviderClient,
+    ProviderResult,
+    WireRequest,
+)
+from bot.providers.calls import (
+    LIVE_STATUSES,
+    MAX_EMPTY_PAGES,
+    CallFilter,
+    CallPage,
+    LiveCall,
+    check_page_size,
+)
+from bot.providers.http import (
+    json_or_none,
+    make_http_client,
 )
 
 TWIML_MAX_CHARS = 4000
@@ -79,7 +85,7 @@ class TwilioClient(ProviderClient):
             auth = httpx.BasicAuth(config.api_key_sid, config.api_key_secret)
         else:
             auth = httpx.BasicAuth(config.account_sid, config.auth_token or "")
-        super().__init__(account_name, http or make_http_client(auth, config.timeout))
+        super().__init__(account_name, http or make_http_client(auth, config.timeout), config.timeout)
         self.config = config
         self.base_url = str(config.base_url).rstrip("/")
 
@@ -110,13 +116,13 @@ class TwilioClient(ProviderClient):
 
     def interpret(self, response: httpx.Response) -> ProviderResult:
         request_id = response.headers.get("Twilio-Request-Id")
-        body = json_or_none(response)
         if response.is_success:
-            call = body if isinstance(body, dict) else {}
+            # UpdateCall answers 200 with the call resource: anything else did not come from its API.
+            call = self.success_object(response, "the call")
             status = call.get("status") if isinstance(call.get("status"), str) else None
-            summary = {k: call[k] for k in ("sid", "status", "direction", "duration") if k in call}
+            summary: dict[str, Any] = {k: call[k] for k in ("sid", "status", "direction", "duration") if k in call}
             return ProviderResult(response.status_code, status, request_id, summary)
-        raise self._error(response, body, request_id)
+        raise self._error(response, json_or_none(response), request_id)
 
     def _error(self, response: httpx.Response, body: Any, request_id: str | None) -> ProviderError:
         fields = body if isinstance(body, dict) else {}

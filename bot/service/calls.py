@@ -106,11 +106,13 @@ class CallActions:
         )
 
     async def _open_pending(
-        self, inv: Invocation, authorised: Authorised, stored: dict[str, Any], cleared: Cleared
+        self, inv: Invocation, authorised: Authorised, stored: dict[str, Any], cleared: Cleared, *, sends: bool = True
     ) -> AuditRow | Reply:
-        """The row written before any provider I/O; a replayed request gets the earlier answer."""
+        """The row written before any provider I/O; a replayed request gets the earlier answer.
+        `sends`: a request will go (not a dry run), so a restart must tell the person."""
         return await self.recorder.open(
             inv,
+            announce=sends,
             outcome=Outcome.PENDING,
             decision=cleared.decision,
             request=stored,
@@ -207,7 +209,7 @@ class CallActions:
         real run would do). The read is provider I/O, so it happens in `finish`, after Slack's
         acknowledgement: the row is `pending` meanwhile, then `dry_run` (or `invalid`)."""
         label = authorised.label
-        row = await self._open_pending(inv, authorised, stored, cleared)
+        row = await self._open_pending(inv, authorised, stored, cleared, sends=False)
         if isinstance(row, Reply):
             return Done(row)
         verb = command.action.name.value

@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from bot.db import repo
-from bot.db.models import utcnow
 from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.actions import ActionName, CallTarget
@@ -44,6 +43,7 @@ from bot.domain.policy import Policy
 from bot.domain.redact import Redactor
 from bot.domain.replies import Reply, Tone
 from bot.providers.base import ProviderClient
+from bot.service import recovery
 from bot.service.access import Access
 from bot.service.accounts import Accounts, FormAccount
 from bot.service.admin import Grants
@@ -58,6 +58,7 @@ from bot.service.flows import SavedFlows
 from bot.service.help import Help
 from bot.service.live import LiveCalls
 from bot.service.recorder import Recorder
+from bot.service.recovery import Recovered
 from bot.service.safety import Safety, verb_of
 from bot.service.steps import Clock, Done, Invocation, Started, real_clock
 
@@ -74,6 +75,7 @@ __all__ = [
     "FlowDraft",
     "FormAccount",
     "Invocation",
+    "Recovered",
     "Service",
     "Started",
 ]
@@ -213,13 +215,10 @@ class Service:
         """A form submission refused field by field is still an attempt: it leaves an audit row."""
         await self.recorder.refuse(inv, error, action=action)
 
-    async def recover_pending(self, grace_seconds: float) -> int:
-        """Attempts a dead process left `pending` (older than any live request) become `unknown`."""
-        cutoff = utcnow() - timedelta(seconds=grace_seconds)
-        count = await repo.mark_pending_unknown(self.db, cutoff)
-        if count:
-            log.warning("%d audit rows were still pending from a previous run; marked unknown", count)
-        return count
+    async def recover_pending(self, grace_seconds: float) -> list[Recovered]:
+        """Attempts a stopped process left `pending` (older than any live request) become `unknown`;
+        each comes with the final message for its Slack response_url, if it still has one."""
+        return await recovery.recover(self.db, grace_seconds, self.now, self.redactor)
 
     # -- what the chat layer calls by name -------------------------------------------------------
 

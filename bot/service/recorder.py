@@ -80,15 +80,16 @@ class Recorder:
         fields.setdefault("completed_at", utcnow())
         return fields
 
-    async def record(self, inv: Invocation, **fields: Any) -> AuditRow:
-        """Inserts a new audit row (see `fields` for what it takes)."""
-        return await repo.insert_audit(self.db, **self.fields(inv, **fields))
+    async def record(self, inv: Invocation, *, reply_url: str | None = None, **fields: Any) -> AuditRow:
+        """Inserts a new audit row (see `fields` for what it takes); `reply_url`: see `open`."""
+        return await repo.insert_audit(self.db, reply_url=reply_url, **self.fields(inv, **fields))
 
-    async def open(self, inv: Invocation, **fields: Any) -> AuditRow | Reply:
+    async def open(self, inv: Invocation, *, announce: bool = False, **fields: Any) -> AuditRow | Reply:
         """Records a row before acting on it. A replayed request (its idempotency key used before)
-        gets the earlier attempt's answer instead: nothing is done twice."""
+        gets the earlier attempt's answer instead: nothing is done twice. `announce`: keep the
+        request's response_url with the row, so a restart can say the outcome is unknown."""
         try:
-            return await self.record(inv, **fields)
+            return await self.record(inv, reply_url=inv.response_url if announce else None, **fields)
         except repo.DuplicateRequest:
             earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
             assert earlier is not None

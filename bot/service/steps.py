@@ -9,7 +9,7 @@ audit row.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,10 @@ class Invocation:
     idempotency_key: str | None = None
     # The account picked with a button when the call id alone was ambiguous.
     account: str | None = None
+    # Slack's response_url for this request: a call action keeps it while pending, so a restart
+    # can still tell the person (bot/db/pending.py). Anyone holding it may post for 30 minutes:
+    # never logged, so out of the repr too.
+    response_url: str | None = field(default=None, repr=False)
 
     @property
     def command_text(self) -> str:

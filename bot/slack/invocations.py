@@ -22,6 +22,7 @@ def slash_invocation(body: dict[str, Any], request: AsyncBoltRequest) -> Invocat
         channel_id=body.get("channel_id"),
         text=plain_text(str(body.get("text") or "")),
         idempotency_key=_idempotency_key(body, request),
+        response_url=_response_url(body),
     )
 
 
@@ -36,6 +37,7 @@ def button_invocation(body: dict[str, Any], idempotency_key: str | None = None) 
         channel_id=(body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
         text="",
         idempotency_key=idempotency_key,
+        response_url=_response_url(body),
     )
 
 
@@ -67,6 +69,12 @@ def view_metadata(view: dict[str, Any]) -> dict[str, Any]:
 def user_id(body: dict[str, Any]) -> str:
     """The clicker of a block_actions or view payload ("" when Slack sent none)."""
     return str((body.get("user") or {}).get("id") or "")
+
+
+def _response_url(body: dict[str, Any]) -> str | None:
+    """Where Slack takes follow-up messages for this request (kept with a pending call action)."""
+    url = body.get("response_url")
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 2000 else None
 
 
 def _idempotency_key(body: dict[str, Any], request: AsyncBoltRequest) -> str:

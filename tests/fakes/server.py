@@ -45,6 +45,9 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False  # close the connection without answering (a dropped connection)
+    # Seconds over which the body goes out a byte at a time after the headers: a provider that
+    # answers slowly but never pauses long enough for a per-read timeout.
+    dribble: float = 0.0
 
     @classmethod
     def json(cls, status: int, payload: Any, **headers: str) -> Answer:
@@ -104,7 +107,14 @@ class RecordingServer:
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
-                    self.wfile.write(answer.body)
+                    if answer.dribble and answer.body:
+                        self.wfile.flush()
+                        for byte in answer.body:
+                            time.sleep(answer.dribble / len(answer.body))
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                    else:
+                        self.wfile.write(answer.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

@@ -123,7 +123,6 @@ def deployment_env(db_url: str, config: Path, fake_slack: FakeSlack) -> dict[str
         "TEST_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TEST_BW_PASSWORD": bandwidth.PASSWORD,
         "TEST_BIRD_ACCESS_KEY": bird.ACCESS_KEY,
-        "CALLBOT_PENDING_GRACE": "0",
     }
 
 

@@ -130,6 +130,7 @@ TABLES = (
     "flow_drafts",
     "batches",
     "batch_items",
+    "pending_replies",
 )
 
 

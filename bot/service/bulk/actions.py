@@ -22,6 +22,7 @@ already handled. Numbers in a filter are masked in audit rows and channel messag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -355,13 +356,14 @@ class BulkActions:
             except Exception:
                 log.exception("could not report the progress of batch #%s", run.batch_id)
 
-        act = self.hangup.act(run.inv, run.account, run.batch_id, run.decision)
+        stop = asyncio.Event()  # Cancel: calls waiting for their turn stop waiting
+        act = self.hangup.act(run.inv, run.account, run.batch_id, run.decision, stop)
         # The account's throttle keeps `bulk_concurrency` provider requests in flight at most; twice as
         # many workers let some write their audit rows while the others' requests are out, so the
         # database's commits do not leave provider slots idle.
         workers = 2 * self.safety.policy_of(run.account).bulk_concurrency
         try:
-            summary = await runner.run(self.db, run.batch_id, act, workers=workers, report=tick)
+            summary = await runner.run(self.db, run.batch_id, act, workers=workers, report=tick, stop=stop)
         except Exception:
             log.exception("batch #%s stopped on an internal error", run.batch_id)
             await self.recorder.complete(

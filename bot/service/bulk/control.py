@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from bot.db import batches
+from bot.db import batches, pending
 from bot.db.models import BatchRow
 from bot.db.session import Database
 from bot.domain.errors import CallbotError, InvalidInput, PermissionDenied
@@ -99,9 +99,7 @@ class BatchControl:
         decision, break_glass = cleared.decision, cleared.break_glass
         # A batch whose process died moments ago may not be marked yet (the server looks every 10 s;
         # the shell not at all): mark it now, so resume does not wait for the sweep.
-        if batch.status == batches.RUNNING and batch_id in await batches.mark_interrupted(
-            self.db, self.now(), self.stale_after
-        ):
+        if batch.status == batches.RUNNING and batch_id in await self._mark_interrupted():
             batch.status = batches.INTERRUPTED
         if batch.status != batches.INTERRUPTED or not await batches.claim_for_resume(self.db, batch_id):
             why = (
@@ -155,7 +153,7 @@ class BatchControl:
         """The sweep: running batches whose process stopped beating become `interrupted`; what their
         progress messages should now say."""
         notices = []
-        for batch_id in await batches.mark_interrupted(self.db, self.now(), self.stale_after):
+        for batch_id in await self._mark_interrupted():
             batch = await batches.get(self.db, batch_id)
             if batch is None:
                 continue
@@ -173,6 +171,13 @@ class BatchControl:
             )
             notices.append(BatchNotice(batch_id, batch.message_channel, batch.message_ts, self.recorder.redact(reply)))
         return notices
+
+    async def _mark_interrupted(self) -> list[int]:
+        """Running batches whose process stopped beating become `interrupted`, and the rows of
+        their calls whose requests were out become `unknown` (nobody will hear those answers)."""
+        stopped = await batches.mark_interrupted(self.db, self.now(), self.stale_after)
+        await pending.close_batch_rows(self.db, stopped, self.now())
+        return stopped
 
     async def _batch_for(
         self, inv: Invocation, batch_id: int, action: str, *, allow_requester: bool

@@ -10,6 +10,7 @@ throttle is one per account and process, shared by every batch on that account.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -20,7 +21,7 @@ from bot.domain.errors import CallbotError, ProviderError
 from bot.domain.outcomes import Outcome, Source
 from bot.domain.permissions import Decision
 from bot.providers.base import ProviderClient, elapsed_ms, provider_error_fields
-from bot.service.bulk.engine import Throttle, send_throttled
+from bot.service.bulk.engine import RetryLimits, Throttle, Untouched, send_throttled
 from bot.service.recorder import Recorder
 from bot.service.safety import Safety
 from bot.service.steps import Invocation
@@ -56,11 +57,16 @@ class BulkHangup:
             self._throttles[account] = Throttle(limit)
         return self._throttles[account]
 
-    def act(self, inv: Invocation, account: str, batch_id: int, decision: Decision) -> Act:
+    def act(
+        self, inv: Invocation, account: str, batch_id: int, decision: Decision, stop: asyncio.Event | None = None
+    ) -> Act:
         """The step for one call of batch `batch_id`, run as `inv` (who started the batch) under
-        `decision` (their `bulk` grant)."""
+        `decision` (their `bulk` grant). `stop`: set when the batch is cancelled; a call waiting
+        to be sent (again, after a 429) is then left untouched."""
         client = self.clients[account]
         throttle = self.throttle(account)
+        policy = self.safety.policy_of(account)
+        limits = RetryLimits(policy.bulk_max_attempts, policy.bulk_max_retry_after)
 
         async def one(step: Step) -> ItemOutcome:
             call_id = step.call_id
@@ -94,7 +100,15 @@ class BulkHangup:
                 return ItemOutcome(None, "already handled by an earlier run of this batch")
             began = time.monotonic()
             try:
-                result = await send_throttled(client, request, throttle)
+                result = await send_throttled(client, request, throttle, limits=limits, stop=stop)
+            except Untouched:
+                closing = self.recorder.outcome_fields(
+                    outcome=Outcome.CANCELLED,
+                    latency_ms=elapsed_ms(began),
+                    error_message=f"not sent: batch #{batch_id} was cancelled while this call waited for its turn",
+                )
+                await step.put_back(audit_id, closing)
+                raise
             except ProviderError as error:
                 # In an incident many calls end on their own between the listing and their turn: the
                 # provider refuses to end an ended call. Its row keeps that answer; the batch counts

@@ -4,6 +4,7 @@ every tick, and the batch closed at the end."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from bot.db import batches
@@ -20,9 +21,11 @@ async def run(
     workers: int,
     report: Callable[[Progress], Awaitable[None]],
     every: float = 1.0,
+    stop: asyncio.Event | None = None,
 ) -> Summary[str]:
     """Runs the batch's items still to do (todo, and sending ones in doubt) and closes the batch:
-    finished, or cancelled when someone asked. Progress counts the whole batch, earlier runs too."""
+    finished, or cancelled when someone asked. Progress counts the whole batch, earlier runs too.
+    `stop` is set on Cancel: `act` should leave the items it holds back for their turn untouched."""
     pending = [item for item in await batches.items(db, batch_id) if item.state in (TODO, SENDING)]
     before = await batches.counts(db, batch_id)
     done_before = before.get(batches.ENDED, 0)
@@ -55,7 +58,9 @@ async def run(
     async def should_stop() -> bool:
         return await batches.cancel_requested(db, batch_id)
 
-    summary = await run_all(list(by_call), one, workers=workers, report=tick, should_stop=should_stop, every=every)
+    summary = await run_all(
+        list(by_call), one, workers=workers, report=tick, should_stop=should_stop, every=every, stop=stop
+    )
     overall = whole(summary.progress)
     await batches.close(db, batch_id, stopped=summary.stopped, ended=overall.ended, failed=overall.failed)
     return Summary(overall, summary.stopped, summary.failures, summary.untouched)
