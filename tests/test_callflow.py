@@ -23,6 +23,7 @@ from bot.domain.callflow import (
     HANGUP_CAUSES,
     KEYS,
     MAX_COMMANDS,
+    MAX_DEPTH,
     MAX_INT,
     MAX_MEDIA,
     RECORD_STARTS,
@@ -31,6 +32,7 @@ from bot.domain.callflow import (
     TRANSCRIBE_LOCALES,
     TTS_LOCALES,
     CallFlow,
+    check_nesting,
     parse_callflow,
     validate_callflow,
 )
@@ -879,12 +881,10 @@ def test_yaml_text() -> None:
     [
         ('[{"command":"hangup"}', "is not valid JSON or YAML (line 1, column 22: Expecting ',' delimiter)"),
         ('[{"command": "hangup"}]]', "is not valid JSON or YAML (line 1, column 24: Extra data)"),
-        (
-            "- command: say\n  options: {text: [}",
-            "is not valid JSON or YAML (line 2, column 20: expected the node content, but found '}')",
-        ),
-        ("[" * 100_001, "is 100001 characters long; the limit is 100000"),
-        ("[" * 50_000, "is not valid JSON or YAML (nested too deeply)"),
+        # libyaml's word, or PyYAML's own where it has no libyaml: the position is the same.
+        ("- command: say\n  options: {text: [}", "is not valid JSON or YAML (line 2, column 20: "),
+        ("[" * 8001, "is 8001 characters long; the limit is 8000"),
+        ("[" * 5000, "is nested more than 10 levels deep; a callFlow never is"),
         ("   ", "is empty"),
         ('[{"command":"say","options":{"text":"x","loop":' + "9" * 5000 + "}}]", None),
         ("- {command: say, options: {text: x, loop: " + "9" * 5000 + "}}", None),
@@ -898,8 +898,8 @@ def test_text_that_is_no_json_or_yaml(text: str, why: str | None) -> None:
     error = caught.value
     assert error.word == "callFlow"
     if why is not None:
-        assert error.why == why
-    assert error.why.startswith(("is not valid JSON or YAML (", "is empty", "is 100001"))
+        assert error.why.startswith(why)
+    assert error.why.startswith(("is not valid JSON or YAML (", "is empty", "is 8001", "is nested more than"))
     assert len(error.message) < 250
 
 
@@ -907,6 +907,157 @@ def test_a_syntax_error_says_how_to_quote() -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_callflow("[{command: hangup]")
     assert caught.value.fix == 'Quote it whole, e.g. \'[{"command":"hangup"}]\'.'
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded reading (issue 14): what would make JSON or YAML slow is refused before they read it.
+
+TOO_DEEP = f"is nested more than {MAX_DEPTH} levels deep; a callFlow never is"
+# The deepest a callFlow goes: list > command > bridge options > callFlow > command > gather
+# options > playback > media (8 levels), with a condition beside it.
+DEEPEST = [
+    {
+        "command": "bridge",
+        "options": {
+            "to": "+31201234567",
+            "callFlow": [
+                {
+                    "command": "gather",
+                    "options": {"maxNumKeys": 1, "playback": {"media": [URL]}},
+                    "conditions": [{"variable": "keys", "operator": "eq", "value": "1"}],
+                }
+            ],
+        },
+    }
+]
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((depth(item) for item in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth(item) for item in value.values()), default=0)
+    return 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(DEEPEST),
+        json.dumps(DEEPEST, indent=2),
+        yaml.safe_dump(DEEPEST),
+        yaml.safe_dump(DEEPEST, default_flow_style=True),
+        yaml.safe_dump(DEEPEST, indent=4, width=20),
+    ],
+)
+def test_the_deepest_callflow_is_read_in_json_and_yaml(text: str) -> None:
+    assert depth(DEEPEST) == 8
+    check_nesting(text)
+    assert parse_callflow(text).to_wire() == DEEPEST
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 2000 + "]" * 2000,  # the measured attack: PyYAML read it for 1.3 s
+        "[" * 11 + "]" * 11,
+        '{"a":' * 11 + "1" + "}" * 11,
+        json.dumps([[[[[[[[[[["deep"]]]]]]]]]]], indent=1),
+        "- " * 3000 + "x",  # YAML block sequences
+        "".join(" " * n + f"k{n}:\n" for n in range(12)) + " " * 12 + "x",  # YAML mappings, by indentation
+        "a: " + "{b: " * 20 + "c" + "}" * 20,
+        "- command: say\n  options:\n    text: [[[[[[[[[[x]]]]]]]]]]",
+        '[{"command":"say","options":{"text":"[[[[[[[[[[[[["}}, ' + "[" * 10 + "]" * 10 + "]",
+    ],
+)
+def test_nesting_deeper_than_any_callflow_is_refused_before_json_or_yaml_reads_it(text: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        check_nesting(text)
+    assert (caught.value.word, caught.value.why) == ("callFlow", TOO_DEEP)
+    with pytest.raises(InvalidInput) as parsed:
+        parse_callflow(text)
+    assert parsed.value.why == TOO_DEEP
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Text that looks nested but is not: brackets in strings, comments, YAML plain and block text.
+        json.dumps([{"command": "say", "options": {"text": "[[[[[[[[[[[[ {{{{{{{{{{{{ Press # now"}}] * 20),
+        "- command: say  # [[[[[[[[[[[[[[\n  options: {text: 'it''s [[[[[[[[[[[[ fine'}\n",
+        "- command: say\n  options:\n    text: press [1] or [[[[[[[[[[[[[[2\n",
+        "- command: say\n  options:\n    text: |\n      [[[[[[[[[[[[[[\n      - - - - - - - - - - - -\n- command: hangup\n",
+    ],
+)
+def test_brackets_that_nest_nothing_are_not_counted(text: str) -> None:
+    check_nesting(text)
+    assert parse_callflow(text).commands
+
+
+def test_yaml_nesting_the_pre_scan_cannot_see_is_refused_by_the_yaml_reader() -> None:
+    # `[a: [b: …]]`: each single-pair mapping is a level with no bracket of its own. The pre-scan
+    # counts 6; the YAML reader, which checks every level, stops at the 11th.
+    text = "[a: " * 6 + "x" + "]" * 6
+    check_nesting(text)
+    with pytest.raises(InvalidInput) as caught:
+        parse_callflow(text)
+    assert caught.value.why == TOO_DEEP
+
+
+tricky_text = st.text(st.sampled_from([*"[]{}\"'#:,-|>\\ \nab", "\u00e9"]), max_size=12)
+json_documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@PROPERTY
+@given(json_documents, st.sampled_from([None, 1, 2]))
+def test_the_pre_scan_is_exact_for_json(value: Any, indent: int | None) -> None:
+    text = json.dumps(value, indent=indent)
+    try:
+        check_nesting(text)
+    except InvalidInput:
+        assert depth(value) > MAX_DEPTH
+    else:
+        assert depth(value) <= MAX_DEPTH
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- &a {command: hangup}\n- *a",
+        "- &a [x, x, x, x, x, x, x, x, x, x]\n- &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n- [*b, *b, *b, *b]",
+        "&a [*a]",
+    ],
+)
+def test_yaml_aliases_are_refused(text: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_callflow(text)
+    assert caught.value.why == "uses a YAML alias (`*name`)"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('[{"command":"say","options":{"text":"a\x00b"}}]', "contains a NUL character (U+0000)"),
+        ('[{"command":"say","options":{"text":"a\\u0000b"}}]', "contains a NUL character (U+0000)"),
+        ('- {command: say, options: {text: "a\\0b"}}', "contains a NUL character (U+0000)"),
+        ('[{"command":"say","options":{"text":"a\\ud800b"}}]', "contains half of a surrogate pair (U+D800)"),
+        ('[{"command":"say","options":{"text":"a\ud800b"}}]', "contains half of a surrogate pair (U+D800)"),
+    ],
+)
+def test_text_no_database_can_store_is_refused(text: str, why: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_callflow(text)
+    assert (caught.value.word, caught.value.why) == ("callFlow", why)
+    assert "\x00" not in caught.value.message
+
+
+def test_a_surrogate_pair_written_as_json_escapes_is_one_character() -> None:
+    flow = parse_callflow('[{"command":"say","options":{"text":"\\ud83d\\ude00"}}]')
+    assert flow.to_wire() == [{"command": "say", "options": {"text": "\U0001f600"}}]
 
 
 @pytest.mark.parametrize(
@@ -920,7 +1071,6 @@ def test_a_syntax_error_says_how_to_quote() -> None:
         ("- 2024-01-02", "callFlow[0]", "must be a command object, not a date"),
         ("[{command: hangup, options: {cause: !!set {busy}}}]", "callFlow[0].options.cause", "must be text, not a set"),
         ("[{command: hangup, 1: x}]", "callFlow[0][1]", "is not part of a command"),
-        ("&a [*a]", "callFlow[0]", "must be a command object, not a list"),
         ("[!!binary aGk=]", "callFlow[0]", "must be a command object, not binary data"),
         (
             '[{"command":"pause","options":{"pauseSeconds":2.5}}]',
@@ -991,7 +1141,9 @@ urls = st.builds(
     st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True),
     st.from_regex(r"[A-Za-z0-9._~%/-]{0,20}", fullmatch=True),
 )
-words = st.text(min_size=1, max_size=40).filter(lambda s: bool(s.strip()))
+# Text a person can store and send: no NUL, no lone surrogate.
+storable_text = st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"])
+words = st.text(storable_text, min_size=1, max_size=40).filter(lambda s: bool(s.strip()))
 counts = st.one_of(st.integers(0, 100), st.integers(0, MAX_INT))
 amd_numbers = st.one_of(st.integers(0, 1000), st.floats(0, 1000, allow_nan=False, allow_infinity=False))
 
@@ -999,7 +1151,7 @@ condition = st.fixed_dictionaries(
     {
         "variable": st.sampled_from(CONDITION_VARIABLES),
         "operator": st.sampled_from(CONDITION_OPERATORS),
-        "value": st.text(max_size=12),
+        "value": st.text(storable_text, max_size=12),
     }
 )
 play = st.fixed_dictionaries(

@@ -15,7 +15,7 @@ from bot.db.session import Database
 from bot.domain.callflow import parse_callflow
 from bot.domain.errors import InvalidInput
 from bot.domain.flows import FlowRef, parse_ref
-from bot.domain.grammar import FlowsCommand, SavedFlowCommand, parse
+from bot.domain.grammar import FlowsCommand, SavedFlowCommand, parse, read_flows_document
 from bot.domain.redact import Redactor
 from bot.service.core import Invocation, Service
 from tests.fakes.bird import CHANNEL_ID, WORKSPACE_ID, bird_call_id, schema_errors
@@ -374,7 +374,9 @@ def test_flow_without_flow_manage_can_read_and_apply_but_not_save_or_delete(lib:
     assert [r["version"] for r in saved_rows(lib)] == [1] and saved_rows(lib)[0]["deleted_at"] is None
     denied = [r for r in lib.db.audit() if r["outcome"] == "denied"]
     assert [(r["user_id"], r["action"]) for r in denied] == [(BOB, "flows.save"), (BOB, "flows.delete")]
-    assert denied[0]["request"] == {"name": "hold-music", "callFlow": V2}
+    # Refused before its callFlow is read (issue 14): the row keeps the name; the text keeps the rest.
+    assert denied[0]["request"] == {"name": "hold-music"}
+    assert json.dumps(V2) in denied[0]["command_text"]
 
     call_id = lib.fake_bird.add_call(bird_call_id(9))
     confirm = say(lib, f"flow bird:{call_id} hold-music", BOB)
@@ -537,6 +539,7 @@ def test_flows_grammar() -> None:
     assert parse("flows list") == FlowsCommand("list")
     assert parse("flows show hold-music version=2") == FlowsCommand("show", FlowRef("hold-music", 2))
     saved = parse('flows save hold-music \'[{"command":"hangup"}]\'')
-    assert (
-        isinstance(saved, FlowsCommand) and saved.flow is not None and saved.flow.to_wire() == [{"command": "hangup"}]
-    )
+    # The callFlow is read once the person may save (read_flows_document), not by parse.
+    assert saved == FlowsCommand("save", FlowRef("hold-music"), document='[{"command":"hangup"}]')
+    read = read_flows_document(saved)
+    assert read.flow is not None and read.flow.to_wire() == [{"command": "hangup"}] and read.document is None

@@ -28,6 +28,25 @@ class CallCommand:
 
 
 @dataclass(frozen=True)
+class DocumentCall:
+    """`/call flow CALL 'CALLFLOW'` or `/call twiml CALL '<Response>…'` as typed: the verb, the call
+    and the options are read; the document is not yet. Reading it is the costly part of a command
+    (JSON, YAML, XML), so the service reads it (`grammar.read_document`) only once the person may
+    run the verb on the account: a refused person's document is never parsed."""
+
+    target: CallTarget
+    name: ActionName  # FLOW or TWIML
+    document: str
+    reason: str | None
+    dry_run: bool
+    options: frozenset[str]
+
+    @property
+    def verb(self) -> str:
+        return self.name.value
+
+
+@dataclass(frozen=True)
 class SavedFlowCommand:
     """`/call flow CALL NAME[@N]`: apply a saved flow (the service resolves it and asks to confirm)."""
 
@@ -59,7 +78,10 @@ class FlowsCommand:
 
     sub: str
     ref: FlowRef | None = None
-    flow: CallFlow | None = None  # for save
+    flow: CallFlow | None = None  # for save: the callFlow, once read
+    # For save as typed: the callFlow's text, read (`grammar.read_flows_document`) only once the
+    # person may save.
+    document: str | None = None
 
     @property
     def audit_action(self) -> str:
@@ -178,6 +200,7 @@ class FreezeCommand:
 
 Command = (
     CallCommand
+    | DocumentCall
     | SavedFlowCommand
     | FlowBuilderCommand
     | FlowsCommand

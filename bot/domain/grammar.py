@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import replace
 
 from bot.domain.actions import (
     ActionName,
@@ -27,6 +28,7 @@ from bot.domain.commands import (
     CallCommand,
     CallStatusCommand,
     Command,
+    DocumentCall,
     FlowBuilderCommand,
     FlowsCommand,
     FreezeCommand,
@@ -43,6 +45,7 @@ from bot.domain.commands import (
 from bot.domain.errors import InvalidInput
 from bot.domain.flows import looks_like_reference, parse_ref
 from bot.domain.permissions import ALL_ACTIONS, BUILTIN_ROLES, OUTCOMES
+from bot.domain.storable import unstorable
 from bot.domain.verbs import (
     AUDIT_ACTIONS,
     AUDIT_HINT,
@@ -79,6 +82,13 @@ MAX_BATCH = 10_000
 def tokenize(text: str) -> list[str]:
     if len(text) > MAX_TEXT:
         raise InvalidInput(None, f"The command is {len(text)} characters long; the limit is {MAX_TEXT}.")
+    bad = unstorable(text)
+    if bad is not None:  # nothing could store or send it; the audit row keeps the attempt (U+FFFD for it)
+        raise InvalidInput(
+            None,
+            f"The command contains {bad}, which callbot cannot use.",
+            "Type it again without it (pasting from a terminal or a file can bring one along).",
+        )
     try:
         return shlex.split(text.translate(_SMART_QUOTES))
     except ValueError:
@@ -163,7 +173,7 @@ def _split(spec: VerbSpec, words: list[str]) -> tuple[list[str], dict[str, str],
 
 def _call_command(
     verb: str, args: list[str], options: dict[str, str], flags: set[str]
-) -> CallCommand | SavedFlowCommand | FlowBuilderCommand:
+) -> CallCommand | DocumentCall | SavedFlowCommand | FlowBuilderCommand:
     target = CallTarget.parse(args[0])
     if verb == ActionName.FLOW and len(args) == 1:
         if options or flags:  # the builder takes none of them: they belong with a callFlow
@@ -181,6 +191,7 @@ def _call_command(
             "goes with the name of a saved flow, not with a callFlow written out.",
             "E.g. `/call flow bird:CALL-ID hold-music@2`.",
         )
+    dry_run = "dry-run" in flags
     action: CallAction
     if verb == ActionName.HANGUP:
         action = Hangup(reason)
@@ -188,11 +199,27 @@ def _call_command(
         action = Cancel(reason)
     elif verb == ActionName.REDIRECT:
         action = redirect_from_options(args[1], options, reason)
-    elif verb == ActionName.FLOW:
-        action = ApplyFlow(parse_callflow(args[1]), reason)
+    else:  # flow, twiml: the document is read after the permission check (read_document)
+        return DocumentCall(target, ActionName(verb), args[1], reason, dry_run, frozenset(options))
+    return CallCommand(target, action, dry_run, frozenset(options))
+
+
+def read_document(command: DocumentCall) -> CallCommand:
+    """The call action once its document is read; InvalidInput when it does not read. Bounded:
+    a callFlow is refused before parsing when too long or nested too deep (bot/domain/callflow.py)."""
+    action: CallAction
+    if command.name == ActionName.FLOW:
+        action = ApplyFlow(parse_callflow(command.document), command.reason)
     else:
-        action = InlineTwiml(check_twiml(args[1]), reason)
-    return CallCommand(target, action, "dry-run" in flags, frozenset(options))
+        action = InlineTwiml(check_twiml(command.document), command.reason)
+    return CallCommand(command.target, action, command.dry_run, command.options)
+
+
+def read_flows_document(command: FlowsCommand) -> FlowsCommand:
+    """`flows save NAME 'CALLFLOW'` with its callFlow read (InvalidInput when it does not read)."""
+    if command.document is None:
+        return command
+    return replace(command, flow=parse_callflow(command.document), document=None)
 
 
 def _list_command(account: str, options: dict[str, str]) -> ListCallsCommand:
@@ -288,7 +315,7 @@ def _flows_command(args: list[str], options: dict[str, str]) -> FlowsCommand:
         raise InvalidInput(rest[0], why, f"Write just the name: `{ref.name}`.")
     if sub == "delete":
         return FlowsCommand("delete", ref)
-    return FlowsCommand("save", ref, parse_callflow(rest[1]))
+    return FlowsCommand("save", ref, document=rest[1])
 
 
 def _grant_command(verb: str, args: list[str], options: dict[str, str]) -> GrantCommand:
@@ -385,6 +412,7 @@ __all__ = [
     "CallCommand",
     "CallStatusCommand",
     "Command",
+    "DocumentCall",
     "FlowBuilderCommand",
     "FlowsCommand",
     "FreezeCommand",
@@ -408,6 +436,8 @@ __all__ = [
     "parse_until",
     "parse_user",
     "parse_yes_no",
+    "read_document",
+    "read_flows_document",
     "suggest",
     "tokenize",
     "unknown_action_hint",

@@ -10,7 +10,7 @@ from bot.db.models import ApprovalRow
 from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.errors import InvalidInput, PermissionDenied, PolicyDenied
-from bot.domain.grammar import CallCommand, SavedFlowCommand
+from bot.domain.grammar import CallCommand, DocumentCall, SavedFlowCommand
 from bot.domain.outcomes import OUTCOME_EMOJI, Outcome, Source
 from bot.domain.permissions import Decision, when
 from bot.domain.replies import Reply, Tone, mention
@@ -195,7 +195,7 @@ class Approvals:
             return Done(self.recorder.redact(await self.recorder.refuse(runner, error, action=verb_of(runner.text))))
         if isinstance(command, SavedFlowCommand):
             return await self.flows.begin(runner, command, confirmed=True, approved=approved)
-        if not isinstance(command, CallCommand):
+        if not isinstance(command, CallCommand | DocumentCall):
             stale = InvalidInput(None, "The approved command is not a call action any more; nothing was sent.")
             return Done(self.recorder.redact(await self.recorder.refuse(runner, stale, action=verb_of(runner.text))))
         return await self.calls.begin(runner, command, confirmed=True, approved=approved)

@@ -4,6 +4,7 @@ send → complete. `begin` runs every step that needs no provider (Slack is answ
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -12,13 +13,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.db.models import ApprovalRow, AuditRow
+from bot.domain import grammar
 from bot.domain.actions import ActionName, ApplyFlow, CallAction, Cancel, Hangup, InlineTwiml, Redirect, action_params
 from bot.domain.errors import InvalidInput, PolicyDenied, ProviderError
-from bot.domain.grammar import CallCommand
+from bot.domain.grammar import CallCommand, DocumentCall
 from bot.domain.outcomes import Outcome
 from bot.domain.policy import needs_approval
 from bot.domain.redact import Redactor
 from bot.domain.replies import Reply, Tone, plural
+from bot.domain.storable import unstorable, unstorable_in
 from bot.providers.base import ProviderResult, WireRequest, provider_error_fields
 from bot.service.accounts import Accounts
 from bot.service.approval_requests import ApprovalAsk, ApprovalRequests
@@ -59,15 +62,44 @@ class CallActions:
         self.redactor = redactor
 
     async def begin(
-        self, inv: Invocation, command: CallCommand, *, confirmed: bool = False, approved: Approved | None = None
+        self,
+        inv: Invocation,
+        command: CallCommand | DocumentCall,
+        *,
+        confirmed: bool = False,
+        approved: Approved | None = None,
     ) -> Done | Started:
         """`confirmed`: the person clicked a confirmation of exactly this command. `approved`: a
-        second person approved exactly this command (two-person approval)."""
-        authorised = await self.accounts.authorise(inv, command.target, command.action.name)
+        second person approved exactly this command (two-person approval). A command whose
+        document (callFlow, TwiML) is still text has it read once the person is authorised."""
+        verb = command.name if isinstance(command, DocumentCall) else command.action.name
+        authorised = await self.accounts.authorise(inv, command.target, verb)
         if isinstance(authorised, Done):
             return Done(self.recorder.redact(authorised.reply))
-        step = await self.proceed(inv, command, authorised, confirmed=confirmed, approved=approved)
+        read = await self._read(inv, command, authorised)
+        if isinstance(read, Reply):
+            return Done(self.recorder.redact(read))
+        step = await self.proceed(inv, read, authorised, confirmed=confirmed, approved=approved)
         return step if isinstance(step, Started) else Done(self.recorder.redact(step.reply))
+
+    async def _read(
+        self, inv: Invocation, command: CallCommand | DocumentCall, authorised: Authorised
+    ) -> CallCommand | Reply:
+        """The command with its document read, or its refusal (audited invalid, with the account).
+        Text that cannot be stored (NUL…) is refused here too: a form's fields skip the grammar."""
+        bad = unstorable(inv.text) or (
+            unstorable_in(action_params(command.action)) if isinstance(command, CallCommand) else None
+        )
+        if bad is not None:
+            error = InvalidInput(None, f"The command contains {bad}, which callbot cannot use.", "Remove it.")
+            return await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context)
+        if isinstance(command, CallCommand):
+            return command
+        try:
+            # Bounded (bot/domain/callflow.py), yet YAML may take tens of ms: not on the event loop.
+            return await asyncio.to_thread(grammar.read_document, command)
+        except InvalidInput as error:
+            return await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context)
 
     async def proceed(
         self,

@@ -25,6 +25,7 @@ from bot.domain.grammar import (
     CallCommand,
     CallStatusCommand,
     Command,
+    DocumentCall,
     FlowBuilderCommand,
     FlowsCommand,
     FreezeCommand,
@@ -133,6 +134,7 @@ class Service:
         # Each parsed command's use case (call actions and saved flows have their own steps).
         self._routes: dict[type[Command], Handler] = {
             CallCommand: self.calls.begin,
+            DocumentCall: self.calls.begin,
             SavedFlowCommand: self.flows.begin,
             FlowBuilderCommand: self._no_builder,
             FlowsCommand: self._done(self.flows.library),
@@ -205,7 +207,7 @@ class Service:
         except InvalidInput as error:
             return Done(await self.recorder.refuse(inv, error, action=verb_of(inv.text)))
         confirmed = choice.purpose == "confirm"
-        if isinstance(command, CallCommand):
+        if isinstance(command, CallCommand | DocumentCall):
             return await self.calls.begin(inv, command, confirmed=confirmed)
         if isinstance(command, SavedFlowCommand):
             return await self.flows.begin(inv, command, confirmed=confirmed)

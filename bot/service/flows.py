@@ -4,6 +4,7 @@ Saving and deleting are audited like call actions: pending first, then the outco
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -14,7 +15,7 @@ from typing import Any
 
 from bot.db import repo
 from bot.db.session import Database
-from bot.domain import flows
+from bot.domain import flows, grammar
 from bot.domain.actions import ActionName, ApplyFlow
 from bot.domain.callflow import CallFlow
 from bot.domain.errors import InvalidInput, PermissionDenied
@@ -154,6 +155,13 @@ class SavedFlows:
                 "by every account). Ask an admin: `/call grant @you flow:manage`.",
             )
             return await self.recorder.refuse(inv, denial, action=action, decision=decision, request=request)
+        if command.document is not None:  # read only now that the person may save
+            try:
+                command = await asyncio.to_thread(grammar.read_flows_document, command)
+            except InvalidInput as error:
+                return await self.recorder.refuse(inv, error, action=action, decision=decision, request=request)
+            assert command.flow is not None
+            request["callFlow"] = command.flow.to_wire()
         if command.sub == "save":
             assert command.flow is not None
             flow = command.flow

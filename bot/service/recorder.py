@@ -17,6 +17,7 @@ from bot.domain.outcomes import OUTCOME_EMOJI, Outcome
 from bot.domain.permissions import Decision
 from bot.domain.redact import Redactor
 from bot.domain.replies import Reply, Tone
+from bot.domain.storable import storable
 from bot.service.steps import Clock, Invocation
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class Recorder:
         """A new audit row's columns, secrets masked. `completed`: the row is final as written (no
         provider step follows). Bulk actions insert these in group commits (bot/db/batches.py)."""
         now = self.now()
-        return {
+        row = {
             "created_at": now,
             "break_glass": break_glass,
             "source": inv.source,
@@ -70,6 +71,7 @@ class Recorder:
             "idempotency_key": inv.idempotency_key,
             "completed_at": now if completed else None,
         }
+        return _storable_row(row)
 
     def outcome_fields(self, **fields: Any) -> dict[str, Any]:
         """A pending row's outcome columns, secrets masked."""
@@ -78,7 +80,7 @@ class Recorder:
         if fields.get("result") is not None:
             fields["result"] = self.redactor.value(fields["result"])
         fields.setdefault("completed_at", utcnow())
-        return fields
+        return _storable_row(fields)
 
     async def record(self, inv: Invocation, *, reply_url: str | None = None, **fields: Any) -> AuditRow:
         """Inserts a new audit row (see `fields` for what it takes); `reply_url`: see `open`."""
@@ -140,6 +142,25 @@ class Recorder:
     def redact(self, reply: Reply) -> Reply:
         """The reply with every configured secret masked: what may leave for Slack or the shell."""
         return reply.map_text(self.redactor.text)
+
+
+# The audit columns of bounded length: PostgreSQL refuses longer text (SQLite would keep it).
+_LENGTHS: dict[str, int] = {
+    column.name: length for column in AuditRow.__table__.columns if (length := getattr(column.type, "length", None))
+}
+
+
+def _storable_row(fields: dict[str, Any]) -> dict[str, Any]:
+    """Every attempt leaves its row, whatever its text: characters no database stores become
+    U+FFFD (NUL from a pasted command, a lone surrogate from a JSON payload), and text longer than
+    its column (a 300-character "call id") is cut, ending in "…". Done after redaction, on what is
+    written and hashed into the audit chain."""
+    row: dict[str, Any] = storable(fields)
+    for name, limit in _LENGTHS.items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            row[name] = value[: limit - 1] + "…"
+    return row
 
 
 def duplicate_reply(row: AuditRow) -> Reply:
