@@ -32,10 +32,9 @@ from bot.domain.callflow import (
     TRANSCRIBE_LOCALES,
     TTS_LOCALES,
     CallFlow,
-    check_nesting,
-    parse_callflow,
     validate_callflow,
 )
+from bot.domain.callflow_text import check_nesting, parse_callflow
 from bot.domain.errors import InvalidInput
 
 # A copy of ../shared/specs/bird-channels-update-call.openapi.json, so a checkout tests on its own.

@@ -14,7 +14,7 @@ import pytest
 from bot.config import Settings
 from bot.domain import urls
 from bot.domain.actions import ApplyFlow, CallAction, InlineTwiml, Redirect, check_twiml
-from bot.domain.callflow import parse_callflow
+from bot.domain.callflow_text import parse_callflow
 from bot.domain.errors import ConfigError, PolicyDenied
 from bot.domain.policy import DEFAULT_POLICY, Policy, check_destinations, url_matches
 from tests.fakes.bandwidth import bw_call_id

@@ -52,7 +52,7 @@ Where the schema is silent, callbot chooses:
 - The top-level callFlow needs at least one command; an empty bridge `callFlow` means "none".
 - `parse_callflow` reads at most 8,000 characters (a `/call` command's limit), nested at most
   MAX_DEPTH deep, with no NUL or lone surrogate and no YAML alias: each is refused before JSON or
-  YAML is asked to read the text (see "Reading text" below).
+  YAML is asked to read the text (bot/domain/callflow_text.py).
 """
 
 from __future__ import annotations
@@ -66,10 +66,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import urlsplit
 
-import yaml
-
 from bot.domain.errors import InvalidInput
-from bot.domain.storable import unstorable, unstorable_in
+from bot.domain.storable import unstorable_in
 
 MAX_COMMANDS = 20
 MAX_MEDIA = 80
@@ -116,7 +114,7 @@ _UNPRINTABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 # Small helpers: how values are named in messages.
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     """What a value is, in words, without ever printing a big or nested value."""
     if value is None:
         return "null"
@@ -136,7 +134,7 @@ def _kind(value: Any) -> str:
     return _OTHER_KINDS.get(type(value).__name__, f"a {type(value).__name__}")
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     """One line, at most `limit` characters, ending in … when cut."""
     text = _UNPRINTABLE.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -144,13 +142,13 @@ def _clip(text: str, limit: int) -> str:
 
 def _quoted(text: str) -> str:
     """A user's word inside backticks, safe to show: short, one line, no backticks of its own."""
-    return "`" + _clip(text, 40).replace("`", "'") + "`"
+    return "`" + clip(text, 40).replace("`", "'") + "`"
 
 
 def _key_path(path: str, key: Any) -> str:
     if isinstance(key, str) and len(key) <= 40 and _IDENTIFIER.fullmatch(key):
         return f"{path}.{key}"
-    shown = json.dumps(_clip(key, 40)) if isinstance(key, str) else _clip(str(key), 40)
+    shown = json.dumps(clip(key, 40)) if isinstance(key, str) else clip(str(key), 40)
     return f"{path}[{shown}]"
 
 
@@ -190,7 +188,7 @@ class IntCheck:
     def __call__(self, value: Any, path: str) -> int:
         # bool is a subclass of int in Python, but `true` is no number of seconds.
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInput(path, f"must be a whole number, not {_kind(value)}")
+            raise InvalidInput(path, f"must be a whole number, not {kind_of(value)}")
         _in_range(value, path, self.minimum, self.maximum)
         return value
 
@@ -203,7 +201,7 @@ class NumberCheck:
 
     def __call__(self, value: Any, path: str) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidInput(path, f"must be a number, not {_kind(value)}")
+            raise InvalidInput(path, f"must be a number, not {kind_of(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidInput(path, "must be a finite number")
         _in_range(value, path, self.minimum, self.maximum)
@@ -231,7 +229,7 @@ class BoolCheck:
 
     def __call__(self, value: Any, path: str) -> bool:
         if not isinstance(value, bool):
-            raise InvalidInput(path, f"must be true or false, not {_kind(value)}")
+            raise InvalidInput(path, f"must be true or false, not {kind_of(value)}")
         return value
 
 
@@ -242,7 +240,7 @@ class TextCheck:
 
     def __call__(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
-            raise InvalidInput(path, f"must be text, not {_kind(value)}", _quote_hint(value))
+            raise InvalidInput(path, f"must be text, not {kind_of(value)}", _quote_hint(value))
         if not self.blank_ok and not value.strip():
             raise InvalidInput(path, "must not be empty")
         return value
@@ -261,7 +259,7 @@ class ChoiceCheck:
     def __call__(self, value: Any, path: str) -> str:
         choices = self.choices
         if not isinstance(value, str):
-            raise InvalidInput(path, f"must be text, not {_kind(value)}", _quote_hint(value) or _one_of(choices))
+            raise InvalidInput(path, f"must be text, not {kind_of(value)}", _quote_hint(value) or _one_of(choices))
         if value not in choices:
             raise InvalidInput(
                 path, f"{_quoted(value)} is not a {self.noun}", _did_you_mean(value, choices) or _one_of(choices)
@@ -279,7 +277,7 @@ class UrlCheck:
 
     def __call__(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
-            raise InvalidInput(path, f"must be a URL, not {_kind(value)}")
+            raise InvalidInput(path, f"must be a URL, not {kind_of(value)}")
         try:
             parts = urlsplit(value)
             absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -304,7 +302,7 @@ class MediaCheck:
     def __call__(self, value: Any, path: str) -> tuple[str, ...]:
         if not isinstance(value, list):
             raise InvalidInput(
-                path, f"must be a list of URLs, not {_kind(value)}", 'Write it like ["https://example.com/a.mp3"].'
+                path, f"must be a list of URLs, not {kind_of(value)}", 'Write it like ["https://example.com/a.mp3"].'
             )
         if not value:
             raise InvalidInput(path, "is empty", "Give at least one URL.")
@@ -379,7 +377,7 @@ class Condition(_Model):
     value: str = _option("value", _text(blank_ok=True), required=True)
 
     def describe(self) -> str:
-        value = _clip(self.value, 20)
+        value = clip(self.value, 20)
         shown = value if value and " " not in value else json.dumps(value, ensure_ascii=False)
         return f"{self.variable} {self.operator} {shown}"
 
@@ -416,8 +414,8 @@ class Say(_Model):
     timeout: int | None = _option("timeout", _int())
 
     def describe(self) -> str:
-        extras = [_clip(x, 20) for x in (self.locale, self.voice) if x]
-        return " ".join([f"say {json.dumps(_clip(self.text, 30), ensure_ascii=False)}", *extras])
+        extras = [clip(x, 20) for x in (self.locale, self.voice) if x]
+        return " ".join([f"say {json.dumps(clip(self.text, 30), ensure_ascii=False)}", *extras])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -436,7 +434,7 @@ class Gather(_Model):
         head = "gather" + (f" {_count(self.max_num_keys, 'key')}" if self.max_num_keys else "")
         extras = [f"end {self.end_key}" if self.end_key else "", self.input or ""]
         if self.say:
-            extras.append(f"prompt {json.dumps(_clip(self.say.text, 20), ensure_ascii=False)}")
+            extras.append(f"prompt {json.dumps(clip(self.say.text, 20), ensure_ascii=False)}")
         elif self.playback:
             extras.append(f"prompt {_count(len(self.playback.media), 'file')}")
         return ", ".join([head, *filter(None, extras)])
@@ -516,10 +514,10 @@ class Bridge(_Model):
     amd_settings: AmdSettings | None = _option("amdSettings", _nested(AmdSettings))  # noqa: RUF009
 
     def describe(self) -> str:
-        extras = [f"from {_clip(self.from_, 20)}" if self.from_ else "", "record" if self.record else ""]
+        extras = [f"from {clip(self.from_, 20)}" if self.from_ else "", "record" if self.record else ""]
         if self.call_flow:
             extras.append(f"then {_count(len(self.call_flow), 'command')}")
-        return ", ".join([f"bridge to {_clip(self.to, 30)}", *filter(None, extras)])
+        return ", ".join([f"bridge to {clip(self.to, 30)}", *filter(None, extras)])
 
 
 Options = Answer | Ringing | Playback | Say | Gather | Record | Bridge | Hangup | Pause
@@ -630,7 +628,7 @@ def _parse_object(cls: type[M], data: Any, path: str) -> M:
     """Checks unknown keys first (a typo then reads "did you mean", not "x is missing"), then every
     field in schema order."""
     if not isinstance(data, dict):
-        raise InvalidInput(path, f"must be an object, not {_kind(data)}")
+        raise InvalidInput(path, f"must be an object, not {kind_of(data)}")
     specs = [(f.name, f.metadata) for f in fields(cls)]
     wires = [meta["wire"] for _, meta in specs]
     owner = "a condition" if cls is Condition else f"`{cls.NAME}`"
@@ -687,7 +685,7 @@ def _command_class(data: dict[Any, Any], path: str, allowed: Sequence[type[_Mode
         raise InvalidInput(path, "is missing", f"Name one of: {commands}.")
     name = data["command"]
     if not isinstance(name, str):
-        raise InvalidInput(path, f"must be a command name, not {_kind(name)}", f"Use one of: {commands}.")
+        raise InvalidInput(path, f"must be a command name, not {kind_of(name)}", f"Use one of: {commands}.")
     cls = _BY_NAME.get(name)
     if cls is None:
         raise InvalidInput(
@@ -700,7 +698,9 @@ def _command_class(data: dict[Any, Any], path: str, allowed: Sequence[type[_Mode
 
 def _parse_command(data: Any, path: str, allowed: Sequence[type[_Model]]) -> Command:
     if not isinstance(data, dict):
-        raise InvalidInput(path, f"must be a command object, not {_kind(data)}", 'Write it like {"command":"hangup"}.')
+        raise InvalidInput(
+            path, f"must be a command object, not {kind_of(data)}", 'Write it like {"command":"hangup"}.'
+        )
     cls = _command_class(data, f"{path}.command", allowed)
     for key in data:
         if key not in _COMMAND_KEYS:
@@ -712,7 +712,7 @@ def _parse_command(data: Any, path: str, allowed: Sequence[type[_Model]]) -> Com
             )
     raw = data.get("options")
     if raw is not None and not isinstance(raw, dict):
-        raise InvalidInput(f"{path}.options", f"must be an object, not {_kind(raw)}")
+        raise InvalidInput(f"{path}.options", f"must be an object, not {kind_of(raw)}")
     if raw and not fields(cls):
         raise InvalidInput(f"{path}.options", f"`{cls.NAME}` takes no options", "Leave `options` out.")
     options = _parse_object(cls, raw or {}, f"{path}.options")
@@ -720,14 +720,14 @@ def _parse_command(data: Any, path: str, allowed: Sequence[type[_Model]]) -> Com
         _refuse_ambiguous(cls, list(raw), f"{path}.options", allowed)
     conditions = data.get("conditions")
     if conditions is not None and not isinstance(conditions, list):
-        raise InvalidInput(f"{path}.conditions", f"must be a list of conditions, not {_kind(conditions)}")
+        raise InvalidInput(f"{path}.conditions", f"must be a list of conditions, not {kind_of(conditions)}")
     parsed = tuple(_parse_object(Condition, c, f"{path}.conditions[{i}]") for i, c in enumerate(conditions or ()))
     return Command(cast(Options, options), parsed)
 
 
 def _parse_commands(data: Any, path: str, allowed: Sequence[type[_Model]]) -> tuple[Command, ...]:
     if not isinstance(data, list):
-        raise InvalidInput(path, f"must be a list of commands, not {_kind(data)}", f"Write it like {EXAMPLE}.")
+        raise InvalidInput(path, f"must be a list of commands, not {kind_of(data)}", f"Write it like {EXAMPLE}.")
     if len(data) > MAX_COMMANDS:
         raise InvalidInput(path, f"has {len(data)} commands; Bird accepts at most {MAX_COMMANDS}")
     return tuple(_parse_command(item, f"{path}[{i}]", allowed) for i, item in enumerate(data))
@@ -748,266 +748,3 @@ def validate_callflow(data: Any) -> CallFlow:
     if bad is not None:
         raise InvalidInput("callFlow", f"contains {bad}", "Remove it; it cannot be sent or stored.")
     return flow
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading text. JSON and YAML readers are quick on what a callFlow looks like, but not on what an
-# attacker can write within the size limit: PyYAML takes about a second on 2,000 nested `[` (its
-# scanner is quadratic in flow nesting) and expands aliases ("billion laughs"). So a linear
-# pre-scan refuses deep nesting first, and YAML is read with aliases refused and depth capped.
-
-
-def parse_callflow(text: str) -> CallFlow:
-    """A callFlow written as JSON (or YAML) text."""
-    if not isinstance(text, str):
-        raise InvalidInput("callFlow", f"must be text, not {_kind(text)}")
-    if len(text) > MAX_TEXT_CHARS:
-        raise InvalidInput("callFlow", f"is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}")
-    if not text.strip():
-        raise InvalidInput("callFlow", "is empty", f"Give a list of commands, e.g. '{EXAMPLE}'.")
-    bad = unstorable(text)
-    if bad is not None:
-        raise InvalidInput("callFlow", f"contains {bad}", "Remove it; it cannot be sent or stored.")
-    check_nesting(text)
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as json_error:  # ValueError: also numbers of over 4300 digits
-        data = _parse_yaml(text, json_error)
-    return validate_callflow(data)
-
-
-def _too_deep() -> InvalidInput:
-    return InvalidInput(
-        "callFlow",
-        f"is nested more than {MAX_DEPTH} levels deep; a callFlow never is",
-        f"Write a list of commands, e.g. '{EXAMPLE}'.",
-    )
-
-
-_LINE_BREAKS = "\r\n\x85\u2028\u2029"  # YAML's (PyYAML's) line breaks
-# What the pre-scan stops at; everything else is plain text it passes over in one regex step.
-_SCAN = re.compile(f"[\"'#\\[\\]{{}}{_LINE_BREAKS}]")
-# The rest of a quoted string, on the same line (a JSON string never spans lines).
-_QUOTED_REST = {
-    '"': re.compile(f'(?:[^"\\\\{_LINE_BREAKS}]|\\\\[^{_LINE_BREAKS}])*"'),
-    "'": re.compile(f"(?:[^'{_LINE_BREAKS}]|'')*'"),
-}
-_REST_OF_LINE = re.compile(f"[^{_LINE_BREAKS}]*")
-_INDENT = re.compile("[ ]*")
-# YAML's block indicators: `- ` (a sequence entry), `? ` and `: ` (an explicit key and its value).
-_INDICATOR = re.compile(f"[-?:](?:[ ]+|(?=[{_LINE_BREAKS}])|$)")
-# A line that opens a YAML block scalar (`key: |`, `- >-`): the lines indented under it are text.
-_BLOCK_SCALAR = re.compile("(?:^|[-?:][ ]+)[|>][-+1-9]{0,2}[ \t]*(?:#.*)?$")
-_SPACE = frozenset(" \t" + _LINE_BREAKS)
-
-
-@dataclass
-class _Scan:
-    """Where the pre-scan is. `in_step`: it follows YAML's reading (quoted strings, comments,
-    plain text), so it may pass over them. Once unsure (a string over several lines, a tag), it
-    passes over nothing more and counts every `[`/`{` as opening and none as closing."""
-
-    text: str
-    flow: int = 0  # open `[` and `{`
-    block: list[int] = field(default_factory=list)  # the columns of YAML's open block levels
-    content: int = 0  # where the current YAML line's first node starts (-1: the line is text)
-    comment: int | None = None  # where a comment starts on the current line
-    opens: bool = False  # the last YAML line ends with `key:` or `-`: a more indented line nests
-    quoted: int = -1  # where the last quoted string ended
-    token: int = -1  # where the last bracket YAML reads as one ended
-    in_step: bool = True
-
-    def check(self) -> None:
-        if self.flow + len(self.block) > MAX_DEPTH:
-            raise _too_deep()
-
-
-def check_nesting(text: str) -> None:
-    """Refuses text nested deeper than MAX_DEPTH, in one linear pass, before any parser sees it.
-
-    Exact for JSON: it counts brackets outside strings. For YAML it also counts block nesting
-    (indentation, `- `) and follows quoted strings, comments and plain text the way YAML reads
-    them; where YAML gets subtle (a string over several lines, tags) it counts every opening
-    bracket and no closing one. It does not model all of YAML: the YAML reader checks the exact
-    depth too (`_check_yaml_events`), in C and stopping at once."""
-    scan = _Scan(text)
-    pos = _line(scan, 0)
-    while (found := _SCAN.search(text, pos)) is not None:
-        i, char = found.start(), found.group()
-        pos = i + 1
-        if not scan.in_step:
-            if char in "[{":
-                scan.flow += 1
-                scan.check()
-        elif char in "\"'":
-            pos = scan.quoted = _past_quote(scan, i, char)
-        elif char == "#":
-            pos = _past_comment(scan, i)
-        elif char in "[{":
-            # In YAML's block context, `[` inside plain text is text: `say: press [1]`.
-            if scan.flow > 0 or _token_starts(scan, i):
-                scan.flow += 1
-                scan.check()
-                scan.token = i + 1
-        elif char in "]}":
-            if scan.flow > 0 or _token_starts(scan, i):
-                scan.flow = max(0, scan.flow - 1)
-                scan.token = i + 1
-        elif scan.flow == 0:  # a line break outside brackets: YAML's indentation counts
-            pos = _line(scan, _line_end(scan, i))
-        else:
-            scan.comment = None
-
-
-def _token_starts(scan: _Scan, i: int) -> bool:
-    """Outside brackets: whether a bracket at `i` is one for YAML, not a character of plain text."""
-    return _node_start(scan, i)
-
-
-def _node_start(scan: _Scan, i: int) -> bool:
-    """Whether a YAML node (a quoted string, a bracket) can start at `i`, as YAML reads it."""
-    text = scan.text
-    if i == scan.content and scan.flow == 0:
-        return True  # the first thing on a line (after `- `)
-    j = i - 1
-    while j >= 0 and text[j] in _SPACE:
-        j -= 1
-    if j < 0 or j + 1 in (scan.quoted, scan.token):
-        return True  # the text's start, or right after a string or bracket: a new token
-    before = text[j]
-    if j == i - 1:  # right after another character: `["a"`, `{"a":"b"`; `it's` is plain text
-        return scan.flow > 0 and before in "[{,:"
-    if before == ":" or (scan.flow > 0 and before in "[{,"):
-        return True
-    if text[: j + 1].rsplit(maxsplit=1)[-1][:1] in "!&":  # after a tag or an anchor: too subtle
-        scan.in_step = False
-    return False
-
-
-def _past_quote(scan: _Scan, i: int, quote: str) -> int:
-    """Past the string starting at `i` when one does (as JSON and YAML read it), else past `i`."""
-    if not _node_start(scan, i):
-        return i + 1
-    rest = _QUOTED_REST[quote].match(scan.text, i + 1)
-    if rest is None:  # a string over several lines (YAML allows it), or not closed
-        scan.in_step = False
-        return i + 1
-    return rest.end()
-
-
-def _past_comment(scan: _Scan, i: int) -> int:
-    """Past a YAML comment (`#` after a space or at a line's start: to the line's end), else past `i`."""
-    text = scan.text
-    if i == 0 or text[i - 1] in _SPACE:
-        scan.comment = i
-        return _REST_OF_LINE.match(text, i).end()  # type: ignore[union-attr]
-    if text[i - 1] in "[]{},:":  # YAML may take `[#` as a comment too
-        scan.in_step = False
-    return i + 1  # `a#b` is plain text
-
-
-def _line_end(scan: _Scan, i: int) -> int:
-    """At the line break `i` (outside brackets): what the line's end says of the next lines.
-    Returns where the next line starts (past a block scalar's text)."""
-    text = scan.text
-    if scan.content < 0:  # a continued line: still text
-        return i + 1
-    line = text[scan.content : i if scan.comment is None else scan.comment].rstrip(" \t")
-    scan.comment = None
-    scan.opens = line == "" or line.endswith(":")
-    if line.rsplit(maxsplit=1)[-1:] and line.rsplit(maxsplit=1)[-1][:1] in "!&":  # `key: !!map`, `- &a`
-        scan.in_step = False
-    if _BLOCK_SCALAR.search(line):  # its text: the lines indented more than its level
-        return _past_indented(text, i, scan.block[-1] if scan.block else -1) + 1
-    return i + 1
-
-
-def _line(scan: _Scan, pos: int) -> int:
-    """A YAML line from its start: its indentation and leading `- ` (each one level deeper).
-    Returns where the scan goes on."""
-    text, block = scan.text, scan.block
-    start = _INDENT.match(text, pos).end()  # type: ignore[union-attr]
-    indent = start - pos
-    if start >= len(text) or text[start] in _LINE_BREAKS:
-        return start  # a blank line
-    if block and indent > block[-1] and not scan.opens:
-        # More indented than its level without a `key:` above: the text of the line before
-        # continued (or a mistake the parser stops at). No node starts on it.
-        scan.content = -1
-        return start
-    while block and block[-1] > indent:
-        block.pop()
-    levels = [indent]  # the block collection the line is in, and one more per `- `
-    while (indicator := _INDICATOR.match(text, start)) is not None:
-        start = indicator.end()
-        levels.append(start - pos)
-    if start < len(text) and text[start] in "[{":
-        levels.pop()  # the line's node is a flow collection, counted by its brackets
-    for level in levels:
-        if not block or level > block[-1]:
-            block.append(level)
-    scan.content = start
-    scan.check()
-    return start
-
-
-def _past_indented(text: str, end: int, column: int) -> int:
-    """From a line's end (its line break), to the end of the following lines that are blank or
-    indented more than `column`."""
-    while end < len(text):
-        start = _INDENT.match(text, end + 1).end()  # type: ignore[union-attr]
-        line_end = _REST_OF_LINE.match(text, start).end()  # type: ignore[union-attr]
-        if start != line_end and start - (end + 1) <= column:
-            break
-        end = line_end
-    return end
-
-
-# libyaml's loader when PyYAML has it (its wheels do): about nine times faster than the pure one.
-_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_OPENS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
-_CLOSES = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
-
-
-def _parse_yaml(text: str, json_error: Exception) -> Any:
-    try:
-        _check_yaml_events(text)
-        return yaml.load(text, Loader=_YamlLoader)
-    except InvalidInput:
-        raise
-    # PyYAML raises more than YAMLError on odd input: ValueError (a huge int, a bad date),
-    # RecursionError, TypeError... Any of them means "not a callFlow we can read".
-    except Exception as yaml_error:
-        looks_like_json = text.lstrip()[:1] in ("[", "{")
-        where = _error_position(json_error if looks_like_json else yaml_error)
-        raise InvalidInput(
-            "callFlow", f"is not valid JSON or YAML ({where})", f"Quote it whole, e.g. '{EXAMPLE}'."
-        ) from None
-
-
-def _check_yaml_events(text: str) -> None:
-    """The exact depth, and no alias (`*name`): a callFlow needs none, and an alias lets a short
-    text stand for a huge structure ("billion laughs") that anything walking it would expand."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_YamlLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise InvalidInput(
-                "callFlow", "uses a YAML alias (`*name`)", "A callFlow needs none: write each value out in full."
-            )
-        if isinstance(event, _OPENS):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise _too_deep()
-        elif isinstance(event, _CLOSES):
-            depth -= 1
-
-
-def _error_position(error: Exception) -> str:
-    if isinstance(error, json.JSONDecodeError):
-        return f"line {error.lineno}, column {error.colno}: {_clip(error.msg, 60)}"
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark = error.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {_clip(error.problem or 'unexpected text', 60)}"
-    if isinstance(error, RecursionError):
-        return "nested too deeply"
-    return _clip(str(error), 60) or type(error).__name__

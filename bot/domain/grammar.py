@@ -21,7 +21,7 @@ from bot.domain.actions import (
     check_twiml,
     redirect_from_options,
 )
-from bot.domain.callflow import parse_callflow
+from bot.domain.callflow_text import parse_callflow
 from bot.domain.commands import (
     AuditQuery,
     BatchCommand,

@@ -17,7 +17,8 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.actions import ApplyFlow, CallTarget
-from bot.domain.callflow import MAX_COMMANDS, parse_callflow, validate_callflow
+from bot.domain.callflow import MAX_COMMANDS, validate_callflow
+from bot.domain.callflow_text import parse_callflow
 from bot.domain.errors import InvalidInput
 from bot.domain.grammar import CallCommand
 from bot.domain.replies import Reply, Tone

@@ -23,7 +23,7 @@ from bot.domain.actions import (
     check_url,
     redirect_from_options,
 )
-from bot.domain.callflow import parse_callflow
+from bot.domain.callflow_text import parse_callflow
 from bot.domain.errors import InvalidInput
 from bot.domain.grammar import CallCommand
 from bot.slack.views.action_form import OPTION_FIELDS, FormState
