@@ -209,3 +209,19 @@ def test_mutated_slack_samples_never_500_nor_log_a_traceback(make_bot: BotFactor
     # Both the edge (400) and the listeners behind it (200) met many of them.
     assert answered[200] > 100 and answered[400] > 100, answered
     assert not failures, f"{len(failures)} of {len(variants)}:\n" + "\n".join(failures)
+
+
+def test_an_unknown_button_where_there_is_no_message_to_answer_logs_no_error(
+    make_bot: BotFactory, errors: _Errors
+) -> None:
+    """A button callbot does not know, in the App Home or a modal: Slack sends no response_url."""
+    bot = make_bot()
+    server, _ = make_bot.running[-1]
+    payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+    payload.pop("response_url", None)
+    payload.pop("container", None)
+    payload["view"] = {"id": "V0HOME", "type": "home", "hash": "1.x", "callback_id": "", "private_metadata": ""}
+    payload["actions"] = [{"action_id": "no_such_button", "block_id": "b", "type": "button", "action_ts": "1.2"}]
+    assert bot.slack.interact(payload).status_code == 200
+    assert server.wait_idle()
+    assert [r.getMessage() for r in errors.records] == []

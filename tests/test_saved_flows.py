@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.db.session import Database
-from bot.domain.callflow import parse_callflow
+from bot.domain.callflow_text import parse_callflow
 from bot.domain.errors import InvalidInput
 from bot.domain.flows import FlowRef, parse_ref
 from bot.domain.grammar import FlowsCommand, SavedFlowCommand, parse, read_flows_document

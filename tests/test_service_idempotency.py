@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from bot.domain.errors import InvalidInput
 from bot.domain.replies import Tone
 from bot.service.core import Started
 from tests.fakes.bandwidth import bw_call_id
@@ -119,3 +120,14 @@ def test_a_replay_shows_no_secret_of_the_first_request(service: ServiceBot) -> N
     again = service.say(command, key="slack:k")
     assert "succeeded" in again.title and "hunter2" not in again.as_text()
     assert len(service.fakes.bandwidth.updates()) == 1
+
+
+def test_a_form_refused_twice_with_one_key_is_recorded_once(service: ServiceBot) -> None:
+    """A modal submission Slack delivers again, refused field by field both times: the second
+    refusal is the first one's replay, not an error (it used to raise DuplicateRequest)."""
+    inv = service.invocation("redirect prod:CA1", key="slack:form.1")
+    error = InvalidInput("url", "is missing")
+    service.call(service.service.record_invalid(inv, error, "redirect"))
+    service.call(service.service.record_invalid(inv, error, "redirect"))
+    [row] = service.audit()
+    assert row["outcome"] == "invalid"

@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.domain import urls
 from bot.domain.actions import ApplyFlow, CallAction, InlineTwiml, Redirect, check_twiml
 from bot.domain.callflow_text import parse_callflow
-from bot.domain.errors import ConfigError, PolicyDenied
+from bot.domain.errors import ConfigError, InvalidInput, PolicyDenied
 from bot.domain.policy import DEFAULT_POLICY, Policy, check_destinations, url_matches
 from tests.fakes.bandwidth import bw_call_id
 from tests.fakes.bird import bird_call_id
@@ -403,3 +403,9 @@ def test_allow_private_urls_lets_a_private_target_through(make_bot: BotFactory) 
     [sent] = bot.fake_twilio.updates()
     assert sent.form["Url"] == "https://10.0.0.5/ivr.xml" and sent.form["FallbackUrl"] == "https://localhost/f.xml"
     assert bot.db.audit()[-1]["outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize("odd", ["\ud800", "\x00"])
+def test_twiml_with_a_character_no_one_can_store_is_refused_cleanly(odd: str) -> None:
+    with pytest.raises(InvalidInput, match="TwiML"):
+        check_twiml(f"<Response><Say>hi{odd}</Say></Response>")

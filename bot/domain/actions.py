@@ -14,6 +14,7 @@ from xml.etree import ElementTree
 
 from bot.domain.callflow import CallFlow
 from bot.domain.errors import InvalidInput
+from bot.domain.storable import unstorable
 
 
 class ActionName(StrEnum):
@@ -149,6 +150,10 @@ def check_positive_int(word: str, option: str) -> int:
 
 
 def check_twiml(text: str) -> str:
+    bad = unstorable(text)
+    if bad is not None:
+        # Before the XML reader, which cannot encode a lone surrogate and would raise.
+        raise InvalidInput("TwiML", f"contains {bad}", "Remove it; it cannot be sent or stored.")
     if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
         # TwiML never needs a DTD, and refusing one avoids entity-expansion tricks.
         raise InvalidInput("TwiML", "must not contain a DOCTYPE or ENTITY declaration")

@@ -113,16 +113,22 @@ class Recorder:
         break_glass: bool = False,
         **context: Any,
     ) -> Reply:
-        """An attempt refused before anything was done: one final row, and the reply saying why."""
-        row = await self.record(
-            inv,
-            outcome=error.outcome,
-            decision=decision,
-            error_message=error.message,
-            completed=True,
-            break_glass=break_glass,
-            **context,
-        )
+        """An attempt refused before anything was done: one final row, and the reply saying why.
+        A replayed request (Slack delivering it again) is not recorded twice: it gets the first answer."""
+        try:
+            row = await self.record(
+                inv,
+                outcome=error.outcome,
+                decision=decision,
+                error_message=error.message,
+                completed=True,
+                break_glass=break_glass,
+                **context,
+            )
+        except repo.DuplicateRequest:
+            earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
+            assert earlier is not None
+            return self.redact(duplicate_reply(earlier))
         tone = Tone.DENIED if error.outcome in (Outcome.DENIED, Outcome.RATE_LIMITED) else Tone.INVALID
         title = _REFUSED_TITLES.get(error.outcome, "That command is not valid.")
         return Reply(tone, title, (error.message,), audit_id=row.id, field=getattr(error, "word", None))

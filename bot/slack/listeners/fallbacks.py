@@ -27,6 +27,9 @@ def register(app: AsyncApp, service: Service) -> None:
 
 async def on_unknown_action(ack: AsyncAck, respond: AsyncRespond) -> None:
     await ack()
+    if not respond.response_url:  # a button in a modal or the App Home: there is no message to answer under
+        log.info("a click on a button callbot does not know, where it cannot answer")
+        return
     try:
         await respond(**message(STALE_BUTTON), replace_original=False)
     except Exception:
