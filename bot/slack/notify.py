@@ -67,6 +67,7 @@ async def tell(respond: AsyncRespond | None, reply: Reply) -> None:
 # After an outcome, a person's Home tab is published at most once a second: a burst of their
 # actions (or a bulk run's) costs one refresh at the start and one at the end, not one each.
 HOME_DEBOUNCE = 1.0
+HOME_REFRESH_TASK = "callbot-home-"  # the name of a deferred refresh's task (tests wait for none)
 _home_published: dict[tuple[int, str], float] = {}  # (service, user) -> when, by time.monotonic()
 _home_due: set[tuple[int, str]] = set()  # a trailing refresh is scheduled
 
@@ -94,7 +95,7 @@ async def refresh_home(client: AsyncWebClient, service: Service, user_id: str) -
         _home_published[key] = time.monotonic()
         await publish_home(client, service, user_id)
 
-    asyncio.get_running_loop().create_task(trailing(), name=f"callbot-home-{user_id}")
+    asyncio.get_running_loop().create_task(trailing(), name=f"{HOME_REFRESH_TASK}{user_id}")
 
 
 async def publish_home(client: AsyncWebClient, service: Service, user_id: str, team_filter: str | None = None) -> None:

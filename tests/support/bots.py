@@ -20,6 +20,7 @@ import uvicorn
 from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Settings
+from bot.slack.notify import HOME_REFRESH_TASK
 from bot.web import create_web_app
 from tests.fakes import bandwidth, bird
 from tests.fakes.bandwidth import FakeBandwidth
@@ -157,8 +158,24 @@ class ServerThread:
         return self.thread.is_alive() and not self.server.should_exit
 
     def busy(self) -> set[asyncio.Task[Any]]:
-        """The app's work in progress: tasks started since it came up that have not finished."""
-        return self._in_loop(_other_tasks) - self._resident
+        """The app's work in progress: tasks started since it came up that have not finished.
+        A deferred App Home refresh (bot/slack/notify.py, up to HOME_DEBOUNCE away) is not work a
+        request waits for; `drop_deferred` ends it."""
+        return {
+            task
+            for task in self._in_loop(_other_tasks) - self._resident
+            if not task.get_name().startswith(HOME_REFRESH_TASK)
+        }
+
+    def drop_deferred(self) -> None:
+        """Cancels deferred App Home refreshes, so none reaches the fakes during the next test."""
+
+        def cancel() -> None:
+            for task in _other_tasks():
+                if task.get_name().startswith(HOME_REFRESH_TASK):
+                    task.cancel()
+
+        self._in_loop(cancel)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Whether the app finished everything it was doing (it then sends nothing more) in time."""
@@ -355,6 +372,8 @@ class SharedBot:
             driver.http.close()
             if not server.alive or not server.wait_idle():
                 self.stop()
+            else:
+                server.drop_deferred()
 
     def stop(self) -> None:
         if self.server is not None:
