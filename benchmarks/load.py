@@ -21,6 +21,8 @@ import itertools
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ from bot.db.session import parse_database_url
 from tests.fakes.server import Answer
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio, call_sid
-from tests.processes import callbot, spawn, wait_healthy
+from tests.processes import base_env, callbot, wait_healthy
 from tests.support.bots import PAYLOADS, SIGNING_SECRET, write_config
 
 # Enough people that the per-person limit never refuses; the account limit is lifted below.
@@ -77,6 +79,7 @@ class Sender:
         self.verifier = SignatureVerifier(SIGNING_SECRET)
         self.numbers = itertools.count(1)
         self.started: dict[str, float] = {}
+        self.run_id = f"{time.time_ns():x}"
 
     def signed(self, n: int) -> tuple[str, dict[str, str]]:
         name = f"load{n}"
@@ -87,7 +90,7 @@ class Sender:
                 "user_id": USERS[n % len(USERS)],
                 "user_name": "loadtest",
                 "response_url": self.slack.response_url(name),
-                "trigger_id": f"1.2.{n:x}",
+                "trigger_id": f"{self.run_id}.{n:x}",  # Slack's idempotency key: unique
             }
         )
         ts = str(int(time.time()))
@@ -150,9 +153,19 @@ def run(processes: int, concurrencies: list[int], seconds: float, latency_ms: in
     }
     servers = []
     urls = []
-    for _ in range(processes):
+    for n in range(processes):
         port = free_port()
-        servers.append(spawn(["serve", "--host", "127.0.0.1", "--port", str(port)], env, workdir))
+        # Their logs go to files: a pipe nobody reads would fill and stall the server.
+        with (workdir / f"serve{n}.log").open("w") as log:
+            servers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                    env=base_env(env),
+                    cwd=workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         urls.append(f"http://127.0.0.1:{port}")
     levels: list[Level] = []
     try:
@@ -181,6 +194,8 @@ def run(processes: int, concurrencies: list[int], seconds: float, latency_ms: in
         slack.stop()
         twilio.stop()
     check_audit(url, len(sender.started), workdir, env)
+    warnings = sum(log.read_text().count("\n") for log in workdir.glob("serve*.log"))
+    print(f"  server log lines (WARNING and above): {warnings}, in {workdir}")
     return levels
 
 
@@ -205,13 +220,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each level sends")
     parser.add_argument("--latency-ms", type=int, default=50, help="the fake Twilio's answer delay")
     args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tempfile.mkdtemp(prefix='callbot-load-db-')}/load.db"
-    backend = "PostgreSQL" if url.startswith("postgres") else "SQLite"
+    given = os.environ.get("DATABASE_URL")
+    backend = "PostgreSQL" if given and given.startswith("postgres") else "SQLite"
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     for processes in (int(p) for p in args.processes.split(",")):
         print(
             f"{backend}, {processes} process(es), {args.seconds:g} s per level, provider latency {args.latency_ms} ms"
         )
+        # A fresh database for each run (PostgreSQL: its schema dropped and made again).
+        url = given or f"sqlite:///{tempfile.mkdtemp(prefix='callbot-load-db-')}/load.db"
         levels = run(processes, concurrencies, args.seconds, args.latency_ms, url)
         print(
             "| concurrent | commands | commands/s | non-200 | ack p50 | ack p99 | outcome p50 | outcome p99 | CPU/command |"
