@@ -7,13 +7,15 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from bot.config import TwilioAccount
 from bot.domain.actions import Hangup
 from bot.domain.errors import ProviderError
+from bot.providers.http import retry_after
 from bot.providers.twilio import TwilioClient
-from bot.service.bulk.engine import Progress, Summary, Throttle, run_all, send_throttled
+from bot.service.bulk.engine import MAX_PAUSE, Progress, Summary, Throttle, run_all, send_throttled
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_sid
 
 
@@ -211,3 +213,13 @@ def test_a_stopped_run_leaves_a_waiting_sender_untouched() -> None:
         return "sent"
 
     assert asyncio.run(go()) == "untouched"
+
+
+def test_a_retry_after_of_infinity_is_no_answer_and_a_pause_is_capped() -> None:
+    """A provider's absurd Retry-After must not stop bulk actions on the account for good."""
+    assert retry_after(httpx.Response(429, headers={"Retry-After": "1e999"})) is None
+    assert retry_after(httpx.Response(429, headers={"Retry-After": "86400"})) == 86400
+    now = [1000.0]
+    throttle = Throttle(4, clock=lambda: now[0])
+    throttle.throttled(86400.0)
+    assert throttle.paused_until == 1000.0 + MAX_PAUSE

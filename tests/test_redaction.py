@@ -203,3 +203,15 @@ def test_every_configured_secret_is_collected_the_database_password_in_both_form
     redactor = Redactor(secrets)
     echoed = f"FATAL: password authentication failed ({_b64(b'callbot:p@ss/w0rd')}, P@SS/W0RD)"
     assert traces(redactor.text(echoed), ["p@ss/w0rd"]) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        r"redirect tw:CA1 https:\\alice:hunter2xyz@h/",  # providers read userinfo here too
+        "redirect tw:CA1 https:/alice:hunter2xyz@h/",
+        "{'password': b'hunter2xyz'}",  # a bytes value printed in a dict
+    ],
+)
+def test_credentials_providers_would_read_are_masked_in_odd_spellings(text: str) -> None:
+    assert "hunter2xyz" not in Redactor([]).text(text)

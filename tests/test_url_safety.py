@@ -221,6 +221,9 @@ TWIML_REFUSED = [
     ('<Say voice="https://169.254.169.254/">hi</Say>', "<Say voice>", "metadata", "allow_private_urls"),
     ("<Say>//evil.example/x</Say>", "<Say>", "not an absolute URL", "safe_urls"),
     ("<play>/a.mp3</play>", "<play>", "not an absolute URL", "safe_urls"),
+    # Text split around a child element is still what Twilio reads.
+    ("<Play><x/>https://127.0.0.1/a.mp3</Play>", "<Play>", "loopback", "allow_private_urls"),
+    ("<Say>hi<x/>https://10.0.0.1/a</Say>", "after <x>", "private", "allow_private_urls"),
 ]
 
 

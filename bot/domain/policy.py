@@ -217,9 +217,14 @@ def _twiml_urls(twiml: str) -> Iterator[tuple[str, str]]:
         for name, value in element.attrib.items():
             if _TWIML_URL_ATTRIBUTES.match(_local_name(name)) or _LOOKS_LIKE_URL.match(value.strip()):
                 yield f"<{tag} {name}>", value.strip()
-        text = (element.text or "").strip()
-        if text and (tag.lower() in _TWIML_URL_TEXT or _LOOKS_LIKE_URL.match(text)):
+        # Of <Play>/<Redirect>, all the text, even split around a child element (`<Play><x/>URL</Play>`).
+        url_text = tag.lower() in _TWIML_URL_TEXT
+        text = ("".join(element.itertext()) if url_text else element.text or "").strip()
+        if text and (url_text or _LOOKS_LIKE_URL.match(text)):
             yield f"<{tag}>", text
+        tail = (element.tail or "").strip()  # text after the element, inside its parent
+        if tail and _LOOKS_LIKE_URL.match(tail):
+            yield f"after <{tag}>", tail
 
 
 def _local_name(name: str) -> str:

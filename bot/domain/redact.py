@@ -41,7 +41,7 @@ _AUTH_HEADER = re.compile(
 _SCHEME_CREDENTIAL = re.compile(rf"\b(?P<key>(?:{_SCHEMES})[ \t]+)(?P<value>[A-Za-z0-9+/._~-]+=*)", re.IGNORECASE)
 _QUOTED_KEY = re.compile(
     rf"(?P<key>(?P<q>\\?[\"']){_NAME}(?P=q)[ \t]*[:=][ \t]*)"
-    r"(?P<value>\\\"(?:(?!\\\").)*\\\"|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
+    r"(?P<value>\\\"(?:(?!\\\").)*\\\"|[bu]?\"(?:[^\"\\]|\\.)*\"|[bu]?'(?:[^'\\]|\\.)*'"
     r"|(?!(?:null|true|false|none)\b)[^\s,;})\]\"'\\]+)",
     re.IGNORECASE,
 )
@@ -55,7 +55,11 @@ _ASSIGNED = re.compile(
     re.IGNORECASE,
 )
 _COLON_KEY = re.compile(rf"(?P<key>{_KEY}[ \t]*:[ \t]*)(?P<value>[^\s\"'`,;&@]+)", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/\s@:]+(?::[^/\s@]*)?)@", re.I)
+# `https:\\user:pw@host` and `https:/user:pw@host` too: providers (WHATWG) read userinfo there.
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b(?:https?|wss?|ftp|[a-z][a-z0-9+.-]*(?=://)):[/\\]*)(?P<userinfo>[^/\s@:]+(?::[^/\s@]*)?)@",
+    re.I,
+)
 _KEY_HINT = re.compile(_KEY_WORDS)
 _SCHEME_HINT = re.compile(rf"(?:{_SCHEMES})[ \t]")
 _SLACK_TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+", re.IGNORECASE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +58,8 @@ def retry_after(response: httpx.Response) -> float | None:
             seconds = (email.utils.parsedate_to_datetime(header) - datetime.now(UTC)).total_seconds()
         except (TypeError, ValueError):
             return None
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+    # NaN and infinity are no answer; a finite wait is kept whole (the caller decides if it waits).
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def retry_delay(response: httpx.Response, attempt: int) -> float:

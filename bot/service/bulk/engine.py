@@ -32,6 +32,7 @@ from bot.providers.base import ProviderClient, ProviderResult, WireRequest
 T = TypeVar("T")
 # Our own backoff after a 429 that names no Retry-After (a provider's Retry-After is never capped).
 MAX_BACKOFF = 30.0
+MAX_PAUSE = 3600.0  # seconds: the highest bulk_max_retry_after (bot/config.py)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,10 @@ class Throttle:
         if retry_after is None or retry_after <= 0:
             self._strikes += 1
             retry_after = min(MAX_BACKOFF, 0.25 * 2**self._strikes)
-        self.paused_until = max(self.paused_until, self._clock() + retry_after)
+        # The pause is shared by every batch on the account: capped at the longest wait any account
+        # may accept (bulk_max_retry_after ≤ MAX_PAUSE), so one absurd Retry-After fails the call it
+        # refused, not every later batch.
+        self.paused_until = max(self.paused_until, self._clock() + min(retry_after, MAX_PAUSE))
         if epoch is None or epoch == self.epoch:
             self.epoch += 1
             refused = self.window
