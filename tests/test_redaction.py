@@ -8,6 +8,7 @@ import base64
 import html
 import json
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -215,3 +216,10 @@ def test_every_configured_secret_is_collected_the_database_password_in_both_form
 )
 def test_credentials_providers_would_read_are_masked_in_odd_spellings(text: str) -> None:
     assert "hunter2xyz" not in Redactor([]).text(text)
+
+
+@pytest.mark.parametrize("case", [str.lower, str.upper])
+def test_base64_of_a_secret_is_masked_when_echoed_lower_or_upper_cased(case: Any) -> None:
+    secret = "T0ken5ecretValue99"
+    blob = case(base64.b64encode(f"ACuser:{secret}".encode()).decode())
+    assert blob not in Redactor([secret]).text(f"upstream said: auth {blob} refused")

@@ -77,7 +77,10 @@ class SecretForms:
         cores: set[str] = set()
         for secret in secrets:
             literals |= literal_forms(secret)
-            cores |= base64_cores(secret)
+            # A provider or proxy that lower- or upper-cases what it echoes (`basic <b64>` logged
+            # lower-cased) still gives it away: a lower-cased blob is decodable by trying cases.
+            found = base64_cores(secret)
+            cores |= found | {core.lower() for core in found} | {core.upper() for core in found}
         # Searched in the lower-cased text: an IGNORECASE alternation is ten times slower.
         self._literals = _alternation(form.lower() for form in literals)
         self._literals_any_case = _alternation(literals, re.IGNORECASE)
