@@ -109,23 +109,18 @@ def check_nesting(text: str) -> None:
             pos = _past_comment(scan, i)
         elif char in "[{":
             # In YAML's block context, `[` inside plain text is text: `say: press [1]`.
-            if scan.flow > 0 or _token_starts(scan, i):
+            if scan.flow > 0 or _node_start(scan, i):
                 scan.flow += 1
                 scan.check()
                 scan.token = i + 1
         elif char in "]}":
-            if scan.flow > 0 or _token_starts(scan, i):
+            if scan.flow > 0 or _node_start(scan, i):
                 scan.flow = max(0, scan.flow - 1)
                 scan.token = i + 1
         elif scan.flow == 0:  # a line break outside brackets: YAML's indentation counts
             pos = _line(scan, _line_end(scan, i))
         else:
             scan.comment = None
-
-
-def _token_starts(scan: _Scan, i: int) -> bool:
-    """Outside brackets: whether a bracket at `i` is one for YAML, not a character of plain text."""
-    return _node_start(scan, i)
 
 
 def _node_start(scan: _Scan, i: int) -> bool:

@@ -96,15 +96,15 @@ async def drive(
             step = await begun
         else:
             step = await asyncio.wait_for(asyncio.shield(begun), max(0.0, deadline - time.monotonic()))
+        # Ended, but maybe too late for its acknowledgement to reach Slack in time.
+        late = deadline is not None and time.monotonic() > deadline
     except TimeoutError:
-        await answer.at_once(TOO_SLOW, final=True)
-        return await _too_late(service, client, begun, answer)
+        late = True
     except Exception:
         log.exception("could not start a call action")
         await answer.broken()
         return None
-    if deadline is not None and time.monotonic() > deadline:
-        # `begin` ended, but too late for its acknowledgement to reach Slack in time.
+    if late:
         await answer.at_once(TOO_SLOW, final=True)
         return await _too_late(service, client, begun, answer)
     if isinstance(step, Done):
