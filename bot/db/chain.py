@@ -4,7 +4,9 @@ The chain is a sequence of entries numbered 1, 2, 3… (docs/audit.md, "Tamper e
 
 - an *opening* entry when a row is inserted, over the row's fields as inserted;
 - a *closing* entry when a `pending` row gets its outcome, over the outcome fields (a row
-  inserted with its final outcome, such as a denial, has no closing entry).
+  inserted with its final outcome, such as a denial, has no closing entry);
+- a *confirming* entry when the provider later shows what happened to the call (read back, or in
+  its signed callback), over the confirmation fields: at most one per row.
 
     hash(entry) = sha256(hash(previous entry) as hex || canonical JSON of the entry)
 
@@ -69,6 +71,8 @@ OUTCOME_FIELDS = (
     "latency_ms",
     "result",
 )
+# What the provider showed later, and so what a confirming entry covers.
+CONFIRM_FIELDS = ("confirmed_status", "confirmed_word", "confirmed_at", "confirmed_via")
 # How every pending row is opened: the closing entry carries the rest.
 PENDING = "pending"
 _PENDING_OUTCOME: dict[str, Any] = {name: None for name in OUTCOME_FIELDS} | {"outcome": PENDING}
@@ -115,6 +119,10 @@ def opening_entry(fields: Mapping[str, Any], seq: int, *, closed: bool) -> dict[
 
 def closing_entry(fields: Mapping[str, Any], seq: int, opened: int) -> dict[str, Any]:
     return {"entry": "close", "seq": seq, "opens": opened, **{name: fields.get(name) for name in OUTCOME_FIELDS}}
+
+
+def confirming_entry(fields: Mapping[str, Any], seq: int, opened: int) -> dict[str, Any]:
+    return {"entry": "confirm", "seq": seq, "confirms": opened, **{name: fields.get(name) for name in CONFIRM_FIELDS}}
 
 
 # -- appending (inside the caller's transaction) ----------------------------------------------------
@@ -209,6 +217,35 @@ async def close_rows(session: AsyncSession, outcomes: Mapping[int, Mapping[str, 
     return [values["id"] for values in closed]
 
 
+async def confirm_rows(session: AsyncSession, confirmations: Mapping[int, Mapping[str, Any]]) -> list[int]:
+    """Records what the provider confirmed, one confirming entry per row. Returns the ids
+    confirmed; a row confirmed already (a callback came first) keeps its first confirmation."""
+    if not confirmations:
+        return []
+    seq, prev, _, _ = await _advance(session, 0)
+    rows = (
+        await session.execute(
+            select(AuditRow.id, AuditRow.chain_seq)
+            .where(
+                AuditRow.id.in_(list(confirmations)),
+                AuditRow.confirm_seq.is_(None),
+                AuditRow.chain_seq.is_not(None),
+            )
+            .order_by(AuditRow.id)
+        )
+    ).all()
+    confirmed: list[dict[str, Any]] = []
+    for audit_id, opened in rows:
+        values = {name: confirmations[audit_id].get(name) for name in CONFIRM_FIELDS}
+        seq += 1
+        prev = link(prev, confirming_entry(values, seq, opened or 0))
+        confirmed.append({"id": audit_id, **values, "confirm_seq": seq, "confirm_hash": prev})
+    if confirmed:
+        await session.execute(update(AuditRow), confirmed)
+    await session.execute(update(AuditChainRow).where(AuditChainRow.id == HEAD_ID).values(seq=seq, hash=prev))
+    return [values["id"] for values in confirmed]
+
+
 # -- verifying --------------------------------------------------------------------------------------
 
 
@@ -287,6 +324,11 @@ _CLOSE_COLUMNS = [AuditRow.id, AuditRow.chain_seq, AuditRow.outcome_seq, AuditRo
 ]
 
 
+_CONFIRM_COLUMNS = [AuditRow.id, AuditRow.chain_seq, AuditRow.confirm_seq, AuditRow.confirm_hash] + [
+    _column(name) for name in CONFIRM_FIELDS
+]
+
+
 def _stream(conn: Connection, columns: list[Any], order: Any, low: int, high: int, chunk: int) -> Iterator[Any]:
     """Plain tuples (no mappings: this runs once per row of the whole table)."""
     query = select(*columns).where(order > low, order <= high).order_by(order)
@@ -319,9 +361,20 @@ def _closings(conn: Connection, base: int, head: int, chunk: int) -> Iterator[_E
         yield _Entry(row[2], row[0], row[3], body)
 
 
+def _confirmings(conn: Connection, base: int, head: int, chunk: int) -> Iterator[_Entry]:
+    for row in _stream(conn, _CONFIRM_COLUMNS, AuditRow.confirm_seq, base, head, chunk):
+        body = {"entry": "confirm", "seq": row[2], "confirms": row[1], **dict(zip(CONFIRM_FIELDS, row[4:], strict=True))}
+        yield _Entry(row[2], row[0], row[3], body)
+
+
 def _entries(conn: Connection, base: int, head: int, chunk: int) -> Iterator[_Entry]:
     # Ordered by seq alone: on a tie (a tampered seq) the opening comes first, as it always did.
-    return heapq.merge(_openings(conn, base, head, chunk), _closings(conn, base, head, chunk), key=itemgetter(0))
+    return heapq.merge(
+        _openings(conn, base, head, chunk),
+        _closings(conn, base, head, chunk),
+        _confirmings(conn, base, head, chunk),
+        key=itemgetter(0),
+    )
 
 
 @dataclass(frozen=True)
@@ -387,6 +440,7 @@ def _stray(conn: Connection, base_seq: int, head_seq: int) -> Any:
                 AuditRow.chain_seq <= base_seq,
                 AuditRow.chain_seq > head_seq,
                 AuditRow.outcome_seq > head_seq,
+                AuditRow.confirm_seq > head_seq,
             )
         )
         .order_by(AuditRow.id)
@@ -396,8 +450,15 @@ def _stray(conn: Connection, base_seq: int, head_seq: int) -> Any:
 
 def _stored_hash(conn: Connection, seq: int) -> str | None:
     """The stored hash of chain entry `seq` (an opening or a closing one)."""
-    found = conn.execute(select(AuditRow.chain_hash).where(AuditRow.chain_seq == seq)).scalar()
-    return found or conn.execute(select(AuditRow.outcome_hash).where(AuditRow.outcome_seq == seq)).scalar()
+    for stored, at in (
+        (AuditRow.chain_hash, AuditRow.chain_seq),
+        (AuditRow.outcome_hash, AuditRow.outcome_seq),
+        (AuditRow.confirm_hash, AuditRow.confirm_seq),
+    ):
+        found = conn.execute(select(stored).where(at == seq)).scalar()
+        if found:
+            return str(found)
+    return None
 
 
 # Checking an entry is CPU-bound Python (JSON, SHA-256), so a long chain is cut into ranges
@@ -539,9 +600,12 @@ async def purge(session: AsyncSession, before: datetime, checkpoint: dict[str, A
     )
     through = head_seq if first_kept is None else int(first_kept) - 1
     while through > base_seq:
-        # A row opened inside the prefix but closed after it must stay, and everything after it.
+        # A row opened inside the prefix but closed (or confirmed) after it must stay, and
+        # everything after it.
         late = await session.scalar(
-            select(func.min(AuditRow.chain_seq)).where(AuditRow.chain_seq <= through, AuditRow.outcome_seq > through)
+            select(func.min(AuditRow.chain_seq)).where(
+                AuditRow.chain_seq <= through, or_(AuditRow.outcome_seq > through, AuditRow.confirm_seq > through)
+            )
         )
         if late is None:
             break
@@ -551,6 +615,7 @@ async def purge(session: AsyncSession, before: datetime, checkpoint: dict[str, A
         last_hash = str(
             await session.scalar(select(AuditRow.chain_hash).where(AuditRow.chain_seq == through))
             or await session.scalar(select(AuditRow.outcome_hash).where(AuditRow.outcome_seq == through))
+            or await session.scalar(select(AuditRow.confirm_hash).where(AuditRow.confirm_seq == through))
         )
         result = await session.execute(delete(AuditRow).where(AuditRow.chain_seq <= through))
         removed = int(result.rowcount)  # type: ignore[attr-defined]

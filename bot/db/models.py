@@ -104,7 +104,8 @@ class AuditRow(Base):
 
     Tamper evidence (bot/db/chain.py): inserting the row appends its *opening* entry to the audit
     hash chain (`chain_seq`, `chain_hash`); completing a pending row appends a *closing* entry
-    (`outcome_seq`, `outcome_hash`) over the outcome fields. Nothing else may change a row."""
+    (`outcome_seq`, `outcome_hash`) over the outcome fields; what the provider confirmed later appends
+    a *confirming* entry (`confirm_seq`, `confirm_hash`). Nothing else may change a row."""
 
     __tablename__ = "audit_log"
     # Every Slack filter is one of these columns, newest first, paged by (created_at, id).
@@ -148,6 +149,14 @@ class AuditRow(Base):
     chain_hash: Mapped[str | None] = mapped_column(String(64))
     outcome_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     outcome_hash: Mapped[str | None] = mapped_column(String(64))
+    # What the provider later showed happened to the call (read back, or its signed callback):
+    # at most one per row, appended to the chain as its *confirming* entry (confirm_seq, confirm_hash).
+    confirmed_status: Mapped[str | None] = mapped_column(String(16))
+    confirmed_word: Mapped[str | None] = mapped_column(String(32))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_via: Mapped[str | None] = mapped_column(String(16))
+    confirm_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    confirm_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditChainRow(Base):

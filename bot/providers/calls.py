@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.domain.confirmation import FINAL_STATUSES as FINAL_STATUSES  # re-exported for the clients
+from bot.domain.confirmation import LIVE_STATUSES as LIVE_STATUSES
 from bot.domain.errors import InvalidInput
 
-# Every provider's call states, normalised to Twilio's words (the ones the docs and people use).
-LIVE_STATUSES: tuple[str, ...] = ("queued", "ringing", "in-progress")
-FINAL_STATUSES: tuple[str, ...] = ("completed", "canceled", "failed", "busy", "no-answer")
 # Twilio's PageSize and Bird's limit top out at 1000; one page of that is plenty for Slack.
 MAX_PAGE_SIZE = 1000
 # A listing that keeps getting empty pages with a next token (calls ending while we page, Twilio
