@@ -363,7 +363,12 @@ def _closings(conn: Connection, base: int, head: int, chunk: int) -> Iterator[_E
 
 def _confirmings(conn: Connection, base: int, head: int, chunk: int) -> Iterator[_Entry]:
     for row in _stream(conn, _CONFIRM_COLUMNS, AuditRow.confirm_seq, base, head, chunk):
-        body = {"entry": "confirm", "seq": row[2], "confirms": row[1], **dict(zip(CONFIRM_FIELDS, row[4:], strict=True))}
+        body = {
+            "entry": "confirm",
+            "seq": row[2],
+            "confirms": row[1],
+            **dict(zip(CONFIRM_FIELDS, row[4:], strict=True)),
+        }
         yield _Entry(row[2], row[0], row[3], body)
 
 

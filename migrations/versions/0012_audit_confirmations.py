@@ -34,5 +34,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("audit_log") as batch:
         batch.drop_constraint("uq_audit_log_confirm_seq", type_="unique")
-        for name in ("confirm_hash", "confirm_seq", "confirmed_via", "confirmed_at", "confirmed_word", "confirmed_status"):
+        for name in (
+            "confirm_hash",
+            "confirm_seq",
+            "confirmed_via",
+            "confirmed_at",
+            "confirmed_word",
+            "confirmed_status",
+        ):
             batch.drop_column(name)
