@@ -144,9 +144,19 @@ def _audit_counts(url: str) -> dict[str, dict[str, int]]:
             batch = conn.execute(
                 text("SELECT outcome, count(*) FROM audit_log WHERE action = 'hangup-all' GROUP BY outcome")
             ).all()
+            confirmed = conn.execute(
+                text(
+                    "SELECT confirmed_via, count(*) FROM audit_log WHERE action = 'hangup' AND source = 'bulk' "
+                    "AND confirm_seq IS NOT NULL GROUP BY confirmed_via"
+                )
+            ).all()
     finally:
         engine.dispose()
-    return {"per_call": {str(o): int(n) for o, n in per_call}, "batch": {str(o): int(n) for o, n in batch}}
+    return {
+        "per_call": {str(o): int(n) for o, n in per_call},
+        "batch": {str(o): int(n) for o, n in batch},
+        "confirmed": {str(v): int(n) for v, n in confirmed},
+    }
 
 
 class _Timings:
@@ -481,7 +491,10 @@ def _compare_read_back(args: argparse.Namespace, floor: float) -> None:
             r = _spawn("slack", args.calls, args)
             assert r["lost"] == 0 and r["duplicated"] == 0, r
             walls[read_back].append(r["wall_s"])
-            print(f"  read_back={read_back:g}: {r['wall_s']:.2f} s; summary {r['summary']!r}", flush=True)
+            confirmed = r["audit"]["confirmed"]
+            print(
+                f"  read_back={read_back:g}: {r['wall_s']:.2f} s; {r['summary']!r}; confirmed {confirmed}", flush=True
+            )
     off, on = (sorted(w)[len(w) // 2] for w in walls.values())
     print(f"median click -> summary: off {off:.2f} s, on {on:.2f} s: on / off = {on / off:.2f} (floor {floor:.2f} s)")
 
