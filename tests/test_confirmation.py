@@ -180,3 +180,22 @@ def test_a_bulk_hangup_confirms_each_call_with_one_listing_after_the_batch(make_
     [batch_row] = harness.rows("hangup-all")
     assert (batch_row["result"]["confirmed"], batch_row["result"]["still_live"]) == (11, 1)
     assert on_database(bot.db.url, chain.verify).ok
+
+
+def test_callbot_run_reads_back_before_it_prints(
+    env: dict[str, str], tmp_path: Path, db: DbHelper, fake_twilio: FakeTwilio
+) -> None:
+    from tests.processes import callbot
+
+    config = write_config(tmp_path / "callbot.toml", fake_twilio.url, read_back=4)
+    env = {**env, "CALLBOT_CONFIG": str(config)}
+    db.grant("U012AB3CD", "hangup", "prod")
+    sid = fake_twilio.add_call(call_sid(7))
+
+    ran = callbot(["run", "--as", "U012AB3CD", f"hangup prod:{sid}"], env, tmp_path)
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"Hung up prod:{sid}." in ran.stdout
+    assert "Twilio confirms: the call ended (`completed`)" in ran.stdout
+    assert [r.method for r in fake_twilio.requests] == ["POST", "GET"]
+    assert db.audit()[0]["confirmed_via"] == "read"
