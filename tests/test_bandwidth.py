@@ -92,6 +92,16 @@ def test_account_is_inferred_from_a_bandwidth_call_id(bot: Bot) -> None:
     assert bot.db.audit()[0]["account"] == "bw"
 
 
+def test_an_upper_case_call_id_is_accepted_and_sent_as_typed(bot: Bot) -> None:
+    # The spec gives callId no pattern: callbot checks the `c-…` shape, in either case of hex digit.
+    cid = bot.fake_bandwidth.add_call(bw_call_id(3).upper().replace("C-", "c-", 1))
+    bot.db.grant(ALICE, "hangup", "bw")
+    _, outcome = bot.slack.run(f"hangup {cid}")
+    [request] = bot.fake_bandwidth.updates()
+    assert request.path == call_path(cid)
+    assert f"Hung up bw:{cid}." in reply_text(outcome)
+
+
 def test_hangup_of_an_unanswered_call_ends_it(allowed: Bot) -> None:
     """`completed` also cancels a ringing call: what the `cancel` hint promises."""
     cid = allowed.fake_bandwidth.add_call(bw_call_id(3), "initiated")

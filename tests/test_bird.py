@@ -57,6 +57,14 @@ def test_a_uuid_call_id_is_inferred_to_be_bird(allowed: Bot) -> None:
     assert f"Hung up bird:{call_id}" in reply_text(outcome)
 
 
+def test_an_upper_case_uuid_is_accepted_and_sent_as_typed(allowed: Bot) -> None:
+    # Call.id is `format: uuid`: its hex digits may come in either case.
+    call_id = allowed.fake_bird.add_call(bird_call_id(0xABCDEF).upper())
+    _, outcome = allowed.slack.run(f"hangup {call_id}")
+    assert allowed.fake_bird.updates()[0].path == call_path(call_id)
+    assert f"Hung up bird:{call_id}" in reply_text(outcome)
+
+
 def test_flow_json_is_applied_exactly(allowed: Bot) -> None:
     call_id = allowed.fake_bird.add_call(bird_call_id(3))
     _, outcome = allowed.slack.run(f"flow bird:{call_id} '{json.dumps(FLOW)}' reason=\"IVR loop\"")

@@ -284,6 +284,15 @@ def test_status_on_twilio(bot: Bot) -> None:
     assert row["result"] == {"status": "ringing", "raw_status": "ringing", "ended": False}
 
 
+def test_status_of_an_upper_case_call_sid_reads_it_as_typed(bot: Bot) -> None:
+    sid = bot.fake_twilio.add_call("CA" + "0123456789ABCDEF" * 2, "in-progress")
+    bot.db.grant(ALICE, "hangup", "prod")
+    _, outcome = bot.slack.run(f"status {sid}")
+    [request] = bot.fake_twilio.requests
+    assert (request.method, request.path) == ("GET", f"{CALLS_PATH}/{sid}.json")
+    assert f"prod:{sid} is `in-progress`" in reply_text(outcome)
+
+
 def test_status_on_bandwidth_of_an_ended_call(bot: Bot) -> None:
     cid = bot.fake_bandwidth.add_call(bw_call_id(1), "disconnected", duration=43)
     bot.db.grant(ALICE, "hangup", "bw")

@@ -108,7 +108,8 @@ class BandwidthClient(ProviderClient):
     provider = "bandwidth"
     display_name = "Bandwidth"
     credential_hint = "its username and password"
-    call_id_pattern = re.compile(r"c-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    # The spec gives callId no pattern (only the `c-…` example): hex digits are accepted in either case.
+    call_id_pattern = re.compile(r"c-[0-9a-fA-F]{8}-[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
     call_id_example = "c-15ac29a2-1331029c-2cb0-4a07-b215-b22865662d85"
     supported: ClassVar[dict[ActionName, frozenset[str]]] = {
         ActionName.HANGUP: frozenset(),

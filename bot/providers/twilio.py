@@ -68,7 +68,7 @@ class TwilioClient(ProviderClient):
     provider = "twilio"
     display_name = "Twilio"
     credential_hint = "its auth_token or API key"
-    call_id_pattern = re.compile(r"CA[0-9a-f]{32}")
+    call_id_pattern = re.compile(r"CA[0-9a-fA-F]{32}")  # the spec's CallSid pattern: either case
     call_id_example = "CA0123456789abcdef0123456789abcdef"
     supported: ClassVar[dict[ActionName, frozenset[str]]] = {
         ActionName.HANGUP: frozenset(),
