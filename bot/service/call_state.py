@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # The state check runs just before an (often urgent) action: it may delay it this long at most.
 STATE_CHECK_DEADLINE = 5.0
 STATE_CHECKED = frozenset({ActionName.HANGUP, ActionName.CANCEL, ActionName.REDIRECT, ActionName.TWIML})
+# Actions that replace what an answered call is running: Twilio (21220) and Bandwidth (409) refuse
+# them on a call not answered yet. Bird has neither; its callFlows are meant for ringing calls too.
+NEEDS_ANSWER = frozenset({ActionName.REDIRECT, ActionName.TWIML})
 UNANSWERED = ("queued", "ringing")
 _ENDING = (ActionName.CANCEL, ActionName.HANGUP)
 
@@ -37,10 +40,11 @@ class StateCheck:
 
 
 async def check_state(client: ProviderClient, call_id: str, action: ActionName, label: str) -> StateCheck:
-    """The call's state just before acting. An ended call is refused with its final status, and
-    `cancel` on an answered call suggests `hangup`. When the read itself fails (timeout, 5xx, unknown
-    call, unreadable answer) the action goes ahead with a note: the check is a safety net, never a
-    gate that could hold back an urgent hangup."""
+    """The call's state just before acting. An ended call is refused with its final status, `cancel`
+    on an answered call suggests `hangup`, and `redirect`/`twiml` on a call not answered yet is
+    refused (the provider would refuse it). When the read itself fails (timeout, 5xx, unknown call,
+    unreadable answer) the action goes ahead with a note: the check is a safety net, never a gate
+    that could hold back an urgent hangup."""
     call = await read_state(client, call_id, label)
     if isinstance(call, str):
         note = (
@@ -57,6 +61,8 @@ async def check_state(client: ProviderClient, call_id: str, action: ActionName, 
             f"To end it, use `/call hangup {label}`."
         )
         return StateCheck(refusal, None, record)
+    if action in NEEDS_ANSWER and call.status in UNANSWERED:
+        return StateCheck(_unanswered(call, client, action, label), None, record)
     return StateCheck(None, None, record)
 
 
