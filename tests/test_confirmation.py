@@ -101,11 +101,11 @@ def test_an_unknown_hangup_is_resolved_by_read_back_and_the_person_told(make_bot
 
 def test_read_back_off_sends_no_read(make_bot: BotFactory) -> None:
     bot = make_bot({"prod": "read_back = 0"})
-    sid = bot.fake_twilio.add_call(call_sid(5))
+    first, second = bot.fake_twilio.add_call(call_sid(5)), bot.fake_twilio.add_call(call_sid(8))
     bot.db.grant(ALICE, "hangup", "prod")
 
-    bot.slack.run(f"hangup prod:{sid}")
-    bot.slack.run(f"hangup prod:{sid}")  # the first's read-back would have come before this one's
+    bot.slack.run(f"hangup prod:{first}")
+    bot.slack.run(f"hangup prod:{second}")  # the first's read-back would have come before this one's
 
     assert [r.method for r in bot.fake_twilio.requests] == ["POST", "POST"]
     assert len(bot.fake_slack.responses()) == 2
