@@ -149,7 +149,7 @@ def _audit_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 _TABLE = (("TIME (UTC)", 19), ("ID", 12), ("USER", 24), ("SOURCE", 8), ("ACTION", 14), ("ACCOUNT:CALL", 48))
-_OUTCOME_WIDTH, _ERROR_WIDTH = 16, 60
+_OUTCOME_WIDTH, _ERROR_WIDTH = 32, 60
 
 
 def audit_table(rows: Sequence[AuditRow]) -> list[str]:
@@ -164,7 +164,7 @@ def audit_table(rows: Sequence[AuditRow]) -> list[str]:
             row.source,
             row.action or "?",
             ":".join(part for part in (row.account, row.call_id) if part) or "-",
-            row.outcome,
+            _outcome(row),
             row.error_message if row.error_message and row.outcome not in ("succeeded", "dry_run") else "",
         ]
         for row in rows
@@ -174,6 +174,12 @@ def audit_table(rows: Sequence[AuditRow]) -> list[str]:
     lines = [[_cell(text, cap) for text, cap in zip(line, caps, strict=True)] for line in [header, *cells]]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     return ["  ".join([*(c.ljust(w) for c, w in zip(line, widths, strict=False)), line[-1]]).rstrip() for line in lines]
+
+
+def _outcome(row: AuditRow) -> str:
+    """The outcome, then the call state the provider confirmed since (`unknown → completed`): in
+    callbot's words, so the column reads the same for every provider (exports have its own)."""
+    return f"{row.outcome} → {row.confirmed_status}" if row.confirmed_status else row.outcome
 
 
 def _cell(text: str, cap: int) -> str:

@@ -9,11 +9,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.domain.confirmation import Seen, Via
 from bot.slack.notify import HOME_DEBOUNCE
 from tests.fakes.slack import dm_channel
 from tests.fakes.twilio import call_sid
 from tests.support.bots import ALICE, BOB, CAROL, Bot, reply_text
-from tests.test_audit_slack import ClockBot, ask, click, clock_bot, expected_line, open_details
+from tests.test_audit_slack import ClockBot, ask, click, clock_bot, confirm, expected_line, moment, open_details
 from tests.test_modal import state, submit
 
 __all__ = ["clock_bot"]  # the fixture, shared with test_audit_slack
@@ -178,6 +179,32 @@ def test_audit_on_one_account_home_shows_that_account(bot: Bot) -> None:
     assert rows_in(view, "team") == [bob_bw]
     assert bob_prod not in rows_in(view, "team")
     assert "(visible to you)" in texts(view)
+
+
+def test_home_lines_show_what_the_provider_confirmed(bot: Bot) -> None:
+    """Own and team lines alike gain the confirmation after the outcome; an unconfirmed row none."""
+    bot.db.grant(ALICE, "audit", "*")
+    bot.db.grant(BOB, "operator", "prod")
+    ended, live = bot.fake_twilio.add_call(call_sid(41)), bot.fake_twilio.add_call(call_sid(42))
+    bot.slack.run(f"hangup prod:{ended}", user=BOB)
+    bot.slack.run(f"redirect prod:{live} https://example.com/hold.xml", user=BOB)
+    ask(bot.slack, f"hangup prod:{call_sid(43)}")  # alice, denied: nothing to confirm
+    hangup, redirect, denied = bot.db.audit()
+    at = moment(hangup["created_at"]) + timedelta(seconds=1)
+    confirm(bot, hangup["id"], Seen("completed", "completed", at, Via.READ))
+    confirm(bot, redirect["id"], Seen("in-progress", "in-progress", at, Via.CALLBACK))
+    home_opened(bot, ALICE)
+    view = wait_home(bot, ALICE, 1)
+
+    def line(prefix: str, row: dict[str, Any]) -> str:
+        return str(next(b for b in view["blocks"] if b.get("block_id") == f"{prefix}_{row['id']}")["text"]["text"])
+
+    assert line("team", hangup) == expected_line(hangup, "✅").replace(
+        "✅ succeeded", "✅ succeeded → confirmed ended (`completed`)"
+    )
+    assert line("team", redirect).endswith("✅ succeeded → confirmed live (`in-progress`)")
+    assert line("own", denied) == expected_line(denied, "⛔")
+    assert bot.fake_slack.view_errors == []
 
 
 def test_home_is_republished_after_a_call_action(bot: Bot) -> None:

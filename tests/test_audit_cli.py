@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot.db import chain, repo
+from bot.db import chain, confirmations, repo
 from bot.db.session import Database
+from bot.domain.confirmation import Seen, Via
 from bot.service.audit_export import COLUMNS
 from tests.processes import base_env, callbot
 from tests.support.bots import ALICE, BOB, CAROL
-from tests.support.database import DbHelper
+from tests.support.database import DbHelper, on_database
 
 SID1, SID2, SID3 = ("CA" + f"{n:032x}" for n in (1, 2, 3))
 NASTY = 'Bandwidth says: call, "c-77" is gone\nsecond line — naïve ☎ 日本'
@@ -273,6 +274,126 @@ def test_export_errors_are_one_line(shell: dict[str, str], tmp_path: Path) -> No
         code, out, err = run(list(args), shell, tmp_path)
         assert (code, out, err) == (2, "", message), args
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+# -- confirmations ---------------------------------------------------------------------------------
+
+READ_AT = datetime(2026, 11, 20, 9, 1, 1, 250000, tzinfo=UTC)
+CALLBACK_AT = datetime(2026, 11, 24, 9, 0, 3, tzinfo=UTC)
+CONFIRM_COLUMNS = ("confirmed_status", "confirmed_word", "confirmed_at", "confirmed_via", "confirm_seq", "confirm_hash")
+
+
+def confirm_some(db: DbHelper) -> int:
+    """Row 1 (the hang-up that succeeded) confirmed by read-back; a sixth row, a hang-up whose
+    answer never came (`unknown`), confirmed by Bandwidth's signed callback in Bandwidth's word.
+    Chain entries: #6 opens 8 and closes 9; the confirmations are 10 (#1) and 11 (#6)."""
+
+    async def go(database: Database) -> int:
+        row = await repo.insert_audit(
+            database,
+            created_at=at(24, 9),
+            source="slash",
+            user_id=BOB,
+            user_name="bob",
+            command_text="hangup bw:c-88",
+            action="hangup",
+            account="bw",
+            provider="bandwidth",
+            call_id="c-88",
+            decision="allowed",
+            outcome="pending",
+        )
+        assert await repo.complete_audit(
+            database, row.id, outcome="unknown", completed_at=at(24, 9, 1), error_message="no answer within 2 s"
+        )
+        seen = {
+            1: Seen("completed", "completed", READ_AT, Via.READ).fields(),
+            row.id: Seen("completed", "disconnected", CALLBACK_AT, Via.CALLBACK).fields(),
+        }
+        assert await confirmations.confirm(database, seen) == [1, row.id]
+        return row.id
+
+    return on_database(db.url, go)
+
+
+def test_list_marks_what_the_provider_confirmed(db: DbHelper, shell: dict[str, str], tmp_path: Path) -> None:
+    assert confirm_some(db) == 6
+    code, out, err = run(["list", "--action", "hangup"], shell, tmp_path)
+    assert (code, err) == (0, "")
+    assert out == (
+        "TIME (UTC)           ID  USER       SOURCE  ACTION  ACCOUNT:CALL                             OUTCOME"
+        "                ERROR\n"
+        "2026-11-24 09:00:00  6   U0BOB0002  slash   hangup  bw:c-88                                  unknown → completed"
+        "    no answer within 2 s\n"
+        "2026-11-21 11:30:00  3   U0ALICE01  modal   hangup  bw:c-77                                  failed"
+        '                 Bandwidth says: call, "c-77" is gone second line — naïve ☎ …\n'
+        "2026-11-20 09:00:00  1   U0ALICE01  slash   hangup  prod:CA00000000000000000000000000000001  succeeded → completed\n"
+    )
+
+
+def test_export_carries_the_confirmation_in_appended_columns(
+    db: DbHelper, shell: dict[str, str], tmp_path: Path
+) -> None:
+    confirm_some(db)
+    assert COLUMNS[-len(CONFIRM_COLUMNS) :] == CONFIRM_COLUMNS
+    assert COLUMNS[-len(CONFIRM_COLUMNS) - 2 : -len(CONFIRM_COLUMNS)] == ("outcome_seq", "outcome_hash")
+    raw = run_bytes(["export", "--format", "csv"], shell, tmp_path)
+    assert raw.split(b"\r\n", 1)[0].endswith(b",outcome_seq,outcome_hash," + ",".join(CONFIRM_COLUMNS).encode())
+    read, denied, *_, late = csv_rows(raw.decode("utf-8"))
+    assert [read[name] for name in CONFIRM_COLUMNS[:5]] == [
+        "completed",
+        "completed",
+        "2026-11-20T09:01:01.250000+00:00",
+        "read",
+        "10",
+    ]
+    assert [late[name] for name in CONFIRM_COLUMNS[:5]] == [
+        "completed",
+        "disconnected",
+        "2026-11-24T09:00:03.000000+00:00",
+        "callback",
+        "11",
+    ]
+    assert len(read["confirm_hash"]) == 64 and read["confirm_hash"] != late["confirm_hash"]
+    assert [denied[name] for name in CONFIRM_COLUMNS] == [""] * 6
+
+    _, out, _ = run(["export", "--format", "jsonl", "--outcome", "unknown"], shell, tmp_path)
+    [row] = [json.loads(line) for line in out.splitlines()]
+    assert list(row) == list(COLUMNS)
+    assert {name: row[name] for name in CONFIRM_COLUMNS[:5]} == {
+        "confirmed_status": "completed",
+        "confirmed_word": "disconnected",
+        "confirmed_at": "2026-11-24T09:00:03.000000+00:00",
+        "confirmed_via": "callback",
+        "confirm_seq": 11,
+    }
+    _, out, _ = run(["export", "--format", "jsonl", "--outcome", "denied"], shell, tmp_path)
+    assert [json.loads(out)[name] for name in CONFIRM_COLUMNS] == [None] * 6
+    assert verify(shell, tmp_path) == (0, f"ok: 6 rows, 11 chain entries, head 11 {head(db)}\n")
+
+
+def test_an_export_alone_recomputes_the_chain_confirmations_included(
+    db: DbHelper, shell: dict[str, str], tmp_path: Path
+) -> None:
+    """What docs/audit.md promises an auditor: every entry of the chain, the confirming ones too,
+    rebuilt from the JSON Lines file and linked from the genesis hash, ends at the chain's head."""
+    confirm_some(db)
+    _, out, _ = run(["export", "--format", "jsonl"], shell, tmp_path)
+    entries: dict[int, tuple[dict[str, Any], str]] = {}
+    for row in (json.loads(line) for line in out.splitlines()):
+        opened = row["chain_seq"]
+        entries[opened] = (chain.opening_entry(row, opened, closed=row["outcome_seq"] is not None), row["chain_hash"])
+        if row["outcome_seq"] is not None:
+            entries[row["outcome_seq"]] = (chain.closing_entry(row, row["outcome_seq"], opened), row["outcome_hash"])
+        if row["confirm_seq"] is not None:
+            entries[row["confirm_seq"]] = (chain.confirming_entry(row, row["confirm_seq"], opened), row["confirm_hash"])
+    assert sorted(entries) == list(range(1, 12))
+    previous = chain.GENESIS
+    for seq in sorted(entries):
+        body, stored = entries[seq]
+        previous = chain.link(previous, body)
+        assert previous == stored, seq
+    assert previous == head(db)
 
 
 # -- verify ----------------------------------------------------------------------------------------

@@ -15,14 +15,17 @@ from typing import Any
 import pytest
 from sqlalchemy import text as sqltext
 
+from bot.db import confirmations
+from bot.domain.confirmation import Seen, Via
 from bot.service import audit as audit_review
 from bot.service import audit_export
 from tests.fakes import bandwidth, bird
+from tests.fakes.server import Answer
 from tests.fakes.slack import FakeSlack, dm_channel
 from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio, call_sid
 from tests.support.bots import ALICE, BOB, CAROL, PAYLOADS, Bot, BotFactory, SlackDriver, reply_text
 from tests.support.clock import FakeClock
-from tests.support.database import DbHelper
+from tests.support.database import DbHelper, on_database
 from tests.test_approval import ApprovalBot, start
 
 # The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
@@ -282,6 +285,7 @@ def test_details_modal_shows_the_whole_row(bot: Bot) -> None:
         "*Action:* hangup",
         f"*Account:call:* prod:{sid} (twilio)",
         "*Outcome:* ✅ succeeded",
+        "*Confirmed:* not confirmed (callbot has not seen the call's state since)",
         f"*Decision:* allowed, grant #{grant} ({row['decision_basis']})",
         "*Break-glass:* no",
         "*Provider status:* 200",
@@ -319,6 +323,67 @@ def test_details_truncates_long_values_visibly(bot: Bot) -> None:
     assert command.startswith("*Command*\n```" + row["command_text"][:cut] + "\n… [truncated: ")
     assert command.endswith(f" more characters of {len(row['command_text']):,}]```")
     assert view["blocks"][-1]["elements"][0]["text"].startswith("Long values are truncated to fit Slack.")
+
+
+def confirm(bot: Bot, audit_id: int, seen: Seen) -> None:
+    """What a read-back or a provider's callback records on the row (bot/db/confirmations.py)."""
+    assert on_database(bot.db.url, lambda database: confirmations.confirm(database, {audit_id: seen.fields()})) == [
+        audit_id
+    ]
+
+
+def test_confirmations_on_the_page_and_in_details(bot: Bot) -> None:
+    """`/call audit outcome=unknown` marks the rows the provider has since shown ended; Details say
+    what was seen, when and how (read-back, or the provider's signed callback in its own word)."""
+    bot.db.grant(ALICE, "operator", "prod")
+    bot.db.grant(ALICE, "operator", "bw")
+    gateway = Answer(502, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"})
+    resolved, still_open = bot.fake_twilio.add_call(call_sid(31)), bot.fake_twilio.add_call(call_sid(32))
+    bot.fake_twilio.script(gateway)
+    bot.slack.run(f"hangup prod:{resolved}")
+    bot.fake_twilio.script(gateway)
+    bot.slack.run(f"hangup prod:{still_open}")
+    bw = bandwidth.bw_call_id(33)
+    bot.fake_bandwidth.add_call(bw)
+    bot.slack.run(f"hangup bw:{bw}")
+    rows = bot.db.audit()
+    assert [(r["call_id"], r["outcome"]) for r in rows] == [
+        (resolved, "unknown"),
+        (still_open, "unknown"),
+        (bw, "succeeded"),
+    ]
+    first, second, third = rows
+    read_at = moment(first["created_at"]).replace(microsecond=0)  # the row's day, whenever the test runs
+    confirm(bot, first["id"], Seen("completed", "completed", read_at, Via.READ))
+    called_at = moment(third["created_at"]) + timedelta(days=1)  # a late callback: its date is said
+    confirm(bot, third["id"], Seen("completed", "disconnected", called_at, Via.CALLBACK))
+
+    page = ask(bot.slack, "audit outcome=unknown")
+    assert shown(page) == [second["id"], first["id"]]
+    assert row_section(page, first["id"])["text"]["text"] == (
+        expected_line(first, "❓").replace(" ❓ unknown", " ❓ unknown → confirmed ended (`completed`)", 1)
+    )
+    assert row_section(page, second["id"])["text"]["text"] == expected_line(second, "❓")  # not resolved
+    everything = ask(bot.slack, "audit")
+    assert (
+        f"`bw:{bw}` ✅ succeeded → confirmed ended (`disconnected`)"
+        in row_section(everything, third["id"])["text"]["text"]
+    )
+    assert "❓ unknown → confirmed ended (`completed`)" in everything["text"]  # the plain-text fallback
+
+    def confirmed_fact(audit_id: int) -> str:
+        facts = view_texts(open_details(bot.fake_slack, bot.slack, audit_id))[0].split("\n")
+        [fact] = [f for f in facts if f.startswith("*Confirmed:* ")]
+        assert facts.index(fact) == next(i for i, f in enumerate(facts) if f.startswith("*Outcome:* ")) + 1
+        return fact.removeprefix("*Confirmed:* ")
+
+    clock = read_at.astimezone(UTC).strftime("%H:%M:%S")
+    assert confirmed_fact(first["id"]) == f"the call ended (`completed`) at {clock} UTC, by read-back"
+    assert confirmed_fact(second["id"]) == "not confirmed (callbot has not seen the call's state since)"
+    assert confirmed_fact(third["id"]) == (
+        f"the call ended (`disconnected`) at {stamp(called_at)} UTC, by Bandwidth's signed callback"
+    )
+    assert bot.fake_slack.view_errors == []
 
 
 # -- who sees what ----------------------------------------------------------------------------------

@@ -4,12 +4,17 @@ buttons, Details modal and exports as Slack shows them are end to end in tests/t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from bot.domain.replies import Reply, Tone
+from bot.db import confirmations
+from bot.domain.confirmation import Seen, Via
+from bot.domain.replies import AuditDetail, Reply, Tone
 from tests.fakes.bandwidth import bw_call_id
 from tests.fakes.bird import bird_call_id
-from tests.fakes.twilio import call_sid
+from tests.fakes.server import Answer
+from tests.fakes.twilio import AUTH_TOKEN, call_sid
 from tests.support.bots import ALICE, BOB, CAROL
 from tests.support.service import ServiceBot
 
@@ -135,3 +140,46 @@ def test_a_filter_never_widens_what_someone_may_see(seeded: tuple[ServiceBot, li
     assert shown(service.say("audit account=bird")) == []
     assert shown(service.say("audit outcome=denied")) == []
     assert shown(service.say(f"audit call={call_sid(1)}")) == []
+
+
+# -- confirmations ----------------------------------------------------------------------------------
+
+
+def test_a_confirmation_shows_on_the_list_and_in_the_details(service: ServiceBot) -> None:
+    """An `unknown` hang-up the provider later showed ended is marked resolved on the page (and in
+    its plain-text lines); Details say what was seen, when and how. The provider's word is masked
+    like any text that leaves, here a word that happens to be a configured secret."""
+    service.clock.now = datetime(2026, 12, 4, 12, 3, 1, tzinfo=UTC)
+    service.db.grant(ALICE, "hangup", "prod")
+    service.db.grant(ALICE, "redirect", "prod")
+    resolved, open_ = service.fakes.twilio.add_call(call_sid(21)), service.fakes.twilio.add_call(call_sid(22))
+    service.fakes.twilio.script(Answer(502, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"}))
+    service.say(f"hangup prod:{resolved}")
+    service.fakes.twilio.script(Answer(502, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"}))
+    service.say(f"redirect prod:{open_} https://example.com/hold.xml")
+    service.say(f"hangup prod:{call_sid(23)} dry-run")
+    hangup, redirect, dry = (row["id"] for row in service.audit())
+    assert [r["outcome"] for r in service.audit()] == ["unknown", "unknown", "dry_run"]
+    seen = datetime(2026, 12, 4, 12, 3, 4, tzinfo=UTC)
+    assert service.call(
+        confirmations.confirm(service.service.db, {hangup: Seen("completed", AUTH_TOKEN, seen, Via.READ).fields()})
+    ) == [hangup]
+
+    page = service.say("audit outcome=unknown")
+    assert page.listing is not None
+    marks = {entry.id: entry.confirmed for entry in page.listing.entries}
+    assert marks == {hangup: "confirmed ended (`***`)", redirect: None}
+    [line] = [line for line in page.lines if f"#{hangup} " in line]
+    assert f"hangup prod:{resolved} ❓ unknown → confirmed ended (`***`) — " in line  # the error after it
+    assert AUTH_TOKEN not in page.as_text()
+
+    def confirmed_fact(audit_id: int) -> str:
+        detail = service.call(service.service.audit.details(service.invocation("audit"), audit_id))
+        assert isinstance(detail, AuditDetail)
+        facts = dict(detail.facts)
+        assert list(facts).index("Confirmed") == list(facts).index("Outcome") + 1
+        return facts["Confirmed"]
+
+    assert confirmed_fact(hangup) == "the call ended (`***`) at 12:03:04 UTC, by read-back"
+    assert confirmed_fact(redirect) == "not confirmed (callbot has not seen the call's state since)"
+    assert confirmed_fact(dry) == "— (nothing to confirm: the request did not change the call)"

@@ -81,6 +81,8 @@ class AuditEntry:
     emoji: str
     source: str
     error: str | None  # short (≤ 90 characters), only for outcomes that are not a success
+    # What the provider later showed the call did (`confirmed ended (`completed`)`), None: nothing yet.
+    confirmed: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from bot.domain.outcomes import OUTCOME_EMOJI, Outcome
 from bot.domain.permissions import ANY_ACCOUNT, Decision
 from bot.domain.redact import Redactor
 from bot.domain.replies import AuditDetail, AuditEntry, AuditHome, AuditListing, Reply, Tone, mention
-from bot.service import audit_export
+from bot.service import audit_confirmed, audit_export
 from bot.service.access import Access
 from bot.service.recorder import Recorder
 from bot.service.steps import Clock, Invocation
@@ -112,7 +112,7 @@ class AuditReview:
         if not found.rows:
             return Reply(Tone.INFO, f"No audited attempts match ({scope.label}{about}).")
         listing = AuditListing(
-            tuple(entry(r) for r in found.rows),
+            self._entries(found.rows),
             newer=_token(flt, "n", found.newest) if found.has_newer else None,
             older=_token(flt, "o", found.oldest) if found.has_older else None,
         )
@@ -156,6 +156,7 @@ class AuditReview:
             ("Action", row.action or "—"),
             ("Account:call", _target(row) + (f" ({row.provider})" if row.provider else "")),
             ("Outcome", f"{OUTCOME_EMOJI.get(row.outcome, '')} {row.outcome}".strip()),
+            ("Confirmed", audit_confirmed.fact(row)),
             ("Decision", _decision(row)),
             ("Break-glass", "yes: acted on a frozen account" if row.break_glass else "no"),
             ("Provider status", str(row.provider_status) if row.provider_status is not None else "—"),
@@ -196,8 +197,16 @@ class AuditReview:
         team = None
         if scope.reads_others:
             found = await audit_search.page(self.db, scope.restrict(self._quick(team_filter)), HOME_TEAM)
-            team = tuple(entry(r) for r in found.rows)
-        return AuditHome(user_id, tuple(entry(r) for r in own.rows), team, team_filter, scope.label)
+            team = self._entries(found.rows)
+        return AuditHome(user_id, self._entries(own.rows), team, team_filter, scope.label)
+
+    def _entries(self, rows: list[AuditRow]) -> tuple[AuditEntry, ...]:
+        """The rows as list lines. The confirmation holds the provider's word, so it is masked
+        like every other text that leaves (the rest of the line is stored masked already)."""
+        found = (entry(row) for row in rows)
+        return tuple(
+            replace(item, confirmed=self.redactor.text(item.confirmed)) if item.confirmed else item for item in found
+        )
 
     def _quick(self, name: str) -> AuditFilter:
         if name in ("failed", "denied"):
@@ -324,6 +333,7 @@ def entry(row: AuditRow) -> AuditEntry:
         emoji=OUTCOME_EMOJI.get(row.outcome, ""),
         source=row.source,
         error=error,
+        confirmed=audit_confirmed.mark(row),
     )
 
 
@@ -332,6 +342,8 @@ def audit_line(row: AuditRow) -> str:
     item = entry(row)
     line = f"`{_stamp(row.created_at)}` #{row.id} {mention(row.user_id)} {item.action or '?'} {item.target} "
     line += f"{item.emoji} {row.outcome}"
+    if item.confirmed:
+        line += f" → {item.confirmed}"
     if row.source != "slash":
         line += f" ({row.source})"
     return line + (f" — {item.error}" if item.error else "")

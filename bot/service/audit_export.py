@@ -49,6 +49,14 @@ COLUMNS = (
     "chain_hash",
     "outcome_seq",
     "outcome_hash",
+    # Appended, so that readers of older files keep their column positions: what the provider
+    # confirmed the call did (docs/audit.md, "Confirmation"), and its chain entry.
+    "confirmed_status",
+    "confirmed_word",
+    "confirmed_at",
+    "confirmed_via",
+    "confirm_seq",
+    "confirm_hash",
 )
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection); `+` and `-`
 # only when no digit follows, so phone numbers and negative numbers stay as they are.

@@ -106,10 +106,13 @@ def message(reply: Reply) -> dict[str, Any]:
 
 def entry_text(item: AuditEntry) -> str:
     """One audit row on one line: time, audit id (what replies cite as `audit #N`), who, action,
-    account:call, outcome (emoji first); the short error under it."""
+    account:call, outcome (emoji first) and what the provider confirmed the call did since
+    (`❓ unknown → confirmed ended (`completed`)`); the short error under it."""
     when = item.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     text = f"`{when}` #{item.id} {mention(item.user_id)} *{item.action or '?'}* `{item.target}` "
     text += f"{item.emoji} {item.outcome}"
+    if item.confirmed:
+        text += f" → {item.confirmed}"
     if item.source != "slash":
         text += f" ({item.source})"
     if item.error:
