@@ -16,6 +16,7 @@ import httpx
 
 from bot.config import TwilioAccount
 from bot.domain.actions import ActionName, CallAction, Cancel, Hangup, InlineTwiml, Redirect
+from bot.domain.call_words import TWILIO_STATUSES
 from bot.domain.errors import CallNotModifiable, InvalidInput, ProviderError
 from bot.providers.answers import (
     Malformed,
@@ -60,7 +61,6 @@ _REDIRECT_FIELDS = (
     ("status_callback_method", "StatusCallbackMethod"),
     ("time_limit", "TimeLimit"),
 )
-_STATUSES = frozenset({"queued", "ringing", "in-progress", "completed", "canceled", "failed", "busy", "no-answer"})
 _TRUNK_DIRECTIONS = {"trunking-originating": "inbound", "trunking-terminating": "outbound"}
 
 
@@ -229,7 +229,7 @@ class TwilioClient(ProviderClient):
         sid = need_str(call, "sid", "a call")
         what = f"call {sid[:40]}"
         status = need_str(call, "status", what)
-        if status not in _STATUSES:
+        if status not in TWILIO_STATUSES:
             raise Malformed(f"{what} has the unknown status {status[:40]!r}")
         direction = opt_str(call, "direction", what)
         if direction.startswith("outbound"):  # outbound-api, outbound-dial
