@@ -144,9 +144,19 @@ def _audit_counts(url: str) -> dict[str, dict[str, int]]:
             batch = conn.execute(
                 text("SELECT outcome, count(*) FROM audit_log WHERE action = 'hangup-all' GROUP BY outcome")
             ).all()
+            confirmed = conn.execute(
+                text(
+                    "SELECT confirmed_via, count(*) FROM audit_log WHERE action = 'hangup' AND source = 'bulk' "
+                    "AND confirm_seq IS NOT NULL GROUP BY confirmed_via"
+                )
+            ).all()
     finally:
         engine.dispose()
-    return {"per_call": {str(o): int(n) for o, n in per_call}, "batch": {str(o): int(n) for o, n in batch}}
+    return {
+        "per_call": {str(o): int(n) for o, n in per_call},
+        "batch": {str(o): int(n) for o, n in batch},
+        "confirmed": {str(v): int(n) for v, n in confirmed},
+    }
 
 
 class _Timings:
@@ -201,7 +211,9 @@ class _Timings:
         return {k: {"seconds": v, "count": self.count[k]} for k, v in self.total.items()}
 
 
-def run_through_slack(calls: int, concurrency: int, latency: float, cap: int | None, breakdown: bool) -> dict[str, Any]:
+def run_through_slack(
+    calls: int, concurrency: int, latency: float, cap: int | None, breakdown: bool, read_back: float = 8.0
+) -> dict[str, Any]:
     from bot.config import Settings
     from tests.conftest import PAYLOADS, SIGNING_SECRET, ServerThread, SlackDriver, reply_text, write_config
     from tests.fakes.slack import BOT_TOKEN, FakeSlack
@@ -216,7 +228,9 @@ def run_through_slack(calls: int, concurrency: int, latency: float, cap: int | N
         timings.install()
     slack = FakeSlack().start()
     twilio, sids = _fake(calls, latency, cap)
-    config = write_config(workdir / "callbot.toml", twilio.url, f"bulk_concurrency = {concurrency}\n")
+    config = write_config(
+        workdir / "callbot.toml", twilio.url, f"bulk_concurrency = {concurrency}\n", read_back=read_back
+    )
     settings = Settings.from_env(
         {
             "DATABASE_URL": url,
@@ -331,7 +345,9 @@ def _child(args: argparse.Namespace) -> None:
     if args.child == "engine":
         result = run_engine(args.calls, args.concurrency, args.latency_ms / 1000, cap)
     elif args.child == "slack":
-        result = run_through_slack(args.calls, args.concurrency, args.latency_ms / 1000, cap, args.breakdown)
+        result = run_through_slack(
+            args.calls, args.concurrency, args.latency_ms / 1000, cap, args.breakdown, args.read_back
+        )
     else:
         result = run_sdk_loop(args.calls, args.latency_ms / 1000, cap)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -342,6 +358,7 @@ def _spawn(kind: str, calls: int, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.bulk", "--child", kind, "--calls", str(calls)]
     command += ["--concurrency", str(args.concurrency), "--latency-ms", str(args.latency_ms), "--cap", str(args.cap)]
     command += ["--breakdown"] if args.breakdown else []
+    command += ["--read-back", str(args.read_back)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
@@ -357,6 +374,16 @@ def main() -> None:
         "--through-slack", action="store_true", help="a whole batch through the real bot (slash command, Confirm click)"
     )
     parser.add_argument("--breakdown", action="store_true", help="with --through-slack: time each step of a call")
+    parser.add_argument(
+        "--read-back", type=float, default=8.0, help="with --through-slack: the account's read_back (0: off)"
+    )
+    parser.add_argument(
+        "--compare-read-back",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="with --through-slack: ROUNDS batches with read-back off then on, alternating; wall times side by side",
+    )
     parser.add_argument("--child", choices=("engine", "sdk", "slack"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -366,6 +393,9 @@ def main() -> None:
     floor = args.calls * args.latency_ms / 1000 / args.concurrency
     print(f"{args.calls} calls, concurrency {args.concurrency}, latency {args.latency_ms:g} ms, cap {args.cap}")
     print(f"floor N x latency / concurrency = {floor:.2f} s")
+    if args.through_slack and args.compare_read_back:
+        _compare_read_back(args, floor)
+        return
     if args.through_slack:
         _through_slack(args, floor)
         return
@@ -449,6 +479,24 @@ def _through_slack(args: argparse.Namespace, floor: float) -> None:
         f"duplicated {engine['duplicated']}; CPU {engine['cpu_s']:.2f} s for the process "
         f"({engine['cpu_s'] / n * 1000:.2f} ms per call, the fake Twilio included)"
     )
+
+
+def _compare_read_back(args: argparse.Namespace, floor: float) -> None:
+    """The same batch with confirmation off and on, alternating in one run (the machine is shared
+    and noisy: only runs side by side compare)."""
+    walls: dict[float, list[float]] = {0.0: [], args.read_back or 8.0: []}
+    for _ in range(args.compare_read_back):
+        for read_back in walls:
+            args.read_back = read_back
+            r = _spawn("slack", args.calls, args)
+            assert r["lost"] == 0 and r["duplicated"] == 0, r
+            walls[read_back].append(r["wall_s"])
+            confirmed = r["audit"]["confirmed"]
+            print(
+                f"  read_back={read_back:g}: {r['wall_s']:.2f} s; {r['summary']!r}; confirmed {confirmed}", flush=True
+            )
+    off, on = (sorted(w)[len(w) // 2] for w in walls.values())
+    print(f"median click -> summary: off {off:.2f} s, on {on:.2f} s: on / off = {on / off:.2f} (floor {floor:.2f} s)")
 
 
 def _s(value: float | None) -> str:

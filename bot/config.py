@@ -60,6 +60,8 @@ class _Account(BaseModel):
     # longest Retry-After (seconds) a bulk action waits out: asked to wait longer, the call fails.
     bulk_max_attempts: int = Field(default=5, ge=1, le=50)
     bulk_max_retry_after: float = Field(default=60.0, gt=0, le=3600)
+    # Seconds of reading a call back after an action to confirm what it did; 0: off.
+    read_back: float = Field(default=8.0, ge=0, le=60)
 
     @field_validator("confirm", "require_reason", "approval")
     @classmethod
@@ -116,6 +118,7 @@ class _Account(BaseModel):
             bulk_concurrency=self.bulk_concurrency,
             bulk_max_attempts=self.bulk_max_attempts,
             bulk_max_retry_after=self.bulk_max_retry_after,
+            read_back=self.read_back,
         )
 
     def secrets(self) -> list[str]:

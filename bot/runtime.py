@@ -70,10 +70,24 @@ class Runtime:
 
     async def sweep_pending_forever(self, every: float = 30.0) -> None:
         """In a long-running server, rows of a crashed sibling process are recovered too. Each
-        person whose request was left without an answer is told (the start-up sweep's first)."""
+        person whose request was left without an answer is told (the start-up sweep's first),
+        with what the provider shows happened to the call when it can be read back."""
         recovered, self.recovered = self.recovered, []
+        started = True
         while True:
+            try:
+                recovered = await self.service.resolve_recovered(recovered)
+            except Exception:
+                log.exception("could not read back the calls of recovered audit rows")
             await self.tell_recovered(recovered)
+            if started:
+                started = False
+                try:
+                    # Earlier `unknown` rows nobody confirmed (their read-back failed, or a process
+                    # stopped before it ran) are read back once, at start-up.
+                    await self.service.confirmations.resolve_recent()
+                except Exception:
+                    log.exception("could not read back recent unknown outcomes")
             await asyncio.sleep(every)
             try:
                 recovered = await self.service.recover_pending(self.settings.pending_grace)

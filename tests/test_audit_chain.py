@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from bot.config import Settings
-from bot.db import chain, repo
+from bot.db import chain, confirmations, repo
 from bot.db.session import Database
+from bot.domain.confirmation import Seen, Via
 from bot.domain.errors import InvalidInput
 from bot.service.audit_retention import purge
 from tests.fakes.server import Answer
@@ -315,3 +316,46 @@ def test_callbot_audit_purge_then_verify_from_the_shell(db: DbHelper, tmp_path: 
 
     verified = callbot(["audit", "verify"], env, tmp_path)
     assert verified.returncode == 0 and verified.stdout.startswith("ok: 2 rows, 2 chain entries, head 4 ")
+
+
+def confirm(db: DbHelper, audit_id: int, status: str = "completed", via: str = "read") -> bool:
+    seen = Seen(status, status, NOW + timedelta(seconds=3), Via(via))
+    return bool(on_database(db.url, lambda database: confirmations.confirm(database, {audit_id: seen.fields()})))
+
+
+def test_a_confirmation_is_a_chain_entry_and_an_edit_of_it_is_caught(db: DbHelper) -> None:
+    ids = _chained(db)  # entries 1…5 open, 6 closes row 2
+    assert confirm(db, ids[1])
+    report = verify(db)
+    assert report.ok and (report.rows, report.entries) == (5, 7)
+    row = db.audit()[1]
+    assert row["confirm_seq"] == 7 and row["confirmed_via"] == "read"
+    # One confirmation per row: a later one (a callback after the read-back) leaves the first.
+    assert not confirm(db, ids[1], "canceled", "callback")
+    assert db.audit()[1]["confirmed_status"] == "completed"
+    assert verify(db).ok
+
+    sql(db, "UPDATE audit_log SET confirmed_status = 'in-progress' WHERE id = :id", id=ids[1])
+    report = verify(db)
+    assert not report.ok and report.audit_id == ids[1]
+    assert report.problem == f"audit #{ids[1]} was modified (chain entry 7)"
+
+
+def test_a_confirmation_without_its_entry_or_beyond_the_head_is_caught(db: DbHelper) -> None:
+    ids = _chained(db)
+    assert confirm(db, ids[3])
+    sql(db, "UPDATE audit_log SET confirm_seq = 99 WHERE id = :id", id=ids[3])
+    assert verify(db).problem == f"audit #{ids[3]} is outside the chain: it was inserted out of order, not by callbot"
+
+
+def test_purge_keeps_a_row_confirmed_after_rows_that_stay(db: DbHelper) -> None:
+    ids = insert(db, [attempt(n, days_ago=500) for n in range(1, 4)] + [attempt(4, days_ago=1)])
+    assert confirm(db, ids[0])  # entry 5: after row 4, which stays
+    report = on_database(
+        db.url,
+        lambda d: purge(
+            d, older_than=timedelta(days=400), now=NOW, by="shell:ops", source="cli", command_text="x", basis="shell"
+        ),
+    )
+    assert report.rows == 0
+    assert verify(db).ok

@@ -92,6 +92,16 @@ def test_account_is_inferred_from_a_bandwidth_call_id(bot: Bot) -> None:
     assert bot.db.audit()[0]["account"] == "bw"
 
 
+def test_an_upper_case_call_id_is_accepted_and_sent_as_typed(bot: Bot) -> None:
+    # The spec gives callId no pattern: callbot checks the `c-…` shape, in either case of hex digit.
+    cid = bot.fake_bandwidth.add_call(bw_call_id(3).upper().replace("C-", "c-", 1))
+    bot.db.grant(ALICE, "hangup", "bw")
+    _, outcome = bot.slack.run(f"hangup {cid}")
+    [request] = bot.fake_bandwidth.updates()
+    assert request.path == call_path(cid)
+    assert f"Hung up bw:{cid}." in reply_text(outcome)
+
+
 def test_hangup_of_an_unanswered_call_ends_it(allowed: Bot) -> None:
     """`completed` also cancels a ringing call: what the `cancel` hint promises."""
     cid = allowed.fake_bandwidth.add_call(bw_call_id(3), "initiated")
@@ -411,12 +421,45 @@ def test_409_when_the_call_cannot_be_modified_now(allowed: Bot, state: str, verb
     assert len(allowed.fake_bandwidth.updates()) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # The spec's own 409 example is a validation error, not a state.
+        (409, {"type": "validation", "description": "Invalid redirectUrl: only http and https are allowed."}),
+        (422, {"type": "validation", "description": "Invalid redirectUrl: only http and https are allowed."}),
+        (422, {"type": "validation", "message": "Invalid redirectUrl: only http and https are allowed."}),
+    ],
+    ids=["409", "422", "422-message"],
+)
+def test_a_409_or_422_about_the_request_shows_bandwidths_reason_not_the_calls_state(
+    allowed: Bot, status: int, body: dict[str, str]
+) -> None:
+    cid = allowed.fake_bandwidth.add_call(bw_call_id(40))
+    allowed.fake_bandwidth.script(Answer.json(status, body))
+    _, outcome = allowed.slack.run(f"redirect bw:{cid} {HOLD}")
+    text = reply_text(outcome)
+    assert "The provider refused the request" in text
+    assert f"Bandwidth refused the request (HTTP {status}): Invalid redirectUrl: only http and https" in text
+    assert "current state" not in text and "cannot be changed now" not in text
+    [row] = allowed.db.audit()
+    assert (row["outcome"], row["provider_status"], row["error_code"]) == ("failed", status, "validation")
+    assert row["error_message"] == "Invalid redirectUrl: only http and https are allowed."
+
+
+def test_a_409_without_a_reason_is_a_conflict_with_the_calls_state(allowed: Bot) -> None:
+    cid = allowed.fake_bandwidth.add_call(bw_call_id(41))
+    allowed.fake_bandwidth.script(Answer(409, b""))
+    _, outcome = allowed.slack.run(f"hangup bw:{cid}")
+    assert "Bandwidth cannot change the call in its current state (HTTP 409)" in reply_text(outcome)
+
+
 def test_415_is_reported_as_a_callbot_bug(allowed: Bot) -> None:
     cid = allowed.fake_bandwidth.add_call(bw_call_id(28))
     allowed.fake_bandwidth.script(bandwidth_error(415, "unsupported-media-type", "Content-Type is not supported."))
     _, outcome = allowed.slack.run(f"hangup bw:{cid}")
     text = reply_text(outcome)
-    assert "(HTTP 415)" in text and "callbot bug" in text and "report" in text
+    assert "(HTTP 415): Content-Type is not supported. This is a callbot bug" in text and "report" in text
+    assert ".." not in text
     [row] = allowed.db.audit()
     assert (row["outcome"], row["provider_status"]) == ("failed", 415)
 

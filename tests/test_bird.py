@@ -57,6 +57,14 @@ def test_a_uuid_call_id_is_inferred_to_be_bird(allowed: Bot) -> None:
     assert f"Hung up bird:{call_id}" in reply_text(outcome)
 
 
+def test_an_upper_case_uuid_is_accepted_and_sent_as_typed(allowed: Bot) -> None:
+    # Call.id is `format: uuid`: its hex digits may come in either case.
+    call_id = allowed.fake_bird.add_call(bird_call_id(0xABCDEF).upper())
+    _, outcome = allowed.slack.run(f"hangup {call_id}")
+    assert allowed.fake_bird.updates()[0].path == call_path(call_id)
+    assert f"Hung up bird:{call_id}" in reply_text(outcome)
+
+
 def test_flow_json_is_applied_exactly(allowed: Bot) -> None:
     call_id = allowed.fake_bird.add_call(bird_call_id(3))
     _, outcome = allowed.slack.run(f"flow bird:{call_id} '{json.dumps(FLOW)}' reason=\"IVR loop\"")
@@ -134,12 +142,37 @@ def test_ended_call_422_shows_code_message_and_details(allowed: Bot) -> None:
     assert allowed.db.audit()[0]["outcome"] == "failed"
 
 
+def test_a_422_about_the_request_shows_birds_reason_not_the_calls_state(allowed: Bot) -> None:
+    # error.detailed: Bird answers 422 for a request it will not process, whatever the call's state.
+    call_id = allowed.fake_bird.add_call(bird_call_id(13))
+    errors = ["callFlow/0/options/voice: the voice 'robot' is not available for locale en-GB"]
+    allowed.fake_bird.script(bird_error(422, "ValidationError", "Request body failed validation", {"errors": errors}))
+    _, outcome = allowed.slack.run(f"flow bird:{call_id} '{json.dumps(FLOW)}'")
+    text = reply_text(outcome)
+    assert "The provider refused the request" in text
+    assert "Bird refused the request (Bird ValidationError, HTTP 422): Request body failed validation" in text
+    assert "the voice 'robot' is not available for locale en-GB" in text
+    assert "current state" not in text and "cannot be changed now" not in text
+    [row] = allowed.db.audit()
+    assert (row["outcome"], row["provider_status"], row["error_code"]) == ("failed", 422, "ValidationError")
+    assert row["error_message"].startswith("Request body failed validation (")
+
+
 def test_rejected_access_key(allowed: Bot) -> None:
     call_id = allowed.fake_bird.add_call(bird_call_id(9))
     allowed.fake_bird.script(bird_error(401, "Unauthorized", "The access key is missing or invalid"))
     _, outcome = allowed.slack.run(f"hangup bird:{call_id}")
     assert "Bird rejected the credentials of account `bird`" in reply_text(outcome)
     assert "check its access key" in reply_text(outcome)
+
+
+def test_a_refusal_ending_in_a_full_stop_reads_as_one_sentence(allowed: Bot) -> None:
+    call_id = allowed.fake_bird.add_call(bird_call_id(14))
+    allowed.fake_bird.script(bird_error(403, "Forbidden", "The access key has no access to this channel."))
+    _, outcome = allowed.slack.run(f"hangup bird:{call_id}")
+    text = reply_text(outcome)
+    assert "(Bird Forbidden, HTTP 403): The access key has no access to this channel. An admin must" in text
+    assert ".." not in text
 
 
 def test_hangup_retries_429_but_flow_does_not(allowed: Bot) -> None:

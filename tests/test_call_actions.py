@@ -65,6 +65,18 @@ def test_account_is_inferred_from_a_twilio_call_sid(bot: Bot) -> None:
     assert f"Hung up prod:{sid}" in reply_text(outcome)
 
 
+@pytest.mark.parametrize("typed", ["prod:{sid}", "{sid}"], ids=["named", "inferred"])
+def test_an_upper_case_call_sid_is_accepted_and_sent_as_typed(bot: Bot, typed: str) -> None:
+    # Twilio's spec: CallSid is ^CA[0-9a-fA-F]{32}$.
+    sid = bot.fake_twilio.add_call("CA" + "0123456789ABCDEF" * 2)
+    bot.db.grant(ALICE, "hangup", "prod")
+    _, outcome = bot.slack.run(f"hangup {typed.format(sid=sid)}")
+    [request] = bot.fake_twilio.updates()
+    assert request.path == call_path(sid)
+    assert f"Hung up prod:{sid}" in reply_text(outcome)
+    assert bot.db.audit()[0]["call_id"] == sid
+
+
 def test_cancel_sends_status_canceled_for_a_ringing_call(bot: Bot) -> None:
     sid = bot.fake_twilio.add_call(call_sid(3), "ringing")
     bot.db.grant(ALICE, "cancel", "prod")

@@ -100,6 +100,13 @@ def test_a_typed_call_id_that_is_not_listed_is_offered_as_itself(bot: Bot) -> No
     assert suggest(bot, other) == {"options": [option(f"Use {other}", other)]}
 
 
+def test_a_typed_upper_case_call_sid_is_offered_as_itself(bot: Bot) -> None:
+    two_calls(bot)
+    bot.db.grant(ALICE, "hangup", "prod")
+    other = "CA" + "FEDCBA9876543210" * 2
+    assert suggest(bot, other) == {"options": [option(f"Use {other}", other)]}
+
+
 def test_provider_failure_answers_an_empty_list(bot: Bot) -> None:
     two_calls(bot)
     bot.db.grant(ALICE, "hangup", "prod")

@@ -284,6 +284,15 @@ def test_status_on_twilio(bot: Bot) -> None:
     assert row["result"] == {"status": "ringing", "raw_status": "ringing", "ended": False}
 
 
+def test_status_of_an_upper_case_call_sid_reads_it_as_typed(bot: Bot) -> None:
+    sid = bot.fake_twilio.add_call("CA" + "0123456789ABCDEF" * 2, "in-progress")
+    bot.db.grant(ALICE, "hangup", "prod")
+    _, outcome = bot.slack.run(f"status {sid}")
+    [request] = bot.fake_twilio.requests
+    assert (request.method, request.path) == ("GET", f"{CALLS_PATH}/{sid}.json")
+    assert f"prod:{sid} is `in-progress`" in reply_text(outcome)
+
+
 def test_status_on_bandwidth_of_an_ended_call(bot: Bot) -> None:
     cid = bot.fake_bandwidth.add_call(bw_call_id(1), "disconnected", duration=43)
     bot.db.grant(ALICE, "hangup", "bw")
@@ -366,6 +375,59 @@ def test_check_state_lets_a_live_call_through_and_records_the_state(checking: An
     assert [r.method for r in fake_twilio.requests] == ["GET", "POST"]
     [row] = db.audit()
     assert row["outcome"] == "succeeded" and row["result"]["state_check"]["status"] == "in-progress"
+
+
+@pytest.mark.parametrize("status", ["queued", "ringing"])
+@pytest.mark.parametrize(
+    ("verb", "args"), [("redirect", "https://example.com/x.xml"), ("twiml", "'&lt;Response/&gt;'")]
+)
+def test_check_state_refuses_a_redirect_of_an_unanswered_twilio_call(
+    checking: Any, status: str, verb: str, args: str
+) -> None:
+    # Twilio would answer 21220: a redirect (Url or Twiml) needs an answered call.
+    driver, fake_twilio, db = checking
+    sid = fake_twilio.add_call(call_sid(1), status)
+    _, outcome = driver.run(f"{verb} prod:{sid} {args}")
+    text = reply_text(outcome)
+    assert (
+        f"prod:{sid} is `{status}` (not answered yet): `{verb}` needs an answered call. "
+        f"To end it, use `/call cancel prod:{sid}` or `/call hangup prod:{sid}`."
+    ) in text
+    assert "Nothing was sent" in text
+    assert [r.method for r in fake_twilio.requests] == ["GET"]
+    [row] = db.audit()
+    assert (row["action"], row["outcome"]) == (verb, "invalid")
+    assert row["result"] == {"state_check": {"checked": True, "status": status, "raw_status": status, "ended": False}}
+
+
+@pytest.mark.parametrize("verb", ["hangup", "cancel"])
+def test_check_state_lets_hangup_and_cancel_end_a_ringing_call(checking: Any, verb: str) -> None:
+    driver, fake_twilio, db = checking
+    sid = fake_twilio.add_call(call_sid(1), "ringing")
+    driver.run(f"{verb} prod:{sid}")
+    assert [r.method for r in fake_twilio.requests] == ["GET", "POST"]
+    assert db.audit()[0]["outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize(("state", "status"), [("queued", "queued"), ("initiated", "ringing")])
+def test_check_state_refuses_a_redirect_of_an_unanswered_bandwidth_call(
+    make_bot: BotFactory, state: str, status: str
+) -> None:
+    # Bandwidth redirects an answered call only (it would answer 409); it has no cancel: hangup ends it.
+    bot = make_bot({"prod": "", "bw": "check_state = true"})
+    bot.db.grant(ALICE, "operator", "bw")
+    cid = bot.fake_bandwidth.add_call(bw_call_id(1), state)
+    _, outcome = bot.slack.run(f"redirect bw:{cid} https://example.com/x.xml")
+    text = reply_text(outcome)
+    assert (
+        f"bw:{cid} is `{status}` (not answered yet): `redirect` needs an answered call. "
+        f"To end it, use `/call hangup bw:{cid}`."
+    ) in text
+    assert [r.method for r in bot.fake_bandwidth.requests] == ["GET"]
+    [row] = bot.db.audit()
+    assert row["outcome"] == "invalid" and row["result"]["state_check"]["raw_status"] == state
+    bot.slack.run(f"hangup bw:{cid}")
+    assert bot.fake_bandwidth.updates()[0].json == {"state": "completed"}
 
 
 def test_when_the_state_cannot_be_read_the_hangup_goes_ahead(checking: Any) -> None:

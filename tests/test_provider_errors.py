@@ -32,13 +32,96 @@ def test_unknown_call_20404(allowed: Bot) -> None:
     assert "was not found" in row["error_message"]
 
 
-def test_call_not_in_progress_21220(allowed: Bot) -> None:
+NOT_IN_PROGRESS = "Call is not in-progress. Cannot redirect."  # Twilio's own message for 21220
+
+
+def test_call_not_in_progress_21220_on_an_ended_call_says_it_ended(allowed: Bot) -> None:
     sid = allowed.fake_twilio.add_call(call_sid(1), "completed")
     _, outcome = allowed.slack.run(f"redirect prod:{sid} https://example.com/x.xml")
     text = reply_text(outcome)
-    assert "not in progress" in text and "21220" in text
+    assert "Twilio refused (Twilio 21220, not in progress): the call already ended: completed." in text
+    # The refusal, then the read that tells which: nothing else.
+    assert [r.method for r in allowed.fake_twilio.requests] == ["POST", "GET"]
     [row] = allowed.db.audit()
     assert (row["outcome"], row["provider_status"], row["error_code"]) == ("failed", 400, "21220")
+    assert row["error_message"] == NOT_IN_PROGRESS
+    assert row["result"] == {
+        "state_check": {
+            "after_refusal": True,
+            "checked": True,
+            "status": "completed",
+            "raw_status": "completed",
+            "ended": True,
+        }
+    }
+
+
+@pytest.mark.parametrize("status", ["queued", "ringing"])
+@pytest.mark.parametrize(
+    ("verb", "args"),
+    [("redirect", "https://example.com/x.xml"), ("twiml", "'&lt;Response&gt;&lt;Hangup/&gt;&lt;/Response&gt;'")],
+)
+def test_call_not_in_progress_21220_on_an_unanswered_call_says_so(
+    allowed: Bot, status: str, verb: str, args: str
+) -> None:
+    # Twilio answers 21220 for a redirect of a call not answered yet too: "it ended" would be wrong.
+    sid = allowed.fake_twilio.add_call(call_sid(2), status)
+    _, outcome = allowed.slack.run(f"{verb} prod:{sid} {args}")
+    text = reply_text(outcome)
+    assert (
+        f"Twilio refused (Twilio 21220, not in progress): prod:{sid} is `{status}` (not answered yet): "
+        f"`{verb}` needs an answered call. To end it, use `/call cancel prod:{sid}` or `/call hangup prod:{sid}`."
+    ) in text
+    assert "ended" not in text
+    [row] = allowed.db.audit()
+    assert (row["outcome"], row["error_code"], row["error_message"]) == ("failed", "21220", NOT_IN_PROGRESS)
+    assert row["result"]["state_check"] == {
+        "after_refusal": True,
+        "checked": True,
+        "status": status,
+        "raw_status": status,
+        "ended": False,
+    }
+    assert allowed.fake_twilio.calls[sid] == status  # the call was left as it was
+
+
+def test_call_not_in_progress_21220_then_answered_says_to_try_again(allowed: Bot) -> None:
+    sid = allowed.fake_twilio.add_call(call_sid(3), "in-progress")
+    allowed.fake_twilio.script(twilio_error(400, 21220, NOT_IN_PROGRESS))  # it was still ringing then
+    _, outcome = allowed.slack.run(f"redirect prod:{sid} https://example.com/x.xml")
+    assert "the call was not in progress then; it is `in-progress` now: try again." in reply_text(outcome)
+    assert allowed.db.audit()[0]["result"]["state_check"]["status"] == "in-progress"
+
+
+@pytest.mark.parametrize(
+    ("read", "why"),
+    [
+        (twilio_error(500, 20500, "Internal Server Error"), "failed with a server error"),
+        (Answer(200, b"<html>proxy</html>", {"Content-Type": "text/html"}), "the body is not JSON"),
+        (Answer(200, b'{"sid": "x", "status": "completed"}', {"Content-Type": "application/json"}, 4), "within 2 s"),
+    ],
+    ids=["5xx", "unreadable", "no-answer-in-time"],
+)
+def test_call_not_in_progress_21220_when_the_read_fails_says_either(allowed: Bot, read: Answer, why: str) -> None:
+    # The read is bounded (here by the account's 2 s timeout) and its failure is told, not raised.
+    sid = allowed.fake_twilio.add_call(call_sid(4), "ringing")
+    allowed.fake_twilio.script(twilio_error(400, 21220, NOT_IN_PROGRESS), read)
+    _, outcome = allowed.slack.run(f"redirect prod:{sid} https://example.com/x.xml")
+    text = reply_text(outcome)
+    assert "Twilio refused (Twilio 21220, not in progress): the call has either ended or not been answered yet" in text
+    assert f"`/call status prod:{sid}` shows it." in text and why in text
+    assert "Traceback" not in text
+    [row] = allowed.db.audit()
+    assert (row["outcome"], row["error_code"], row["error_message"]) == ("failed", "21220", NOT_IN_PROGRESS)
+    check = row["result"]["state_check"]
+    assert (check["after_refusal"], check["checked"]) == (True, False) and why in check["error"]
+
+
+def test_other_refusals_are_not_followed_by_a_read(allowed: Bot) -> None:
+    _, outcome = allowed.slack.run(f"hangup prod:{call_sid(404)}")
+    assert "no such call" in reply_text(outcome)
+    assert [r.method for r in allowed.fake_twilio.requests] == ["POST"]
+    assert allowed.db.audit()[0]["result"] is None
 
 
 def test_hangup_retries_a_429_honouring_retry_after_then_succeeds(allowed: Bot) -> None:

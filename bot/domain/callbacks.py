@@ -1,4 +1,5 @@
-"""A provider's signed callback about a call, read into one value the service acts on.
+"""A provider's signed callback about a call, read into one value the service acts on
+(bot/service/confirmations.py records what it confirms).
 
 Nothing here checks a signature: bot/providers/callbacks.py does, and only what it verified is
 read here. Each reader takes the body as the provider sends it (Twilio's form parameters,

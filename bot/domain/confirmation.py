@@ -90,7 +90,7 @@ def unconfirmed_line(provider: str, action: str, last: Seen | None, within: floa
     if last is None:
         return f"callbot could not read the call back from {provider} to confirm the {_noun(action)}."
     state = state_text(last.status, last.word)
-    return f"Not confirmed yet: {provider} still shows {state} {within:g} s after the {_noun(action)}."
+    return f"Not confirmed yet: {provider} shows {state} {within:g} s after the {_noun(action)}."
 
 
 def _noun(action: str) -> str:

@@ -115,6 +115,11 @@ class CallNotModifiable(ProviderError):
     title = "The call cannot be changed now"
 
 
+class CallNotInProgress(CallNotModifiable):
+    """Refused because the call is not in progress (Twilio 21220): the provider's answer does not
+    say whether it ended or is not answered yet, so the service reads the call to tell which."""
+
+
 class ProviderAuthFailed(ProviderError):
     title = "The provider rejected our credentials"
 

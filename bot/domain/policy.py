@@ -77,6 +77,9 @@ class Policy:
     # Requests per call of a bulk action (429s included), and the longest Retry-After it waits out.
     bulk_max_attempts: int = 5
     bulk_max_retry_after: float = 60.0
+    # Seconds to read a call back after an action until the provider shows what the action should
+    # produce (bot/service/confirmations.py); 0 turns read-back off.
+    read_back: float = 8.0
 
 
 DEFAULT_POLICY = Policy()

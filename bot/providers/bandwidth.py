@@ -36,6 +36,7 @@ from bot.providers.base import (
     ProviderClient,
     ProviderResult,
     WireRequest,
+    sentence,
 )
 from bot.providers.calls import (
     CallFilter,
@@ -92,7 +93,8 @@ class BandwidthClient(ProviderClient):
     provider = "bandwidth"
     display_name = "Bandwidth"
     credential_hint = "its username and password"
-    call_id_pattern = re.compile(r"c-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    # The spec gives callId no pattern (only the `c-…` example): hex digits are accepted in either case.
+    call_id_pattern = re.compile(r"c-[0-9a-fA-F]{8}-[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
     call_id_example = "c-15ac29a2-1331029c-2cb0-4a07-b215-b22865662d85"
     supported: ClassVar[dict[ActionName, frozenset[str]]] = {
         ActionName.HANGUP: frozenset(),
@@ -147,7 +149,7 @@ class BandwidthClient(ProviderClient):
         fields = body if isinstance(body, dict) else {}
         code = str(fields["type"])[:64] if isinstance(fields.get("type"), str) and fields["type"] else None
         if isinstance(body, dict):
-            description = _text(fields.get("description"))
+            description = _text(fields.get("description") or fields.get("message"))
         else:  # not JSON (a proxy's page, plain text) or JSON that is not a voiceApiError
             description = _plain_body(response) if body is None else ""
         error_id = fields.get("id")
@@ -168,11 +170,9 @@ class BandwidthClient(ProviderClient):
                 **common,
             )
         if status in (405, 415):
+            refused = sentence(f"Bandwidth did not accept the form of callbot's request{ref}{said}")
             return ProviderError(
-                "bandwidth",
-                f"Bandwidth did not accept the form of callbot's request{ref}{said}. "
-                "This is a callbot bug: please report it. Nothing was changed.",
-                **common,
+                "bandwidth", f"{refused} This is a callbot bug: please report it. Nothing was changed.", **common
             )
         return self.status_error(response, common, ref, description)
 

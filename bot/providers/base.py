@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -216,6 +217,9 @@ class ProviderClient(ABC):
 
         Clients handle their own error codes first and call this for the rest. `ref` names the
         provider's code or status (" (Twilio 20404)"), `detail` is the provider's own message.
+        A 409 or 422 is about the call's state only when the provider says so (a 409 with no
+        reason at all is a conflict with the state, as HTTP defines it); Bird answers 422 and
+        Bandwidth 409 for an invalid request too, and then their own reason is the answer.
         """
         status, p, name = response.status_code, self.display_name, self.account_name
         said = f": {detail}" if detail else ""
@@ -226,11 +230,8 @@ class ProviderClient(ABC):
                 **common,
             )
         if status == 403:
-            return ProviderAuthFailed(
-                self.provider,
-                f"{p} refused account `{name}` access{ref}{said}. An admin must check its permissions.",
-                **common,
-            )
+            refused = sentence(f"{p} refused account `{name}` access{ref}{said}")
+            return ProviderAuthFailed(self.provider, f"{refused} An admin must check its permissions.", **common)
         if status == 404:
             return CallNotFound(
                 self.provider,
@@ -238,7 +239,7 @@ class ProviderClient(ABC):
                 "is wrong. Check the id, and that the call belongs to this account.",
                 **common,
             )
-        if status in (409, 422):
+        if status in (409, 422) and (about_state(common.get("code"), detail) or (status == 409 and not detail)):
             return CallNotModifiable(
                 self.provider, f"{p} cannot change the call in its current state{ref}{said}", **common
             )
@@ -455,6 +456,24 @@ class ProviderClient(ABC):
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+# What a provider's error code or reason says when the refusal is about the call's state (Bird
+# `CallEnded`, Bandwidth "cannot be modified in its current state"), not about the request.
+_ABOUT_STATE = re.compile(
+    r"\b(?:state|ended|no longer active|not (?:active|answered|in[ -]progress)|cannot be modified)\b", re.IGNORECASE
+)
+
+
+def about_state(code: str | None, detail: str) -> bool:
+    """Whether a refusal's code or reason says it is about the call's state."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])|[-_]", " ", code or "")  # CallEnded, invalid_state → words
+    return bool(_ABOUT_STATE.search(words) or _ABOUT_STATE.search(detail))
+
+
+def sentence(text: str) -> str:
+    """`text` ending in one full stop, whether or not the provider's own words ended with one."""
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def _scrub(error: ProviderError, secrets: list[str]) -> None:

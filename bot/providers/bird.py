@@ -72,7 +72,8 @@ class BirdClient(ProviderClient):
     provider = "bird"
     display_name = "Bird"
     credential_hint = "its access key"
-    call_id_pattern = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    # Call.id is `format: uuid`, whose hex digits may come in either case (RFC 9562).
+    call_id_pattern = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
     call_id_example = "8d3c5b1a-0f2e-4c7d-9a6b-1e2f3a4b5c6d"
     supported: ClassVar[dict[ActionName, frozenset[str]]] = {
         ActionName.HANGUP: frozenset(),

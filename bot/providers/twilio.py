@@ -17,7 +17,7 @@ import httpx
 from bot.config import TwilioAccount
 from bot.domain.actions import ActionName, CallAction, Cancel, Hangup, InlineTwiml, Redirect
 from bot.domain.call_words import TWILIO_STATUSES
-from bot.domain.errors import CallNotModifiable, InvalidInput, ProviderError
+from bot.domain.errors import CallNotInProgress, InvalidInput, ProviderError
 from bot.providers.answers import (
     Malformed,
     need_dict,
@@ -68,7 +68,7 @@ class TwilioClient(ProviderClient):
     provider = "twilio"
     display_name = "Twilio"
     credential_hint = "its auth_token or API key"
-    call_id_pattern = re.compile(r"CA[0-9a-f]{32}")
+    call_id_pattern = re.compile(r"CA[0-9a-fA-F]{32}")  # the spec's CallSid pattern: either case
     call_id_example = "CA0123456789abcdef0123456789abcdef"
     supported: ClassVar[dict[ActionName, frozenset[str]]] = {
         ActionName.HANGUP: frozenset(),
@@ -154,9 +154,11 @@ class TwilioClient(ProviderClient):
         }
         ref = f" (Twilio {code})" if code else f" (HTTP {response.status_code})"
         if code == "21220":
-            return CallNotModifiable(
+            # Twilio answers 21220 for an ended call, and for a redirect of a queued or ringing one.
+            return CallNotInProgress(
                 "twilio",
-                f"The call is not in progress, so Twilio cannot change it{ref}. It has probably ended already.",
+                f"The call is not in progress, so Twilio cannot change it{ref}: it has either ended or not "
+                "been answered yet (`/call status` shows which).",
                 **common,
             )
         if code in _CODE_STATUS and code is not None:

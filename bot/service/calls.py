@@ -307,10 +307,12 @@ class CallActions:
         try:
             result = await started.client.send(started.request, retry_safe=started.action.name in RETRY_SAFE)
         except ProviderError as error:
+            latency = _ms(began)  # the provider request alone, not the read that may explain its refusal
+            error, checked = await self.live.after_refusal(started, error, checked)
             await self.recorder.complete(
                 started.audit_id,
                 outcome=error.outcome,
-                latency_ms=_ms(began),
+                latency_ms=latency,
                 **({"result": _checked(None, checked)} if checked is not None else {}),
                 **provider_error_fields(error),
             )
@@ -342,8 +344,8 @@ class CallActions:
         return self.recorder.redact(_with_note(_success_reply(started, result), checked))
 
     async def _refuse_by_state(self, started: Started, checked: StateCheck) -> Reply:
-        """`check_state` found the call ended (or answered, for cancel): nothing is sent; the pending
-        row closes as invalid with the state found."""
+        """`check_state` found the call ended (or answered, for cancel; not answered yet, for a
+        redirect or twiml): nothing is sent; the pending row closes as invalid with the state found."""
         assert checked.refusal is not None
         await self.recorder.complete(
             started.audit_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.db import repo
@@ -55,6 +55,7 @@ from bot.service.builder import BuilderOpening, FlowBuilder, FlowDraft
 from bot.service.bulk.actions import BulkActions
 from bot.service.bulk.plans import BatchRun
 from bot.service.calls import CallActions
+from bot.service.confirmations import Confirmations
 from bot.service.flows import SavedFlows
 from bot.service.help import Help
 from bot.service.live import LiveCalls
@@ -109,6 +110,8 @@ class Service:
         # `/call list`, `/call status`, the form's call type-ahead, check_state.
         self.live = LiveCalls(db, clients, self.now, self.recorder, self.access, self.accounts)
         self.calls = CallActions(self.recorder, self.accounts, self.safety, self.requests, self.live, redactor)
+        # What the provider then shows happened to each call (read back, or its signed callback).
+        self.confirmations = Confirmations(db, clients, self.now, self.safety.policy_of, redactor)
         self.flows = SavedFlows(db, self.recorder, self.access, self.accounts, self.safety, self.calls)
         self.builder = FlowBuilder(db, self.recorder, self.accounts)
         # `/call hangup-all`, `/call batch`: bulk actions with progress, Cancel, resume.
@@ -121,6 +124,7 @@ class Service:
             self.safety,
             self.requests,
             self.live,
+            self.confirmations,
             batch_stale_after,
         )
         self.approvals = Approvals(
@@ -155,8 +159,14 @@ class Service:
     # -- entry points -------------------------------------------------------------------------
 
     async def handle(self, inv: Invocation) -> Reply:
+        """A command from start to end (the shell's `callbot run`): the outcome of a call action
+        comes with what the provider then showed happened to the call."""
         step = await self.begin(inv)
-        return await self.finish(step) if isinstance(step, Started) else step.reply
+        if not isinstance(step, Started):
+            return step.reply
+        acted_at = self.now()
+        outcome = await self.finish(step)
+        return await self.confirm(step, outcome, acted_at) or outcome
 
     async def begin(self, inv: Invocation) -> Done | Started:
         """Everything that needs no provider: replay, parse, route. A call action comes back
@@ -184,6 +194,10 @@ class Service:
 
     async def finish(self, started: Started) -> Reply:
         return await self.calls.finish(started)
+
+    async def confirm(self, started: Started, outcome: Reply, acted_at: datetime) -> Reply | None:
+        """After `finish`: the outcome with what the provider then showed (None: nothing to add)."""
+        return await self.confirmations.after(started, outcome, acted_at)
 
     async def abandon(self, started: Started, why: str) -> Reply:
         return await self.calls.abandon(started, why)
@@ -221,6 +235,10 @@ class Service:
         """Attempts a stopped process left `pending` (older than any live request) become `unknown`;
         each comes with the final message for its Slack response_url, if it still has one."""
         return await recovery.recover(self.db, grace_seconds, self.now, self.redactor)
+
+    async def resolve_recovered(self, recovered: list[Recovered]) -> list[Recovered]:
+        """The calls of rows just recovered as `unknown`, read back: their messages say what happened."""
+        return await self.confirmations.resolve(recovered) if recovered else recovered
 
     # -- what the chat layer calls by name -------------------------------------------------------
 

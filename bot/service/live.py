@@ -1,5 +1,5 @@
 """Seeing calls: `/call list`, `/call status`, the More button, the action form's call type-ahead,
-and the `check_state` safety check before an action. Plain values in and out: provider `LiveCall`s
+and the `check_state` safety check before an action (bot/service/call_state.py). Plain values in and out: provider `LiveCall`s
 become `CallEntry` / `CallOption` here, so the chat layer never sees a provider type.
 
 Who may see an account's live calls: anyone holding a call action (hangup, cancel, redirect, twiml
@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,8 +34,11 @@ from bot.domain.replies import CallEntry, CallListing, CallOption, Reply, Tone
 from bot.providers.base import CallFilter, LiveCall, ProviderClient, provider_error_fields
 from bot.service.access import Access
 from bot.service.accounts import Accounts
+from bot.service.call_state import STATE_CHECKED as STATE_CHECKED  # re-exported: where the pipeline finds them
+from bot.service.call_state import StateCheck as StateCheck
+from bot.service.call_state import after_refusal, check_state, state_record
 from bot.service.recorder import Recorder
-from bot.service.steps import Clock, Invocation
+from bot.service.steps import Clock, Invocation, Started
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +50,7 @@ STORED = "stored:"  # a More value kept server-side (pending_choices) because it
 OPTIONS_LIMIT = 100  # Slack shows at most 100 options
 # Slack waits 3 s for the options answer: the provider gets what is left after our own work.
 OPTIONS_DEADLINE = 2.5
-# The state check runs just before an (often urgent) action: it may delay it this long at most.
-STATE_CHECK_DEADLINE = 5.0
-STATE_CHECKED = frozenset({ActionName.HANGUP, ActionName.CANCEL, ActionName.REDIRECT, ActionName.TWIML})
 _ARROW = {"inbound": "↘", "outbound": "↗"}
-
-
-@dataclass(frozen=True)
-class StateCheck:
-    """What `check_state` found: a refusal (nothing is sent), a note for the reply (the check could
-    not be made, the action went ahead), and what goes in the audit row's result."""
-
-    refusal: str | None
-    note: str | None
-    record: dict[str, Any]
 
 
 class LiveCalls:
@@ -194,7 +184,7 @@ class LiveCalls:
             call = await client.get_call(target.call_id)
         except CallbotError as error:
             return await self._read_failed(row.id, error, f"Could not read the state of {label}")
-        await self.recorder.complete(row.id, outcome=Outcome.SUCCEEDED, result=_state_record(call))
+        await self.recorder.complete(row.id, outcome=Outcome.SUCCEEDED, result=state_record(call))
         entries = await self._entries(inv, account, client, () if call.ended else (call,), with_text=False)
         lines = _status_lines(call, client, self.now())
         title = f"{label} is `{call.status}`" + (" (ended)" if call.ended else "")
@@ -234,30 +224,14 @@ class LiveCalls:
     # -- check_state -----------------------------------------------------------------------------
 
     async def check_state(self, client: ProviderClient, call_id: str, action: ActionName, label: str) -> StateCheck:
-        """The call's state just before acting. An ended call is refused with its final status, and
-        `cancel` on an answered call suggests `hangup`. When the read itself fails (timeout, 5xx,
-        unknown call, unreadable answer) the action goes ahead with a note: the check is a safety net,
-        never a gate that could hold back an urgent hangup."""
-        try:
-            call = await asyncio.wait_for(client.get_call(call_id), STATE_CHECK_DEADLINE)
-        except Exception as error:
-            why = error.message if isinstance(error, CallbotError) else f"no answer within {STATE_CHECK_DEADLINE:g} s"
-            log.warning("state check of %s failed: %s", label, why)
-            note = (
-                f"callbot could not check the call's state first ({why}); it went ahead anyway "
-                "(check_state never holds an action back when the check itself fails)."
-            )
-            return StateCheck(None, note, {"checked": False, "error": why[:300]})
-        record = {"checked": True, **_state_record(call)}
-        if call.ended:
-            return StateCheck(f"The call already ended: {call.status}.", None, record)
-        if action is ActionName.CANCEL and call.status == "in-progress":
-            refusal = (
-                f"{label} is in progress (answered): `cancel` only ends queued or ringing calls. "
-                f"To end it, use `/call hangup {label}`."
-            )
-            return StateCheck(refusal, None, record)
-        return StateCheck(None, None, record)
+        """The account's `check_state` read before an action (bot/service/call_state.py)."""
+        return await check_state(client, call_id, action, label)
+
+    async def after_refusal(
+        self, started: Started, error: ProviderError, checked: StateCheck | None
+    ) -> tuple[ProviderError, StateCheck | None]:
+        """A provider error, told more precisely when it left the call's state open (Twilio 21220)."""
+        return await after_refusal(started, error, checked)
 
     # -- shared ---------------------------------------------------------------------------------
 
@@ -406,10 +380,6 @@ def _matches(call: LiveCall, typed: str) -> bool:
         return True
     digits = re.sub(r"\D", "", typed)
     return bool(digits) and any(digits in re.sub(r"\D", "", n) for n in (call.from_number, call.to_number))
-
-
-def _state_record(call: LiveCall) -> dict[str, Any]:
-    return {"status": call.status, "raw_status": call.raw_status, "ended": call.ended}
 
 
 def masked_number(number: str | None) -> str | None:

@@ -20,7 +20,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Protocol
 
 from slack_bolt.async_app import AsyncAck, AsyncRespond
@@ -75,6 +76,9 @@ class Answer(Protocol):
     async def outcome(self, reply: Reply) -> None:
         """What the provider request did."""
 
+    async def confirmed(self, reply: Reply) -> None:
+        """The outcome again, with what the provider then showed happened to the call."""
+
 
 async def drive(
     service: Service,
@@ -116,6 +120,7 @@ async def drive(
         return step.reply
     await answer.at_once(step.ack, final=False)
     reply: Reply | None = None
+    acted_at = service.now()
     try:
         reply = await service.finish(step)
     except Exception:
@@ -126,7 +131,27 @@ async def drive(
         log.exception("could not deliver the outcome of audit #%s to Slack", step.audit_id)
     if home_of is not None:
         await refresh_home(client, service, home_of)
+    if reply is not None:
+        # Not awaited: whoever waits for the outcome (an approval's people) need not wait for this.
+        task = asyncio.create_task(_confirm(service, step, reply, acted_at, answer), name=f"confirm-{step.audit_id}")
+        _CONFIRMING.add(task)
+        task.add_done_callback(_CONFIRMING.discard)
     return reply
+
+
+# Read-backs in progress (the loop keeps only weak references to tasks).
+_CONFIRMING: set[asyncio.Task[None]] = set()
+
+
+async def _confirm(service: Service, step: Started, reply: Reply, acted_at: datetime, answer: Answer) -> None:
+    """Reads the call back after the person has the outcome, and updates it with what the provider
+    shows (bot/service/confirmations.py)."""
+    try:
+        confirmed = await service.confirm(step, reply, acted_at)
+        if confirmed is not None:
+            await answer.confirmed(confirmed)
+    except Exception:
+        log.exception("could not confirm audit #%s", step.audit_id)
 
 
 def ack_deadline() -> float:
@@ -190,6 +215,10 @@ class Ephemeral:
     async def outcome(self, reply: Reply) -> None:
         await self.respond(**message(reply), replace_original=self.replace)
 
+    async def confirmed(self, reply: Reply) -> None:
+        # The outcome message is the one this response_url last posted: it is rewritten in place.
+        await self.respond(**message(reply), replace_original=True)
+
 
 @dataclass(frozen=True)
 class Modal:
@@ -224,6 +253,10 @@ class Modal:
             await self.after_success()
         await deliver(self.client, self.inv, reply)
 
+    async def confirmed(self, reply: Reply) -> None:
+        # An ephemeral message posted by the API cannot be edited: the confirmation follows it.
+        await deliver(self.client, self.inv, replace(reply, lines=reply.lines[-1:]))
+
 
 class Silent:
     """The caller says the outcome itself (an approved action: to the approvers and the requester)."""
@@ -240,6 +273,9 @@ class Silent:
         pass
 
     async def outcome(self, reply: Reply) -> None:
+        pass
+
+    async def confirmed(self, reply: Reply) -> None:
         pass
 
 

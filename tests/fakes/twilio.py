@@ -75,6 +75,8 @@ class FakeTwilio(RecordingServer):
         self.ending: dict[str, int] = {}
         self.rate_limited = 0  # requests answered 20429 because of the cap
         self.gate: threading.Event | None = None  # when set, requests wait for it before an answer
+        # Seconds an update waits *after* it took effect before its answer goes (a lost answer).
+        self.slow_updates = 0.0
         self.peak_concurrency = 0
         self._in_flight = 0
         self._seq = itertools.count()
@@ -131,7 +133,10 @@ class FakeTwilio(RecordingServer):
         try:
             if self.latency:
                 time.sleep(self.latency)
-            return self._handle(request)
+            answer = self._handle(request)
+            if self.slow_updates and request.method == "POST":
+                time.sleep(self.slow_updates)
+            return answer
         finally:
             with self._lock:
                 self._in_flight -= 1

@@ -41,9 +41,19 @@ T = TypeVar("T")
 
 
 def write_config(
-    path: Path, twilio_url: str, extra: str = "", bandwidth_url: str | None = None, bird_url: str | None = None
+    path: Path,
+    twilio_url: str,
+    extra: str = "",
+    bandwidth_url: str | None = None,
+    bird_url: str | None = None,
+    *,
+    read_back: float = 0,
 ) -> Path:
-    """One account per provider, secrets from the environment, as the README recommends."""
+    """One account per provider, secrets from the environment, as the README recommends.
+
+    `read_back` is off unless asked for: reading a call back after each action (on by default in
+    callbot) would take the fakes' scripted answers meant for a test's next request. The tests of
+    confirmation (tests/test_confirmation.py) turn it on."""
     text = f"""
 [accounts.prod]
 provider = "twilio"
@@ -51,6 +61,7 @@ account_sid = "{ACCOUNT_SID}"
 auth_token = "${{TEST_TWILIO_AUTH_TOKEN}}"
 base_url = "{twilio_url}"
 timeout = 2
+read_back = {read_back:g}
 """
     if bandwidth_url:
         text += f"""
@@ -61,6 +72,7 @@ username = "{bandwidth.USERNAME}"
 password = "${{TEST_BW_PASSWORD}}"
 base_url = "{bandwidth_url}"
 timeout = 2
+read_back = {read_back:g}
 """
     if bird_url:
         text += f"""
@@ -71,6 +83,7 @@ channel_id = "{bird.CHANNEL_ID}"
 access_key = "${{TEST_BIRD_ACCESS_KEY}}"
 base_url = "{bird_url}"
 timeout = 2
+read_back = {read_back:g}
 """
     path.write_text(text + extra, encoding="utf-8")
     return path
@@ -106,6 +119,9 @@ def bot_config(
     text = path.read_text(encoding="utf-8")
     for account, lines in accounts.items():
         header = f"[accounts.{account}]\n"
+        if "read_back" in lines:  # the account's own replaces the default below its header
+            start = text.index(header)
+            text = text[:start] + text[start:].replace("read_back = 0\n", "", 1)
         text = text.replace(header, f"{header}{textwrap.dedent(lines).strip()}\n" if lines.strip() else header)
     if preamble:
         text = textwrap.dedent(preamble).strip() + "\n" + text

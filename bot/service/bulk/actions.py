@@ -65,6 +65,7 @@ from bot.service.bulk.plans import (
     shown_filter,
     summary_reply,
 )
+from bot.service.confirmations import Confirmations
 from bot.service.live import LiveCalls
 from bot.service.recorder import Recorder
 from bot.service.safety import Safety
@@ -91,6 +92,7 @@ class BulkActions:
         safety: Safety,
         approvals: ApprovalRequests,
         live: LiveCalls,
+        confirmations: Confirmations,
         stale_after: timedelta = batches.STALE_AFTER,
     ) -> None:
         """`stale_after`: a running batch whose heartbeat is older belongs to a dead process."""
@@ -102,6 +104,7 @@ class BulkActions:
         self.safety = safety
         self.approvals = approvals
         self.live = live
+        self.confirmations = confirmations
         self.stale_after = stale_after
         self.hangup = BulkHangup(clients, recorder, safety)
         self.control = BatchControl(db, clients, clock, recorder, access, safety, stale_after)
@@ -381,6 +384,7 @@ class BulkActions:
         already = sum(1 for item in every if item.state == batches.ENDED and item.error == ALREADY_ENDED)
         done = summary.progress
         untouched = done.total - done.handled
+        confirmed = await self._confirm(run, every)
         result = {
             "batch": run.batch_id,
             "total": done.total,
@@ -390,6 +394,7 @@ class BulkActions:
             "already_ended": already,
             "seconds": round(done.elapsed, 2),
             "status": batch.status if batch else None,
+            **({"confirmed": confirmed[0], "still_live": confirmed[1]} if confirmed else {}),
         }
         cancelled_by = batch.cancel_requested_by if batch else None
         if summary.stopped:
@@ -402,7 +407,28 @@ class BulkActions:
             run.audit_id, outcome=outcome, result=result, **({"error_message": error} if error else {})
         )
         reply = summary_reply(run, done, summary.stopped, cancelled_by, failures, already)
+        if confirmed:
+            reply = replace(reply, lines=(*reply.lines, self._confirmed_line(run, *confirmed)))
         return self.recorder.redact(reply).map_text(phone.mask_in_text)
+
+    async def _confirm(self, run: BatchRun, items: list[Any]) -> tuple[int, int] | None:
+        """Each call the batch touched, confirmed by one listing of the live calls after it
+        (bot/service/confirmations.py `confirm_batch`): (ended, still live), None when off."""
+        touched = {item.call_id: item.audit_id for item in items if item.audit_id is not None}
+        if not touched or self.safety.policy_of(run.account).read_back <= 0:
+            return None
+        try:
+            return await self.confirmations.confirm_batch(run.account, touched)
+        except Exception:
+            log.exception("could not confirm the calls of batch #%s", run.batch_id)
+            return None
+
+    def _confirmed_line(self, run: BatchRun, ended: int, live: int) -> str:
+        provider = self.clients[run.account].display_name
+        line = f"{provider} confirms {ended:,} of these calls ended (one listing of live calls after the batch)."
+        if live:
+            line += f" {live:,} still show as live: `/call list {run.account}`."
+        return line
 
     # -- cancel, resume, show (bot/service/bulk/control.py) ------------------------------------
 

@@ -1,0 +1,109 @@
+"""Confirmation at service level, no HTTP: which row a provider callback confirms, and when it
+does not; one confirmation per row, whoever comes first (bot/service/confirmations.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bot.domain.callbacks import CallbackEvent
+from bot.domain.confirmation import Seen, Via, confirmed_line, settles
+from tests.fakes.server import Answer
+from tests.fakes.twilio import call_sid
+from tests.support.bots import ALICE
+from tests.support.service import ServiceBot
+
+ON = {"prod": "read_back = 2"}
+
+
+def event(sid: str, status: str | None = "completed", **changes: Any) -> CallbackEvent:
+    fields: dict[str, Any] = {
+        "provider": "twilio",
+        "account": "prod",
+        "call_id": sid,
+        "status": status,
+        "word": status or "ringing",
+        "at": datetime(2026, 12, 5, 12, 3, 4, tzinfo=UTC),
+    }
+    return CallbackEvent(**{**fields, **changes})
+
+
+@pytest.fixture
+def bot(service_for: Any) -> ServiceBot:
+    bot: ServiceBot = service_for(ON)
+    bot.db.grant(ALICE, "hangup", "prod")
+    bot.db.grant(ALICE, "redirect", "prod")
+    return bot
+
+
+def test_a_callback_confirms_the_newest_action_on_its_call(bot: ServiceBot) -> None:
+    sid = bot.fakes.twilio.add_call(call_sid(1))
+    bot.fakes.twilio.script(Answer.json(200, {"sid": sid, "status": "in-progress"}))  # taken, not yet ended
+    bot.say(f"hangup prod:{sid}")
+
+    assert bot.call(bot.service.confirmations.from_callback(event(sid)))
+
+    row = bot.last_audit()
+    assert (row["confirmed_status"], row["confirmed_word"], row["confirmed_via"]) == (
+        "completed",
+        "completed",
+        "callback",
+    )
+    # The same callback again, or another, changes nothing: a row keeps its first confirmation.
+    assert not bot.call(bot.service.confirmations.from_callback(event(sid, "canceled")))
+    assert bot.last_audit()["confirmed_status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"status": None}, "says nothing about the call's state"),
+        ({"status": "ringing"}, "a live state does not confirm a hang-up"),
+        ({"account": "other"}, "another account"),
+        ({"call_id": call_sid(99)}, "a call callbot never acted on"),
+    ],
+)
+def test_a_callback_that_confirms_nothing_changes_nothing(bot: ServiceBot, changes: dict[str, Any], why: str) -> None:
+    sid = bot.fakes.twilio.add_call(call_sid(2))
+    bot.fakes.twilio.script(Answer.json(200, {"sid": sid, "status": "in-progress"}))
+    bot.say(f"hangup prod:{sid}")
+
+    assert not bot.call(bot.service.confirmations.from_callback(event(sid, **changes))), why
+    assert bot.last_audit()["confirm_seq"] is None
+
+
+def test_a_callback_never_confirms_a_refused_attempt(bot: ServiceBot) -> None:
+    sid = bot.fakes.twilio.add_call(call_sid(3))
+    bot.say(f"hangup prod:{sid}", user="U0NOBODY1")  # denied: nothing was sent
+
+    assert not bot.call(bot.service.confirmations.from_callback(event(sid)))
+
+
+def test_a_callback_older_than_the_window_is_ignored(bot: ServiceBot) -> None:
+    sid = bot.fakes.twilio.add_call(call_sid(4))
+    bot.fakes.twilio.script(Answer.json(200, {"sid": sid, "status": "in-progress"}))
+    bot.say(f"hangup prod:{sid}")
+    bot.clock.advance(hours=2)
+
+    assert not bot.call(bot.service.confirmations.from_callback(event(sid)))
+
+
+def test_a_redirect_is_settled_by_any_state_a_hangup_only_by_an_ended_one() -> None:
+    assert settles("redirect", "in-progress") and settles("redirect", "completed")
+    assert settles("hangup", "completed") and settles("cancel", "canceled")
+    assert not settles("hangup", "in-progress") and not settles("cancel", "ringing")
+
+
+def test_the_line_the_person_reads() -> None:
+    acted = datetime(2026, 12, 5, 12, 3, 3, 200_000, tzinfo=UTC)
+    seen = Seen("completed", "completed", acted + timedelta(seconds=0.8), Via.READ)
+    assert confirmed_line("Twilio", "hangup", seen, acted, outcome="succeeded") == (
+        "Twilio confirms: the call ended (`completed`), 0.8 s after the hang-up."
+    )
+    by_callback = Seen("completed", "disconnect", acted, Via.CALLBACK)
+    assert confirmed_line("Bandwidth", "hangup", by_callback, None, outcome="unknown") == (
+        "callbot could not see Bandwidth's answer, but Bandwidth's callback shows the call ended (`disconnect`) "
+        "at 12:03:03 UTC."
+    )
