@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -43,6 +43,7 @@ from bot.domain.callbacks import (
     from_twilio,
 )
 from bot.providers.callbacks import Delivery, Refused, Verified, verify_bandwidth, verify_bird, verify_twilio
+from bot.service.core import Service
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,6 @@ providers send a callback again when the answer is slow (Twilio, Bandwidth: afte
 _NAMES = {CallbackProvider.TWILIO: "Twilio", CallbackProvider.BANDWIDTH: "Bandwidth", CallbackProvider.BIRD: "Bird"}
 _REFUSED_STATUS = {CallbackResult.CHALLENGED: 401}
 _REPLAYED = Refused(CallbackResult.REPLAYED, "the same callback was received before")
-
-
-class Confirmations(Protocol):
-    """What the service does with a verified callback: True when it recorded a confirmation on
-    an audit row."""
-
-    async def from_callback(self, event: CallbackEvent) -> bool: ...
 
 
 class Webhooks:
@@ -173,11 +167,9 @@ class Webhooks:
                 self._note(CallbackProvider(provider), account.name, _REPLAYED)
                 return CallbackResult.REPLAYED
             event = _event(account, verified, now)
-            confirmations: Confirmations | None = getattr(runtime.service, "confirmations", None)
-            if event is None or confirmations is None:
-                result = CallbackResult.IGNORED
-            else:
-                result = CallbackResult.ACCEPTED if await confirmations.from_callback(event) else CallbackResult.IGNORED
+            service: Service = runtime.service
+            taken = event is not None and await service.confirmations.from_callback(event)
+            result = CallbackResult.ACCEPTED if taken else CallbackResult.IGNORED
         except Exception:
             log.exception("a verified %s callback for %s could not be handled", provider, account.name)
             result = CallbackResult.FAILED

@@ -164,6 +164,30 @@ def test_a_signed_twilio_status_callback_is_taken_and_answered_204(hooked: Bot) 
     assert receipt_count(hooked.db) == 1
 
 
+@pytest.mark.parametrize("provider", ["twilio", "bandwidth", "bird"])
+def test_a_callback_about_a_call_callbot_hung_up_confirms_its_audit_row(hooked: Bot, provider: str) -> None:
+    account, call = {"twilio": ("prod", call_sid(6)), "bandwidth": ("bw", BW_CALL), "bird": ("bird", BIRD_CALL)}[
+        provider
+    ]
+    fake = {"twilio": hooked.fake_twilio, "bandwidth": hooked.fake_bandwidth, "bird": hooked.fake_bird}[provider]
+    fake.add_call(call)
+    hooked.db.grant(ALICE, "hangup", account)
+    hooked.slack.run(f"hangup {account}:{call}")
+    [row] = hooked.db.audit()
+    assert row["outcome"] == "succeeded" and row["confirmed_status"] is None  # no read-back here
+    before = counted(hooked, provider, "accepted")
+    if provider == "twilio":
+        response = post_twilio(hooked, twilio_status(call, "completed"))
+    elif provider == "bandwidth":
+        response = post_bandwidth(hooked, bandwidth_disconnect(call_id=call))
+    else:
+        response = post_bird(hooked, bird_event("completed"))
+    assert response.status_code == 204
+    assert counted(hooked, provider, "accepted") == before + 1
+    [row] = hooked.db.audit()
+    assert (row["confirmed_status"], row["confirmed_via"]) == ("completed", "callback")
+
+
 def forge(bot: Bot) -> httpx.Response:
     return post_twilio(bot, twilio_status(), token="not-the-auth-token")
 
