@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, ValidationError, field_validator, model_validator
 
@@ -132,6 +132,9 @@ class TwilioAccount(_Account):
     api_key_sid: Annotated[str, Field(pattern=r"^SK[0-9a-f]{32}$")] | None = None
     api_key_secret: str | None = None
     base_url: HttpUrl = HttpUrl("https://api.twilio.com")
+    # Twilio signs its callbacks (X-Twilio-Signature) with the account's auth token, which an
+    # account configured with an API key does not otherwise hold (docs/webhooks.md).
+    callback_auth_token: Annotated[str, Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _one_credential(self) -> TwilioAccount:
@@ -144,8 +147,13 @@ class TwilioAccount(_Account):
             raise ValueError("set either auth_token or api_key_sid/api_key_secret, not both")
         return self
 
+    @property
+    def callback_token(self) -> str | None:
+        """What X-Twilio-Signature is keyed with: `callback_auth_token`, else `auth_token`."""
+        return self.callback_auth_token or self.auth_token
+
     def secrets(self) -> list[str]:
-        return [s for s in (self.auth_token, self.api_key_secret) if s]
+        return [s for s in (self.auth_token, self.api_key_secret, self.callback_auth_token) if s]
 
 
 class BandwidthAccount(_Account):
@@ -154,9 +162,19 @@ class BandwidthAccount(_Account):
     username: Annotated[str, Field(min_length=1)]
     password: Annotated[str, Field(min_length=1)]
     base_url: HttpUrl = HttpUrl("https://voice.bandwidth.com/api/v2")
+    # The callback credentials set on the Bandwidth application: Bandwidth sends them (HTTP Basic)
+    # with every callback, and callbot refuses a callback without them (docs/webhooks.md).
+    callback_username: Annotated[str, Field(min_length=1)] | None = None
+    callback_password: Annotated[str, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _callback_pair(self) -> BandwidthAccount:
+        if (self.callback_username is None) != (self.callback_password is None):
+            raise ValueError("callback_username and callback_password go together: set both")
+        return self
 
     def secrets(self) -> list[str]:
-        return [self.password]
+        return [s for s in (self.password, self.callback_password) if s]
 
 
 class BirdAccount(_Account):
@@ -165,9 +183,12 @@ class BirdAccount(_Account):
     channel_id: Annotated[str, Field(min_length=1)]
     access_key: Annotated[str, Field(min_length=1)]
     base_url: HttpUrl = HttpUrl("https://api.bird.com")
+    # The signingKey of the webhook subscription: Bird signs each delivery with it
+    # (messagebird-signature, docs/webhooks.md).
+    webhook_signing_key: Annotated[str, Field(min_length=1)] | None = None
 
     def secrets(self) -> list[str]:
-        return [self.access_key]
+        return [s for s in (self.access_key, self.webhook_signing_key) if s]
 
 
 AccountConfig = Annotated[TwilioAccount | BandwidthAccount | BirdAccount, Field(discriminator="provider")]
@@ -210,6 +231,9 @@ class Settings:
     audit_retention_days: int | None = None
     # When set, GET /metrics wants `Authorization: Bearer <this>` (the port is public for Slack).
     metrics_token: str | None = None
+    # CALLBOT_PUBLIC_URL, without a trailing slash: the URL providers call callbot at, from which
+    # the signed callback URLs are rebuilt (a proxy's Host header is never trusted for that).
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -234,6 +258,7 @@ class Settings:
             pending_grace_seconds=grace,
             batch_stale_seconds=30.0 if stale is None else stale,
             metrics_token=env.get("CALLBOT_METRICS_TOKEN") or None,
+            public_url=_public_url(env.get("CALLBOT_PUBLIC_URL") or None),
         )
 
     @property
@@ -300,6 +325,25 @@ def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | No
             "environment", name, "must not be negative" if minimum == 0 else f"must be at least {minimum:g}"
         )
     return value
+
+
+def _public_url(text: str | None) -> str | None:
+    """CALLBOT_PUBLIC_URL: an http(s) base URL, maybe with a path, nothing after it."""
+    if text is None:
+        return None
+    problem = "must be the http(s) URL providers reach callbot at, like https://callbot.example.com"
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError("environment", "CALLBOT_PUBLIC_URL", problem) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("environment", "CALLBOT_PUBLIC_URL", problem)
+    if parts.username is not None or parts.query or parts.fragment or text.strip().endswith(("?", "#")):
+        raise ConfigError(
+            "environment", "CALLBOT_PUBLIC_URL", "takes no user, query or fragment: only scheme, host, port and path"
+        )
+    return text.strip().rstrip("/")
 
 
 def _url_password(url: str) -> str | None:

@@ -55,6 +55,12 @@ AUDIT_PENDING_ROWS = Gauge(
     "callbot_audit_pending_rows",
     "Audit rows waiting for a provider's answer, in the whole database (every process reports the same figure).",
 )
+WEBHOOKS = Counter(
+    "callbot_webhooks",
+    "Provider callbacks to /webhooks/…, by provider and result (accepted, ignored, unsigned, forged, stale, "
+    "replayed, unconfigured, challenged, failed: docs/webhooks.md).",
+    ["provider", "result"],
+)
 DATABASE_UP = Gauge(
     "callbot_database_up",
     "1 when this process's last read for the database gauges succeeded, else 0 (the gauges then keep old values).",

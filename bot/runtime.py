@@ -46,7 +46,7 @@ class Runtime:
         redactor = Redactor(settings.secrets())
         install_redaction(redactor)
         await prepare_schema(settings.database_url)
-        clients = create_clients(settings.accounts)
+        clients = create_clients(settings.accounts, settings.public_url)
         db = Database(settings.database_url)
         db.observer = AttemptObserver()
         policies = {name: account.config.policy() for name, account in settings.accounts.items()}

@@ -1,4 +1,5 @@
-"""The ASGI app: POST /slack/events (Bolt), GET /healthz and GET /metrics, served by uvicorn."""
+"""The ASGI app: POST /slack/events (Bolt), the providers' POST /webhooks/… callbacks, GET /healthz and
+GET /metrics, served by uvicorn."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot import metrics
 from bot.config import Settings
+from bot.domain.callbacks import CallbackProvider
 from bot.domain.replies import Reply, Tone
 from bot.logs import request_context
 from bot.runtime import Runtime
@@ -31,6 +33,7 @@ from bot.slack import edge
 from bot.slack.app import create_bolt_app
 from bot.slack.notify import announce_interrupted, apply_update
 from bot.slack.views.render import message
+from bot.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +121,14 @@ def create_web_app(
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "reason": "database does not answer"}, status_code=503)
 
+    hooks = Webhooks(settings)  # docs/webhooks.md
     return Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
+            *(
+                Route(f"/webhooks/{provider.value}/{{account}}", hooks.endpoint(provider), methods=["POST"])
+                for provider in CallbackProvider
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],

@@ -339,3 +339,16 @@ class PendingReply(Base):
     audit_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebhookReceipt(Base):
+    """A provider callback callbot verified and took (bot/db/webhooks.py): the same one delivered
+    again, by whomever, finds its receipt and is refused as a replay. The key is all there is:
+    what was signed is named by `digest` (SHA-256, hex), never kept. Purged once old."""
+
+    __tablename__ = "webhook_receipts"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -11,10 +11,13 @@ from bot.providers.bird import BirdClient
 from bot.providers.twilio import TwilioClient
 
 
-def create_client(account: Account) -> ProviderClient:
+def create_client(account: Account, public_url: str | None = None) -> ProviderClient:
+    """`public_url`: CALLBOT_PUBLIC_URL, where the providers that take a callback URL with a call
+    update are told to send callbot theirs (docs/webhooks.md)."""
     config = account.config
     if isinstance(config, TwilioAccount):
-        return TwilioClient(account.name, config)
+        callback = f"{public_url}/webhooks/twilio/{account.name}" if public_url else None
+        return TwilioClient(account.name, config, status_callback=callback)
     if isinstance(config, BandwidthAccount):
         return BandwidthClient(account.name, config)
     if isinstance(config, BirdAccount):
@@ -22,5 +25,5 @@ def create_client(account: Account) -> ProviderClient:
     raise AssertionError(f"unknown provider {account.provider}")  # pragma: no cover - config validates
 
 
-def create_clients(accounts: Mapping[str, Account]) -> dict[str, ProviderClient]:
-    return {name: create_client(account) for name, account in accounts.items()}
+def create_clients(accounts: Mapping[str, Account], public_url: str | None = None) -> dict[str, ProviderClient]:
+    return {name: create_client(account, public_url) for name, account in accounts.items()}

@@ -22,6 +22,7 @@ import httpx
 
 from bot.config import BandwidthAccount
 from bot.domain.actions import ActionName, CallAction, Hangup, Redirect
+from bot.domain.call_words import BANDWIDTH_LIVE, bandwidth_final
 from bot.domain.errors import InvalidInput, ProviderAuthFailed, ProviderError
 from bot.providers.answers import (
     Malformed,
@@ -86,23 +87,6 @@ SCAN_PAGE_SIZE = 1000
 # At most this many Get Calls requests per list_calls (100,000 calls at SCAN_PAGE_SIZE), so a
 # listing always returns; its token goes on where it stopped.
 MAX_SCAN_PAGES = 100
-_LIVE_STATES = {"queued": "queued", "initiated": "ringing", "answered": "in-progress"}
-# disconnectCause → Twilio's final word. Unlisted causes (the list "is not exhaustive") are
-# `completed` for an answered call and `failed` otherwise.
-_CAUSES = {
-    "hangup": "completed",
-    "busy": "busy",
-    "rejected": "busy",  # as Twilio reports a rejected call
-    "timeout": "no-answer",
-    "cancel": "canceled",
-    "callback-error": "failed",
-    "invalid-bxml": "failed",
-    "application-error": "failed",
-    "account-limit": "failed",
-    "node-capacity-exceeded": "failed",
-    "error": "failed",
-    "unknown": "failed",
-}
 
 
 class BandwidthClient(ProviderClient):
@@ -280,7 +264,7 @@ class BandwidthClient(ProviderClient):
         state = need_str(call, "state", what)
         answered = opt_time(call, "answerTime", what)
         ended_at = opt_time(call, "endTime", what)
-        status = _LIVE_STATES.get(state)
+        status = BANDWIDTH_LIVE.get(state)
         if status is None:
             # "Additional states may be added in the future": tolerate them. One with an end time
             # (or `disconnected`) has ended; any other is live, shown as in progress.
@@ -294,7 +278,7 @@ class BandwidthClient(ProviderClient):
             to_number=opt_str(call, "to", what),
             started_at=opt_time(call, "startTime", what),
             duration_s=max(0, duration) if duration is not None else None,
-            ended=status not in _LIVE_STATES.values(),
+            ended=status not in BANDWIDTH_LIVE.values(),
             raw_status=state,
         )
 
@@ -362,5 +346,4 @@ def _plain_body(response: httpx.Response) -> str:
 
 
 def _final_status(call: dict[str, Any], what: str, answered: datetime | None) -> str:
-    cause = opt_str(call, "disconnectCause", what)
-    return _CAUSES.get(cause) or ("completed" if answered else "failed")
+    return bandwidth_final(opt_str(call, "disconnectCause", what), answered is not None)

@@ -18,6 +18,7 @@ import httpx
 
 from bot.config import BirdAccount
 from bot.domain.actions import ActionName, ApplyFlow, CallAction, Hangup
+from bot.domain.call_words import BIRD_FINAL, BIRD_LIVE
 from bot.domain.errors import InvalidInput, ProviderError
 from bot.providers.answers import (
     Malformed,
@@ -45,22 +46,6 @@ from bot.providers.http import (
     make_http_client,
 )
 
-# channels.call_status → Twilio's words. `scheduled`, `accepted` and `starting` are calls not yet
-# ringing: queued, as Twilio would say.
-_LIVE = {
-    "accepted": "queued",
-    "starting": "queued",
-    "scheduled": "queued",
-    "ringing": "ringing",
-    "ongoing": "in-progress",
-}
-_FINAL = {
-    "completed": "completed",
-    "busy": "busy",
-    "no-answer": "no-answer",
-    "failed": "failed",
-    "cancelled": "canceled",
-}
 # Which Bird statuses to ask for (the `status` query parameter repeats, form/explode).
 _QUERY_STATUSES = {
     None: ("accepted", "starting", "scheduled", "ringing", "ongoing"),
@@ -201,7 +186,7 @@ class BirdClient(ProviderClient):
         call_id = need_str(call, "id", "a call")
         what = f"call {call_id[:40]}"
         raw = need_str(call, "status", what)
-        status = _LIVE.get(raw) or _FINAL.get(raw)
+        status = BIRD_LIVE.get(raw) or BIRD_FINAL.get(raw)
         if status is None:
             raise Malformed(f"{what} has the unknown status {raw[:40]!r}")
         direction = opt_str(call, "direction", what)
@@ -213,7 +198,7 @@ class BirdClient(ProviderClient):
             to_number=opt_str(call, "to", what),
             started_at=opt_time(call, "createdAt", what),
             duration_s=opt_int(call, "duration", what),
-            ended=raw in _FINAL,
+            ended=raw in BIRD_FINAL,
             raw_status=raw,
         )
 

@@ -16,6 +16,7 @@ import httpx
 
 from bot.config import TwilioAccount
 from bot.domain.actions import ActionName, CallAction, Cancel, Hangup, InlineTwiml, Redirect
+from bot.domain.call_words import TWILIO_STATUSES
 from bot.domain.errors import CallNotInProgress, InvalidInput, ProviderError
 from bot.providers.answers import (
     Malformed,
@@ -60,7 +61,6 @@ _REDIRECT_FIELDS = (
     ("status_callback_method", "StatusCallbackMethod"),
     ("time_limit", "TimeLimit"),
 )
-_STATUSES = frozenset({"queued", "ringing", "in-progress", "completed", "canceled", "failed", "busy", "no-answer"})
 _TRUNK_DIRECTIONS = {"trunking-originating": "inbound", "trunking-terminating": "outbound"}
 
 
@@ -80,7 +80,16 @@ class TwilioClient(ProviderClient):
         ActionName.FLOW: "callFlows are Bird's; on Twilio use `twiml` or `redirect`.",
     }
 
-    def __init__(self, account_name: str, config: TwilioAccount, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        account_name: str,
+        config: TwilioAccount,
+        http: httpx.AsyncClient | None = None,
+        *,
+        status_callback: str | None = None,
+    ) -> None:
+        """`status_callback`: callbot's own callback URL (POST /webhooks/twilio/<account>), sent
+        as StatusCallback with a redirect or TwiML the person gave none for."""
         if config.api_key_sid and config.api_key_secret:
             auth = httpx.BasicAuth(config.api_key_sid, config.api_key_secret)
         else:
@@ -88,17 +97,24 @@ class TwilioClient(ProviderClient):
         super().__init__(account_name, http or make_http_client(auth, config.timeout), config.timeout)
         self.config = config
         self.base_url = str(config.base_url).rstrip("/")
+        self.status_callback = status_callback
 
     def build(self, call_id: str, action: CallAction) -> WireRequest:
         self.check_call_id(call_id)
         form: list[tuple[str, str]] = []
+        # Twilio then tells callbot how the call went on (docs/webhooks.md); a person's own
+        # StatusCallback (or its method alone) is theirs to keep.
+        theirs = isinstance(action, Redirect) and bool(action.status_callback or action.status_callback_method)
+        ours: dict[str, str] = {}
+        if self.status_callback and not theirs:
+            ours = {"status_callback": self.status_callback, "status_callback_method": "POST"}
         if isinstance(action, Hangup):
             form.append(("Status", "completed"))
         elif isinstance(action, Cancel):
             form.append(("Status", "canceled"))
         elif isinstance(action, Redirect):
             for attr, param in _REDIRECT_FIELDS:
-                value = getattr(action, attr)
+                value = ours.get(attr, getattr(action, attr))
                 if value is not None:
                     form.append((param, str(value)))
         elif isinstance(action, InlineTwiml):
@@ -109,6 +125,7 @@ class TwilioClient(ProviderClient):
                     "Host it at a URL and use `/call redirect` instead.",
                 )
             form.append(("Twiml", action.twiml))
+            form += [(param, ours[attr]) for attr, param in _REDIRECT_FIELDS if attr in ours]
         else:  # pragma: no cover - the service checks support first
             raise InvalidInput(action.name.value, "is not supported by twilio.")
         url = f"{self.base_url}/2010-04-01/Accounts/{self.config.account_sid}/Calls/{call_id}.json"
@@ -231,7 +248,7 @@ class TwilioClient(ProviderClient):
         sid = need_str(call, "sid", "a call")
         what = f"call {sid[:40]}"
         status = need_str(call, "status", what)
-        if status not in _STATUSES:
+        if status not in TWILIO_STATUSES:
             raise Malformed(f"{what} has the unknown status {status[:40]!r}")
         direction = opt_str(call, "direction", what)
         if direction.startswith("outbound"):  # outbound-api, outbound-dial

@@ -131,6 +131,7 @@ TABLES = (
     "batches",
     "batch_items",
     "pending_replies",
+    "webhook_receipts",
 )
 
 
