@@ -241,8 +241,11 @@ def test_an_action_run_on_approval_is_announced_once_it_runs(make_bot: BotFactor
     ("setting", "expected"),
     [
         ('announce = "on_request"', "announce_channel (a Slack channel id"),
-        ('announce_channel = "#incidents"', "announce_channel"),
-        ('announce_channel = "C0INCIDENT"\nannounce = "sometimes"', "announce"),
+        ('announce_channel = "#incidents"', "accounts.prod.announce_channel: has the wrong shape"),
+        (
+            'announce_channel = "C0INCIDENT"\nannounce = "sometimes"',
+            "announce: Input should be 'always' or 'on_request'",
+        ),
     ],
 )
 def test_announce_settings_are_checked(tmp_path: Path, setting: str, expected: str) -> None:
