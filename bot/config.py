@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, Validatio
 
 from bot.domain.errors import ConfigError
 from bot.domain.permissions import BULK, CALL_ACTIONS
-from bot.domain.policy import Policy, check_bridge_pattern, check_private_rules, check_url_rule
+from bot.domain.policy import Announce, Policy, check_bridge_pattern, check_private_rules, check_url_rule
 
 DEFAULT_DATABASE_URL = "sqlite:///./callbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -62,6 +62,10 @@ class _Account(BaseModel):
     bulk_max_retry_after: float = Field(default=60.0, gt=0, le=3600)
     # Seconds of reading a call back after an action to confirm what it did; 0: off.
     read_back: float = Field(default=8.0, ge=0, le=60)
+    # The incident channel (a channel id, C… or G…) told of every executed call action, one masked
+    # line each; `announce`: "always" (the default) or "on_request" (commands typed with `announce`).
+    announce_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,}$")
+    announce: Announce | None = None
 
     @field_validator("confirm", "require_reason", "approval")
     @classmethod
@@ -102,6 +106,13 @@ class _Account(BaseModel):
             raise ValueError("approval is set: approvers_channel (a Slack channel id, like C0123ABCD) is required")
         return self
 
+    @model_validator(mode="after")
+    def _announce_channel_needed(self) -> _Account:
+        # `announce` alone would announce nothing, and say nothing about it.
+        if self.announce is not None and not self.announce_channel:
+            raise ValueError("announce is set: announce_channel (a Slack channel id, like C0123ABCD) is required")
+        return self
+
     def policy(self) -> Policy:
         return Policy(
             confirm=frozenset(self.confirm),
@@ -119,6 +130,8 @@ class _Account(BaseModel):
             bulk_max_attempts=self.bulk_max_attempts,
             bulk_max_retry_after=self.bulk_max_retry_after,
             read_back=self.read_back,
+            announce_channel=self.announce_channel,
+            announce=self.announce or Announce.ALWAYS,
         )
 
     def secrets(self) -> list[str]:

@@ -19,7 +19,13 @@ import pytest
 from tests.support.bots import PAYLOADS, Bot, BotFactory
 
 FORM = "application/x-www-form-urlencoded"
-SAMPLES = ("block_actions.json", "view_submission.json", "block_suggestion.json")
+SAMPLES = (
+    "block_actions.json",
+    "view_submission.json",
+    "block_suggestion.json",
+    "message_action.json",
+    "shortcut.json",
+)
 SAMPLE_USER = "U2147483697"
 # What a field becomes: every JSON type, empty and odd values. No U+0000: PostgreSQL's refusal of
 # it is issue 14 item 3, tested where the audit is.

@@ -21,6 +21,8 @@ class CallCommand:
     action: CallAction
     dry_run: bool
     options: frozenset[str]  # the grammar options used, checked against what the provider supports
+    # `announce`: tell the account's announce_channel of the outcome (bot/domain/policy.py `announce_to`).
+    announce: bool = False
 
     @property
     def verb(self) -> str:
@@ -40,6 +42,7 @@ class DocumentCall:
     reason: str | None
     dry_run: bool
     options: frozenset[str]
+    announce: bool = False
 
     @property
     def verb(self) -> str:
@@ -54,6 +57,7 @@ class SavedFlowCommand:
     ref: FlowRef
     dry_run: bool
     reason: str | None = None
+    announce: bool = False
 
     @property
     def verb(self) -> str:

@@ -184,14 +184,14 @@ def _call_command(
         raise InvalidInput('reason=""', "is empty.", "Say why, or leave `reason=` out.")
     version = options.pop("version", None)
     if verb == ActionName.FLOW and looks_like_reference(args[1]):
-        return SavedFlowCommand(target, parse_ref(args[1], version), "dry-run" in flags, reason)
+        return SavedFlowCommand(target, parse_ref(args[1], version), "dry-run" in flags, reason, "announce" in flags)
     if version is not None:
         raise InvalidInput(
             f"version={version}",
             "goes with the name of a saved flow, not with a callFlow written out.",
             "E.g. `/call flow bird:CALL-ID hold-music@2`.",
         )
-    dry_run = "dry-run" in flags
+    dry_run, announce = "dry-run" in flags, "announce" in flags
     action: CallAction
     if verb == ActionName.HANGUP:
         action = Hangup(reason)
@@ -200,8 +200,8 @@ def _call_command(
     elif verb == ActionName.REDIRECT:
         action = redirect_from_options(args[1], options, reason)
     else:  # flow, twiml: the document is read after the permission check (read_document)
-        return DocumentCall(target, ActionName(verb), args[1], reason, dry_run, frozenset(options))
-    return CallCommand(target, action, dry_run, frozenset(options))
+        return DocumentCall(target, ActionName(verb), args[1], reason, dry_run, frozenset(options), announce)
+    return CallCommand(target, action, dry_run, frozenset(options), announce)
 
 
 def read_document(command: DocumentCall) -> CallCommand:
@@ -212,7 +212,7 @@ def read_document(command: DocumentCall) -> CallCommand:
         action = ApplyFlow(parse_callflow(command.document), command.reason)
     else:
         action = InlineTwiml(check_twiml(command.document), command.reason)
-    return CallCommand(command.target, action, command.dry_run, command.options)
+    return CallCommand(command.target, action, command.dry_run, command.options, command.announce)
 
 
 def read_flows_document(command: FlowsCommand) -> FlowsCommand:

@@ -37,6 +37,10 @@ class Source(StrEnum):
     BULK = "bulk"
     # The server itself (the retention purge).
     SYSTEM = "system"
+    # The action form opened by the global shortcut, or by "Act on this call" on a message (its
+    # submission keeps where the form came from).
+    SHORTCUT = "shortcut"
+    MESSAGE_SHORTCUT = "message_shortcut"
 
 
 OUTCOME_EMOJI: dict[str, str] = {

@@ -30,6 +30,9 @@ callbot.toml) and the value that broke it, because that is what the person and t
   always asks to confirm the number of calls it would end.
 - `max_actions_per_minute` (per person, default 30) and `max_account_actions_per_minute`
   (everyone together, unset by default): attempts sent (or being sent) in the last 60 s.
+- `announce_channel` (with `announce`): every executed call action posts one masked line there
+  (bot/domain/announcements.py); `announce = "on_request"` only those typed with `announce`.
+  A bulk hang-up is announced whenever the account has an announce_channel.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from urllib.parse import unquote
 from xml.etree import ElementTree
 
 from bot.domain import urls
 from bot.domain.actions import ApplyFlow, CallAction, InlineTwiml, Redirect
 from bot.domain.callflow import Bridge, Command, Gather, Playback
-from bot.domain.errors import PolicyDenied
+from bot.domain.errors import InvalidInput, PolicyDenied
 
 RATE_WINDOW = timedelta(minutes=1)
 _E164_RULE = re.compile(r"^\+[0-9]{1,15}\*?$")
@@ -54,6 +58,14 @@ _E164_RULE = re.compile(r"^\+[0-9]{1,15}\*?$")
 _TWIML_URL_TEXT = ("play", "redirect")
 _TWIML_URL_ATTRIBUTES = re.compile(r"^(url|action|.*url|.*callback)$", re.I)
 _LOOKS_LIKE_URL = re.compile(r"^([a-z][a-z0-9+.-]*:)?//", re.I)
+
+
+class Announce(StrEnum):
+    """Which executed actions of an account with an announce_channel are announced there."""
+
+    ALWAYS = "always"
+    # Only those whose command says `announce`.
+    ON_REQUEST = "on_request"
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,9 @@ class Policy:
     # Seconds to read a call back after an action until the provider shows what the action should
     # produce (bot/service/confirmations.py); 0 turns read-back off.
     read_back: float = 8.0
+    # The incident channel (C… or G…) told of every executed call action, one masked line each.
+    announce_channel: str | None = None
+    announce: Announce = Announce.ALWAYS
 
 
 DEFAULT_POLICY = Policy()
@@ -131,6 +146,23 @@ def check_reason(policy: Policy, account: str, action: CallAction) -> None:
             f'Add `reason="…"`: it is kept in the audit log.',
             word="reason",
         )
+
+
+def announce_to(policy: Policy, account: str, requested: bool) -> str | None:
+    """The channel an action's outcome is announced in, if any. `requested`: the command said
+    `announce`, which an account without an announce_channel refuses (there is nowhere to say it,
+    and the person asked for the channel to know)."""
+    if policy.announce_channel is None:
+        if requested:
+            raise InvalidInput(
+                "announce",
+                f"has nowhere to go: account `{account}` has no announce_channel.",
+                "Leave `announce` out, or ask an admin to set announce_channel for it in callbot.toml.",
+            )
+        return None
+    if requested or policy.announce is Announce.ALWAYS:
+        return policy.announce_channel
+    return None
 
 
 def needs_confirmation(policy: Policy, verb: str) -> bool:

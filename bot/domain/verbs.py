@@ -26,14 +26,15 @@ class VerbSpec:
     also_permitted: tuple[str, ...] = ()
 
 
-CALL_FLAGS = ("dry-run",)
+# `announce`: the outcome goes to the account's announce_channel too (bot/domain/policy.py).
+CALL_FLAGS = ("dry-run", "announce")
 VERBS: dict[str, VerbSpec] = {
     spec.name: spec
     for spec in (
         VerbSpec("help", "/call help [topic]", "usage, for what you may do", optional_positionals=("TOPIC",)),
         VerbSpec(
             "hangup",
-            '/call hangup CALL [reason="…"] [dry-run]',
+            '/call hangup CALL [reason="…"] [dry-run] [announce]',
             "end a call",
             ("CALL",),
             options=("reason",),
@@ -42,7 +43,7 @@ VERBS: dict[str, VerbSpec] = {
         ),
         VerbSpec(
             "cancel",
-            '/call cancel CALL [reason="…"] [dry-run]',
+            '/call cancel CALL [reason="…"] [dry-run] [announce]',
             "end a queued or ringing call (Twilio)",
             ("CALL",),
             options=("reason",),
@@ -53,7 +54,7 @@ VERBS: dict[str, VerbSpec] = {
             "redirect",
             "/call redirect CALL URL [method=GET|POST] [fallback=URL] [fallback-method=GET|POST] "
             "[status-callback=URL] [status-callback-method=GET|POST] [time-limit=SECONDS] [tag=TEXT] "
-            '[username=… password=…] [fallback-username=… fallback-password=…] [reason="…"] [dry-run]',
+            '[username=… password=…] [fallback-username=… fallback-password=…] [reason="…"] [dry-run] [announce]',
             "send a call to new TwiML/BXML",
             ("CALL", "URL"),
             options=(*REDIRECT_OPTIONS, "reason"),
@@ -62,7 +63,7 @@ VERBS: dict[str, VerbSpec] = {
         ),
         VerbSpec(
             "twiml",
-            '/call twiml CALL "<Response>…</Response>" [reason="…"] [dry-run]',
+            '/call twiml CALL "<Response>…</Response>" [reason="…"] [dry-run] [announce]',
             "replace a call's instructions with inline TwiML (Twilio)",
             ("CALL", "TWIML"),
             options=("reason",),
@@ -71,7 +72,7 @@ VERBS: dict[str, VerbSpec] = {
         ),
         VerbSpec(
             "flow",
-            "/call flow CALL ['CALLFLOW-JSON'|SAVED-FLOW[@VERSION]] [reason=\"…\"] [dry-run]",
+            "/call flow CALL ['CALLFLOW-JSON'|SAVED-FLOW[@VERSION]] [reason=\"…\"] [dry-run] [announce]",
             "replace a Bird call's callFlow (alone: the callFlow builder; or JSON/YAML, or a saved flow's name)",
             ("CALL",),
             ("CALLFLOW",),

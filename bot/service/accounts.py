@@ -7,7 +7,7 @@ buttons when the call id fits several), then decide the person's grant; a refusa
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,6 +15,7 @@ from bot.db import repo
 from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.actions import ActionName, CallTarget
+from bot.domain.callids import distinct_labels, find_call_ids
 from bot.domain.errors import AmbiguousAccount, InvalidInput, PermissionDenied
 from bot.domain.permissions import Decision, decide
 from bot.domain.replies import Choice, Reply
@@ -34,6 +35,16 @@ class FormAccount:
     call_id_example: str
     actions: tuple[str, ...]
     options: dict[str, tuple[str, ...]]  # action -> the grammar options the provider supports
+
+
+@dataclass(frozen=True)
+class FoundCall:
+    """A call id found in a message, as the action form offers it: shortened for the menu, with
+    the configured accounts whose call ids have its shape."""
+
+    call_id: str
+    label: str
+    accounts: tuple[str, ...]
 
 
 class Accounts:
@@ -111,6 +122,20 @@ class Accounts:
                     FormAccount(name, client.provider, client.display_name, client.call_id_example, actions, options)
                 )
         return offered
+
+    def found_calls(self, texts: Iterable[str]) -> list[FoundCall]:
+        """The call ids of any configured provider in `texts` (a message's text, blocks and
+        attachments), in the order they appear."""
+        ids = find_call_ids(texts, [c.call_id_pattern for c in self.clients.values()])
+        labels = distinct_labels(ids)
+        return [
+            FoundCall(
+                call_id,
+                labels[call_id],
+                tuple(sorted(n for n, c in self.clients.items() if c.call_id_pattern.fullmatch(call_id))),
+            )
+            for call_id in ids
+        ]
 
     def bird_example(self) -> str:
         return next((name for name, c in sorted(self.clients.items()) if c.provider == "bird"), "ACCOUNT")

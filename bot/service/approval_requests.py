@@ -77,7 +77,8 @@ class ApprovalRequests:
         the second person."""
         policy = self.safety.policy_of(ask.account)
         channel = policy.approvers_channel
-        if inv.source not in (Source.SLASH, Source.BUTTON, Source.MODAL) or channel is None:
+        from_slack = (Source.SLASH, Source.BUTTON, Source.MODAL, Source.SHORTCUT, Source.MESSAGE_SHORTCUT)
+        if inv.source not in from_slack or channel is None:
             error = PolicyDenied(
                 "approval",
                 f"`{ask.verb}` on account `{ask.account}` needs two-person approval: run it from Slack "

@@ -18,7 +18,7 @@ from bot.domain.actions import ActionName, ApplyFlow, CallAction, Cancel, Hangup
 from bot.domain.errors import InvalidInput, PolicyDenied, ProviderError
 from bot.domain.grammar import CallCommand, DocumentCall
 from bot.domain.outcomes import Outcome
-from bot.domain.policy import needs_approval
+from bot.domain.policy import announce_to, needs_approval
 from bot.domain.redact import Redactor
 from bot.domain.replies import Reply, Tone, plural
 from bot.domain.storable import unstorable, unstorable_in
@@ -116,6 +116,10 @@ class CallActions:
         request = await self._build(inv, command, authorised)
         if isinstance(request, Reply):
             return Done(request)
+        try:
+            announce = announce_to(self.safety.policy_of(authorised.account), authorised.account, command.announce)
+        except InvalidInput as error:
+            return Done(await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context))
         cleared = await self.safety.check(inv, command, authorised)
         if isinstance(cleared, Reply):
             return Done(cleared)
@@ -134,7 +138,15 @@ class CallActions:
         label = authorised.label
         ack = self.recorder.redact(Reply(Tone.WORKING, f"{_doing(command.action)} {label}…", audit_id=row.id))
         return Started(
-            ack, row.id, authorised.client, request, command.action, label, command.target.call_id, check_state=check
+            ack,
+            row.id,
+            authorised.client,
+            request,
+            command.action,
+            label,
+            command.target.call_id,
+            check_state=check,
+            announce=announce,
         )
 
     async def _open_pending(

@@ -7,7 +7,7 @@ the one that handles it. The pipeline of a call action is bot/service/calls.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,8 +46,9 @@ from bot.domain.replies import Reply, Tone
 from bot.providers.base import ProviderClient
 from bot.service import recovery
 from bot.service.access import Access
-from bot.service.accounts import Accounts, FormAccount
+from bot.service.accounts import Accounts, FormAccount, FoundCall
 from bot.service.admin import Grants
+from bot.service.announcements import Announcements
 from bot.service.approval_requests import ApprovalAsk, ApprovalRequests, ApprovalUpdate
 from bot.service.approvals import ApprovalDecision, Approvals
 from bot.service.audit import AuditReview
@@ -76,6 +77,7 @@ __all__ = [
     "Done",
     "FlowDraft",
     "FormAccount",
+    "FoundCall",
     "Invocation",
     "Recovered",
     "Service",
@@ -130,6 +132,8 @@ class Service:
         self.approvals = Approvals(
             db, self.now, self.recorder, self.access, self.requests, self.calls, self.flows, self.bulk
         )
+        # The line an executed action posts to its account's announce_channel (bot/slack/announce.py).
+        self.announcements = Announcements(db, self.safety.policy_of, redactor)
         # `/call audit` pages and details, the App Home summary, exports.
         self.audit = AuditReview(db, redactor, self.now, self.recorder, self.access)
         # `/call grant|revoke|perms|roles|role create|freeze|unfreeze` and the shell's.
@@ -244,6 +248,10 @@ class Service:
 
     async def form_accounts(self, user_id: str) -> list[FormAccount]:
         return await self.accounts.for_form(user_id)
+
+    def calls_in(self, texts: Iterable[str]) -> list[FoundCall]:
+        """The call ids in a message (the "Act on this call" shortcut), for the action form."""
+        return self.accounts.found_calls(texts)
 
     async def refuse_foreign_choice(self, inv: Invocation, token: str) -> Reply | None:
         return await self.safety.refuse_foreign_choice(inv, token)

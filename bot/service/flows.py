@@ -23,6 +23,7 @@ from bot.domain.flows import FlowRef, SavedFlow
 from bot.domain.grammar import CallCommand, FlowsCommand, SavedFlowCommand
 from bot.domain.outcomes import Outcome, Source
 from bot.domain.permissions import Decision, decide_flow_manage, decide_flow_read
+from bot.domain.policy import announce_to
 from bot.domain.replies import Choice, Reply, Tone, mention, plural
 from bot.service import flow_library
 from bot.service.access import Access
@@ -85,13 +86,14 @@ class SavedFlows:
             return Done(await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context))
         action = ApplyFlow(saved.flow, command.reason, saved_name=saved.name, saved_version=saved.version)
         options: frozenset[str] = frozenset()  # `reason` is callbot's, not a provider option
-        call = CallCommand(command.target, action, command.dry_run, options)
+        call = CallCommand(command.target, action, command.dry_run, options, command.announce)
         if command.dry_run or confirmed or inv.source == Source.CLI:
             # Applying a saved flow always has its own confirmation: `confirm` adds no second one.
             return await self.calls.proceed(inv, call, authorised, confirmed=True, approved=approved)
         try:  # refuse now what the click would refuse anyway (e.g. a Twilio account)
             authorised.client.check_supported(ActionName.FLOW, options)
             authorised.client.build(command.target.call_id, action)
+            announce_to(self.safety.policy_of(authorised.account), authorised.account, command.announce)
         except InvalidInput as error:
             return Done(await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context))
         cleared = await self.safety.check(inv, call, authorised)  # refuse before offering the button
@@ -107,6 +109,8 @@ class SavedFlows:
         words = ["flow", f"{authorised.account}:{command.target.call_id}", str(saved.ref)]
         if command.reason:
             words.append(f"reason={command.reason}")
+        if command.announce:
+            words.append("announce")
         token = secrets.token_urlsafe(16)
         await repo.save_choice(self.db, token, inv.user_id, shlex.join(words), [authorised.account], purpose="confirm")
         summary = saved.flow.summary()

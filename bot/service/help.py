@@ -36,6 +36,7 @@ class Help:
         accounts = ", ".join(f"{name} ({c.provider})" for name, c in sorted(self.clients.items()))
         lines.append(f"Accounts: {accounts or 'none configured'}. Write a call as `account:CALL-ID`.")
         lines.append("Add `dry-run` to any call action to see the exact request without sending it.")
+        lines.append("Add `announce` to post its outcome to the account's announce channel, where it has one.")
         may_act = bool(held & set(CALL_ACTIONS)) or "admin" in held
         return Reply(Tone.INFO, "callbot: control live calls from Slack", tuple(lines), offers_form=may_act)
 

@@ -69,6 +69,8 @@ class Started:
     check_state: bool = False
     # A dry run waiting for its state check: the reply to give once the check passes.
     dry_run: Reply | None = None
+    # The account's announce_channel, when the outcome is to be announced there (bot/slack/announce.py).
+    announce: str | None = None
 
 
 @dataclass(frozen=True)

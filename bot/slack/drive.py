@@ -31,6 +31,7 @@ from bot.domain.grammar import CallCommand
 from bot.domain.replies import Reply, Tone
 from bot.logs import request_started
 from bot.service.core import Done, Invocation, Service, Started
+from bot.slack.announce import Thread, after_action
 from bot.slack.notify import deliver, post_approval, refresh_home
 from bot.slack.views.render import message
 
@@ -132,6 +133,7 @@ async def drive(
     if home_of is not None:
         await refresh_home(client, service, home_of)
     if reply is not None:
+        after_action(client, service, step, answer.thread if isinstance(answer, Modal) else None)
         # Not awaited: whoever waits for the outcome (an approval's people) need not wait for this.
         task = asyncio.create_task(_confirm(service, step, reply, acted_at, answer), name=f"confirm-{step.audit_id}")
         _CONFIRMING.add(task)
@@ -232,6 +234,8 @@ class Modal:
     block_for: Callable[[Reply], str]
     after_success: Callable[[], Awaitable[None]] | None = None
     acks: bool = True
+    # Opened on a message ("Act on this call"): the outcome's line goes to its thread too.
+    thread: Thread | None = None
 
     async def broken(self) -> None:
         await self.ack(response_action="errors", errors={self.block_for(INTERNAL_ERROR): INTERNAL_ERROR.title})
@@ -288,9 +292,10 @@ async def drive_modal(
     *,
     block_for: Callable[[Reply], str],
     after_success: Callable[[], Awaitable[None]] | None = None,
+    thread: Thread | None = None,
 ) -> None:
     """A submitted modal through the same pipeline as a typed command."""
-    answer = Modal(ack, client, inv, block_for, after_success)
+    answer = Modal(ack, client, inv, block_for, after_success, thread=thread)
     await drive(service, client, lambda: service.begin_command(inv, command), answer, home_of=inv.user_id)
 
 

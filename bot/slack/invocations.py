@@ -41,6 +41,20 @@ def button_invocation(body: dict[str, Any], idempotency_key: str | None = None) 
     )
 
 
+def shortcut_invocation(body: dict[str, Any], source: str) -> Invocation:
+    """Who used a shortcut (global, or on a message: then in that message's channel). Nothing is
+    audited yet: the form it opens is, when submitted."""
+    user = body.get("user") or {}
+    return Invocation(
+        source=source,
+        user_id=str(user.get("id") or "unknown"),
+        user_name=user.get("username") or user.get("name"),
+        team_id=(body.get("team") or {}).get("id"),
+        channel_id=(body.get("channel") or {}).get("id"),
+        text="",
+    )
+
+
 def modal_invocation(body: dict[str, Any], view: dict[str, Any], channel: str | None) -> Invocation:
     user = body.get("user") or {}
     # A replayed submission carries the same view and values; a corrected one does not.

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.replies import ApprovalNotice, Reply, Tone
 from bot.service.bulk.plans import BatchNotice, BatchPlan, BatchRun
 from bot.service.core import ApprovalUpdate, Invocation, Service
+from bot.slack.announce import after_batch
 from bot.slack.views.home import home_view
 from bot.slack.views.render import message
 
@@ -196,6 +197,7 @@ async def run_batch(client: AsyncWebClient, service: Service, run: BatchRun, res
     if not delivered:
         await tell(respond, summary)
     await refresh_home(client, service, run.inv.user_id)
+    after_batch(client, service, run)
     return summary
 
 

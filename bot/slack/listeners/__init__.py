@@ -16,6 +16,7 @@ from bot.slack.listeners import (
     fallbacks,
     flow_builder,
     home,
+    shortcuts,
 )
 
 
@@ -28,5 +29,6 @@ def register_listeners(app: AsyncApp, service: Service) -> None:
     audit.register(app, service)
     home.register(app, service)
     bulk.register(app, service)
+    shortcuts.register(app, service)
     # Last: Bolt runs the first listener that matches, and these match everything.
     fallbacks.register(app, service)

@@ -17,7 +17,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.grammar import CallCommand
 from bot.domain.replies import Reply, Tone
-from bot.service.core import Invocation, Service
+from bot.service.core import FoundCall, Invocation, Service
+from bot.slack.announce import Thread
 from bot.slack.drive import drive_modal
 from bot.slack.invocations import button_invocation, modal_invocation, user_id, view_metadata
 from bot.slack.views.action_form import (
@@ -32,6 +33,7 @@ from bot.slack.views.action_form import (
     read_state,
 )
 from bot.slack.views.forms import FormErrors, block_for, command_from_form, command_line
+from bot.slack.views.message_calls import FormOrigin, inferred_account
 from bot.slack.views.render import OPEN_FORM_ACTION
 
 log = logging.getLogger(__name__)
@@ -47,18 +49,32 @@ def register(app: AsyncApp, service: Service) -> None:
 
 
 async def open_action_form(
-    client: AsyncWebClient, service: Service, trigger_id: str, inv: Invocation, state: FormState | None = None
+    client: AsyncWebClient,
+    service: Service,
+    trigger_id: str,
+    inv: Invocation,
+    state: FormState | None = None,
+    origin: FormOrigin | None = None,
 ) -> None:
     """`views.open` first (the trigger_id lives 3 s), then fill the form with `views.update`.
-    `state`: what to fill in already (the Redirect button of a listed call)."""
+    `state`: what to fill in already (the Redirect button of a listed call). `origin`: a shortcut
+    opened it (on a message: the call ids found there are its call menu, their account picked
+    when their shape says which)."""
+    if not trigger_id:  # Slack always sends one with a click or a shortcut; without it no modal opens
+        log.info("no trigger_id: cannot open the action modal for %s", inv.user_id)
+        return
     try:
         opened = await client.views_open(trigger_id=trigger_id, view=loading_view())
         view = opened.get("view") or {}
         accounts = await service.form_accounts(inv.user_id)
+        state = state or FormState()
+        found = _found(service, origin)
+        if state.account is None and (inferred := inferred_account(accounts, found)):
+            state = replace(state, account=inferred)
         await client.views_update(
             view_id=view.get("id"),
             hash=view.get("hash"),
-            view=action_view(accounts, state or FormState(), inv.channel_id),
+            view=action_view(accounts, state, inv.channel_id, origin=origin, found=found),
         )
     except Exception:
         log.exception("could not open the action modal for %s", inv.user_id)
@@ -75,8 +91,10 @@ async def on_form_change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebCl
     view = body.get("view") or {}
     try:
         accounts = await service.form_accounts(user_id(body))
-        channel = view_metadata(view).get("channel")
-        updated = action_view(accounts, read_state(view), channel)
+        meta = view_metadata(view)
+        origin = FormOrigin.of(meta)
+        found = _found(service, origin)
+        updated = action_view(accounts, read_state(view), meta.get("channel"), origin=origin, found=found)
         await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=updated)
     except Exception:
         log.exception("could not update the action modal")
@@ -85,7 +103,9 @@ async def on_form_change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebCl
 async def on_action_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, *, service: Service) -> None:
     view = body.get("view") or {}
     state = read_state(view)
-    inv = modal_invocation(body, view, view_metadata(view).get("channel"))
+    meta = view_metadata(view)
+    origin = FormOrigin.of(meta)
+    inv = _from(modal_invocation(body, view, meta.get("channel")), origin)
     try:
         command = command_from_form(state)
     except FormErrors as problems:
@@ -95,21 +115,22 @@ async def on_action_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWeb
         return
     inv = replace(inv, text=command_line(command))
     if command.action.name.value in DESTRUCTIVE and not command.dry_run:
-        await ack(response_action="update", view=confirmation(command, inv.channel_id))
+        await ack(response_action="update", view=confirmation(command, inv.channel_id, origin))
         return
-    await _run(service, client, ack, inv, command)
+    await _run(service, client, ack, inv, command, origin)
 
 
 async def on_confirm_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, *, service: Service) -> None:
     view = body.get("view") or {}
     meta = view_metadata(view)
-    inv = modal_invocation(body, view, meta.get("channel"))
+    origin = FormOrigin.of(meta)
+    inv = _from(modal_invocation(body, view, meta.get("channel")), origin)
     try:
         command = command_from_form(FormState(meta.get("account"), meta.get("action"), meta.get("values") or {}))
     except FormErrors:
         await ack(response_action="clear")
         return
-    await _run(service, client, ack, replace(inv, text=command_line(command)), command)
+    await _run(service, client, ack, replace(inv, text=command_line(command)), command, origin)
 
 
 async def on_call_options(ack: AsyncAck, body: dict[str, Any], *, service: Service) -> None:
@@ -126,13 +147,28 @@ async def on_call_options(ack: AsyncAck, body: dict[str, Any], *, service: Servi
     await ack(options=[Option(value=o.call_id, label=o.label).to_dict() for o in found])
 
 
-async def _run(service: Service, client: AsyncWebClient, ack: AsyncAck, inv: Invocation, command: CallCommand) -> None:
+async def _run(
+    service: Service, client: AsyncWebClient, ack: AsyncAck, inv: Invocation, command: CallCommand, origin: FormOrigin
+) -> None:
     def block(reply: Reply) -> str:
         if reply.tone is Tone.DENIED:
             return "action"
         return block_for(reply.field, command.action.name.value)
 
-    await drive_modal(service, client, ack, inv, command, block_for=block)
+    thread = Thread(*origin.thread) if origin.thread else None
+    await drive_modal(service, client, ack, inv, command, block_for=block, thread=thread)
+
+
+def _from(inv: Invocation, origin: FormOrigin) -> Invocation:
+    """A form a shortcut opened is audited under that shortcut's source."""
+    return replace(inv, source=origin.source) if origin.source else inv
+
+
+def _found(service: Service, origin: FormOrigin | None) -> list[FoundCall] | None:
+    """The call ids of the message the form was opened on (None: not opened on a message)."""
+    if origin is None or origin.calls is None:
+        return None
+    return service.calls_in(origin.calls)
 
 
 def _partial_line(state: FormState) -> str:

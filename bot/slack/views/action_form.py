@@ -31,7 +31,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.domain.grammar import CallCommand
-from bot.service.core import FormAccount
+from bot.service.core import FormAccount, FoundCall
+from bot.slack.views.message_calls import FormOrigin, call_choice, found_call_options
 
 ACTION_MODAL = "call_action"
 BUILD_FLOW = "fb_build"  # the button that turns this modal into the callFlow builder
@@ -115,10 +116,19 @@ def _plain(initial: str | None, placeholder: str = "", *, multiline: bool = Fals
     )
 
 
-def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: str | None) -> View:
-    """The form: account, call, action, then exactly the options that provider has for that action."""
+def action_view(
+    accounts: Sequence[FormAccount],
+    state: FormState,
+    channel_id: str | None,
+    *,
+    origin: FormOrigin | None = None,
+    found: Sequence[FoundCall] | None = None,
+) -> View:
+    """The form: account, call, action, then exactly the options that provider has for that action.
+    `found`: the call ids of the message it was opened on, offered as the call's menu."""
+    origin = origin or FormOrigin()
     if not accounts:
-        metadata = json.dumps({"channel": channel_id})
+        metadata = json.dumps({"channel": channel_id, **origin.metadata()})
         return View(
             type="modal",
             callback_id=ACTION_MODAL,
@@ -136,8 +146,10 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
     chosen = next((a for a in accounts if a.name == state.account), accounts[0] if len(accounts) == 1 else None)
     # The account goes in the metadata too: the call menu's options request reads it from there
     # when the account was preselected (a single account) rather than picked.
-    metadata = json.dumps({"channel": channel_id, "account": chosen.name if chosen else None})
-    blocks: list[Block] = [
+    metadata = json.dumps({"channel": channel_id, "account": chosen.name if chosen else None, **origin.metadata()})
+    offered, note = found_call_options(accounts, chosen.name if chosen else None, found)
+    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=note)])] if note else []
+    blocks += [
         InputBlock(
             block_id="account",
             label=plain("Account"),
@@ -159,7 +171,9 @@ def action_view(accounts: Sequence[FormAccount], state: FormState, channel_id: s
                 if chosen
                 else "Pick the account first"
             )[:150],
-        ),
+        )
+        if not offered
+        else _input("call_id", "Call", call_choice(offered, state.get("call_id")), hint="From the message"),
     ]
     action = None
     if chosen:
@@ -299,7 +313,7 @@ def confirm_view(summary: str, detail: str, metadata: Mapping[str, Any], submit:
     )
 
 
-def confirmation(command: CallCommand, channel: str | None) -> View:
+def confirmation(command: CallCommand, channel: str | None, origin: FormOrigin | None = None) -> View:
     """The confirm view of a hang-up or cancel submitted from the form; its metadata carries the
     form's values, so the confirmed submission is rebuilt from them."""
     action = command.action
@@ -313,7 +327,13 @@ def confirmation(command: CallCommand, channel: str | None) -> View:
     if action.reason:
         detail += f"\nReason: {action.reason}"
     values = {"call_id": command.target.call_id, "reason": action.reason}
-    meta = {"channel": channel, "account": command.target.account, "action": action.name.value, "values": values}
+    meta = {
+        "channel": channel,
+        "account": command.target.account,
+        "action": action.name.value,
+        "values": values,
+        **(origin or FormOrigin()).metadata(),
+    }
     return confirm_view(f"{verb} {target}?", detail, meta, verb)
 
 
