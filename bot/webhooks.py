@@ -12,9 +12,10 @@ one WARNING line (a reason written here: never the body, a secret or a signature
 4. the provider's signed time, when it gives one, more than MAX_AGE from now → 403 `stale`;
 5. the callback's receipt (bot/db/webhooks.py) exists already → 403 `replayed`.
 A refused callback changes nothing. One that passes is read (bot/domain/callbacks.py) and handed
-to the service, and answered 204 whatever becomes of it (`accepted`, `ignored` or `failed`):
-the provider sent it, and sending it again would not help. An error before it is verified
-answers 403 (`failed`). Nothing here answers 500.
+to the service, and answered 204 (`accepted` or `ignored`); when callbot could not handle it (the
+database down, mostly) its receipt is forgotten and the answer is 503 (`failed`), so the provider
+sends it again later. An error before it is verified answers 403 (`failed`). Nothing here answers
+500.
 """
 
 from __future__ import annotations
@@ -155,15 +156,20 @@ class Webhooks:
             return Response(status_code=204)
         if work.result() is CallbackResult.REPLAYED:
             return PlainTextResponse(f"Refused: {_REPLAYED.reason}.\n", 403)
+        if work.result() is CallbackResult.FAILED:
+            # Nothing was recorded (the database, mostly): the provider sends it again later.
+            return PlainTextResponse("callbot could not take this callback now; send it again later.\n", 503)
         return Response(status_code=204)
 
     async def _handle(self, runtime: Any, account: Account, verified: Verified, now: datetime) -> CallbackResult:
         provider = account.provider
+        db: Database = runtime.db
+        digest = hashlib.sha256(verified.fingerprint).hexdigest()
+        taken_receipt = False
         try:
-            db: Database = runtime.db
             await self._purge(db, now)
-            digest = hashlib.sha256(verified.fingerprint).hexdigest()
-            if not await receipts.take(db, provider, account.name, digest, now):
+            taken_receipt = await receipts.take(db, provider, account.name, digest, now)
+            if not taken_receipt:
                 self._note(CallbackProvider(provider), account.name, _REPLAYED)
                 return CallbackResult.REPLAYED
             event = _event(account, verified, now)
@@ -173,6 +179,11 @@ class Webhooks:
         except Exception:
             log.exception("a verified %s callback for %s could not be handled", provider, account.name)
             result = CallbackResult.FAILED
+            if taken_receipt:
+                try:
+                    await receipts.release(db, provider, account.name, digest)
+                except Exception:
+                    log.exception("could not forget the receipt of a %s callback it could not handle", provider)
         else:
             what = f"call {event.call_id} {event.word or '(no state)'}" if event else "not about a call"
             log.info("took a %s callback for %s: %s (%s)", provider, account.name, what, result.value)

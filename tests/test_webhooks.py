@@ -578,3 +578,21 @@ def test_odd_callbacks_are_answered_below_500_without_an_error(hooked: Bot, capl
         statuses = [response.status_code for response in odd_deliveries(hooked)]
     assert all(status < 500 for status in statuses), statuses
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_verified_callback_callbot_cannot_record_gets_503_and_its_retry_is_taken(hooked: Bot) -> None:
+    acted_on_a_call(hooked)
+    params = twilio_status()
+    with hooked.db.engine.begin() as conn:  # the receipts cannot be written: as if the database failed
+        conn.execute(text("ALTER TABLE webhook_receipts RENAME TO webhook_receipts_away"))
+    try:
+        refused = post_twilio(hooked, params)
+    finally:
+        with hooked.db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE webhook_receipts_away RENAME TO webhook_receipts"))
+
+    assert refused.status_code == 503 and "send it again later" in refused.text
+    assert receipt_count(hooked.db) == 0
+    # The provider's retry (the very same callback) is taken, not refused as a replay.
+    assert post_twilio(hooked, params).status_code == 204
+    assert receipt_count(hooked.db) == 1

@@ -27,6 +27,18 @@ async def take(db: Database, provider: str, account: str, digest: str, now: date
     return True
 
 
+async def release(db: Database, provider: str, account: str, digest: str) -> None:
+    """Forgets a receipt whose callback could not be handled: the provider's retry is then taken."""
+    async with db.session() as session:
+        await session.execute(
+            delete(WebhookReceipt).where(
+                WebhookReceipt.provider == provider,
+                WebhookReceipt.account == account,
+                WebhookReceipt.digest == digest,
+            )
+        )
+
+
 async def purge(db: Database, older_than: datetime) -> int:
     """Deletes the receipts from before `older_than`; returns how many."""
     async with db.session() as session:
