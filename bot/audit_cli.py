@@ -26,6 +26,7 @@ from bot.domain.permissions import OUTCOMES
 from bot.domain.redact import Redactor
 from bot.runtime import prepare_schema
 from bot.service import audit_export, audit_retention
+from bot.service.audit_confirmed import is_confirmed
 
 log = logging.getLogger("bot.cli")
 EXIT_USAGE = 2
@@ -179,7 +180,7 @@ def audit_table(rows: Sequence[AuditRow]) -> list[str]:
 def _outcome(row: AuditRow) -> str:
     """The outcome, then the call state the provider confirmed since (`unknown → completed`): in
     callbot's words, so the column reads the same for every provider (exports have its own)."""
-    return f"{row.outcome} → {row.confirmed_status}" if row.confirmed_status else row.outcome
+    return f"{row.outcome} → {row.confirmed_status}" if is_confirmed(row) else row.outcome
 
 
 def _cell(text: str, cap: int) -> str:

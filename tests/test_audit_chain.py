@@ -17,6 +17,7 @@ from bot.db import chain, confirmations, repo
 from bot.db.session import Database
 from bot.domain.confirmation import Seen, Via
 from bot.domain.errors import InvalidInput
+from bot.service import audit_confirmed
 from bot.service.audit_retention import purge
 from tests.fakes.server import Answer
 from tests.fakes.twilio import call_sid
@@ -346,6 +347,31 @@ def test_a_confirmation_without_its_entry_or_beyond_the_head_is_caught(db: DbHel
     assert confirm(db, ids[3])
     sql(db, "UPDATE audit_log SET confirm_seq = 99 WHERE id = :id", id=ids[3])
     assert verify(db).problem == f"audit #{ids[3]} is outside the chain: it was inserted out of order, not by callbot"
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        # Columns written straight into a row no one confirmed: no chain entry covers them.
+        "confirmed_status = 'completed', confirmed_via = 'read'",
+        "confirmed_word = 'completed'",
+        "confirm_hash = 'ab'",
+        # An entry placed before the row's own opening.
+        "confirm_seq = 1, confirm_hash = 'ab', confirmed_status = 'completed'",
+        "outcome_seq = 1",
+    ],
+)
+def test_a_confirmation_set_outside_the_chain_is_caught_and_not_shown(db: DbHelper, forgery: str) -> None:
+    ids = _chained(db)
+    sql(db, f"UPDATE audit_log SET {forgery} WHERE id = :id", id=ids[3])
+    report = verify(db)
+    assert not report.ok and report.audit_id == ids[3]
+    assert report.problem == (
+        f"audit #{ids[3]} has a confirmation or outcome outside the chain: it was set after the fact, not by callbot"
+    )
+    row = on_database(db.url, lambda database: repo.audit_by_id(database, ids[3]))
+    assert row is not None and audit_confirmed.mark(row) is None
+    assert "read-back" not in audit_confirmed.fact(row)
 
 
 def test_purge_keeps_a_row_confirmed_after_rows_that_stay(db: DbHelper) -> None:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Text, case, cast, delete, func, or_, select, update
+from sqlalchemy import Connection, Text, and_, case, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import events
@@ -435,9 +435,10 @@ def _head(conn: Connection) -> tuple[int, str, int, str]:
     return int(head.seq), str(head.hash), int(head.base_seq), str(head.base_hash)
 
 
-def _stray(conn: Connection, base_seq: int, head_seq: int) -> Any:
-    """A row outside the chain: inserted without callbot, or before the purge checkpoint."""
-    return conn.execute(
+def _stray(conn: Connection, base_seq: int, head_seq: int) -> tuple[int, str] | None:
+    """A row outside the chain (inserted without callbot, or before the purge checkpoint), or one
+    whose later entries cannot be where they say: (its id, what is wrong)."""
+    outside = conn.execute(
         select(AuditRow.id, AuditRow.chain_seq)
         .where(
             or_(
@@ -451,6 +452,32 @@ def _stray(conn: Connection, base_seq: int, head_seq: int) -> Any:
         .order_by(AuditRow.id)
         .limit(1)
     ).first()
+    if outside is not None:
+        where = "has no chain entry" if outside.chain_seq is None else "is outside the chain"
+        return outside.id, f"audit #{outside.id} {where}: it was inserted out of order, not by callbot"
+    # A confirmation's columns are covered by its own entry only: set without one (or with one
+    # placed before the row's opening), they were written by someone other than callbot.
+    unentered = conn.execute(
+        select(AuditRow.id)
+        .where(
+            or_(
+                and_(
+                    AuditRow.confirm_seq.is_(None),
+                    or_(*(_column(name).is_not(None) for name in CONFIRM_FIELDS), AuditRow.confirm_hash.is_not(None)),
+                ),
+                AuditRow.confirm_seq <= AuditRow.chain_seq,
+                AuditRow.outcome_seq <= AuditRow.chain_seq,
+            )
+        )
+        .order_by(AuditRow.id)
+        .limit(1)
+    ).scalar()
+    if unentered is not None:
+        return unentered, (
+            f"audit #{unentered} has a confirmation or outcome outside the chain: it was set after the fact, "
+            "not by callbot"
+        )
+    return None
 
 
 def _stored_hash(conn: Connection, seq: int) -> str | None:
@@ -481,9 +508,7 @@ def _walk(conn: Connection, chunk: int, workers: int, url: str | None) -> ChainR
 
     stray = _stray(conn, base_seq, head_seq)
     if stray is not None:
-        where = "has no chain entry" if stray.chain_seq is None else "is outside the chain"
-        problem = f"audit #{stray.id} {where}: it was inserted out of order, not by callbot"
-        return report(0, 0, problem, stray.id)
+        return report(0, 0, stray[1], stray[0])
 
     workers = min(workers, head_seq - base_seq)  # every range holds at least one entry
     if workers > 1 and url is not None and head_seq - base_seq >= PARALLEL_FROM:

@@ -13,10 +13,19 @@ from bot.domain.confirmation import CONFIRMED_ACTIONS, FINAL_STATUSES, Via, stat
 _SENT = frozenset({"pending", "succeeded", "unknown"})
 
 
+def is_confirmed(row: AuditRow) -> bool:
+    """Whether the row carries a confirmation callbot recorded: one with its own chain entry.
+    Confirmed columns set without one, or with one before the row's own opening entry, were not
+    written by callbot (`audit verify` names the row), so no view shows them as confirmed."""
+    if not row.confirmed_status or row.confirm_seq is None or row.chain_seq is None:
+        return False
+    return row.confirm_seq > row.chain_seq
+
+
 def mark(row: AuditRow) -> str | None:
     """`confirmed ended (`completed`)` / `confirmed live (`in-progress`)`; None when unconfirmed.
     Said in the provider's word when it differs from callbot's, as state_text does."""
-    if not row.confirmed_status:
+    if not is_confirmed(row) or row.confirmed_status is None:
         return None
     state = "ended" if row.confirmed_status in FINAL_STATUSES else "live"
     return f"confirmed {state} ({_said(row.confirmed_status, row.confirmed_word)})"
@@ -24,7 +33,7 @@ def mark(row: AuditRow) -> str | None:
 
 def fact(row: AuditRow) -> str:
     """The Details modal's line: what was seen, when and how; or why there is nothing to show."""
-    if row.confirmed_status:
+    if is_confirmed(row) and row.confirmed_status is not None:
         when = ""
         if row.confirmed_at is not None:
             at = row.confirmed_at.astimezone(UTC)
