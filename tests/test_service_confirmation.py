@@ -107,3 +107,41 @@ def test_the_line_the_person_reads() -> None:
         "callbot could not see Bandwidth's answer, but Bandwidth's callback shows the call ended (`disconnect`) "
         "at 12:03:03 UTC."
     )
+
+
+def _hangup_rows(bot: ServiceBot, *answers: Answer | None) -> dict[str, int]:
+    """Hangs up one call per answer (None: the fake's own, which ends the call); call id → row."""
+    rows = {}
+    for n, answer in enumerate(answers, start=40):
+        sid = bot.fakes.twilio.add_call(call_sid(n))
+        if answer is not None:
+            bot.fakes.twilio.script(answer)
+        bot.say(f"hangup prod:{sid}")
+        rows[sid] = bot.last_audit()["id"]
+    return rows
+
+
+def test_a_batch_listing_confirms_only_calls_whose_hang_up_went_out(bot: ServiceBot) -> None:
+    refused = Answer.json(400, {"code": 21220, "message": "Call is not in-progress.", "status": 400})
+    rows = _hangup_rows(bot, None, refused)
+    ended, failed = list(rows)
+    bot.fakes.twilio.calls[failed] = "completed"  # it ended on its own: not callbot's doing
+
+    assert bot.call(bot.service.confirmations.confirm_batch("prod", rows)) == (1, 0)
+
+    by_id = {row["id"]: row for row in bot.audit()}
+    assert (by_id[rows[ended]]["confirmed_via"], by_id[rows[ended]]["confirmed_word"]) == (
+        "listing",
+        "not among live calls",
+    )
+    assert by_id[rows[failed]]["outcome"] == "failed" and by_id[rows[failed]]["confirm_seq"] is None
+
+
+def test_a_batch_listing_cut_short_confirms_nothing(bot: ServiceBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _hangup_rows(bot, None)
+    for n in range(50, 53):
+        bot.fakes.twilio.add_call(call_sid(n))  # other live calls: more than the listing reads
+    monkeypatch.setattr("bot.service.confirmations.LISTING_AT_MOST", 2)
+
+    assert bot.call(bot.service.confirmations.confirm_batch("prod", rows)) is None
+    assert bot.last_audit()["confirm_seq"] is None

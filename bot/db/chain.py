@@ -75,6 +75,8 @@ OUTCOME_FIELDS = (
 CONFIRM_FIELDS = ("confirmed_status", "confirmed_word", "confirmed_at", "confirmed_via")
 # How every pending row is opened: the closing entry carries the rest.
 PENDING = "pending"
+# Rows whose request went out (or may have, or is going): only they have a call state to confirm.
+CONFIRMABLE = (PENDING, "succeeded", "unknown")
 _PENDING_OUTCOME: dict[str, Any] = {name: None for name in OUTCOME_FIELDS} | {"outcome": PENDING}
 _DEFAULTS: dict[str, Any] = {"break_glass": False}
 
@@ -219,7 +221,8 @@ async def close_rows(session: AsyncSession, outcomes: Mapping[int, Mapping[str, 
 
 async def confirm_rows(session: AsyncSession, confirmations: Mapping[int, Mapping[str, Any]]) -> list[int]:
     """Records what the provider confirmed, one confirming entry per row. Returns the ids
-    confirmed; a row confirmed already (a callback came first) keeps its first confirmation."""
+    confirmed; a row confirmed already (a callback came first) keeps its first confirmation, and a
+    row whose request never went out (denied, failed, cancelled…) has nothing to confirm."""
     if not confirmations:
         return []
     seq, prev, _, _ = await _advance(session, 0)
@@ -230,6 +233,7 @@ async def confirm_rows(session: AsyncSession, confirmations: Mapping[int, Mappin
                 AuditRow.id.in_(list(confirmations)),
                 AuditRow.confirm_seq.is_(None),
                 AuditRow.chain_seq.is_not(None),
+                AuditRow.outcome.in_(CONFIRMABLE),
             )
             .order_by(AuditRow.id)
         )

@@ -15,8 +15,7 @@ from bot.db.models import AuditRow
 from bot.db.session import Database
 from bot.domain.confirmation import CONFIRMED_ACTIONS
 
-# Rows whose request may have reached the provider: only these have a call state to confirm.
-_SENT = ("pending", "succeeded", "unknown")
+_SENT = chain.CONFIRMABLE
 
 
 @dataclass(frozen=True)

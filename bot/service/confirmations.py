@@ -48,6 +48,8 @@ READS_AT_ONCE = 4  # concurrent reads of the sweep: the provider's rate limit is
 # A bulk hang-up's listing after the batch stops here (a batch is at most this many calls anyway).
 LISTING_AT_MOST = 10_000
 NOT_LISTED = "not among live calls"
+# The outcomes of requests that went out (or may have): only their calls are the batch's to confirm.
+_ANSWERED = frozenset({Outcome.SUCCEEDED.value, Outcome.UNKNOWN.value})
 
 
 @dataclass(frozen=True)
@@ -196,26 +198,34 @@ class Confirmations:
 
     # -- a bulk hang-up ----------------------------------------------------------------------------
 
-    async def confirm_batch(self, account: str, hung_up: Mapping[str, int]) -> tuple[int, int]:
-        """After a bulk hang-up: one listing of the account's live calls; each call hung up
-        (`hung_up`: call id → its audit row) that is no longer among them has ended. Returns
-        (confirmed, still live). Batched rather than read call by call, so confirming costs the
-        batch a listing, not a read per call."""
+    async def confirm_batch(self, account: str, hung_up: Mapping[str, int]) -> tuple[int, int] | None:
+        """After a bulk hang-up: one listing of the account's live calls; each call whose hang-up
+        went out (`hung_up`: call id → its audit row; rows answered `succeeded` or `unknown` count)
+        that is no longer among them has ended. Returns (confirmed, still live), or None when it
+        cannot tell (off, the listing failed or was cut short). Batched rather than read call by
+        call, so confirming costs the batch a listing, not a read per call."""
         client = self.clients.get(account)
         if client is None or not hung_up or self.policy_of(account).read_back <= 0:
-            return 0, 0
-        live: dict[str, Seen] = {}
+            return None
+        sent = {row.audit_id for row in await store.rows(self.db, list(hung_up.values())) if row.outcome in _ANSWERED}
+        calls = {call_id: audit_id for call_id, audit_id in hung_up.items() if audit_id in sent}
+        if not calls:
+            return None
+        live: set[str] = set()
         try:
-            async for call in client.iter_calls(CallFilter(), LISTING_AT_MOST):
-                live[call.call_id] = Seen(call.status, call.raw_status or call.status, self.now(), Via.LISTING)
+            async for call in client.iter_calls(CallFilter(), LISTING_AT_MOST + 1):
+                live.add(call.call_id)
         except CallbotError as error:
             log.warning("could not list %s's live calls to confirm a batch: %s", account, error.message)
-            return 0, 0
-        at = self.now()
-        gone = Seen("completed", NOT_LISTED, at, Via.LISTING)
-        ended = {audit_id: gone.fields() for call_id, audit_id in hung_up.items() if call_id not in live}
+            return None
+        if len(live) > LISTING_AT_MOST:
+            # A call missing from a listing cut short may be live all the same: no call is confirmed.
+            log.warning("%s has over %d live calls: the batch's calls are left unconfirmed", account, LISTING_AT_MOST)
+            return None
+        gone = Seen("completed", NOT_LISTED, self.now(), Via.LISTING)
+        ended = {audit_id: gone.fields() for call_id, audit_id in calls.items() if call_id not in live}
         confirmed = await store.confirm(self.db, ended)
-        return len(confirmed), sum(1 for call_id in hung_up if call_id in live)
+        return len(confirmed), sum(1 for call_id in calls if call_id in live)
 
 
 def _why(error: BaseException) -> str:

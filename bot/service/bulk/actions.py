@@ -384,7 +384,6 @@ class BulkActions:
         already = sum(1 for item in every if item.state == batches.ENDED and item.error == ALREADY_ENDED)
         done = summary.progress
         untouched = done.total - done.handled
-        confirmed = await self._confirm(run, every)
         result = {
             "batch": run.batch_id,
             "total": done.total,
@@ -394,7 +393,6 @@ class BulkActions:
             "already_ended": already,
             "seconds": round(done.elapsed, 2),
             "status": batch.status if batch else None,
-            **({"confirmed": confirmed[0], "still_live": confirmed[1]} if confirmed else {}),
         }
         cancelled_by = batch.cancel_requested_by if batch else None
         if summary.stopped:
@@ -403,10 +401,13 @@ class BulkActions:
             outcome, error = Outcome.FAILED, f"{done.failed:,} of {done.total:,} calls could not be hung up"
         else:
             outcome, error = Outcome.SUCCEEDED, None
+        # The batch's row is complete before the listing that confirms its calls: from the batch's
+        # end it is no longer protected from the sweep, which would close it as `unknown`.
         await self.recorder.complete(
             run.audit_id, outcome=outcome, result=result, **({"error_message": error} if error else {})
         )
         reply = summary_reply(run, done, summary.stopped, cancelled_by, failures, already)
+        confirmed = await self._confirm(run, every)
         if confirmed:
             reply = replace(reply, lines=(*reply.lines, self._confirmed_line(run, *confirmed)))
         return self.recorder.redact(reply).map_text(phone.mask_in_text)
@@ -414,7 +415,11 @@ class BulkActions:
     async def _confirm(self, run: BatchRun, items: list[Any]) -> tuple[int, int] | None:
         """Each call the batch touched, confirmed by one listing of the live calls after it
         (bot/service/confirmations.py `confirm_batch`): (ended, still live), None when off."""
-        touched = {item.call_id: item.audit_id for item in items if item.audit_id is not None}
+        # A call found already ended was not changed by the batch; of the others, confirm_batch
+        # takes those whose request went out (answered, or `unknown`).
+        touched = {
+            item.call_id: item.audit_id for item in items if item.audit_id is not None and item.error != ALREADY_ENDED
+        }
         if not touched or self.safety.policy_of(run.account).read_back <= 0:
             return None
         try:
