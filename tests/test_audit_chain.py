@@ -144,9 +144,10 @@ def test_a_pending_row_cannot_carry_outcome_fields(db: DbHelper) -> None:
     assert db.audit() == []
 
 
-def _chained(db: DbHelper, count: int = 5) -> list[int]:
-    ids = insert(db, [attempt(n, outcome="pending" if n == 2 else "denied") for n in range(1, count + 1)])
-    assert complete(db, ids[1], outcome="failed", error_message="boom", provider_status=500)
+def _chained(db: DbHelper, count: int = 5, *, outcome: str = "denied") -> list[int]:
+    ids = insert(db, [attempt(n, outcome="pending" if n == 2 else outcome) for n in range(1, count + 1)])
+    closed_as = "unknown" if outcome == "succeeded" else "failed"
+    assert complete(db, ids[1], outcome=closed_as, error_message="boom", provider_status=500)
     assert verify(db).ok
     return ids
 
@@ -325,7 +326,7 @@ def confirm(db: DbHelper, audit_id: int, status: str = "completed", via: str = "
 
 
 def test_a_confirmation_is_a_chain_entry_and_an_edit_of_it_is_caught(db: DbHelper) -> None:
-    ids = _chained(db)  # entries 1…5 open, 6 closes row 2
+    ids = _chained(db, outcome="succeeded")  # entries 1…5 open, 6 closes row 2
     assert confirm(db, ids[1])
     report = verify(db)
     assert report.ok and (report.rows, report.entries) == (5, 7)
@@ -343,10 +344,17 @@ def test_a_confirmation_is_a_chain_entry_and_an_edit_of_it_is_caught(db: DbHelpe
 
 
 def test_a_confirmation_without_its_entry_or_beyond_the_head_is_caught(db: DbHelper) -> None:
-    ids = _chained(db)
+    ids = _chained(db, outcome="succeeded")
     assert confirm(db, ids[3])
     sql(db, "UPDATE audit_log SET confirm_seq = 99 WHERE id = :id", id=ids[3])
     assert verify(db).problem == f"audit #{ids[3]} is outside the chain: it was inserted out of order, not by callbot"
+
+
+def test_only_a_row_whose_request_went_out_can_be_confirmed(db: DbHelper) -> None:
+    ids = _chained(db)  # denied, and one failed: nothing reached the call
+    assert not confirm(db, ids[0]) and not confirm(db, ids[1])
+    assert all(row["confirm_seq"] is None for row in db.audit())
+    assert verify(db).entries == 6
 
 
 @pytest.mark.parametrize(
@@ -375,7 +383,7 @@ def test_a_confirmation_set_outside_the_chain_is_caught_and_not_shown(db: DbHelp
 
 
 def test_purge_keeps_a_row_confirmed_after_rows_that_stay(db: DbHelper) -> None:
-    ids = insert(db, [attempt(n, days_ago=500) for n in range(1, 4)] + [attempt(4, days_ago=1)])
+    ids = insert(db, [attempt(n, days_ago=500, outcome="succeeded") for n in range(1, 4)] + [attempt(4, days_ago=1)])
     assert confirm(db, ids[0])  # entry 5: after row 4, which stays
     report = on_database(
         db.url,

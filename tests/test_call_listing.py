@@ -326,7 +326,10 @@ def test_twilio_get_call_fetches_one_call(fake_twilio: FakeTwilio) -> None:
     [request] = fake_twilio.requests
     assert (request.method, request.path, request.query) == ("GET", f"{CALLS_PATH}/{sid}.json", "")
     assert request.header("authorization") == TWILIO_BASIC
-    assert call == LiveCall(sid, "completed", "inbound", "+14158675308", "+14158675309", started, 42, True, "completed")
+    ended_at = started + timedelta(seconds=42)  # Twilio's end_time: when the call ended
+    assert call == LiveCall(
+        sid, "completed", "inbound", "+14158675308", "+14158675309", started, 42, True, "completed", ended_at
+    )
 
 
 def test_twilio_get_call_of_an_unknown_call_is_call_not_found(fake_twilio: FakeTwilio) -> None:

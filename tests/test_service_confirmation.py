@@ -13,6 +13,7 @@ from bot.domain.confirmation import Seen, Via, confirmed_line, settles
 from tests.fakes.server import Answer
 from tests.fakes.twilio import call_sid
 from tests.support.bots import ALICE
+from bot.service.steps import Started
 from tests.support.service import ServiceBot
 
 ON = {"prod": "read_back = 2"}
@@ -94,13 +95,27 @@ def test_a_redirect_is_settled_by_any_state_a_hangup_only_by_an_ended_one() -> N
     assert settles("redirect", "in-progress") and settles("redirect", "completed")
     assert settles("hangup", "completed") and settles("cancel", "canceled")
     assert not settles("hangup", "in-progress") and not settles("cancel", "ringing")
+    # A redirect whose answer callbot never saw: live says nothing about whether it was taken.
+    assert not settles("redirect", "in-progress", answered=False) and settles("redirect", "completed", answered=False)
 
 
 def test_the_line_the_person_reads() -> None:
     acted = datetime(2026, 12, 5, 12, 3, 3, 200_000, tzinfo=UTC)
     seen = Seen("completed", "completed", acted + timedelta(seconds=0.8), Via.READ)
     assert confirmed_line("Twilio", "hangup", seen, acted, outcome="succeeded") == (
-        "Twilio confirms: the call ended (`completed`), 0.8 s after the hang-up."
+        "Twilio confirms: the call ended (`completed`) within a second of the hang-up."
+    )
+    later = Seen("completed", "completed", acted + timedelta(seconds=2.5), Via.READ)
+    assert confirmed_line("Twilio", "hangup", later, acted, outcome="succeeded") == (
+        "Twilio confirms: the call ended (`completed`) 2.5 s after the hang-up."
+    )
+    before = Seen("completed", "completed", acted - timedelta(seconds=4), Via.READ)
+    assert confirmed_line("Twilio", "hangup", before, acted, outcome="succeeded") == (
+        "Twilio confirms: the call ended (`completed`) at 12:02:59 UTC, before the hang-up was sent."
+    )
+    live = Seen("in-progress", "in-progress", acted + timedelta(seconds=3.1), Via.READ)
+    assert confirmed_line("Twilio", "redirect", live, acted, outcome="succeeded") == (
+        "Twilio shows the call is still live (`in-progress`) 3 s after the redirect."
     )
     by_callback = Seen("completed", "disconnect", acted, Via.CALLBACK)
     assert confirmed_line("Bandwidth", "hangup", by_callback, None, outcome="unknown") == (
@@ -144,4 +159,36 @@ def test_a_batch_listing_cut_short_confirms_nothing(bot: ServiceBot, monkeypatch
     monkeypatch.setattr("bot.service.confirmations.LISTING_AT_MOST", 2)
 
     assert bot.call(bot.service.confirmations.confirm_batch("prod", rows)) is None
+    assert bot.last_audit()["confirm_seq"] is None
+
+
+def test_a_callback_recorded_while_reading_back_is_what_the_person_reads(bot: ServiceBot) -> None:
+    sid = bot.fakes.twilio.add_call(call_sid(60))
+    bot.fakes.twilio.script(Answer.json(200, {"sid": sid, "status": "in-progress"}))  # taken; reads show it live
+    step = bot.begin(f"hangup prod:{sid}")
+    assert isinstance(step, Started)
+    outcome = bot.answer(step)
+    acted_at = bot.clock()
+    ended = event(sid, at=acted_at + timedelta(seconds=1.5))
+    assert bot.call(bot.service.confirmations.from_callback(ended))  # the callback comes first
+
+    confirmed = bot.call(bot.service.confirm(step, outcome, acted_at))
+
+    # Reading back saw the call live throughout: the person reads the callback's confirmation,
+    # not "Not confirmed yet", which the row would contradict.
+    assert confirmed is not None
+    assert confirmed.lines[-1] == "Twilio's callback confirms: the call ended (`completed`) 1.5 s after the hang-up."
+
+
+def test_an_unknown_redirect_is_not_resolved_by_the_call_being_live(bot: ServiceBot) -> None:
+    sid = bot.fakes.twilio.add_call(call_sid(61))
+    bot.fakes.twilio.script(Answer.json(500, {"code": 20500, "message": "Internal Server Error", "status": 500}))
+    step = bot.begin(f"redirect prod:{sid} https://example.com/hold.xml")
+    assert isinstance(step, Started)
+    outcome = bot.answer(step)
+    assert bot.last_audit()["outcome"] == "unknown"
+
+    confirmed = bot.call(bot.service.confirm(step, outcome, bot.clock()))
+
+    assert confirmed is not None and "Not confirmed yet: Twilio shows the call is still live" in confirmed.lines[-1]
     assert bot.last_audit()["confirm_seq"] is None

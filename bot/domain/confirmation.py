@@ -4,7 +4,9 @@ audit row gains once the call is read back, or once the provider's signed callba
 
 The answer to a request says what the provider accepted; the confirmation says what the call
 then did. A hang-up is confirmed once the call shows a final state; a redirect, TwiML or callFlow
-once the call shows any state (still live, or ended when the new instructions hang up).
+once the call shows any state SETTLE_AFTER seconds after it (still live, or ended when the new
+instructions hang up). An `unknown` redirect is not settled by a live state: the call being live
+does not tell whether the new instructions were taken.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ FINAL_STATUSES: tuple[str, ...] = ("completed", "canceled", "failed", "busy", "n
 # The actions whose success means the call ends.
 ENDING_ACTIONS = frozenset({"hangup", "cancel"})
 CONFIRMED_ACTIONS = frozenset({"hangup", "cancel", "redirect", "twiml", "flow"})
+SETTLE_AFTER = 3.0
+"""Seconds after a redirect, TwiML or callFlow before a live state says anything: right after the
+provider's answer the call is live whether or not it has fetched its new instructions yet."""
 
 
 class Via(StrEnum):
@@ -33,7 +38,8 @@ class Via(StrEnum):
 @dataclass(frozen=True)
 class Seen:
     """The call's state as the provider showed it: `status` in callbot's words (LIVE_STATUSES or
-    FINAL_STATUSES), `word` the provider's own, `at` when (the event's time, or the read's)."""
+    FINAL_STATUSES), `word` the provider's own, `at` when (the callback's event time; for a read,
+    the end time the provider gives for an ended call, else the time of the read)."""
 
     status: str
     word: str
@@ -54,10 +60,12 @@ class Seen:
         }
 
 
-def settles(action: str, status: str) -> bool:
+def settles(action: str, status: str, *, answered: bool = True) -> bool:
     """Whether `status` is what `action` should lead to, so reading back can stop: an ending
-    action needs a final state; any state answers what a redirect, TwiML or callFlow did."""
-    if action in ENDING_ACTIONS:
+    action needs a final state; any state answers what an `answered` redirect, TwiML or callFlow
+    did (read SETTLE_AFTER seconds after it); one whose answer callbot never saw (`unknown`) is
+    settled only by the call ending."""
+    if action in ENDING_ACTIONS or not answered:
         return status in FINAL_STATUSES
     return status in LIVE_STATUSES or status in FINAL_STATUSES
 
@@ -78,11 +86,18 @@ def confirmed_line(provider: str, action: str, seen: Seen, acted_at: datetime | 
     if outcome == "unknown":
         clock = seen.at.astimezone(UTC).strftime("%H:%M:%S UTC")
         return f"callbot could not see {provider}'s answer, but {source} shows {state} at {clock}."
-    after = ""
-    if acted_at is not None and seen.at >= acted_at:
-        seconds = (seen.at - acted_at).total_seconds()
-        after = f", {seconds:.1f} s after the {_noun(action)}"
-    return f"{source} confirms: {state}{after}."
+    if acted_at is None:
+        return f"{source} confirms: {state}."
+    seconds = (seen.at - acted_at).total_seconds()
+    if not seen.ended:
+        # Live after a redirect: what the call is doing, not proof that it took the new instructions.
+        return f"{source} shows {state} {max(seconds, 0):.0f} s after the {_noun(action)}."
+    if seconds <= -1.0:  # Twilio gives the end to the second: within that, it is not "before"
+        clock = seen.at.astimezone(UTC).strftime("%H:%M:%S UTC")
+        return f"{source} confirms: {state} at {clock}, before the {_noun(action)} was sent."
+    if seconds < 1.0:
+        return f"{source} confirms: {state} within a second of the {_noun(action)}."
+    return f"{source} confirms: {state} {seconds:.1f} s after the {_noun(action)}."
 
 
 def unconfirmed_line(provider: str, action: str, last: Seen | None, within: float) -> str:

@@ -277,6 +277,7 @@ class BandwidthClient(ProviderClient):
             from_number=opt_str(call, "from", what),
             to_number=opt_str(call, "to", what),
             started_at=opt_time(call, "startTime", what),
+            ended_at=ended_at,
             duration_s=max(0, duration) if duration is not None else None,
             ended=status not in BANDWIDTH_LIVE.values(),
             raw_status=state,

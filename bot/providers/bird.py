@@ -197,6 +197,7 @@ class BirdClient(ProviderClient):
             from_number=opt_str(call, "from", what),
             to_number=opt_str(call, "to", what),
             started_at=opt_time(call, "createdAt", what),
+            ended_at=opt_time(call, "endedAt", what),
             duration_s=opt_int(call, "duration", what),
             ended=raw in BIRD_FINAL,
             raw_status=raw,

@@ -37,6 +37,7 @@ class LiveCall:
     duration_s: int | None
     ended: bool
     raw_status: str = ""
+    ended_at: datetime | None = None  # when the provider says the call ended (to the second, on Twilio)
 
     def __post_init__(self) -> None:
         # A mismatch here is a bug in a client's mapping: fail loudly in tests, not in Slack.

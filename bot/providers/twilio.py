@@ -261,6 +261,7 @@ class TwilioClient(ProviderClient):
             from_number=opt_str(call, "from", what),
             to_number=opt_str(call, "to", what),
             started_at=opt_time(call, "start_time", what, rfc2822=True),
+            ended_at=opt_time(call, "end_time", what, rfc2822=True),
             duration_s=opt_int(call, "duration", what),
             ended=status not in LIVE_STATUSES,
             raw_status=status,

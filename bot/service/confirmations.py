@@ -24,7 +24,7 @@ from bot.db import confirmations as store
 from bot.db import repo
 from bot.db.session import Database
 from bot.domain.callbacks import CallbackEvent
-from bot.domain.confirmation import Seen, Via, confirmed_line, settles, unconfirmed_line
+from bot.domain.confirmation import ENDING_ACTIONS, SETTLE_AFTER, Seen, Via, confirmed_line, settles, unconfirmed_line
 from bot.domain.errors import CallbotError
 from bot.domain.outcomes import Outcome
 from bot.domain.policy import Policy
@@ -88,8 +88,9 @@ class Confirmations:
         if within <= 0:
             return None
         action = started.action.name.value
-        found = await self.read_back(started.client, started.call_id, action, within)
         outcome = Outcome.UNKNOWN if reply.tone is Tone.UNKNOWN else Outcome.SUCCEEDED
+        answered = outcome is Outcome.SUCCEEDED
+        found = await self.read_back(started.client, started.call_id, action, within, answered=answered)
         seen = await self._record(started.audit_id, found.settled)
         provider = started.client.display_name
         if seen is None:
@@ -98,15 +99,22 @@ class Confirmations:
             line = confirmed_line(provider, action, seen, acted_at, outcome=outcome)
         return replace(reply, lines=(*reply.lines, line)).map_text(self.redactor.text)
 
-    async def read_back(self, client: ProviderClient, call_id: str, action: str, within: float) -> ReadBack:
-        """Reads the call until its state settles for `action` or `within` seconds pass. A failed
-        read (timeout, 5xx, unknown call) is tried again in the next step: it changes nothing."""
+    async def read_back(
+        self, client: ProviderClient, call_id: str, action: str, within: float, *, answered: bool = True
+    ) -> ReadBack:
+        """Reads the call until its state settles for `action` (`answered`: the provider's answer
+        was seen) or `within` seconds pass. A failed read (timeout, 5xx, unknown call) is tried
+        again in the next step: it changes nothing. A redirect, TwiML or callFlow is first read
+        SETTLE_AFTER seconds after it (at most half of `within`), once the provider had the time
+        to act on it."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + within
         last: Seen | None = None
         step = 0
         while True:
             delay = BACKOFF[min(step, len(BACKOFF) - 1)]
+            if step == 0 and action not in ENDING_ACTIONS:
+                delay = min(SETTLE_AFTER, within / 2)
             step += 1
             if loop.time() + delay >= ends and step > 1:
                 return ReadBack(None, last)
@@ -117,24 +125,26 @@ class Confirmations:
             except (CallbotError, TimeoutError) as error:
                 log.info("read-back of %s:%s failed: %s", client.account_name, call_id, _why(error))
                 continue
-            last = Seen(call.status, call.raw_status or call.status, self.now(), Via.READ)
-            if settles(action, call.status):
+            at = call.ended_at if call.ended and call.ended_at is not None else self.now()
+            last = Seen(call.status, call.raw_status or call.status, at, Via.READ)
+            if settles(action, call.status, answered=answered):
                 return ReadBack(last, last)
 
     async def _record(self, audit_id: int, seen: Seen | None) -> Seen | None:
-        """Records `seen` on the row; when another confirmation got there first (a callback), that
-        one is what the row says, so that is what the person reads."""
-        if seen is None:
-            return None
+        """Records `seen` on the row; when another confirmation got there first (a callback, even
+        while reading back found nothing settled), that one is what the row says, so that is what
+        the person reads."""
         try:
-            if await store.confirm(self.db, {audit_id: seen.fields()}):
+            if seen is not None and await store.confirm(self.db, {audit_id: seen.fields()}):
                 return seen
             row = await repo.audit_by_id(self.db, audit_id)
         except Exception:
             # The person still hears what the provider showed; the row stays unconfirmed.
             log.exception("could not record the confirmation of audit #%s", audit_id)
             return seen
-        if row is None or row.confirmed_status is None or row.confirmed_at is None or row.confirmed_via is None:
+        if row is None or row.confirm_seq is None or row.confirmed_status is None or row.confirmed_at is None:
+            return seen
+        if row.confirmed_via not in {via.value for via in Via}:
             return seen
         return Seen(row.confirmed_status, row.confirmed_word or "", row.confirmed_at, Via(row.confirmed_via))
 
@@ -188,7 +198,9 @@ class Confirmations:
                 return row.audit_id, None
             async with gate:
                 # One round of reads: the call had its time to settle while callbot was down.
-                found = await self.read_back(client, row.call_id, row.action, min(within, 2.0))
+                found = await self.read_back(
+                    client, row.call_id, row.action, min(within, 2.0), answered=row.outcome != Outcome.UNKNOWN
+                )
             return row.audit_id, found.settled
 
         results = await asyncio.gather(*(one(row) for row in rows))
