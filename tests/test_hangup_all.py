@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
 import re
 import signal
@@ -322,7 +321,9 @@ def test_cancel_stops_the_batch_between_requests(start: Any) -> None:
 
     # The count went down in the one message, at most once a second (the summary included).
     stamps = [r.at for r in bot.fake_slack.requests if r.path == "/api/chat.update"]
-    assert len(stamps) >= 2 and min(b - a for a, b in itertools.pairwise(stamps)) >= 0.95
+    # Counted, not spaced: one update delayed on a loaded machine arrives close to the next, but
+    # sending once a second still cannot fit more than one per second of the span (and one more).
+    assert 2 <= len(stamps) <= (stamps[-1] - stamps[0]) + 2
     progress = [reply_text(u) for u in bot.updates() if "Hanging up calls" in reply_text(u)]
     assert progress and all(re.search(r"\d+ / 40 ended, 0 failed, ~\d+ s left", text) for text in progress)
 

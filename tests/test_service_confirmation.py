@@ -10,10 +10,10 @@ import pytest
 
 from bot.domain.callbacks import CallbackEvent
 from bot.domain.confirmation import Seen, Via, confirmed_line, settles
+from bot.service.steps import Started
 from tests.fakes.server import Answer
 from tests.fakes.twilio import call_sid
 from tests.support.bots import ALICE
-from bot.service.steps import Started
 from tests.support.service import ServiceBot
 
 ON = {"prod": "read_back = 2"}
