@@ -9,7 +9,11 @@ import signal
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from bot.db import chain
+from tests.fakes.bandwidth import bw_call_id
+from tests.fakes.bird import bird_call_id
 from tests.fakes.server import Answer
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, FakeTwilio, call_sid
@@ -210,3 +214,25 @@ def test_callbot_run_reads_back_before_it_prints(
     assert "Twilio confirms: the call ended (`completed`)" in ran.stdout
     assert [r.method for r in fake_twilio.requests] == ["POST", "GET"]
     assert db.audit()[0]["confirmed_via"] == "read"
+
+
+@pytest.mark.parametrize("provider", ["bandwidth", "bird"])
+def test_each_provider_confirms_with_its_own_end_time(make_bot: BotFactory, provider: str) -> None:
+    bot = make_bot(READ_BACK)
+    if provider == "bandwidth":
+        account, name, fake = "bw", "Bandwidth", bot.fake_bandwidth
+        call_id = fake.add_call(bw_call_id(5))
+    else:
+        account, name, fake = "bird", "Bird", bot.fake_bird
+        call_id = fake.add_call(bird_call_id(5))
+    bot.db.grant(ALICE, "hangup", account)
+
+    bot.slack.run(f"hangup {account}:{call_id}")
+
+    text = reply_text(confirmed_message(bot))
+    assert re.search(rf"{name} confirms: the call ended \(`\w+`\) within a second of the hang-up\.", text), text
+    [update, read] = fake.requests
+    assert read.method == "GET" and read.path == update.path
+    [row] = bot.db.audit()
+    assert row["confirmed_via"] == "read" and row["confirmed_status"] == "completed"
+    assert on_database(bot.db.url, chain.verify).ok

@@ -72,6 +72,7 @@ class FakeBandwidth(RecordingServer):
         self.calls: dict[str, str] = {}  # callId → state
         self.details: dict[str, CallRecord] = {}
         self.causes: dict[str, str] = {}  # disconnectCause of disconnected calls
+        self.hung_up_at: dict[str, datetime] = {}  # endTime of the calls hung up through the API
         self.tags: dict[str, str | None] = {}
         self.scripted: deque[Answer] = deque()
         self._seq = itertools.count()
@@ -175,6 +176,7 @@ class FakeBandwidth(RecordingServer):
         self.causes[call_id] = "hangup" if state == "answered" else "cancel"
         if state == "answered" and record.started_at and record.duration is None:
             record.duration = max(0, int((datetime.now(UTC) - record.started_at).total_seconds()))
+        self.hung_up_at[call_id] = datetime.now(UTC)
         self.calls[call_id] = "disconnected"
 
     def _list(self, request: Recorded) -> Answer:
@@ -230,7 +232,9 @@ class FakeBandwidth(RecordingServer):
             answered = None  # busy, timeout, cancel, rejected…: never answered
         ended = None
         if state == "disconnected":
-            ended = (answered or started or datetime.now(UTC)) + timedelta(seconds=record.duration or 0)
+            ended = self.hung_up_at.get(call_id) or (answered or started or datetime.now(UTC)) + timedelta(
+                seconds=record.duration or 0
+            )
         return {
             "applicationId": "04e88489-df02-4e34-a0ee-27a91849555f",
             "accountId": ACCOUNT_ID,

@@ -90,6 +90,7 @@ class FakeBird(RecordingServer):
         super().reset()
         self.calls: dict[str, str] = {}  # id → status
         self.details: dict[str, CallRecord] = {}
+        self.hung_up_at: dict[str, datetime] = {}  # endedAt of the calls hung up through the API
         self.scripted: deque[Answer] = deque()
         self._seq = itertools.count()
 
@@ -168,6 +169,7 @@ class FakeBird(RecordingServer):
         record = self._record(call_id)
         if self.calls[call_id] == "ongoing" and record.started_at and record.duration is None:
             record.duration = max(0, int((datetime.now(UTC) - record.started_at).total_seconds()))
+        self.hung_up_at[call_id] = datetime.now(UTC)
         self.calls[call_id] = "completed"
 
     def _list(self, request: Recorded) -> Answer:
@@ -224,7 +226,8 @@ class FakeBird(RecordingServer):
         if status in ("ongoing", "completed"):  # answered
             call["answeredAt"] = _iso(created + timedelta(seconds=1))
         if status in ENDED:
-            call["endedAt"] = _iso(created + timedelta(seconds=1 + (record.duration or 0)))
+            ended = self.hung_up_at.get(call_id) or created + timedelta(seconds=1 + (record.duration or 0))
+            call["endedAt"] = _iso(ended)
         if record.duration is not None:
             call["duration"] = record.duration
         if flow is not None:
