@@ -55,6 +55,14 @@ def test_twilio_repeated_parameters_are_signed_in_sorted_order_as_the_sdk_does()
     assert twilio_signature(SDK_TOKEN, SDK_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
 
 
+def test_twilio_a_repeated_name_and_value_is_signed_once_as_the_sdk_does() -> None:
+    # The SDK's test_compute_signature_duplicate_multi_dict: `Digits=1234` twice ("Ensure
+    # duplicates are removed") signs as the vector above, its values taken as sorted(set(values)).
+    params = {"Sid": ["CA123"], "SidAccount": ["AC123"], "Digits": ["5678", "1234", "1234"]}
+    assert twilio_signature(SDK_TOKEN, SDK_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    assert twilio_valid(SDK_TOKEN, SDK_URL, params, "IK+Dwps556ElfBT0I3Rgjkr1wJU=")
+
+
 @pytest.mark.parametrize(
     ("url", "signature"),
     [
@@ -85,9 +93,10 @@ def test_twilio_json_body_is_signed_through_the_url_s_body_hash_as_the_sdk_does(
 
 def signed_by_hand(token: str, url: str, pairs: list[tuple[str, str]]) -> str:
     """Twilio's documented scheme: the full URL, then each parameter name and value, the
-    parameters sorted by name (a repeated name: its values sorted), HMAC-SHA1, base64."""
+    parameters sorted by name (a repeated name: its distinct values sorted, as the SDK signs
+    them), HMAC-SHA1, base64."""
     data = url
-    for name, value in sorted(pairs):  # (name, value) tuples sort by name, then by value
+    for name, value in sorted(set(pairs)):  # (name, value) tuples sort by name, then by value
         data += name + value
     digest = hmac.new(token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
@@ -110,6 +119,8 @@ def test_twilio_form_signatures_agree_with_the_algorithm_written_out(pairs: list
     signature = signed_by_hand(token, url, pairs)
     assert twilio_signature(token, url, grouped(pairs)) == signature
     assert twilio_valid(token, url, grouped(pairs), signature)
+    # Every pair sent twice: the same signature (each distinct value of a name is signed once).
+    assert twilio_valid(token, url, grouped(pairs + pairs), signature)
     assert not twilio_valid(token + "x", url, grouped(pairs), signature)
 
 

@@ -68,8 +68,9 @@ class Refused:
 
 def twilio_signature(token: str, url: str, params: Mapping[str, Sequence[str]]) -> str:
     """RequestValidator.compute_signature: the URL, then each parameter name (sorted) followed
-    by its value, each value of a repeated name in sorted order."""
-    text = url + "".join(name + value for name in sorted(params) for value in sorted(params[name]))
+    by its value, for each distinct value of a repeated name in sorted order
+    (`sorted(set(values))`: a name given the same value twice is signed once)."""
+    text = url + "".join(name + value for name in sorted(params) for value in sorted(set(params[name])))
     return base64.b64encode(hmac.new(token.encode(), text.encode(), hashlib.sha1).digest()).decode()
 
 
