@@ -180,6 +180,21 @@ def test_verify_twilio_refuses(change: object, result: CallbackResult) -> None:
     assert isinstance(refused, Refused) and refused.result is result
 
 
+@pytest.mark.parametrize(
+    "timestamp",
+    [None, "", "not a date", "Mon, 07 Dec 2026 10:00:00"],  # the last without a zone: no certain time
+    ids=["absent", "blank", "unreadable", "no-zone"],
+)
+def test_verify_twilio_refuses_a_signed_callback_without_its_timestamp(timestamp: str | None) -> None:
+    # Every Twilio call status callback carries Timestamp (Call resource, "StatusCallbackEvent":
+    # Timestamp, CallbackSource, SequenceNumber): one signed without it is not a status callback.
+    pairs = [("CallSid", "CA" + "1" * 32), ("CallStatus", "completed")]
+    pairs += [] if timestamp is None else [("Timestamp", timestamp)]
+    refused = verify_twilio(TWILIO, twilio_delivery(pairs))
+    assert isinstance(refused, Refused) and refused.result is CallbackResult.STALE
+    assert "no readable Timestamp" in refused.reason
+
+
 def test_verify_twilio_uses_the_callback_auth_token_of_an_api_key_account() -> None:
     keyed = TwilioAccount(
         provider="twilio",
@@ -188,9 +203,10 @@ def test_verify_twilio_uses_the_callback_auth_token_of_an_api_key_account() -> N
         api_key_secret="secret",
         callback_auth_token="cb-token",
     )
-    assert isinstance(verify_twilio(keyed, twilio_delivery([("A", "1")], token="cb-token")), Verified)
+    pairs = [("A", "1"), ("Timestamp", "Mon, 07 Dec 2026 10:00:00 +0000")]
+    assert isinstance(verify_twilio(keyed, twilio_delivery(pairs, token="cb-token")), Verified)
     without = keyed.model_copy(update={"callback_auth_token": None})
-    refused = verify_twilio(without, twilio_delivery([("A", "1")], token="cb-token"))
+    refused = verify_twilio(without, twilio_delivery(pairs, token="cb-token"))
     assert isinstance(refused, Refused) and refused.result is CallbackResult.UNCONFIGURED
 
 
@@ -237,6 +253,17 @@ def test_verify_bandwidth_takes_the_application_s_callback_credentials() -> None
         Delivery(None, basic("bw-cb", "bw-cb-pass"), body),
     )
     assert isinstance(unconfigured, Refused) and unconfigured.result is CallbackResult.UNCONFIGURED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"eventType": "disconnect"}', b'{"eventType": "disconnect", "eventTime": "yesterday"}', b"not json"],
+    ids=["absent", "unreadable", "not-json"],
+)
+def test_verify_bandwidth_refuses_an_event_without_its_event_time(body: bytes) -> None:
+    refused = verify_bandwidth(BANDWIDTH, Delivery(None, basic("bw-cb", "bw-cb-pass"), body))
+    assert isinstance(refused, Refused) and refused.result is CallbackResult.STALE
+    assert "no readable eventTime" in refused.reason
 
 
 # -- Bird: the documentation's algorithm written out ---------------------------------------------
@@ -293,6 +320,12 @@ def test_bird_signatures_agree_with_the_documented_algorithm(body: bytes, timest
 def test_verify_bird_refuses(delivery: Delivery, result: CallbackResult) -> None:
     refused = verify_bird(BIRD, delivery)
     assert isinstance(refused, Refused) and refused.result is result
+
+
+@pytest.mark.parametrize("timestamp", ["-1", "1e9", "9" * 30, " 1765100000"])
+def test_verify_bird_refuses_a_signed_timestamp_that_is_not_a_time(timestamp: str) -> None:
+    refused = verify_bird(BIRD, bird_delivery(b"{}", timestamp=timestamp))
+    assert isinstance(refused, Refused) and refused.result is CallbackResult.STALE
 
 
 # -- what a verified callback says ---------------------------------------------------------------

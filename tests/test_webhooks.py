@@ -204,6 +204,11 @@ def from_the_future(bot: Bot) -> httpx.Response:
     return post_twilio(bot, twilio_status(at=datetime.now(UTC) + timedelta(minutes=6)))
 
 
+def untimed(bot: Bot) -> httpx.Response:
+    # Signed, but without the Timestamp every status callback carries.
+    return post_twilio(bot, [(k, v) for k, v in twilio_status() if k != "Timestamp"])
+
+
 def tampered(bot: Bot) -> httpx.Response:
     params = twilio_status()
     headers = {
@@ -222,8 +227,9 @@ def tampered(bot: Bot) -> httpx.Response:
         (unsigned, "unsigned"),
         (stale, "stale"),
         (from_the_future, "stale"),
+        (untimed, "stale"),
     ],
-    ids=["wrong-token", "body-changed", "unsigned", "stale", "future"],
+    ids=["wrong-token", "body-changed", "unsigned", "stale", "future", "no-timestamp"],
 )
 def test_refused_twilio_callbacks_get_403_change_nothing_and_are_counted_and_logged(
     hooked: Bot, caplog: pytest.LogCaptureFixture, send: Callable[[Bot], httpx.Response], result: str

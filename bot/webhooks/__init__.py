@@ -9,7 +9,8 @@ one WARNING line (a reason written here: never the body, a secret or a signature
    with a Basic challenge, which its documentation says it waits for before sending the
    credentials); a wrong one → 403 `forged`; callbot lacking what the check takes (the account's
    secret, CALLBOT_PUBLIC_URL) → 403 `unconfigured`, logged once per process;
-4. the provider's signed time, when it gives one, more than MAX_AGE from now → 403 `stale`;
+4. the provider's time (each always sends one: none, or one that is not a time, is refused too)
+   more than MAX_AGE from now → 403 `stale`;
 5. the callback's receipt (bot/db/webhooks.py) exists already → 403 `replayed`.
 A refused callback changes nothing. One that passes is read (bot/domain/callbacks.py) and handed
 to the service, and answered 204 (`accepted` or `ignored`); when callbot could not handle it (the
@@ -53,8 +54,8 @@ BODY_LIMIT = 1024 * 1024
 MAX_AGE = timedelta(minutes=5)
 """How far from now a provider's signed time may be, either way."""
 RECEIPTS_KEPT = timedelta(hours=24)
-"""How long a receipt refuses the same callback again. A signed time refuses it after MAX_AGE
-anyway; this is what guards callbacks that carry none."""
+"""How long a receipt refuses the same callback again: well past MAX_AGE, after which the
+callback's own time refuses it."""
 PURGE_EVERY = 60.0
 """Seconds between two purges of old receipts by one process."""
 ANSWER_WITHIN = 5.0
@@ -113,7 +114,7 @@ class Webhooks:
                 checked = Refused(CallbackResult.CHALLENGED, "no HTTP Basic credentials yet: challenged")
         else:
             checked = verify_bird(config, delivery)
-        if isinstance(checked, Verified) and checked.sent_at is not None and abs(now - checked.sent_at) > MAX_AGE:
+        if isinstance(checked, Verified) and abs(now - checked.sent_at) > MAX_AGE:
             return Refused(CallbackResult.STALE, "its signed time is more than five minutes away from now")
         return checked
 
