@@ -188,6 +188,17 @@ def test_a_callback_about_a_call_callbot_hung_up_confirms_its_audit_row(hooked: 
     assert (row["confirmed_status"], row["confirmed_via"]) == ("completed", "callback")
 
 
+def test_a_lower_case_callback_confirms_a_hang_up_typed_with_an_upper_case_sid(hooked: Bot) -> None:
+    typed = "CA" + "9F3B0C7D" * 4  # upper-case hex: the spec allows it, and callbot records it as typed
+    hooked.fake_twilio.add_call(typed)
+    hooked.db.grant(ALICE, "hangup", "prod")
+    hooked.slack.run(f"hangup prod:{typed}")
+    # Twilio writes its SIDs in lower-case hex.
+    assert post_twilio(hooked, twilio_status("CA" + "9f3b0c7d" * 4)).status_code == 204
+    [row] = hooked.db.audit()
+    assert (row["call_id"], row["confirmed_status"], row["confirmed_via"]) == (typed, "completed", "callback")
+
+
 def forge(bot: Bot) -> httpx.Response:
     return post_twilio(bot, twilio_status(), token="not-the-auth-token")
 
