@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from bot.config import Settings
+from bot.config import Settings, TwilioAccount
 from bot.db import webhooks as receipts
 from bot.domain.errors import ConfigError
 from tests.fakes import bandwidth, bird
@@ -456,50 +456,88 @@ def test_receipts_are_taken_once_and_purged_when_old(db: DbHelper) -> None:
     assert on_database(db.url, work) == (True, False, True, 2, True)
 
 
-# -- callbot's own callback URL on Twilio's requests ---------------------------------------------
+# -- callbot's own callback URL on Twilio's requests: only where the account opts in ------------
 
 
-def test_a_twilio_redirect_asks_for_callbot_s_status_callback(hooked: Bot) -> None:
+@pytest.fixture
+def opted_in(make_bot: BotFactory) -> Bot:
+    """`status_callback = true` on the Twilio account."""
+    return make_bot({**HOOKED, "prod": "status_callback = true"}, env={**HOOK_ENV, "CALLBOT_PUBLIC_URL": PUBLIC})
+
+
+def redirect_and_twiml(bot: Bot, sid: str) -> list[list[tuple[str, str]]]:
+    """A redirect and a TwiML update through Slack; the form of each request Twilio got."""
+    bot.db.grant(ALICE, "redirect", "prod")
+    bot.db.grant(ALICE, "twiml", "prod")
+    bot.slack.run(f"redirect prod:{sid} https://example.com/hold.xml method=GET")
+    bot.slack.run(f'twiml prod:{sid} "<Response><Pause/></Response>"'.replace("<", "&lt;").replace(">", "&gt;"))
+    return [update.form_pairs for update in bot.fake_twilio.updates()]
+
+
+def test_by_default_callbot_sends_twilio_no_status_callback_of_its_own(hooked: Bot) -> None:
+    # The call's StatusCallback may be the customer's own: a redirect must not replace it.
     sid = hooked.fake_twilio.add_call(call_sid(3))
-    hooked.db.grant(ALICE, "redirect", "prod")
-    hooked.db.grant(ALICE, "twiml", "prod")
-    hooked.slack.run(f"redirect prod:{sid} https://example.com/hold.xml method=GET")
-    hooked.slack.run(f'twiml prod:{sid} "<Response><Pause/></Response>"'.replace("<", "&lt;").replace(">", "&gt;"))
-    redirect, twiml = hooked.fake_twilio.updates()
-    assert redirect.form_pairs == [
-        ("Url", "https://example.com/hold.xml"),
-        ("Method", "GET"),
-        ("StatusCallback", f"{PUBLIC}/webhooks/twilio/prod"),
-        ("StatusCallbackMethod", "POST"),
-    ]
-    assert twiml.form_pairs == [
-        ("Twiml", "<Response><Pause/></Response>"),
-        ("StatusCallback", f"{PUBLIC}/webhooks/twilio/prod"),
-        ("StatusCallbackMethod", "POST"),
+    assert redirect_and_twiml(hooked, sid) == [
+        [("Url", "https://example.com/hold.xml"), ("Method", "GET")],
+        [("Twiml", "<Response><Pause/></Response>")],
     ]
 
 
-def test_a_person_s_own_status_callback_is_kept_and_a_dry_run_shows_callbot_s(hooked: Bot) -> None:
-    sid = hooked.fake_twilio.add_call(call_sid(4))
-    hooked.db.grant(ALICE, "redirect", "prod")
-    hooked.slack.run(f"redirect prod:{sid} https://example.com/a.xml status-callback-method=GET")
-    hooked.slack.run(f"redirect prod:{sid} https://example.com/a.xml status-callback=https://example.com/s")
-    assert [update.form_pairs for update in hooked.fake_twilio.updates()] == [
+def test_an_account_that_opts_in_asks_twilio_for_callbot_s_status_callback(opted_in: Bot) -> None:
+    sid = opted_in.fake_twilio.add_call(call_sid(3))
+    assert redirect_and_twiml(opted_in, sid) == [
+        [
+            ("Url", "https://example.com/hold.xml"),
+            ("Method", "GET"),
+            ("StatusCallback", f"{PUBLIC}/webhooks/twilio/prod"),
+            ("StatusCallbackMethod", "POST"),
+        ],
+        [
+            ("Twiml", "<Response><Pause/></Response>"),
+            ("StatusCallback", f"{PUBLIC}/webhooks/twilio/prod"),
+            ("StatusCallbackMethod", "POST"),
+        ],
+    ]
+
+
+def test_a_person_s_own_status_callback_is_kept_and_a_dry_run_shows_callbot_s(opted_in: Bot) -> None:
+    sid = opted_in.fake_twilio.add_call(call_sid(4))
+    opted_in.db.grant(ALICE, "redirect", "prod")
+    opted_in.slack.run(f"redirect prod:{sid} https://example.com/a.xml status-callback-method=GET")
+    opted_in.slack.run(f"redirect prod:{sid} https://example.com/a.xml status-callback=https://example.com/s")
+    assert [update.form_pairs for update in opted_in.fake_twilio.updates()] == [
         [("Url", "https://example.com/a.xml"), ("StatusCallbackMethod", "GET")],
         [("Url", "https://example.com/a.xml"), ("StatusCallback", "https://example.com/s")],
     ]
-    shown = reply_text(hooked.slack.command(f"redirect prod:{sid} https://example.com/a.xml dry-run").json())
+    shown = reply_text(opted_in.slack.command(f"redirect prod:{sid} https://example.com/a.xml dry-run").json())
     assert (
         "StatusCallback=https%3A%2F%2Fcallbot.example.com%2Fwebhooks%2Ftwilio%2Fprod&StatusCallbackMethod=POST" in shown
     )
 
 
-def test_without_a_public_url_no_status_callback_is_sent(make_bot: BotFactory) -> None:
-    bot = make_bot({"prod": ""})
-    sid = bot.fake_twilio.add_call(call_sid(5))
-    bot.db.grant(ALICE, "redirect", "prod")
-    bot.slack.run(f"redirect prod:{sid} https://example.com/a.xml")
-    assert bot.fake_twilio.updates()[0].form_pairs == [("Url", "https://example.com/a.xml")]
+def test_status_callback_without_a_public_url_stops_start_up(make_bot: BotFactory) -> None:
+    config = make_bot.config({"prod": "status_callback = true"}, name="opted.toml")
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**make_bot.env, "CALLBOT_CONFIG": str(config)})
+    assert error.value.key == "accounts.prod.status_callback"
+    assert "CALLBOT_PUBLIC_URL is not set" in error.value.problem
+
+
+def test_status_callback_on_an_api_key_account_needs_its_callback_auth_token(make_bot: BotFactory) -> None:
+    config = make_bot.config({"prod": "status_callback = true"}, name="keyed.toml")
+    config.write_text(
+        config.read_text().replace(
+            'auth_token = "${TEST_TWILIO_AUTH_TOKEN}"', f'api_key_sid = "SK{"f" * 32}"\napi_key_secret = "key-secret"'
+        )
+    )
+    env = {**make_bot.env, "CALLBOT_CONFIG": str(config), "CALLBOT_PUBLIC_URL": PUBLIC}
+    with pytest.raises(ConfigError, match="status_callback = true needs callback_auth_token"):
+        Settings.from_env(env)
+    config.write_text(
+        config.read_text().replace("status_callback = true", 'callback_auth_token = "cb-token"\nstatus_callback = true')
+    )
+    taken = Settings.from_env(env).accounts["prod"].config
+    assert isinstance(taken, TwilioAccount) and taken.status_callback
 
 
 # -- configuration -------------------------------------------------------------------------------
