@@ -11,7 +11,9 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -20,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from bot import webhooks
 from bot.config import Settings, TwilioAccount
 from bot.db import webhooks as receipts
 from bot.domain.errors import ConfigError
@@ -633,6 +636,60 @@ def test_odd_callbacks_are_answered_below_500_without_an_error(hooked: Bot, capl
         statuses = [response.status_code for response in odd_deliveries(hooked)]
     assert all(status < 500 for status in statuses), statuses
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@contextmanager
+def table_away(db: DbHelper, table: str) -> Iterator[None]:
+    """The table cannot be used while inside: as if the database failed."""
+    with db.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {table} RENAME TO {table}_away"))
+    try:
+        yield
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table}_away RENAME TO {table}"))
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether `check` holds within `timeout` seconds (a late callback is handled after its answer)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_late_callback_that_then_fails_is_answered_503_and_its_retry_is_taken(
+    hooked: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [row] = acted_on_a_call(hooked)
+    params = twilio_status()
+    failed = counted(hooked, "twilio", "failed")
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 0.0)  # every callback outlasts its answer
+    with table_away(hooked.db, "audit_log"):  # the receipt is taken; recording the confirmation fails
+        late = post_twilio(hooked, params)
+        # Handled after the answer: it fails, and its receipt is forgotten.
+        assert eventually(lambda: counted(hooked, "twilio", "failed") == failed + 1 and receipt_count(hooked.db) == 0)
+    # Not 204: the provider must send it again, since callbot could not say it would be taken.
+    assert late.status_code == 503 and "send it again later" in late.text
+
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 5.0)
+    assert post_twilio(hooked, params).status_code == 204  # the retry: taken, not refused as replayed
+    [row] = hooked.db.audit()
+    assert (row["confirmed_status"], row["confirmed_via"]) == ("completed", "callback")
+
+
+def test_a_late_callback_that_then_succeeds_loses_nothing(hooked: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    acted_on_a_call(hooked)
+    params = twilio_status()
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 0.0)
+    assert post_twilio(hooked, params).status_code == 503
+    assert eventually(lambda: hooked.db.audit()[0]["confirmed_status"] == "completed")
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 5.0)
+    # The provider's retry of a callback already taken: refused, and the row keeps what it had.
+    assert post_twilio(hooked, params).status_code == 403
+    assert receipt_count(hooked.db) == 1
 
 
 def test_a_verified_callback_callbot_cannot_record_gets_503_and_its_retry_is_taken(hooked: Bot) -> None:

@@ -15,8 +15,11 @@ one WARNING line (a reason written here: never the body, a secret or a signature
 A refused callback changes nothing. One that passes is read (bot/domain/callbacks.py) and handed
 to the service, and answered 204 (`accepted` or `ignored`); when callbot could not handle it (the
 database down, mostly) its receipt is forgotten and the answer is 503 (`failed`), so the provider
-sends it again later. An error before it is verified answers 403 (`failed`). Nothing here answers
-500.
+sends it again later. One still being handled after ANSWER_WITHIN is answered 503 too and goes on:
+if it then fails, its receipt is forgotten and the provider's retry is taken; if it succeeds, the
+retry is refused as replayed, and nothing was lost either way (a 204 would have been the end of
+it: providers do not send again what was answered 2xx). An error before it is verified answers
+403 (`failed`). Nothing here answers 500.
 """
 
 from __future__ import annotations
@@ -59,8 +62,8 @@ callback's own time refuses it."""
 PURGE_EVERY = 60.0
 """Seconds between two purges of old receipts by one process."""
 ANSWER_WITHIN = 5.0
-"""Seconds a verified callback waits for the service before being answered anyway (it goes on):
-providers send a callback again when the answer is slow (Twilio, Bandwidth: after 15 s)."""
+"""Seconds a verified callback waits for the service before being answered 503 anyway (it goes
+on): well within the providers' own wait (Twilio, Bandwidth: 15 s)."""
 
 _NAMES = {CallbackProvider.TWILIO: "Twilio", CallbackProvider.BANDWIDTH: "Bandwidth", CallbackProvider.BIRD: "Bird"}
 _REFUSED_STATUS = {CallbackResult.CHALLENGED: 401}
@@ -145,16 +148,18 @@ class Webhooks:
         work = asyncio.ensure_future(self._handle(runtime, account, verified, now))
         done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN)
         if not done:
-            # Still running: it keeps going (held here until it ends), and the provider has its answer.
+            # Still running: it keeps going (held here until it ends). Whether it will be taken is
+            # not known yet, so the provider is asked to send it again: if this one fails, its
+            # receipt is forgotten and the retry is taken; if it succeeds, the retry is a replay.
             self._late.add(work)
             work.add_done_callback(self._late.discard)
             log.warning(
-                "a %s callback for %s took over %g s: answered, still handling it",
+                "a %s callback for %s took over %g s: answered 503, still handling it",
                 account.provider,
                 account.name,
                 ANSWER_WITHIN,
             )
-            return Response(status_code=204)
+            return PlainTextResponse("callbot is still handling this callback; send it again later.\n", 503)
         if work.result() is CallbackResult.REPLAYED:
             return PlainTextResponse(f"Refused: {_REPLAYED.reason}.\n", 403)
         if work.result() is CallbackResult.FAILED:
