@@ -121,9 +121,16 @@ def bird_event(status: str = "completed") -> bytes:
 
 
 def post_bird(
-    bot: Bot, body: bytes, *, at: datetime | None = None, key: str = BIRD_KEY, signed: bool = True
+    bot: Bot,
+    body: bytes,
+    *,
+    at: datetime | None = None,
+    key: str = BIRD_KEY,
+    signed: bool = True,
+    timestamp: str | None = None,
 ) -> httpx.Response:
-    timestamp = str(int((at or datetime.now(UTC)).timestamp()))
+    """`timestamp`: the messagebird-request-timestamp as written, else `at` (now) in Unix seconds."""
+    timestamp = timestamp or str(int((at or datetime.now(UTC)).timestamp()))
     headers = {"Content-Type": "application/json"}
     if signed:
         headers["messagebird-signature"] = bird_signed_by_hand(key, timestamp, f"{PUBLIC}/webhooks/bird/bird", body)
@@ -143,12 +150,23 @@ def receipt_count(db: DbHelper) -> int:
         return int(conn.execute(text("SELECT count(*) FROM webhook_receipts")).scalar_one())
 
 
-def acted_on_a_call(bot: Bot) -> list[dict[str, Any]]:
-    """A hang-up done through Slack: the audit row a callback about its call would confirm."""
-    sid = bot.fake_twilio.add_call(call_sid(1))
-    bot.db.grant(ALICE, "hangup", "prod")
-    bot.slack.run(f"hangup prod:{sid}")
-    return bot.db.audit()
+def acted_on_a_call(bot: Bot, provider: str = "twilio") -> list[dict[str, Any]]:
+    """A hang-up done through Slack on a call of that provider (the call the callbacks built
+    above are about): the audit row a callback about its call would confirm."""
+    account, call = {"twilio": ("prod", call_sid(1)), "bandwidth": ("bw", BW_CALL), "bird": ("bird", BIRD_CALL)}[
+        provider
+    ]
+    {"twilio": bot.fake_twilio, "bandwidth": bot.fake_bandwidth, "bird": bot.fake_bird}[provider].add_call(call)
+    bot.db.grant(ALICE, "hangup", account)
+    bot.slack.run(f"hangup {account}:{call}")
+    rows = bot.db.audit()
+    assert [(row["action"], row["outcome"], row["confirm_seq"]) for row in rows] == [("hangup", "succeeded", None)]
+    return rows
+
+
+def confirmed_by_callback(bot: Bot) -> bool:
+    [row] = bot.db.audit()
+    return (row["confirmed_status"], row["confirmed_via"]) == ("completed", "callback")
 
 
 def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -261,6 +279,9 @@ def test_refused_twilio_callbacks_get_403_change_nothing_and_are_counted_and_log
     assert f"for prod (HTTP 403, {result})" in line
     for leaked in (*SECRETS, call_sid(1), "completed"):
         assert leaked not in line
+    # The same callback as Twilio sends it would have confirmed the row.
+    assert post_twilio(hooked, twilio_status()).status_code == 204
+    assert confirmed_by_callback(hooked)
 
 
 def test_a_replayed_twilio_callback_gets_403_and_changes_nothing(hooked: Bot, caplog: pytest.LogCaptureFixture) -> None:
@@ -346,13 +367,14 @@ def test_bandwidth_gets_a_basic_challenge_then_sends_its_callback_credentials(ho
             "forged",
         ),
         (lambda bot: post_bandwidth(bot, bandwidth_disconnect(datetime.now(UTC) - timedelta(minutes=10))), "stale"),
+        (lambda bot: post_bandwidth(bot, without_event_time(bandwidth_disconnect())), "stale"),
     ],
-    ids=["wrong-password", "api-credentials", "stale"],
+    ids=["wrong-password", "api-credentials", "stale", "no-event-time"],
 )
 def test_refused_bandwidth_callbacks_get_403_and_change_nothing(
     hooked: Bot, caplog: pytest.LogCaptureFixture, send: Callable[[Bot], httpx.Response], result: str
 ) -> None:
-    rows = acted_on_a_call(hooked)
+    rows = acted_on_a_call(hooked, "bandwidth")
     before = counted(hooked, "bandwidth", result)
     with caplog.at_level(logging.WARNING, logger="bot.webhooks"):
         assert send(hooked).status_code == 403
@@ -362,12 +384,26 @@ def test_refused_bandwidth_callbacks_get_403_and_change_nothing(
     [line] = refusal_lines(caplog)
     assert f"for bw (HTTP 403, {result})" in line
     assert all(secret not in line for secret in (*SECRETS, bandwidth.PASSWORD, BW_CALL))
+    # The same event, with the application's credentials and sent now, would have confirmed it.
+    assert post_bandwidth(hooked, bandwidth_disconnect()).status_code == 204
+    assert confirmed_by_callback(hooked)
 
 
-def test_a_replayed_bandwidth_callback_gets_403(hooked: Bot) -> None:
+def without_event_time(body: bytes) -> bytes:
+    event = json.loads(body)
+    del event["eventTime"]
+    return json.dumps(event).encode()
+
+
+def test_a_replayed_bandwidth_callback_gets_403_and_changes_nothing(hooked: Bot) -> None:
+    acted_on_a_call(hooked, "bandwidth")
     body = bandwidth_disconnect()
     assert post_bandwidth(hooked, body).status_code == 204
+    rows = hooked.db.audit()
+    before = counted(hooked, "bandwidth", "replayed")
     assert post_bandwidth(hooked, body).status_code == 403
+    assert hooked.db.audit() == rows
+    assert counted(hooked, "bandwidth", "replayed") == before + 1
 
 
 # -- Bird --------------------------------------------------------------------------------------
@@ -386,13 +422,14 @@ def test_a_signed_bird_voice_event_is_taken_and_answered_204(hooked: Bot) -> Non
         (lambda bot: post_bird(bot, bird_event(), key="another-signing-key"), "forged"),
         (lambda bot: post_bird(bot, bird_event(), signed=False), "unsigned"),
         (lambda bot: post_bird(bot, bird_event(), at=datetime.now(UTC) - timedelta(minutes=6)), "stale"),
+        (lambda bot: post_bird(bot, bird_event(), timestamp="1e9"), "stale"),
     ],
-    ids=["wrong-key", "unsigned", "stale"],
+    ids=["wrong-key", "unsigned", "stale", "timestamp-not-a-time"],
 )
 def test_refused_bird_callbacks_get_403_and_change_nothing(
     hooked: Bot, caplog: pytest.LogCaptureFixture, send: Callable[[Bot], httpx.Response], result: str
 ) -> None:
-    rows = acted_on_a_call(hooked)
+    rows = acted_on_a_call(hooked, "bird")
     before = counted(hooked, "bird", result)
     with caplog.at_level(logging.WARNING, logger="bot.webhooks"):
         assert send(hooked).status_code == 403
@@ -402,14 +439,20 @@ def test_refused_bird_callbacks_get_403_and_change_nothing(
     [line] = refusal_lines(caplog)
     assert f"for bird (HTTP 403, {result})" in line
     assert all(secret not in line for secret in (*SECRETS, BIRD_CALL))
+    # The same event, signed with the subscription's key and sent now, would have confirmed it.
+    assert post_bird(hooked, bird_event()).status_code == 204
+    assert confirmed_by_callback(hooked)
 
 
-def test_a_replayed_bird_callback_gets_403(hooked: Bot) -> None:
+def test_a_replayed_bird_callback_gets_403_and_changes_nothing(hooked: Bot) -> None:
+    acted_on_a_call(hooked, "bird")
     # As it was sent: the same body, timestamp and signature.
     body, at = bird_event(), datetime.now(UTC)
     assert post_bird(hooked, body, at=at).status_code == 204
+    rows = hooked.db.audit()
     before = counted(hooked, "bird", "replayed")
     assert post_bird(hooked, body, at=at).status_code == 403
+    assert hooked.db.audit() == rows
     assert counted(hooked, "bird", "replayed") == before + 1
 
 
