@@ -4,7 +4,7 @@
 In this order, each refusal answered at once, counted in `callbot_webhooks_total` and logged as
 one WARNING line (a reason written here: never the body, a secret or a signature):
 1. `{account}` is a configured account of that provider (else 404);
-2. the body, read as it arrives, stops at BODY_LIMIT bytes (413);
+2. the body, read as it arrives, stops at 1 MiB (413; bot/http_body, as for Slack);
 3. the provider's own proof (bot/providers/callbacks.py): none → 403 `unsigned` (Bandwidth: 401
    with a Basic challenge, which its documentation says it waits for before sending the
    credentials); a wrong one → 403 `forged`; callbot lacking what the check takes (the account's
@@ -47,13 +47,12 @@ from bot.domain.callbacks import (
     from_bird,
     from_twilio,
 )
+from bot.http_body import Unread, read_body
 from bot.providers.callbacks import Delivery, Refused, Verified, verify_bandwidth, verify_bird, verify_twilio
 from bot.service.core import Service
 
 log = logging.getLogger(__name__)
 
-BODY_LIMIT = 1024 * 1024
-"""Bytes, as for Slack: a call event is a few kilobytes."""
 MAX_AGE = timedelta(minutes=5)
 """How far from now a provider's signed time may be, either way."""
 RECEIPTS_KEPT = timedelta(hours=24)
@@ -92,10 +91,10 @@ class Webhooks:
         if account is None or account.provider != provider.value:
             log.warning("refused a %s callback (HTTP 404): no %s account by that name", provider, _NAMES[provider])
             return PlainTextResponse(f"callbot has no {_NAMES[provider]} account by that name.\n", 404)
-        raw = await _read_body(request)
-        if raw is None:
-            log.warning("refused a %s callback for %s (HTTP 413): the body is too large", provider, name)
-            return PlainTextResponse(f"The request body is over the {BODY_LIMIT // 1024} KiB callbot accepts.\n", 413)
+        raw = await read_body(request)
+        if isinstance(raw, Unread):
+            log.warning("refused a %s callback for %s (HTTP %d): %s", provider, name, raw.status, raw.reason)
+            return PlainTextResponse(f"{raw.reason}\n", raw.status)
         runtime: Any = request.app.state.runtime
         now: datetime = runtime.service.now()
         try:
@@ -227,18 +226,3 @@ def _delivery(
         query = request.scope.get("query_string", b"").decode("latin-1")
         url = f"{public_url}/webhooks/{provider.value}/{account}" + (f"?{query}" if query else "")
     return Delivery(url, request.headers, body)
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None once it is over BODY_LIMIT (a larger Content-Length: before reading)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > BODY_LIMIT:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > BODY_LIMIT:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
