@@ -162,11 +162,9 @@ class TwilioAccount(_Account):
             raise ValueError("missing credentials: set auth_token, or api_key_sid and api_key_secret")
         if has_key and self.auth_token:
             raise ValueError("set either auth_token or api_key_sid/api_key_secret, not both")
-        if self.status_callback and not self.callback_token:
-            # Twilio would sign the callbacks with a token callbot does not hold: all refused.
+        if self.status_callback and not self.callback_token:  # else every callback asked for is refused
             raise ValueError(
-                "status_callback = true needs callback_auth_token on an account configured with an API key: "
-                "Twilio signs its callbacks with the auth token"
+                "status_callback = true needs callback_auth_token with an API key: Twilio signs with the auth token"
             )
         return self
 
@@ -268,11 +266,8 @@ class Settings:
         public_url = _public_url(env.get("CALLBOT_PUBLIC_URL") or None)
         for name, config in parsed.accounts.items():
             if isinstance(config, TwilioAccount) and config.status_callback and public_url is None:
-                raise ConfigError(
-                    source,
-                    f"accounts.{name}.status_callback",
-                    "is true, but CALLBOT_PUBLIC_URL is not set: Twilio would not know where to call callbot",
-                )
+                problem = "is true, but CALLBOT_PUBLIC_URL is not set: Twilio would not know where to call callbot"
+                raise ConfigError(source, f"accounts.{name}.status_callback", problem)
         longest = max((account.timeout for account in parsed.accounts.values()), default=10.0)
         grace = _seconds(env, "CALLBOT_PENDING_GRACE", minimum=shortest_pending_grace(longest))
         stale = _seconds(env, "CALLBOT_BATCH_STALE_AFTER", minimum=2.0)
