@@ -148,6 +148,10 @@ class TwilioAccount(_Account):
     # Twilio signs its callbacks (X-Twilio-Signature) with the account's auth token, which an
     # account configured with an API key does not otherwise hold (docs/webhooks.md).
     callback_auth_token: Annotated[str, Field(min_length=1)] | None = None
+    # Send callbot's own StatusCallback with a redirect or TwiML update. Off by default: Twilio
+    # keeps one StatusCallback per call, and callbot's would replace the one the customer's own
+    # application set on the call (docs/webhooks.md).
+    status_callback: bool = False
 
     @model_validator(mode="after")
     def _one_credential(self) -> TwilioAccount:
@@ -158,6 +162,10 @@ class TwilioAccount(_Account):
             raise ValueError("missing credentials: set auth_token, or api_key_sid and api_key_secret")
         if has_key and self.auth_token:
             raise ValueError("set either auth_token or api_key_sid/api_key_secret, not both")
+        if self.status_callback and not self.callback_token:  # else every callback asked for is refused
+            raise ValueError(
+                "status_callback = true needs callback_auth_token with an API key: Twilio signs with the auth token"
+            )
         return self
 
     @property
@@ -255,6 +263,11 @@ class Settings:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ConfigError("environment", "PORT", f"{port_text!r} is not a TCP port number")
         source, parsed = load_config(env)
+        public_url = _public_url(env.get("CALLBOT_PUBLIC_URL") or None)
+        for name, config in parsed.accounts.items():
+            if isinstance(config, TwilioAccount) and config.status_callback and public_url is None:
+                problem = "is true, but CALLBOT_PUBLIC_URL is not set: Twilio would not know where to call callbot"
+                raise ConfigError(source, f"accounts.{name}.status_callback", problem)
         longest = max((account.timeout for account in parsed.accounts.values()), default=10.0)
         grace = _seconds(env, "CALLBOT_PENDING_GRACE", minimum=shortest_pending_grace(longest))
         stale = _seconds(env, "CALLBOT_BATCH_STALE_AFTER", minimum=2.0)
@@ -271,7 +284,7 @@ class Settings:
             pending_grace_seconds=grace,
             batch_stale_seconds=30.0 if stale is None else stale,
             metrics_token=env.get("CALLBOT_METRICS_TOKEN") or None,
-            public_url=_public_url(env.get("CALLBOT_PUBLIC_URL") or None),
+            public_url=public_url,
         )
 
     @property

@@ -20,13 +20,14 @@ ON = {"prod": "read_back = 2"}
 
 
 def event(sid: str, status: str | None = "completed", **changes: Any) -> CallbackEvent:
+    """A callback's event; its time is now (the fake clock starts at the real now), unless `at`."""
     fields: dict[str, Any] = {
         "provider": "twilio",
         "account": "prod",
         "call_id": sid,
         "status": status,
         "word": status or "ringing",
-        "at": datetime(2026, 12, 5, 12, 3, 4, tzinfo=UTC),
+        "at": datetime.now(UTC),
     }
     return CallbackEvent(**{**fields, **changes})
 
@@ -89,6 +90,67 @@ def test_a_callback_older_than_the_window_is_ignored(bot: ServiceBot) -> None:
     bot.clock.advance(hours=2)
 
     assert not bot.call(bot.service.confirmations.from_callback(event(sid)))
+
+
+@pytest.fixture
+def quiet(service_for: Any) -> ServiceBot:
+    """Read-back off: only callbacks confirm."""
+    bot: ServiceBot = service_for({"prod": ""})
+    bot.db.grant(ALICE, "hangup", "prod")
+    bot.db.grant(ALICE, "redirect", "prod")
+    return bot
+
+
+def confirmed(bot: ServiceBot) -> list[tuple[str, str | None]]:
+    return [(row["action"], row["confirmed_status"]) for row in bot.audit()]
+
+
+def test_a_callback_never_confirms_an_older_action_once_the_last_one_is_confirmed(quiet: ServiceBot) -> None:
+    sid = quiet.fakes.twilio.add_call(call_sid(5))
+    quiet.say(f"redirect prod:{sid} https://example.com/hold.xml")
+    quiet.say(f"hangup prod:{sid}")
+    assert quiet.call(quiet.service.confirmations.from_callback(event(sid)))
+    assert confirmed(quiet) == [("redirect", None), ("hangup", "completed")]
+
+    # Another callback about the call (Twilio's next event, or the number's own status callback):
+    # what the call did is the hang-up's doing, already recorded; the redirect is not its target.
+    assert not quiet.call(quiet.service.confirmations.from_callback(event(sid, word="completed.")))
+    assert confirmed(quiet) == [("redirect", None), ("hangup", "completed")]
+
+
+def test_a_callback_while_the_last_action_is_still_pending_confirms_nothing(quiet: ServiceBot) -> None:
+    sid = quiet.fakes.twilio.add_call(call_sid(6))
+    quiet.say(f"redirect prod:{sid} https://example.com/hold.xml")
+    step = quiet.begin(f"hangup prod:{sid}")  # audited `pending`, not sent yet
+    assert [row["outcome"] for row in quiet.audit()] == ["succeeded", "pending"]
+
+    assert not quiet.call(quiet.service.confirmations.from_callback(event(sid)))
+    assert [row["confirm_seq"] for row in quiet.audit()] == [None, None]
+    quiet.answer(step)
+
+
+def test_a_callback_about_the_call_before_the_action_does_not_confirm_it(quiet: ServiceBot) -> None:
+    sid = quiet.fakes.twilio.add_call(call_sid(7))
+    acted = quiet.clock()  # the row's created_at: the fake clock stands still
+    quiet.say(f"hangup prod:{sid}")
+
+    # The call ended a minute before the hang-up was recorded: not what the hang-up did.
+    assert not quiet.call(quiet.service.confirmations.from_callback(event(sid, at=acted - timedelta(minutes=1))))
+    assert quiet.last_audit()["confirm_seq"] is None
+    # A few seconds early is the clocks disagreeing: taken.
+    assert quiet.call(quiet.service.confirmations.from_callback(event(sid, at=acted - timedelta(seconds=3))))
+    assert quiet.last_audit()["confirmed_status"] == "completed"
+
+
+def test_a_callback_confirms_a_row_typed_with_an_upper_case_sid(quiet: ServiceBot) -> None:
+    upper = "CA" + "9F3B0C7D" * 4  # as a person may type it: the spec allows either case
+    quiet.fakes.twilio.add_call(upper)
+    quiet.say(f"hangup prod:{upper}")
+    assert quiet.last_audit()["call_id"] == upper  # kept as typed
+
+    # Twilio's callbacks write the SID in lower-case hex.
+    assert quiet.call(quiet.service.confirmations.from_callback(event("CA" + "9f3b0c7d" * 4)))
+    assert quiet.last_audit()["confirmed_status"] == "completed"
 
 
 def test_a_redirect_is_settled_by_any_state_a_hangup_only_by_an_ended_one() -> None:

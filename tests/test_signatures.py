@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from slack_sdk.signature import SignatureVerifier
 
-from bot.slack.edge import BODY_LIMIT, check_signature
+from bot.http_body import BODY_LIMIT
+from bot.slack.edge import check_signature
 from tests.fakes.twilio import call_sid
 from tests.support.bots import ALICE, SIGNING_SECRET, Bot, reply_text
 

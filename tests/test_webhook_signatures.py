@@ -55,6 +55,14 @@ def test_twilio_repeated_parameters_are_signed_in_sorted_order_as_the_sdk_does()
     assert twilio_signature(SDK_TOKEN, SDK_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
 
 
+def test_twilio_a_repeated_name_and_value_is_signed_once_as_the_sdk_does() -> None:
+    # The SDK's test_compute_signature_duplicate_multi_dict: `Digits=1234` twice ("Ensure
+    # duplicates are removed") signs as the vector above, its values taken as sorted(set(values)).
+    params = {"Sid": ["CA123"], "SidAccount": ["AC123"], "Digits": ["5678", "1234", "1234"]}
+    assert twilio_signature(SDK_TOKEN, SDK_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    assert twilio_valid(SDK_TOKEN, SDK_URL, params, "IK+Dwps556ElfBT0I3Rgjkr1wJU=")
+
+
 @pytest.mark.parametrize(
     ("url", "signature"),
     [
@@ -85,9 +93,10 @@ def test_twilio_json_body_is_signed_through_the_url_s_body_hash_as_the_sdk_does(
 
 def signed_by_hand(token: str, url: str, pairs: list[tuple[str, str]]) -> str:
     """Twilio's documented scheme: the full URL, then each parameter name and value, the
-    parameters sorted by name (a repeated name: its values sorted), HMAC-SHA1, base64."""
+    parameters sorted by name (a repeated name: its distinct values sorted, as the SDK signs
+    them), HMAC-SHA1, base64."""
     data = url
-    for name, value in sorted(pairs):  # (name, value) tuples sort by name, then by value
+    for name, value in sorted(set(pairs)):  # (name, value) tuples sort by name, then by value
         data += name + value
     digest = hmac.new(token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
@@ -110,6 +119,8 @@ def test_twilio_form_signatures_agree_with_the_algorithm_written_out(pairs: list
     signature = signed_by_hand(token, url, pairs)
     assert twilio_signature(token, url, grouped(pairs)) == signature
     assert twilio_valid(token, url, grouped(pairs), signature)
+    # Every pair sent twice: the same signature (each distinct value of a name is signed once).
+    assert twilio_valid(token, url, grouped(pairs + pairs), signature)
     assert not twilio_valid(token + "x", url, grouped(pairs), signature)
 
 
@@ -169,6 +180,21 @@ def test_verify_twilio_refuses(change: object, result: CallbackResult) -> None:
     assert isinstance(refused, Refused) and refused.result is result
 
 
+@pytest.mark.parametrize(
+    "timestamp",
+    [None, "", "not a date", "Mon, 07 Dec 2026 10:00:00"],  # the last without a zone: no certain time
+    ids=["absent", "blank", "unreadable", "no-zone"],
+)
+def test_verify_twilio_refuses_a_signed_callback_without_its_timestamp(timestamp: str | None) -> None:
+    # Every Twilio call status callback carries Timestamp (Call resource, "StatusCallbackEvent":
+    # Timestamp, CallbackSource, SequenceNumber): one signed without it is not a status callback.
+    pairs = [("CallSid", "CA" + "1" * 32), ("CallStatus", "completed")]
+    pairs += [] if timestamp is None else [("Timestamp", timestamp)]
+    refused = verify_twilio(TWILIO, twilio_delivery(pairs))
+    assert isinstance(refused, Refused) and refused.result is CallbackResult.STALE
+    assert "no readable Timestamp" in refused.reason
+
+
 def test_verify_twilio_uses_the_callback_auth_token_of_an_api_key_account() -> None:
     keyed = TwilioAccount(
         provider="twilio",
@@ -177,9 +203,10 @@ def test_verify_twilio_uses_the_callback_auth_token_of_an_api_key_account() -> N
         api_key_secret="secret",
         callback_auth_token="cb-token",
     )
-    assert isinstance(verify_twilio(keyed, twilio_delivery([("A", "1")], token="cb-token")), Verified)
+    pairs = [("A", "1"), ("Timestamp", "Mon, 07 Dec 2026 10:00:00 +0000")]
+    assert isinstance(verify_twilio(keyed, twilio_delivery(pairs, token="cb-token")), Verified)
     without = keyed.model_copy(update={"callback_auth_token": None})
-    refused = verify_twilio(without, twilio_delivery([("A", "1")], token="cb-token"))
+    refused = verify_twilio(without, twilio_delivery(pairs, token="cb-token"))
     assert isinstance(refused, Refused) and refused.result is CallbackResult.UNCONFIGURED
 
 
@@ -226,6 +253,17 @@ def test_verify_bandwidth_takes_the_application_s_callback_credentials() -> None
         Delivery(None, basic("bw-cb", "bw-cb-pass"), body),
     )
     assert isinstance(unconfigured, Refused) and unconfigured.result is CallbackResult.UNCONFIGURED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"eventType": "disconnect"}', b'{"eventType": "disconnect", "eventTime": "yesterday"}', b"not json"],
+    ids=["absent", "unreadable", "not-json"],
+)
+def test_verify_bandwidth_refuses_an_event_without_its_event_time(body: bytes) -> None:
+    refused = verify_bandwidth(BANDWIDTH, Delivery(None, basic("bw-cb", "bw-cb-pass"), body))
+    assert isinstance(refused, Refused) and refused.result is CallbackResult.STALE
+    assert "no readable eventTime" in refused.reason
 
 
 # -- Bird: the documentation's algorithm written out ---------------------------------------------
@@ -282,6 +320,12 @@ def test_bird_signatures_agree_with_the_documented_algorithm(body: bytes, timest
 def test_verify_bird_refuses(delivery: Delivery, result: CallbackResult) -> None:
     refused = verify_bird(BIRD, delivery)
     assert isinstance(refused, Refused) and refused.result is result
+
+
+@pytest.mark.parametrize("timestamp", ["-1", "1e9", "9" * 30, " 1765100000"])
+def test_verify_bird_refuses_a_signed_timestamp_that_is_not_a_time(timestamp: str) -> None:
+    refused = verify_bird(BIRD, bird_delivery(b"{}", timestamp=timestamp))
+    assert isinstance(refused, Refused) and refused.result is CallbackResult.STALE
 
 
 # -- what a verified callback says ---------------------------------------------------------------

@@ -11,7 +11,9 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +22,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from bot.config import Settings
+from bot import webhooks
+from bot.config import Settings, TwilioAccount
 from bot.db import webhooks as receipts
 from bot.domain.errors import ConfigError
 from tests.fakes import bandwidth, bird
@@ -118,9 +121,16 @@ def bird_event(status: str = "completed") -> bytes:
 
 
 def post_bird(
-    bot: Bot, body: bytes, *, at: datetime | None = None, key: str = BIRD_KEY, signed: bool = True
+    bot: Bot,
+    body: bytes,
+    *,
+    at: datetime | None = None,
+    key: str = BIRD_KEY,
+    signed: bool = True,
+    timestamp: str | None = None,
 ) -> httpx.Response:
-    timestamp = str(int((at or datetime.now(UTC)).timestamp()))
+    """`timestamp`: the messagebird-request-timestamp as written, else `at` (now) in Unix seconds."""
+    timestamp = timestamp or str(int((at or datetime.now(UTC)).timestamp()))
     headers = {"Content-Type": "application/json"}
     if signed:
         headers["messagebird-signature"] = bird_signed_by_hand(key, timestamp, f"{PUBLIC}/webhooks/bird/bird", body)
@@ -140,12 +150,23 @@ def receipt_count(db: DbHelper) -> int:
         return int(conn.execute(text("SELECT count(*) FROM webhook_receipts")).scalar_one())
 
 
-def acted_on_a_call(bot: Bot) -> list[dict[str, Any]]:
-    """A hang-up done through Slack: the audit row a callback about its call would confirm."""
-    sid = bot.fake_twilio.add_call(call_sid(1))
-    bot.db.grant(ALICE, "hangup", "prod")
-    bot.slack.run(f"hangup prod:{sid}")
-    return bot.db.audit()
+def acted_on_a_call(bot: Bot, provider: str = "twilio") -> list[dict[str, Any]]:
+    """A hang-up done through Slack on a call of that provider (the call the callbacks built
+    above are about): the audit row a callback about its call would confirm."""
+    account, call = {"twilio": ("prod", call_sid(1)), "bandwidth": ("bw", BW_CALL), "bird": ("bird", BIRD_CALL)}[
+        provider
+    ]
+    {"twilio": bot.fake_twilio, "bandwidth": bot.fake_bandwidth, "bird": bot.fake_bird}[provider].add_call(call)
+    bot.db.grant(ALICE, "hangup", account)
+    bot.slack.run(f"hangup {account}:{call}")
+    rows = bot.db.audit()
+    assert [(row["action"], row["outcome"], row["confirm_seq"]) for row in rows] == [("hangup", "succeeded", None)]
+    return rows
+
+
+def confirmed_by_callback(bot: Bot) -> bool:
+    [row] = bot.db.audit()
+    return (row["confirmed_status"], row["confirmed_via"]) == ("completed", "callback")
 
 
 def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -188,6 +209,17 @@ def test_a_callback_about_a_call_callbot_hung_up_confirms_its_audit_row(hooked: 
     assert (row["confirmed_status"], row["confirmed_via"]) == ("completed", "callback")
 
 
+def test_a_lower_case_callback_confirms_a_hang_up_typed_with_an_upper_case_sid(hooked: Bot) -> None:
+    typed = "CA" + "9F3B0C7D" * 4  # upper-case hex: the spec allows it, and callbot records it as typed
+    hooked.fake_twilio.add_call(typed)
+    hooked.db.grant(ALICE, "hangup", "prod")
+    hooked.slack.run(f"hangup prod:{typed}")
+    # Twilio writes its SIDs in lower-case hex.
+    assert post_twilio(hooked, twilio_status("CA" + "9f3b0c7d" * 4)).status_code == 204
+    [row] = hooked.db.audit()
+    assert (row["call_id"], row["confirmed_status"], row["confirmed_via"]) == (typed, "completed", "callback")
+
+
 def forge(bot: Bot) -> httpx.Response:
     return post_twilio(bot, twilio_status(), token="not-the-auth-token")
 
@@ -202,6 +234,11 @@ def stale(bot: Bot) -> httpx.Response:
 
 def from_the_future(bot: Bot) -> httpx.Response:
     return post_twilio(bot, twilio_status(at=datetime.now(UTC) + timedelta(minutes=6)))
+
+
+def untimed(bot: Bot) -> httpx.Response:
+    # Signed, but without the Timestamp every status callback carries.
+    return post_twilio(bot, [(k, v) for k, v in twilio_status() if k != "Timestamp"])
 
 
 def tampered(bot: Bot) -> httpx.Response:
@@ -222,8 +259,9 @@ def tampered(bot: Bot) -> httpx.Response:
         (unsigned, "unsigned"),
         (stale, "stale"),
         (from_the_future, "stale"),
+        (untimed, "stale"),
     ],
-    ids=["wrong-token", "body-changed", "unsigned", "stale", "future"],
+    ids=["wrong-token", "body-changed", "unsigned", "stale", "future", "no-timestamp"],
 )
 def test_refused_twilio_callbacks_get_403_change_nothing_and_are_counted_and_logged(
     hooked: Bot, caplog: pytest.LogCaptureFixture, send: Callable[[Bot], httpx.Response], result: str
@@ -241,6 +279,9 @@ def test_refused_twilio_callbacks_get_403_change_nothing_and_are_counted_and_log
     assert f"for prod (HTTP 403, {result})" in line
     for leaked in (*SECRETS, call_sid(1), "completed"):
         assert leaked not in line
+    # The same callback as Twilio sends it would have confirmed the row.
+    assert post_twilio(hooked, twilio_status()).status_code == 204
+    assert confirmed_by_callback(hooked)
 
 
 def test_a_replayed_twilio_callback_gets_403_and_changes_nothing(hooked: Bot, caplog: pytest.LogCaptureFixture) -> None:
@@ -326,13 +367,14 @@ def test_bandwidth_gets_a_basic_challenge_then_sends_its_callback_credentials(ho
             "forged",
         ),
         (lambda bot: post_bandwidth(bot, bandwidth_disconnect(datetime.now(UTC) - timedelta(minutes=10))), "stale"),
+        (lambda bot: post_bandwidth(bot, without_event_time(bandwidth_disconnect())), "stale"),
     ],
-    ids=["wrong-password", "api-credentials", "stale"],
+    ids=["wrong-password", "api-credentials", "stale", "no-event-time"],
 )
 def test_refused_bandwidth_callbacks_get_403_and_change_nothing(
     hooked: Bot, caplog: pytest.LogCaptureFixture, send: Callable[[Bot], httpx.Response], result: str
 ) -> None:
-    rows = acted_on_a_call(hooked)
+    rows = acted_on_a_call(hooked, "bandwidth")
     before = counted(hooked, "bandwidth", result)
     with caplog.at_level(logging.WARNING, logger="bot.webhooks"):
         assert send(hooked).status_code == 403
@@ -342,12 +384,26 @@ def test_refused_bandwidth_callbacks_get_403_and_change_nothing(
     [line] = refusal_lines(caplog)
     assert f"for bw (HTTP 403, {result})" in line
     assert all(secret not in line for secret in (*SECRETS, bandwidth.PASSWORD, BW_CALL))
+    # The same event, with the application's credentials and sent now, would have confirmed it.
+    assert post_bandwidth(hooked, bandwidth_disconnect()).status_code == 204
+    assert confirmed_by_callback(hooked)
 
 
-def test_a_replayed_bandwidth_callback_gets_403(hooked: Bot) -> None:
+def without_event_time(body: bytes) -> bytes:
+    event = json.loads(body)
+    del event["eventTime"]
+    return json.dumps(event).encode()
+
+
+def test_a_replayed_bandwidth_callback_gets_403_and_changes_nothing(hooked: Bot) -> None:
+    acted_on_a_call(hooked, "bandwidth")
     body = bandwidth_disconnect()
     assert post_bandwidth(hooked, body).status_code == 204
+    rows = hooked.db.audit()
+    before = counted(hooked, "bandwidth", "replayed")
     assert post_bandwidth(hooked, body).status_code == 403
+    assert hooked.db.audit() == rows
+    assert counted(hooked, "bandwidth", "replayed") == before + 1
 
 
 # -- Bird --------------------------------------------------------------------------------------
@@ -366,13 +422,14 @@ def test_a_signed_bird_voice_event_is_taken_and_answered_204(hooked: Bot) -> Non
         (lambda bot: post_bird(bot, bird_event(), key="another-signing-key"), "forged"),
         (lambda bot: post_bird(bot, bird_event(), signed=False), "unsigned"),
         (lambda bot: post_bird(bot, bird_event(), at=datetime.now(UTC) - timedelta(minutes=6)), "stale"),
+        (lambda bot: post_bird(bot, bird_event(), timestamp="1e9"), "stale"),
     ],
-    ids=["wrong-key", "unsigned", "stale"],
+    ids=["wrong-key", "unsigned", "stale", "timestamp-not-a-time"],
 )
 def test_refused_bird_callbacks_get_403_and_change_nothing(
     hooked: Bot, caplog: pytest.LogCaptureFixture, send: Callable[[Bot], httpx.Response], result: str
 ) -> None:
-    rows = acted_on_a_call(hooked)
+    rows = acted_on_a_call(hooked, "bird")
     before = counted(hooked, "bird", result)
     with caplog.at_level(logging.WARNING, logger="bot.webhooks"):
         assert send(hooked).status_code == 403
@@ -382,14 +439,20 @@ def test_refused_bird_callbacks_get_403_and_change_nothing(
     [line] = refusal_lines(caplog)
     assert f"for bird (HTTP 403, {result})" in line
     assert all(secret not in line for secret in (*SECRETS, BIRD_CALL))
+    # The same event, signed with the subscription's key and sent now, would have confirmed it.
+    assert post_bird(hooked, bird_event()).status_code == 204
+    assert confirmed_by_callback(hooked)
 
 
-def test_a_replayed_bird_callback_gets_403(hooked: Bot) -> None:
+def test_a_replayed_bird_callback_gets_403_and_changes_nothing(hooked: Bot) -> None:
+    acted_on_a_call(hooked, "bird")
     # As it was sent: the same body, timestamp and signature.
     body, at = bird_event(), datetime.now(UTC)
     assert post_bird(hooked, body, at=at).status_code == 204
+    rows = hooked.db.audit()
     before = counted(hooked, "bird", "replayed")
     assert post_bird(hooked, body, at=at).status_code == 403
+    assert hooked.db.audit() == rows
     assert counted(hooked, "bird", "replayed") == before + 1
 
 
@@ -439,50 +502,88 @@ def test_receipts_are_taken_once_and_purged_when_old(db: DbHelper) -> None:
     assert on_database(db.url, work) == (True, False, True, 2, True)
 
 
-# -- callbot's own callback URL on Twilio's requests ---------------------------------------------
+# -- callbot's own callback URL on Twilio's requests: only where the account opts in ------------
 
 
-def test_a_twilio_redirect_asks_for_callbot_s_status_callback(hooked: Bot) -> None:
+@pytest.fixture
+def opted_in(make_bot: BotFactory) -> Bot:
+    """`status_callback = true` on the Twilio account."""
+    return make_bot({**HOOKED, "prod": "status_callback = true"}, env={**HOOK_ENV, "CALLBOT_PUBLIC_URL": PUBLIC})
+
+
+def redirect_and_twiml(bot: Bot, sid: str) -> list[list[tuple[str, str]]]:
+    """A redirect and a TwiML update through Slack; the form of each request Twilio got."""
+    bot.db.grant(ALICE, "redirect", "prod")
+    bot.db.grant(ALICE, "twiml", "prod")
+    bot.slack.run(f"redirect prod:{sid} https://example.com/hold.xml method=GET")
+    bot.slack.run(f'twiml prod:{sid} "<Response><Pause/></Response>"'.replace("<", "&lt;").replace(">", "&gt;"))
+    return [update.form_pairs for update in bot.fake_twilio.updates()]
+
+
+def test_by_default_callbot_sends_twilio_no_status_callback_of_its_own(hooked: Bot) -> None:
+    # The call's StatusCallback may be the customer's own: a redirect must not replace it.
     sid = hooked.fake_twilio.add_call(call_sid(3))
-    hooked.db.grant(ALICE, "redirect", "prod")
-    hooked.db.grant(ALICE, "twiml", "prod")
-    hooked.slack.run(f"redirect prod:{sid} https://example.com/hold.xml method=GET")
-    hooked.slack.run(f'twiml prod:{sid} "<Response><Pause/></Response>"'.replace("<", "&lt;").replace(">", "&gt;"))
-    redirect, twiml = hooked.fake_twilio.updates()
-    assert redirect.form_pairs == [
-        ("Url", "https://example.com/hold.xml"),
-        ("Method", "GET"),
-        ("StatusCallback", f"{PUBLIC}/webhooks/twilio/prod"),
-        ("StatusCallbackMethod", "POST"),
-    ]
-    assert twiml.form_pairs == [
-        ("Twiml", "<Response><Pause/></Response>"),
-        ("StatusCallback", f"{PUBLIC}/webhooks/twilio/prod"),
-        ("StatusCallbackMethod", "POST"),
+    assert redirect_and_twiml(hooked, sid) == [
+        [("Url", "https://example.com/hold.xml"), ("Method", "GET")],
+        [("Twiml", "<Response><Pause/></Response>")],
     ]
 
 
-def test_a_person_s_own_status_callback_is_kept_and_a_dry_run_shows_callbot_s(hooked: Bot) -> None:
-    sid = hooked.fake_twilio.add_call(call_sid(4))
-    hooked.db.grant(ALICE, "redirect", "prod")
-    hooked.slack.run(f"redirect prod:{sid} https://example.com/a.xml status-callback-method=GET")
-    hooked.slack.run(f"redirect prod:{sid} https://example.com/a.xml status-callback=https://example.com/s")
-    assert [update.form_pairs for update in hooked.fake_twilio.updates()] == [
+def test_an_account_that_opts_in_asks_twilio_for_callbot_s_status_callback(opted_in: Bot) -> None:
+    sid = opted_in.fake_twilio.add_call(call_sid(3))
+    assert redirect_and_twiml(opted_in, sid) == [
+        [
+            ("Url", "https://example.com/hold.xml"),
+            ("Method", "GET"),
+            ("StatusCallback", f"{PUBLIC}/webhooks/twilio/prod"),
+            ("StatusCallbackMethod", "POST"),
+        ],
+        [
+            ("Twiml", "<Response><Pause/></Response>"),
+            ("StatusCallback", f"{PUBLIC}/webhooks/twilio/prod"),
+            ("StatusCallbackMethod", "POST"),
+        ],
+    ]
+
+
+def test_a_person_s_own_status_callback_is_kept_and_a_dry_run_shows_callbot_s(opted_in: Bot) -> None:
+    sid = opted_in.fake_twilio.add_call(call_sid(4))
+    opted_in.db.grant(ALICE, "redirect", "prod")
+    opted_in.slack.run(f"redirect prod:{sid} https://example.com/a.xml status-callback-method=GET")
+    opted_in.slack.run(f"redirect prod:{sid} https://example.com/a.xml status-callback=https://example.com/s")
+    assert [update.form_pairs for update in opted_in.fake_twilio.updates()] == [
         [("Url", "https://example.com/a.xml"), ("StatusCallbackMethod", "GET")],
         [("Url", "https://example.com/a.xml"), ("StatusCallback", "https://example.com/s")],
     ]
-    shown = reply_text(hooked.slack.command(f"redirect prod:{sid} https://example.com/a.xml dry-run").json())
+    shown = reply_text(opted_in.slack.command(f"redirect prod:{sid} https://example.com/a.xml dry-run").json())
     assert (
         "StatusCallback=https%3A%2F%2Fcallbot.example.com%2Fwebhooks%2Ftwilio%2Fprod&StatusCallbackMethod=POST" in shown
     )
 
 
-def test_without_a_public_url_no_status_callback_is_sent(make_bot: BotFactory) -> None:
-    bot = make_bot({"prod": ""})
-    sid = bot.fake_twilio.add_call(call_sid(5))
-    bot.db.grant(ALICE, "redirect", "prod")
-    bot.slack.run(f"redirect prod:{sid} https://example.com/a.xml")
-    assert bot.fake_twilio.updates()[0].form_pairs == [("Url", "https://example.com/a.xml")]
+def test_status_callback_without_a_public_url_stops_start_up(make_bot: BotFactory) -> None:
+    config = make_bot.config({"prod": "status_callback = true"}, name="opted.toml")
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**make_bot.env, "CALLBOT_CONFIG": str(config)})
+    assert error.value.key == "accounts.prod.status_callback"
+    assert "CALLBOT_PUBLIC_URL is not set" in error.value.problem
+
+
+def test_status_callback_on_an_api_key_account_needs_its_callback_auth_token(make_bot: BotFactory) -> None:
+    config = make_bot.config({"prod": "status_callback = true"}, name="keyed.toml")
+    config.write_text(
+        config.read_text().replace(
+            'auth_token = "${TEST_TWILIO_AUTH_TOKEN}"', f'api_key_sid = "SK{"f" * 32}"\napi_key_secret = "key-secret"'
+        )
+    )
+    env = {**make_bot.env, "CALLBOT_CONFIG": str(config), "CALLBOT_PUBLIC_URL": PUBLIC}
+    with pytest.raises(ConfigError, match="status_callback = true needs callback_auth_token"):
+        Settings.from_env(env)
+    config.write_text(
+        config.read_text().replace("status_callback = true", 'callback_auth_token = "cb-token"\nstatus_callback = true')
+    )
+    taken = Settings.from_env(env).accounts["prod"].config
+    assert isinstance(taken, TwilioAccount) and taken.status_callback
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -578,6 +679,60 @@ def test_odd_callbacks_are_answered_below_500_without_an_error(hooked: Bot, capl
         statuses = [response.status_code for response in odd_deliveries(hooked)]
     assert all(status < 500 for status in statuses), statuses
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@contextmanager
+def table_away(db: DbHelper, table: str) -> Iterator[None]:
+    """The table cannot be used while inside: as if the database failed."""
+    with db.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {table} RENAME TO {table}_away"))
+    try:
+        yield
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table}_away RENAME TO {table}"))
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether `check` holds within `timeout` seconds (a late callback is handled after its answer)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_late_callback_that_then_fails_is_answered_503_and_its_retry_is_taken(
+    hooked: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [row] = acted_on_a_call(hooked)
+    params = twilio_status()
+    failed = counted(hooked, "twilio", "failed")
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 0.0)  # every callback outlasts its answer
+    with table_away(hooked.db, "audit_log"):  # the receipt is taken; recording the confirmation fails
+        late = post_twilio(hooked, params)
+        # Handled after the answer: it fails, and its receipt is forgotten.
+        assert eventually(lambda: counted(hooked, "twilio", "failed") == failed + 1 and receipt_count(hooked.db) == 0)
+    # Not 204: the provider must send it again, since callbot could not say it would be taken.
+    assert late.status_code == 503 and "send it again later" in late.text
+
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 5.0)
+    assert post_twilio(hooked, params).status_code == 204  # the retry: taken, not refused as replayed
+    [row] = hooked.db.audit()
+    assert (row["confirmed_status"], row["confirmed_via"]) == ("completed", "callback")
+
+
+def test_a_late_callback_that_then_succeeds_loses_nothing(hooked: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    acted_on_a_call(hooked)
+    params = twilio_status()
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 0.0)
+    assert post_twilio(hooked, params).status_code == 503
+    assert eventually(lambda: hooked.db.audit()[0]["confirmed_status"] == "completed")
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 5.0)
+    # The provider's retry of a callback already taken: refused, and the row keeps what it had.
+    assert post_twilio(hooked, params).status_code == 403
+    assert receipt_count(hooked.db) == 1
 
 
 def test_a_verified_callback_callbot_cannot_record_gets_503_and_its_retry_is_taken(hooked: Bot) -> None:

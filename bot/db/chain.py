@@ -146,6 +146,12 @@ async def _advance(session: AsyncSession, by: int = 1) -> tuple[int, str, int, s
     return int(head[0]) - by, str(head[1]), int(head[2]), str(head[3])
 
 
+async def lock_head(session: AsyncSession) -> None:
+    """Holds the chain head for the rest of the transaction: until it ends, no other session
+    inserts, closes or confirms an audit row (each appends to the chain)."""
+    await _advance(session, 0)
+
+
 async def _set_head_hash(session: AsyncSession, new_hash: str) -> None:
     await session.execute(update(AuditChainRow).where(AuditChainRow.id == HEAD_ID).values(hash=new_hash))
 

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.db import chain
 from bot.db.models import AuditRow
 from bot.db.session import Database
 from bot.domain.confirmation import CONFIRMED_ACTIONS
 
+# Rows whose request may have reached the provider: only these have a call state to confirm
+# (a callback leaves a `pending` one alone: until it closes nobody knows whether it went out).
 _SENT = chain.CONFIRMABLE
 
 
@@ -50,24 +52,56 @@ def _unconfirmed() -> Any:
     )
 
 
-async def latest_for_call(db: Database, account: str, call_id: str, since: datetime) -> Unconfirmed | None:
-    """The newest unconfirmed call action on this call since `since` whose request went out
-    (or may have): what a provider's callback about the call confirms."""
+@dataclass(frozen=True)
+class LastAction:
+    """The last call action on a call whose request went out (or may have), confirmed or not."""
+
+    audit_id: int
+    created_at: datetime
+    action: str
+    outcome: str
+    confirmed: bool
+
+
+def _last_on_call(account: str, call_id: str, since: datetime) -> Any:
+    # Call ids are compared without case: a person may type a Twilio SID in upper-case hex (the
+    # spec allows either, and the row keeps it as typed), the provider's callbacks write it in
+    # lower case. The ids stand in the recording order (rows are inserted under the chain head's
+    # lock), which clocks of several processes need not agree on.
+    return (
+        select(AuditRow.id, AuditRow.created_at, AuditRow.action, AuditRow.outcome, AuditRow.confirm_seq.is_not(None))
+        .where(
+            AuditRow.account == account,
+            func.lower(AuditRow.call_id) == call_id.lower(),
+            AuditRow.action.in_(sorted(CONFIRMED_ACTIONS)),
+            AuditRow.outcome.in_(_SENT),
+            AuditRow.created_at >= since,
+        )
+        .order_by(AuditRow.id.desc())
+        .limit(1)
+    )
+
+
+async def last_for_call(db: Database, account: str, call_id: str, since: datetime) -> LastAction | None:
+    """The last call action on this call since `since` that may have reached the provider: the
+    only row a provider's callback about the call may confirm."""
     async with db.session() as session:
-        row = (
-            await session.execute(
-                _unconfirmed()
-                .where(
-                    AuditRow.account == account,
-                    AuditRow.call_id == call_id,
-                    AuditRow.outcome.in_(_SENT),
-                    AuditRow.created_at >= since,
-                )
-                .order_by(AuditRow.created_at.desc(), AuditRow.id.desc())
-                .limit(1)
-            )
-        ).first()
-    return None if row is None else Unconfirmed(*row)
+        row = (await session.execute(_last_on_call(account, call_id, since))).first()
+    return None if row is None else LastAction(*row)
+
+
+async def confirm_last(
+    db: Database, account: str, call_id: str, since: datetime, audit_id: int, fields: Mapping[str, Any]
+) -> bool:
+    """Records the confirmation `fields` on row `audit_id` when it is still the last call action on
+    the call (`last_for_call`) and unconfirmed. Checked with the chain head held, so an action on
+    the call recorded since it was read is never passed over."""
+    async with db.chain_session() as session:
+        await chain.lock_head(session)
+        last = (await session.execute(_last_on_call(account, call_id, since))).first()
+        if last is None or last[0] != audit_id:
+            return False
+        return bool(await chain.confirm_rows(session, {audit_id: fields}))
 
 
 async def unresolved(db: Database, since: datetime, limit: int) -> list[Unconfirmed]:

@@ -42,7 +42,7 @@ class CallbackResult(StrEnum):
     # which Bandwidth sends the callback again with them (RFC 7235, as its documentation says).
     CHALLENGED = "challenged"
     FORGED = "forged"  # a signature or credentials that do not match: 403
-    STALE = "stale"  # signed more than five minutes away from now: 403
+    STALE = "stale"  # its time more than five minutes away from now, or none the provider always sends: 403
     REPLAYED = "replayed"  # the same signed callback came before: 403
     UNCONFIGURED = "unconfigured"  # callbot lacks what verifying takes (a secret, CALLBOT_PUBLIC_URL): 403
     FAILED = "failed"  # callbot failed handling it (logged): 403 before it was verified, 204 after

@@ -12,11 +12,12 @@ from bot.providers.twilio import TwilioClient
 
 
 def create_client(account: Account, public_url: str | None = None) -> ProviderClient:
-    """`public_url`: CALLBOT_PUBLIC_URL, where the providers that take a callback URL with a call
-    update are told to send callbot theirs (docs/webhooks.md)."""
+    """`public_url`: CALLBOT_PUBLIC_URL, where a Twilio account that opts in (`status_callback`)
+    asks Twilio to send its status callbacks after a call update (docs/webhooks.md)."""
     config = account.config
     if isinstance(config, TwilioAccount):
-        callback = f"{public_url}/webhooks/twilio/{account.name}" if public_url else None
+        wanted = public_url is not None and config.status_callback
+        callback = f"{public_url}/webhooks/twilio/{account.name}" if wanted else None
         return TwilioClient(account.name, config, status_callback=callback)
     if isinstance(config, BandwidthAccount):
         return BandwidthClient(account.name, config)

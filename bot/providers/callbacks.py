@@ -4,10 +4,16 @@ documentation and official SDK check it (docs/webhooks.md says where each comes 
 - Twilio: `X-Twilio-Signature` is base64(HMAC-SHA1(auth token, URL + every form parameter's name
   and value, sorted)); a body that is not a form is signed through the URL instead, which carries
   `bodySHA256=<hex SHA-256 of the body>`. As twilio-python's RequestValidator does, the URL is
-  tried without its port and with the scheme's standard one (Twilio signs either).
-- Bandwidth: the application's callback credentials, sent as HTTP Basic authentication.
+  tried without its port and with the scheme's standard one (Twilio signs either). Its signed
+  time: the `Timestamp` parameter every call status callback carries.
+- Bandwidth: the application's callback credentials, sent as HTTP Basic authentication. Its time:
+  the event's `eventTime`, which every Bandwidth voice event carries.
 - Bird: `messagebird-signature` is base64(HMAC-SHA256(signing key, timestamp + "\\n" + URL + "\\n"
   + the body's SHA-256 digest, raw)), with `messagebird-request-timestamp` (Unix seconds).
+
+Each provider always sends its time, so a callback without a readable one is refused (`stale`):
+without one, a callback captured once could be sent again, and taken, once its receipt is gone
+(bot/webhooks RECEIPTS_KEPT).
 
 Every comparison is constant-time. What a verified callback says is read by bot/domain/callbacks.py.
 """
@@ -48,11 +54,12 @@ class Delivery:
 @dataclass(frozen=True)
 class Verified:
     """A callback the provider sent. `fingerprint` names what was signed: the same callback
-    delivered again has the same one. `sent_at`: the provider's signed time, if it gives one.
-    `content`: the form parameters (a dict of str) or the parsed JSON body (None when unreadable)."""
+    delivered again has the same one. `sent_at`: the provider's time in it (signed by Twilio and
+    Bird). `content`: the form parameters (a dict of str) or the parsed JSON body (None when
+    unreadable)."""
 
     fingerprint: bytes
-    sent_at: datetime | None
+    sent_at: datetime
     content: Any
 
 
@@ -63,13 +70,18 @@ class Refused:
     """For the log: written by callbot, never a piece of the request."""
 
 
+def _untimed(what: str) -> Refused:
+    return Refused(CallbackResult.STALE, f"{what}: the provider always sends its time")
+
+
 # -- Twilio -----------------------------------------------------------------------------------
 
 
 def twilio_signature(token: str, url: str, params: Mapping[str, Sequence[str]]) -> str:
     """RequestValidator.compute_signature: the URL, then each parameter name (sorted) followed
-    by its value, each value of a repeated name in sorted order."""
-    text = url + "".join(name + value for name in sorted(params) for value in sorted(params[name]))
+    by its value, for each distinct value of a repeated name in sorted order
+    (`sorted(set(values))`: a name given the same value twice is signed once)."""
+    text = url + "".join(name + value for name in sorted(params) for value in sorted(set(params[name])))
     return base64.b64encode(hmac.new(token.encode(), text.encode(), hashlib.sha1).digest()).decode()
 
 
@@ -123,8 +135,11 @@ def verify_twilio(config: TwilioAccount, delivery: Delivery) -> Verified | Refus
         params = {k: v for k, v in body.items() if isinstance(v, str)} if isinstance(body, dict) else {}
     else:
         params = {name: values[0] for name, values in form.items()}
+    sent_at = twilio_time(params)
+    if sent_at is None:
+        return _untimed("no readable Timestamp parameter")
     # The signature is an HMAC of everything Twilio signed: it names the callback.
-    return Verified(base64.b64decode(signature), twilio_time(params), params)
+    return Verified(base64.b64decode(signature), sent_at, params)
 
 
 def _form(delivery: Delivery) -> dict[str, list[str]] | None:
@@ -159,8 +174,11 @@ def verify_bandwidth(config: BandwidthAccount, delivery: Delivery) -> Verified |
     if not (colon and user_ok and password_ok):
         return Refused(CallbackResult.FORGED, "the HTTP Basic credentials do not match")
     body = _json(delivery.body)
+    sent_at = bandwidth_time(body)
+    if sent_at is None:
+        return _untimed("no readable eventTime")
     # Nothing is signed: the body itself names the event (Bandwidth sends each one once).
-    return Verified(hashlib.sha256(delivery.body).digest(), bandwidth_time(body), body)
+    return Verified(hashlib.sha256(delivery.body).digest(), sent_at, body)
 
 
 # -- Bird -------------------------------------------------------------------------------------
@@ -190,7 +208,10 @@ def verify_bird(config: BirdAccount, delivery: Delivery) -> Verified | Refused:
     expected = bird_signature(config.webhook_signing_key, timestamp, delivery.url, delivery.body)
     if not hmac.compare_digest(expected, given):
         return Refused(CallbackResult.FORGED, "the messagebird-signature does not match")
-    return Verified(expected, _unix_time(timestamp), _json(delivery.body))
+    sent_at = _unix_time(timestamp)
+    if sent_at is None:
+        return _untimed("a messagebird-request-timestamp that is not a time")
+    return Verified(expected, sent_at, _json(delivery.body))
 
 
 def _unix_time(text: str) -> datetime | None:

@@ -89,7 +89,8 @@ class TwilioClient(ProviderClient):
         status_callback: str | None = None,
     ) -> None:
         """`status_callback`: callbot's own callback URL (POST /webhooks/twilio/<account>), sent
-        as StatusCallback with a redirect or TwiML the person gave none for."""
+        as StatusCallback with a redirect or TwiML the person gave none for; None (the account's
+        `status_callback` off, the default) sends none."""
         if config.api_key_sid and config.api_key_secret:
             auth = httpx.BasicAuth(config.api_key_sid, config.api_key_secret)
         else:
@@ -103,7 +104,8 @@ class TwilioClient(ProviderClient):
         self.check_call_id(call_id)
         form: list[tuple[str, str]] = []
         # Twilio then tells callbot how the call went on (docs/webhooks.md); a person's own
-        # StatusCallback (or its method alone) is theirs to keep.
+        # StatusCallback (or its method alone) is theirs to keep. Only on accounts that opt in:
+        # it replaces the StatusCallback the customer's own application set on the call.
         theirs = isinstance(action, Redirect) and bool(action.status_callback or action.status_callback_method)
         ours: dict[str, str] = {}
         if self.status_callback and not theirs:

@@ -39,8 +39,11 @@ log = logging.getLogger(__name__)
 # Seconds between reads: the first at once (most providers end a call before answering), then
 # quickly, then every 2 s until the account's `read_back` has passed.
 BACKOFF = (0.0, 0.25, 0.5, 1.0, 2.0)
-# A callback confirms the newest unconfirmed action on its call from this long ago at most.
+# A callback confirms the last action on its call from this long ago at most.
 CALLBACK_WINDOW = timedelta(hours=1)
+# How much earlier than the action's audit row a callback's own time may be and still be about what
+# followed the action: the provider's clock and callbot's need not agree to the second.
+CALLBACK_SKEW = timedelta(seconds=5)
 # After a restart, `unknown` rows this recent with no confirmation are read back once.
 RESOLVE_WINDOW = timedelta(hours=1)
 RESOLVE_AT_MOST = 200
@@ -151,15 +154,26 @@ class Confirmations:
     # -- a provider's signed callback -------------------------------------------------------------
 
     async def from_callback(self, event: CallbackEvent) -> bool:
-        """A verified callback: it confirms the newest unconfirmed action on its call (within
-        CALLBACK_WINDOW) when its state is what that action should produce. True when recorded."""
+        """A verified callback: it confirms the last action on its call (within CALLBACK_WINDOW),
+        and only that one, when
+        - the action was sent (`succeeded`) or may have been (`unknown`): a `pending` one is still
+          under way, and the callback may be about what came before it;
+        - nothing confirmed it yet (read-back, or an earlier callback): an older action on the
+          call is never confirmed instead, as what the call did since is the newer one's doing;
+        - the event is not from before the action (its time at most CALLBACK_SKEW earlier);
+        - its state is what the action should produce.
+        True when recorded."""
         if event.status is None:
             return False
-        row = await store.latest_for_call(self.db, event.account, event.call_id, self.now() - CALLBACK_WINDOW)
-        if row is None or not settles(row.action, event.status):
+        since = self.now() - CALLBACK_WINDOW
+        row = await store.last_for_call(self.db, event.account, event.call_id, since)
+        if row is None or row.confirmed or row.outcome not in (Outcome.SUCCEEDED, Outcome.UNKNOWN):
+            return False
+        answered = row.outcome == Outcome.SUCCEEDED
+        if event.at < row.created_at - CALLBACK_SKEW or not settles(row.action, event.status, answered=answered):
             return False
         seen = Seen(event.status, event.word, event.at, Via.CALLBACK)
-        return bool(await store.confirm(self.db, {row.audit_id: seen.fields()}))
+        return await store.confirm_last(self.db, event.account, event.call_id, since, row.audit_id, seen.fields())
 
     # -- after a restart ---------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 In this order, each failure answered at once and logged as one WARNING line (a reason, never the
 body or a header's value):
-1. the body, read as it arrives, stops at `BODY_LIMIT` bytes (413); a larger Content-Length is
-   refused before reading anything;
+1. the body, read as it arrives, stops at 1 MiB (413); a larger Content-Length is refused before
+   reading anything (bot/http_body, shared with the providers' callbacks);
 2. Slack's v0 signature, fresh and valid (401), over the raw bytes;
 3. a body Slack could have sent (400): UTF-8; a slash-command form, an interactivity `payload=`
    holding a JSON object, or an Events API JSON object; of a kind callbot handles, with fields of
@@ -28,10 +28,9 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from bot.http_body import Unread, read_body
 from bot.slack import shapes
 
-BODY_LIMIT = 1024 * 1024
-"""Bytes. Slack's largest requests (a view submission with its blocks) are tens of kilobytes."""
 MAX_AGE = 5 * 60
 """Seconds either side of now a signed timestamp may be (Slack's replay window)."""
 
@@ -69,30 +68,12 @@ class SlackRequest:
 async def receive(request: Request, signing_secret: str | None, now: float | None = None) -> SlackRequest | Refusal:
     """POST /slack/events, read and checked; `now` (Unix seconds) for tests."""
     raw = await read_body(request)
-    if isinstance(raw, Refusal):
-        return raw
+    if isinstance(raw, Unread):
+        return Refusal(raw.status, raw.reason)
     refused = check_signature(signing_secret, request.headers, raw, time.time() if now is None else now)
     if refused:
         return refused
     return parse(raw, request.headers.get("content-type", ""), request.headers)
-
-
-async def read_body(request: Request, limit: int = BODY_LIMIT) -> bytes | Refusal:
-    too_large = Refusal(413, f"The request body is over the {limit // 1024} KiB callbot accepts.")
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isascii() or not declared.isdigit():
-            return Refusal(400, "The Content-Length header is not a number.")
-        if int(declared) > limit:
-            return too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def check_signature(secret: str | None, headers: Mapping[str, str], body: bytes, now: float) -> Refusal | None:

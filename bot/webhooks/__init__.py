@@ -4,18 +4,22 @@
 In this order, each refusal answered at once, counted in `callbot_webhooks_total` and logged as
 one WARNING line (a reason written here: never the body, a secret or a signature):
 1. `{account}` is a configured account of that provider (else 404);
-2. the body, read as it arrives, stops at BODY_LIMIT bytes (413);
+2. the body, read as it arrives, stops at 1 MiB (413; bot/http_body, as for Slack);
 3. the provider's own proof (bot/providers/callbacks.py): none → 403 `unsigned` (Bandwidth: 401
    with a Basic challenge, which its documentation says it waits for before sending the
    credentials); a wrong one → 403 `forged`; callbot lacking what the check takes (the account's
    secret, CALLBOT_PUBLIC_URL) → 403 `unconfigured`, logged once per process;
-4. the provider's signed time, when it gives one, more than MAX_AGE from now → 403 `stale`;
+4. the provider's time (each always sends one: none, or one that is not a time, is refused too)
+   more than MAX_AGE from now → 403 `stale`;
 5. the callback's receipt (bot/db/webhooks.py) exists already → 403 `replayed`.
 A refused callback changes nothing. One that passes is read (bot/domain/callbacks.py) and handed
 to the service, and answered 204 (`accepted` or `ignored`); when callbot could not handle it (the
 database down, mostly) its receipt is forgotten and the answer is 503 (`failed`), so the provider
-sends it again later. An error before it is verified answers 403 (`failed`). Nothing here answers
-500.
+sends it again later. One still being handled after ANSWER_WITHIN is answered 503 too and goes on:
+if it then fails, its receipt is forgotten and the provider's retry is taken; if it succeeds, the
+retry is refused as replayed, and nothing was lost either way (a 204 would have been the end of
+it: providers do not send again what was answered 2xx). An error before it is verified answers
+403 (`failed`). Nothing here answers 500.
 """
 
 from __future__ import annotations
@@ -43,23 +47,22 @@ from bot.domain.callbacks import (
     from_bird,
     from_twilio,
 )
+from bot.http_body import Unread, read_body
 from bot.providers.callbacks import Delivery, Refused, Verified, verify_bandwidth, verify_bird, verify_twilio
 from bot.service.core import Service
 
 log = logging.getLogger(__name__)
 
-BODY_LIMIT = 1024 * 1024
-"""Bytes, as for Slack: a call event is a few kilobytes."""
 MAX_AGE = timedelta(minutes=5)
 """How far from now a provider's signed time may be, either way."""
 RECEIPTS_KEPT = timedelta(hours=24)
-"""How long a receipt refuses the same callback again. A signed time refuses it after MAX_AGE
-anyway; this is what guards callbacks that carry none."""
+"""How long a receipt refuses the same callback again: well past MAX_AGE, after which the
+callback's own time refuses it."""
 PURGE_EVERY = 60.0
 """Seconds between two purges of old receipts by one process."""
 ANSWER_WITHIN = 5.0
-"""Seconds a verified callback waits for the service before being answered anyway (it goes on):
-providers send a callback again when the answer is slow (Twilio, Bandwidth: after 15 s)."""
+"""Seconds a verified callback waits for the service before being answered 503 anyway (it goes
+on): well within the providers' own wait (Twilio, Bandwidth: 15 s)."""
 
 _NAMES = {CallbackProvider.TWILIO: "Twilio", CallbackProvider.BANDWIDTH: "Bandwidth", CallbackProvider.BIRD: "Bird"}
 _REFUSED_STATUS = {CallbackResult.CHALLENGED: 401}
@@ -88,10 +91,10 @@ class Webhooks:
         if account is None or account.provider != provider.value:
             log.warning("refused a %s callback (HTTP 404): no %s account by that name", provider, _NAMES[provider])
             return PlainTextResponse(f"callbot has no {_NAMES[provider]} account by that name.\n", 404)
-        raw = await _read_body(request)
-        if raw is None:
-            log.warning("refused a %s callback for %s (HTTP 413): the body is too large", provider, name)
-            return PlainTextResponse(f"The request body is over the {BODY_LIMIT // 1024} KiB callbot accepts.\n", 413)
+        raw = await read_body(request)
+        if isinstance(raw, Unread):
+            log.warning("refused a %s callback for %s (HTTP %d): %s", provider, name, raw.status, raw.reason)
+            return PlainTextResponse(f"{raw.reason}\n", raw.status)
         runtime: Any = request.app.state.runtime
         now: datetime = runtime.service.now()
         try:
@@ -113,7 +116,7 @@ class Webhooks:
                 checked = Refused(CallbackResult.CHALLENGED, "no HTTP Basic credentials yet: challenged")
         else:
             checked = verify_bird(config, delivery)
-        if isinstance(checked, Verified) and checked.sent_at is not None and abs(now - checked.sent_at) > MAX_AGE:
+        if isinstance(checked, Verified) and abs(now - checked.sent_at) > MAX_AGE:
             return Refused(CallbackResult.STALE, "its signed time is more than five minutes away from now")
         return checked
 
@@ -144,16 +147,18 @@ class Webhooks:
         work = asyncio.ensure_future(self._handle(runtime, account, verified, now))
         done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN)
         if not done:
-            # Still running: it keeps going (held here until it ends), and the provider has its answer.
+            # Still running: it keeps going (held here until it ends). Whether it will be taken is
+            # not known yet, so the provider is asked to send it again: if this one fails, its
+            # receipt is forgotten and the retry is taken; if it succeeds, the retry is a replay.
             self._late.add(work)
             work.add_done_callback(self._late.discard)
             log.warning(
-                "a %s callback for %s took over %g s: answered, still handling it",
+                "a %s callback for %s took over %g s: answered 503, still handling it",
                 account.provider,
                 account.name,
                 ANSWER_WITHIN,
             )
-            return Response(status_code=204)
+            return PlainTextResponse("callbot is still handling this callback; send it again later.\n", 503)
         if work.result() is CallbackResult.REPLAYED:
             return PlainTextResponse(f"Refused: {_REPLAYED.reason}.\n", 403)
         if work.result() is CallbackResult.FAILED:
@@ -221,18 +226,3 @@ def _delivery(
         query = request.scope.get("query_string", b"").decode("latin-1")
         url = f"{public_url}/webhooks/{provider.value}/{account}" + (f"?{query}" if query else "")
     return Delivery(url, request.headers, body)
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None once it is over BODY_LIMIT (a larger Content-Length: before reading)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > BODY_LIMIT:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > BODY_LIMIT:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
