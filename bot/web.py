@@ -79,6 +79,7 @@ def create_web_app(
         finally:
             for sweeper in sweepers:
                 sweeper.cancel()
+            await hooks.drain()
             await runtime.close()
 
     async def slack_events(request: Request) -> Response:

@@ -64,6 +64,9 @@ ANSWER_WITHIN = 5.0
 """Seconds a verified callback waits for the service before being answered 503 anyway (it goes
 on): well within the providers' own wait (Twilio, Bandwidth: 15 s)."""
 
+DRAIN_WITHIN = 10.0
+"""Seconds a stopping process waits for the callbacks it is still handling."""
+
 _NAMES = {CallbackProvider.TWILIO: "Twilio", CallbackProvider.BANDWIDTH: "Bandwidth", CallbackProvider.BIRD: "Bird"}
 _REFUSED_STATUS = {CallbackResult.CHALLENGED: 401}
 _REPLAYED = Refused(CallbackResult.REPLAYED, "the same callback was received before")
@@ -165,6 +168,14 @@ class Webhooks:
             # Nothing was recorded (the database, mostly): the provider sends it again later.
             return PlainTextResponse("callbot could not take this callback now; send it again later.\n", 503)
         return Response(status_code=204)
+
+    async def drain(self, within: float = DRAIN_WITHIN) -> None:
+        """At shutdown, before the database closes: the callbacks still being handled after their
+        answer get `within` seconds to finish. One cut short keeps its receipt, so the provider's
+        retry is refused as a replay: waiting here is what keeps it."""
+        if self._late:
+            log.info("waiting for %d callbacks still being handled", len(self._late))
+            await asyncio.wait(set(self._late), timeout=within)
 
     async def _handle(self, runtime: Any, account: Account, verified: Verified, now: datetime) -> CallbackResult:
         provider = account.provider
