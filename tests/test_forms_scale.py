@@ -296,3 +296,29 @@ def test_the_call_menu_shows_100_live_calls_and_says_to_type_when_there_may_be_m
         assert group["label"]["text"] == "The first 100 live calls: type digits or an id to narrow"
     else:
         assert "option_groups" not in answer
+
+
+# -- never a silent stall ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failure", ["invalid_arguments", "internal"])
+def test_a_form_that_cannot_be_shown_says_so_instead_of_loading_forever(bot: Bot, failure: str) -> None:
+    bot.db.grant(ALICE, "hangup")
+    if failure == "internal":  # callbot's own failure: here, its database gone
+        with bot.db.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE grants RENAME TO grants_away")
+    else:
+        bot.fake_slack.failures["views.update"] = [failure]
+    try:
+        bot.slack.command("")
+        bot.fake_slack.wait_for(
+            lambda reqs: sum(r.path == "/api/views.update" for r in reqs) >= (2 if failure != "internal" else 1)
+        )
+    finally:
+        if failure == "internal":
+            with bot.db.engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE grants_away RENAME TO grants")
+    shown = bot.fake_slack.calls("views.update")[-1]["view"]
+    why = "Slack refused it: `invalid_arguments`" if failure != "internal" else "callbot hit an internal error"
+    assert f"callbot could not show the form ({why}" in json.dumps(shown)
+    assert "Loading" not in json.dumps(shown) and "submit" not in shown

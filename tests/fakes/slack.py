@@ -74,7 +74,8 @@ class FakeSlack(RecordingServer):
         self.publish_failing = False  # views.publish answers `not_enabled` (App Home switched off)
         self.unknown_users = False  # conversations.open answers `user_not_found`
         # Web API method -> failures to answer first, in order: "ratelimited" (429 with
-        # Retry-After: 0, as Slack rate-limits) or "drop" (the connection closes unanswered).
+        # Retry-After: 0, as Slack rate-limits), "drop" (the connection closes unanswered) or any
+        # other Slack error code (answered `ok: false` with it, e.g. "invalid_arguments").
         self.failures: dict[str, list[str]] = {}
 
     @property
@@ -103,6 +104,8 @@ class FakeSlack(RecordingServer):
             failure = queued.pop(0)
             if failure == "drop":
                 return Answer(0, drop=True)
+            if failure != "ratelimited":
+                return _invalid(failure, [f"[ERROR] {failure} (the test's failure) [json-pointer:/]"])
             return Answer.json(429, {"ok": False, "error": "ratelimited"}, **{"Retry-After": "0"})
         if method == "apps.connections.open":
             if request.header("authorization") != f"Bearer {APP_TOKEN}" or not self.socket_url:

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Option
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -37,6 +38,7 @@ from bot.slack.views.action_form import (
     flow_options,
     loading_view,
     read_state,
+    unavailable_view,
 )
 from bot.slack.views.forms import (
     FormErrors,
@@ -79,6 +81,7 @@ async def open_action_form(
     if not trigger_id:  # Slack always sends one with a click or a shortcut; without it no modal opens
         log.info("no trigger_id: cannot open the action modal for %s", inv.user_id)
         return
+    view: dict[str, Any] = {}
     try:
         opened = await client.views_open(trigger_id=trigger_id, view=loading_view())
         view = opened.get("view") or {}
@@ -93,8 +96,9 @@ async def open_action_form(
             hash=view.get("hash"),
             view=action_view(accounts, state, inv.channel_id, origin=origin, found=found, flows=flows),
         )
-    except Exception:
+    except Exception as error:
         log.exception("could not open the action modal for %s", inv.user_id)
+        await _unavailable(client, view.get("id"), error)
 
 
 async def on_open_form(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, *, service: Service) -> None:
@@ -115,8 +119,9 @@ async def on_form_change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebCl
         flows = await _flows(service, user_id(body), state)
         updated = action_view(accounts, state, meta.get("channel"), origin=origin, found=found, flows=flows)
         await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=updated)
-    except Exception:
+    except Exception as error:
         log.exception("could not update the action modal")
+        await _unavailable(client, view.get("id"), error)
 
 
 async def on_action_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, *, service: Service) -> None:
@@ -240,6 +245,18 @@ async def _run_saved_flow(
     thread = Thread(*origin.thread) if origin.thread else None
     answer = Modal(ack, client, inv, block, thread=thread)
     await drive(service, client, lambda: service.begin_parsed(inv, command), answer, home_of=inv.user_id)
+
+
+async def _unavailable(client: AsyncWebClient, view_id: str | None, error: Exception) -> None:
+    """The modal says the form could not be shown, rather than staying as it was ("Loading…")."""
+    refused = isinstance(error, SlackApiError) and error.response.get("error")
+    if not view_id or refused == "hash_conflict":  # the person changed it meanwhile: theirs stands
+        return
+    why = f"Slack refused it: `{refused}`" if refused else "callbot hit an internal error; it is in the server log"
+    try:
+        await client.views_update(view_id=view_id, view=unavailable_view(why))
+    except Exception:
+        log.exception("could not tell that the action modal could not be shown")
 
 
 def _has_input(view: dict[str, Any], block_id: str) -> bool:

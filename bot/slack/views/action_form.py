@@ -386,6 +386,22 @@ def loading_view() -> View:
     )
 
 
+def unavailable_view(why: str) -> View:
+    """In place of a form that could not be shown (Slack refused it, or callbot failed), so the
+    person is never left on "Loading…"."""
+    text = (
+        f":warning: callbot could not show the form ({why}). Nothing was done.\n"
+        "Type the command instead, e.g. `/call hangup ACCOUNT:CALL-ID`; `/call help` lists them."
+    )
+    return View(
+        type="modal",
+        callback_id=ACTION_MODAL,
+        title=plain("Call action"),
+        close=plain("Close"),
+        blocks=[SectionBlock(text=MarkdownTextObject(text=text))],
+    )
+
+
 def read_state(view: Mapping[str, Any]) -> FormState:
     """Slack's view.state.values → the plain values, whatever element each field uses."""
     values: dict[str, str] = {}
