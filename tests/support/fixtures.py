@@ -2,8 +2,9 @@
 
 Per worker session: the migrated test database and the four fake servers. Per test: the fakes
 reset to new, the database emptied, a deployment's environment pointing at them, and `make_bot`,
-which starts the real app with a given configuration (`bot` is the default one), or
-`service_for`, which builds the service alone, without HTTP (`service` is the default one)."""
+which starts the real app with a given configuration (`bot` is the default one; `wide_bot` has 101
+accounts), or `service_for`, which builds the service alone, without HTTP (`service` is the default
+one). A test fails at teardown if callbot sent the fake Slack anything Slack refuses (`fake_slack`)."""
 
 from __future__ import annotations
 
