@@ -20,8 +20,8 @@ _BEFORE = r"(?<![0-9A-Za-z_-])"
 _AFTER = r"(?![0-9A-Za-z_-])"
 
 
-def find_call_ids(texts: Iterable[str], patterns: Iterable[re.Pattern[str]]) -> list[str]:
-    """The distinct call ids in `texts`, in the order they first appear (at most MAX_FOUND), of any
+def find_call_ids(texts: Iterable[str], patterns: Iterable[re.Pattern[str]], limit: int = MAX_FOUND) -> list[str]:
+    """The distinct call ids in `texts`, in the order they first appear (at most `limit`), of any
     of the `patterns` (each provider's, matched whole)."""
     shapes = sorted({p.pattern for p in patterns}, key=len, reverse=True)
     if not shapes:
@@ -34,7 +34,7 @@ def find_call_ids(texts: Iterable[str], patterns: Iterable[re.Pattern[str]]) -> 
             break
         for match in finder.finditer(text[:budget]):
             found.setdefault(match.group(0))
-            if len(found) >= MAX_FOUND:
+            if len(found) >= limit:
                 return list(found)
         budget -= len(text)
     return list(found)

@@ -15,7 +15,7 @@ from bot.db import repo
 from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.actions import ActionName, CallTarget
-from bot.domain.callids import distinct_labels, find_call_ids
+from bot.domain.callids import MAX_FOUND, distinct_labels, find_call_ids
 from bot.domain.errors import AmbiguousAccount, InvalidInput, PermissionDenied
 from bot.domain.permissions import Decision, decide
 from bot.domain.replies import Choice, Reply
@@ -125,8 +125,9 @@ class Accounts:
 
     def found_calls(self, texts: Iterable[str]) -> list[FoundCall]:
         """The call ids of any configured provider in `texts` (a message's text, blocks and
-        attachments), in the order they appear."""
-        ids = find_call_ids(texts, [c.call_id_pattern for c in self.clients.values()])
+        attachments), in the order they appear: MAX_FOUND, and one more when there are more (the
+        form offers MAX_FOUND and says there were more)."""
+        ids = find_call_ids(texts, [c.call_id_pattern for c in self.clients.values()], MAX_FOUND + 1)
         labels = distinct_labels(ids)
         return [
             FoundCall(

@@ -19,6 +19,7 @@ from bot.domain.actions import ActionName, CallTarget
 from bot.domain.callflow import CallFlow
 from bot.domain.directory import Directory, NoDirectory
 from bot.domain.errors import InvalidInput
+from bot.domain.flows import LibraryEntry
 from bot.domain.grammar import (
     AuditQuery,
     BatchCommand,
@@ -248,6 +249,10 @@ class Service:
 
     async def form_accounts(self, user_id: str) -> list[FormAccount]:
         return await self.accounts.for_form(user_id)
+
+    async def form_flows(self, user_id: str) -> list[LibraryEntry]:
+        """The saved flows the action form offers this person (none if they may not read them)."""
+        return await self.flows.menu(user_id)
 
     def calls_in(self, texts: Iterable[str]) -> list[FoundCall]:
         """The call ids in a message (the "Act on this call" shortcut), for the action form."""

@@ -19,7 +19,7 @@ from bot.domain import flows, grammar
 from bot.domain.actions import ActionName, ApplyFlow
 from bot.domain.callflow import CallFlow
 from bot.domain.errors import InvalidInput, PermissionDenied
-from bot.domain.flows import FlowRef, SavedFlow
+from bot.domain.flows import FlowRef, LibraryEntry, SavedFlow
 from bot.domain.grammar import CallCommand, FlowsCommand, SavedFlowCommand
 from bot.domain.outcomes import Outcome, Source
 from bot.domain.permissions import Decision, decide_flow_manage, decide_flow_read
@@ -128,6 +128,16 @@ class SavedFlows:
         return Reply(
             Tone.INFO, f"Apply saved flow {saved.label} to {authorised.label}?", tuple(lines), choices=(button,)
         )
+
+    async def menu(self, user_id: str) -> list[LibraryEntry]:
+        """The saved flows the action form offers, to someone who may read them (as the form does,
+        channel-scoped grants count: applying one is decided again, with its channel)."""
+        held, _ = await self.access.held(user_id)
+        now = self.access.now()
+        grants = [replace(g, channel=None) for g in held if not g.expired(now)]
+        if not decide_flow_read(grants).allowed:
+            return []
+        return await flow_library.entries(self.db)
 
     async def library(self, inv: Invocation, command: FlowsCommand) -> Reply:
         """`/call flows`: list and show need `flow` somewhere (or `flow:manage`); save and delete

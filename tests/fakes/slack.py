@@ -1,4 +1,10 @@
-"""A fake Slack: the Web API methods callbot uses, and response_url endpoints."""
+"""A fake Slack: the Web API methods callbot uses, and response_url endpoints.
+
+Every view and message it receives is checked against Block Kit's limits (tests/fakes/blockkit.py)
+and refused as Slack refuses it; each refusal is kept in `refusals`, and a test in which callbot sent
+Slack anything it would refuse fails at teardown (tests/support/fixtures.py), unless marked
+`slack_refusals` because it tests the refusal.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,26 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.views import View
-
+from tests.fakes.blockkit import message_problems, view_problems
 from tests.fakes.server import Answer, Recorded, RecordingServer
 
 BOT_TOKEN = "xoxb-1111-2222-testbottokenvalue"
 APP_TOKEN = "xapp-1-A123456-3333-testapptokenvalue"
 # files.completeUploadExternal refuses anything else with invalid_arguments (a user id included).
 _CONVERSATION_ID = re.compile(r"^[CGDZ][A-Z0-9]{8,}$")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Something callbot sent that Slack refuses: where (a Web API method, `response_url`, or the
+    acknowledgement of a request, `ack:TYPE`), Slack's reasons, and what was sent."""
+
+    where: str
+    messages: tuple[str, ...]
+    payload: Any
+
+    def __str__(self) -> str:
+        return f"{self.where}: " + "; ".join(self.messages)
 
 
 @dataclass
@@ -45,7 +62,8 @@ class FakeSlack(RecordingServer):
         self._views = itertools.count(1)
         self.unreachable_channels: set[str] = set()  # chat.postEphemeral answers channel_not_found
         self.closed_channels: set[str] = set()  # chat.postMessage answers not_in_channel
-        self.view_errors: list[str] = []
+        self.view_errors: list[str] = []  # the reasons of every view refused (views.*)
+        self.refusals: list[Refusal] = []  # everything refused, views and messages
         self.socket_url: str | None = None  # what apps.connections.open hands out
         # usergroups.users.list: group id -> member ids (change it in tests); unknown -> no_such_subteam.
         self.usergroups: dict[str, list[str]] = {}
@@ -56,7 +74,8 @@ class FakeSlack(RecordingServer):
         self.publish_failing = False  # views.publish answers `not_enabled` (App Home switched off)
         self.unknown_users = False  # conversations.open answers `user_not_found`
         # Web API method -> failures to answer first, in order: "ratelimited" (429 with
-        # Retry-After: 0, as Slack rate-limits) or "drop" (the connection closes unanswered).
+        # Retry-After: 0, as Slack rate-limits), "drop" (the connection closes unanswered) or any
+        # other Slack error code (answered `ok: false` with it, e.g. "invalid_arguments").
         self.failures: dict[str, list[str]] = {}
 
     @property
@@ -66,9 +85,15 @@ class FakeSlack(RecordingServer):
     def response_url(self, name: str = "cmd") -> str:
         return f"{self.url}/response/{name}"
 
+    def refuse(self, where: str, problems: list[str], payload: Any) -> None:
+        """Keeps a refusal (the fake's own, or one the driver saw in an acknowledgement)."""
+        self.refusals.append(Refusal(where, tuple(problems), payload))
+        if where.startswith("views.") or where.startswith("ack:view"):
+            self.view_errors.extend(problems)
+
     def _answer(self, request: Recorded) -> Answer:
         if request.path.startswith("/response/"):
-            return Answer(200, b"ok", {"Content-Type": "text/plain"})
+            return self._response_url(request)
         if request.path.startswith("/upload/v1/"):
             return self._receive_upload(request)
         if not request.path.startswith("/api/"):
@@ -79,6 +104,8 @@ class FakeSlack(RecordingServer):
             failure = queued.pop(0)
             if failure == "drop":
                 return Answer(0, drop=True)
+            if failure != "ratelimited":
+                return _invalid(failure, [f"[ERROR] {failure} (the test's failure) [json-pointer:/]"])
             return Answer.json(429, {"ok": False, "error": "ratelimited"}, **{"Retry-After": "0"})
         if method == "apps.connections.open":
             if request.header("authorization") != f"Bearer {APP_TOKEN}" or not self.socket_url:
@@ -105,6 +132,9 @@ class FakeSlack(RecordingServer):
             return Answer.json(200, {"ok": False, "error": "channel_not_found"})
         if method == "chat.postMessage" and args.get("channel") in self.closed_channels:
             return Answer.json(200, {"ok": False, "error": "not_in_channel"})
+        if method in ("chat.postMessage", "chat.postEphemeral", "chat.update") and (problems := message_problems(args)):
+            self.refuse(method, problems, args)
+            return _invalid("invalid_blocks", problems)
         if method in ("chat.postMessage", "chat.postEphemeral", "chat.update"):
             # chat.postMessage answers where it posted (a user id: their DM with the bot).
             channel = str(args.get("channel") or "C2147483705") if method == "chat.postMessage" else "C2147483705"
@@ -135,15 +165,12 @@ class FakeSlack(RecordingServer):
             return Answer.json(200, {"ok": False, "error": "invalid_arguments"})
         if self.publish_failing:
             return Answer.json(200, {"ok": False, "error": "not_enabled"})
-        try:
-            View(**view).validate_json()
-            if view.get("type") != "home":
-                raise ValueError("views.publish takes a view of type home")
-        except (SlackObjectFormationError, TypeError, ValueError) as error:
-            self.view_errors.append(str(error))
-            return Answer.json(
-                200, {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [str(error)]}}
-            )
+        problems = view_problems(view)
+        if view.get("type") != "home":
+            problems.append("[ERROR] views.publish takes a view of type home [json-pointer:/view/type]")
+        if problems:
+            self.refuse("views.publish", problems, view)
+            return _invalid("invalid_arguments", problems)
         self.home_views.setdefault(str(user), []).append(view)
         number = next(self._views)
         return Answer.json(200, {"ok": True, "view": {**view, "id": f"V{number:010d}", "hash": f"{number}.home"}})
@@ -207,20 +234,29 @@ class FakeSlack(RecordingServer):
         view = args.get("view")
         if isinstance(view, str):
             view = json.loads(view)
-        try:
-            # Slack's own limits (title 24 chars, 100 blocks, text lengths…) as slack_sdk checks them.
-            View(**view).validate_json()
-        except (SlackObjectFormationError, TypeError, ValueError) as error:
-            self.view_errors.append(str(error))
-            return Answer.json(
-                200, {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [str(error)]}}
-            )
+        # Slack's own limits (title 24 characters, 100 blocks, 100 options, text lengths…).
+        problems = view_problems(view)
+        if problems:
+            self.refuse(method, problems, view)
+            return _invalid("invalid_arguments", problems)
         if method == "views.open" and not args.get("trigger_id"):
             return Answer.json(200, {"ok": False, "error": "invalid_trigger_id"})
         number = int(str(args.get("view_id") or "V0").lstrip("V") or 0) or next(self._views)
         return Answer.json(
             200, {"ok": True, "view": {**view, "id": f"V{number:010d}", "hash": f"{number}.{len(self.requests)}"}}
         )
+
+    def _response_url(self, request: Recorded) -> Answer:
+        """A response_url takes a message as JSON; Slack refuses one it cannot show with a 400."""
+        try:
+            payload = request.json
+        except ValueError:
+            return Answer(400, b"invalid_payload", {"Content-Type": "text/plain"})
+        problems = message_problems(payload)
+        if problems:
+            self.refuse("response_url", problems, payload)
+            return Answer(400, b"invalid_blocks", {"Content-Type": "text/plain"})
+        return Answer(200, b"ok", {"Content-Type": "text/plain"})
 
     def _usergroup(self, args: dict[str, Any]) -> Answer:
         if self.usergroups_failing:
@@ -240,6 +276,11 @@ class FakeSlack(RecordingServer):
     def wait_responses(self, count: int, timeout: float = 10.0) -> list[Recorded]:
         self.wait_for(lambda reqs: sum(r.path.startswith("/response/") for r in reqs) >= count, timeout)
         return self.responses()
+
+
+def _invalid(error: str, problems: list[str]) -> Answer:
+    """Slack's refusal of a payload it cannot show: the error code, and its reasons one by one."""
+    return Answer.json(200, {"ok": False, "error": error, "response_metadata": {"messages": problems}})
 
 
 def dm_channel(user: str) -> str:

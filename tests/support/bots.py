@@ -25,6 +25,7 @@ from bot.web import create_web_app
 from tests.fakes import bandwidth, bird
 from tests.fakes.bandwidth import FakeBandwidth
 from tests.fakes.bird import FakeBird
+from tests.fakes.blockkit import message_problems, options_problems, view_problems
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.support.clock import FakeClock
@@ -254,7 +255,37 @@ class SlackDriver:
         return urlencode(sample)
 
     def post(self, body: str, headers: dict[str, str], content_type: str) -> httpx.Response:
-        return self.http.post("/slack/events", content=body, headers={**headers, "Content-Type": content_type})
+        response = self.http.post("/slack/events", content=body, headers={**headers, "Content-Type": content_type})
+        self._check_ack(body, content_type, response)
+        return response
+
+    def _check_ack(self, body: str, content_type: str, response: httpx.Response) -> None:
+        """What Slack would do with the acknowledgement: show a message (a slash command's), fill
+        a menu (a block_suggestion's) or change the modal (a view_submission's `update` or
+        `push`). One Slack would refuse is kept as the fake's refusal, as if Slack had said so."""
+        if not content_type.startswith("application/x-www-form-urlencoded") or response.status_code != 200:
+            return
+        if not (response.headers.get("content-type") or "").startswith("application/json"):
+            return
+        try:
+            answer = response.json()
+            form = dict(parse_qsl(body, keep_blank_values=True))
+            payload = json.loads(form["payload"]) if "payload" in form else None
+        except ValueError:
+            return
+        if not isinstance(answer, dict):
+            return
+        kind = payload.get("type") if isinstance(payload, dict) else "slash_command" if "command" in form else None
+        if kind == "block_suggestion":
+            problems = options_problems(answer)
+        elif kind == "view_submission" and answer.get("response_action") in ("update", "push"):
+            problems = view_problems(answer.get("view"))
+        elif kind in ("slash_command", "block_actions"):
+            problems = message_problems(answer)
+        else:
+            return
+        if problems:
+            self.slack.refuse(f"ack:{kind}", problems, answer)
 
     def command(self, text: str, user: str = ALICE, **fields: str) -> httpx.Response:
         body = self.command_body(text, user, **fields)
@@ -343,8 +374,9 @@ class BotFactory:
 
 
 class SharedBot:
-    """One bot with the default configuration (make_bot()'s) for every test of a worker's session
-    that asks for `bot` in a module marked `shared_bot`: started on first use, then lent to one
+    """One bot with the default configuration (make_bot()'s; `extra` adds to it, as for `wide_bot`)
+    for every test of a worker's session that asks for `bot` in a module marked `shared_bot`
+    (or for `wide_bot`): started on first use, then lent to one
     test at a time, the fakes reset and the database emptied before each as for a new bot.
 
     A test gets it back only once the app has finished all it was doing (its requests, the
@@ -353,10 +385,11 @@ class SharedBot:
     whose tests leave no in-memory state behind take it (not the App Home quick filters, the
     user-group cache, the bulk throttles, start-up recovery or sweeps)."""
 
-    def __init__(self, directory: Path, db_url: str, fakes: Fakes) -> None:
+    def __init__(self, directory: Path, db_url: str, fakes: Fakes, extra: Callable[[Fakes], str] | None = None) -> None:
         self.directory = directory
         self.db_url = db_url
         self.fakes = fakes
+        self.extra = extra  # more of callbot.toml (more accounts), from the fakes' addresses
         self.server: ServerThread | None = None
         self.url = ""
         self.settings: Settings | None = None
@@ -365,7 +398,8 @@ class SharedBot:
     def _start(self) -> ServerThread:
         self.stop()
         twilio, bandwidth_fake, bird_fake = self.fakes.twilio, self.fakes.bandwidth, self.fakes.bird
-        config = write_config(self.directory / "callbot.toml", twilio.url, "", bandwidth_fake.url, bird_fake.url)
+        extra = self.extra(self.fakes) if self.extra is not None else ""
+        config = write_config(self.directory / "callbot.toml", twilio.url, extra, bandwidth_fake.url, bird_fake.url)
         self.env = deployment_env(self.db_url, config, self.fakes.slack)
         # Its sweep of abandoned `pending` rows (every 30 s) must not take a request of the test
         # then running for a dead process's, as it would with no grace: a bot started per test

@@ -16,13 +16,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, text
+from sqlalchemy import JSON, Connection, Engine, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 
 from bot.db import migrate
@@ -195,6 +195,15 @@ class DbHelper:
                 {"u": user, "a": action, "acc": account, "k": kind, "c": channel, "e": expires_at},
             )
             return int(conn.execute(text("SELECT max(id) FROM grants")).scalar_one())
+
+    def save_flows(self, names: Sequence[str], callflow: list[dict[str, Any]], author: str = "U0ALICE01") -> None:
+        """Version 1 of each name, with that callFlow, as `/call flows save` stores it (one insert)."""
+        statement = text(
+            "INSERT INTO saved_flows (name, version, callflow, author, created_at) "
+            "VALUES (:n, 1, :c, :a, CURRENT_TIMESTAMP)"
+        ).bindparams(bindparam("c", type_=JSON()))
+        with self.engine.begin() as conn:
+            conn.execute(statement, [{"n": name, "c": callflow, "a": author} for name in names])
 
     def grants(self) -> list[tuple[str, str, str]]:
         with self.engine.connect() as conn:

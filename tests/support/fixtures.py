@@ -2,8 +2,9 @@
 
 Per worker session: the migrated test database and the four fake servers. Per test: the fakes
 reset to new, the database emptied, a deployment's environment pointing at them, and `make_bot`,
-which starts the real app with a given configuration (`bot` is the default one), or
-`service_for`, which builds the service alone, without HTTP (`service` is the default one)."""
+which starts the real app with a given configuration (`bot` is the default one; `wide_bot` has 101
+accounts), or `service_for`, which builds the service alone, without HTTP (`service` is the default
+one). A test fails at teardown if callbot sent the fake Slack anything Slack refuses (`fake_slack`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.support import database
 from tests.support.bots import Bot, BotFactory, Fakes, SharedBot, deployment_env, write_config
 from tests.support.database import DbHelper
 from tests.support.service import ServiceBot, ServiceFactory, SharedService
+from tests.support.wide import wide_accounts
 
 
 def pytest_report_header() -> str:
@@ -65,9 +67,16 @@ def fakes() -> Iterator[Fakes]:
 
 
 @pytest.fixture
-def fake_slack(fakes: Fakes) -> FakeSlack:
+def fake_slack(fakes: Fakes, request: pytest.FixtureRequest) -> Iterator[FakeSlack]:
+    """The fake Slack, reset. At teardown (after any bot using it has stopped), the test fails if
+    callbot sent Slack anything Slack would refuse (tests/fakes/blockkit.py), unless it is marked
+    `slack_refusals`: it tests that refusal."""
     fakes.slack.reset()
-    return fakes.slack
+    yield fakes.slack
+    refused = list(fakes.slack.refusals)
+    if refused and request.node.get_closest_marker("slack_refusals") is None:
+        shown = "\n".join(f"- {refusal}" for refusal in refused[:5])
+        pytest.fail(f"callbot sent Slack {len(refused)} payload(s) Slack refuses:\n{shown}", pytrace=False)
 
 
 @pytest.fixture
@@ -139,6 +148,22 @@ def bot(request: pytest.FixtureRequest, make_bot: BotFactory) -> Iterator[Bot]:
         return
     shared: SharedBot = request.getfixturevalue("shared_bot")
     with shared.lend(make_bot.db) as lent:
+        yield lent
+
+
+@pytest.fixture(scope="session")
+def shared_wide_bot(tmp_path_factory: pytest.TempPathFactory, database_url: str, fakes: Fakes) -> Iterator[SharedBot]:
+    """The worker's bot with 101 accounts (tests/support/wide.py), configured once, lent to `wide_bot`."""
+    shared = SharedBot(tmp_path_factory.mktemp("wide-bot"), database_url, fakes, wide_accounts)
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def wide_bot(shared_wide_bot: SharedBot, make_bot: BotFactory) -> Iterator[Bot]:
+    """A bot with 101 accounts (tests/support/wide.py), the worker's, lent as `bot` is in a
+    `shared_bot` module: the fakes reset and the database emptied first."""
+    with shared_wide_bot.lend(make_bot.db) as lent:
         yield lent
 
 

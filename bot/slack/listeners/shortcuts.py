@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.domain.callids import MAX_FOUND
 from bot.domain.outcomes import Source
 from bot.service.core import Service
 from bot.slack.invocations import shortcut_invocation
@@ -57,7 +58,10 @@ async def on_message_shortcut(ack: AsyncAck, body: dict[str, Any], client: Async
     except Exception:
         log.exception("could not read the call ids of a message")
         found = []
-    origin = FormOrigin(Source.MESSAGE_SHORTCUT, tuple(call.call_id for call in found), _thread(body, message))
+    # At most MAX_FOUND offered (a menu's options and the view's metadata stay small); the form
+    # says when the message had more.
+    ids = tuple(call.call_id for call in found[:MAX_FOUND])
+    origin = FormOrigin(Source.MESSAGE_SHORTCUT, ids, _thread(body, message), more=len(found) > MAX_FOUND)
     await open_action_form(client, service, str(body.get("trigger_id") or ""), inv, origin=origin)
 
 

@@ -30,8 +30,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.domain.flows import LibraryEntry
 from bot.domain.grammar import CallCommand
+from bot.domain.replies import plural
 from bot.service.core import FormAccount, FoundCall
+from bot.slack.views.menus import choice, is_type_ahead, menu
 from bot.slack.views.message_calls import FormOrigin, call_choice, found_call_options
 
 ACTION_MODAL = "call_action"
@@ -40,6 +43,10 @@ CONFIRM_MODAL = "call_confirm"
 VALUE = "value"  # the action_id of every plain input
 # The call field: a type-ahead over the account's live calls (Slack asks `app.options` for them).
 CALL_PICKER = "call_picker"
+# The account menu and the saved-flow menu: static menus, or type-ahead menus above 100 choices
+# (bot/slack/views/menus.py), whose options requests come with these action ids.
+ACCOUNT_MENU = "account"
+FLOW_MENU = "saved_flow"
 DESTRUCTIVE = ("hangup", "cancel")
 ACTION_LABELS = {
     "hangup": "Hang up",
@@ -90,7 +97,16 @@ def plain(text: str) -> PlainTextObject:
 
 
 def menu_option(value: str, label: str) -> Option:
-    return Option(value=value, label=label[:75])
+    return choice(value, label)
+
+
+def account_options(accounts: Sequence[FormAccount]) -> list[Option]:
+    return [menu_option(a.name, f"{a.name} ({a.provider_name})") for a in accounts]
+
+
+def flow_options(flows: Sequence[LibraryEntry]) -> list[Option]:
+    """A saved flow as its menu shows it: `hold-music · v2 · 3 commands` (the name whole: ≤ 64)."""
+    return [menu_option(f.name, f"{f.name} · v{f.version} · {plural(f.commands, 'command')}") for f in flows]
 
 
 def _select(action_id: str, options: Sequence[Option], selected: str | None, placeholder: str) -> StaticSelectElement:
@@ -123,9 +139,13 @@ def action_view(
     *,
     origin: FormOrigin | None = None,
     found: Sequence[FoundCall] | None = None,
+    flows: Sequence[LibraryEntry] = (),
 ) -> View:
     """The form: account, call, action, then exactly the options that provider has for that action.
-    `found`: the call ids of the message it was opened on, offered as the call's menu."""
+    `found`: the call ids of the message it was opened on, offered as the call's menu. `flows`: the
+    saved flows, offered when the action is `flow`. Above 100 accounts or saved flows, their menu
+    is a type-ahead. It always has its Run button: Slack refuses a modal with input blocks and no
+    submit button, and the person then sees the modal stay on "Loading…"."""
     origin = origin or FormOrigin()
     if not accounts:
         metadata = json.dumps({"channel": channel_id, **origin.metadata()})
@@ -147,18 +167,17 @@ def action_view(
     # The account goes in the metadata too: the call menu's options request reads it from there
     # when the account was preselected (a single account) rather than picked.
     metadata = json.dumps({"channel": channel_id, "account": chosen.name if chosen else None, **origin.metadata()})
-    offered, note = found_call_options(accounts, chosen.name if chosen else None, found)
+    offered, note = found_call_options(accounts, chosen.name if chosen else None, found, origin.more)
     blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=note)])] if note else []
+    choices = account_options(accounts)
     blocks += [
         InputBlock(
             block_id="account",
             label=plain("Account"),
-            element=_select(
-                "account",
-                [menu_option(a.name, f"{a.name} ({a.provider_name})") for a in accounts],
-                chosen.name if chosen else None,
-                "Pick an account",
-            ),
+            element=menu(ACCOUNT_MENU, choices, chosen.name if chosen else None, "Pick an account"),
+            hint=plain(f"{len(accounts)} accounts: type part of a name to find one.")
+            if is_type_ahead(choices)
+            else None,
             dispatch_action=True,
         ),
         _input(
@@ -192,12 +211,12 @@ def action_view(
             )
         )
     if chosen and action:
-        blocks += _action_fields(chosen, action, state)
+        blocks += _flow_fields(chosen, state, flows) if action == "flow" else _action_fields(chosen, action, state)
     return View(
         type="modal",
         callback_id=ACTION_MODAL,
         title=plain("Call action"),
-        submit=plain("Run") if chosen and action and action != "flow" else None,
+        submit=plain("Run"),
         close=plain("Cancel"),
         private_metadata=metadata,
         blocks=blocks,
@@ -235,27 +254,47 @@ def _action_fields(account: FormAccount, action: str, state: FormState) -> list[
                 hint="A <Response> document, at most 4,000 characters.",
             )
         )
-    elif action == "flow":
-        # The callFlow builder (bot/slack/listeners/flow_builder.py) takes over this modal: it has its own
-        # Apply, and its "JSON" button for those who prefer to write the callFlow out.
-        return [
-            ActionsBlock(
-                block_id=BUILD_FLOW,
-                elements=[ButtonElement(text="Build the callFlow", action_id=BUILD_FLOW, style="primary")],
-            ),
-            ContextBlock(
-                elements=[
-                    MarkdownTextObject(
-                        text=f"Opens the callFlow builder for this {account.provider_name} call "
-                        f"(account `{account.name}`): commands one by one, a preview, saved flows."
-                    )
-                ]
-            ),
-        ]
     for option in account.options.get(action, ()):
         field = OPTION_FIELDS.get(option)
         if field is not None:
             blocks.append(_option_block(option, field, state.get(option)))
+    return blocks + _closing_fields(account, state)
+
+
+def _flow_fields(account: FormAccount, state: FormState, flows: Sequence[LibraryEntry]) -> list[Block]:
+    """A saved flow to apply (Run shows it and asks to confirm, as `/call flow CALL NAME` does), or
+    the callFlow builder, which takes over this modal (bot/slack/listeners/flow_builder.py) with
+    its own Apply."""
+    build = [
+        ActionsBlock(
+            block_id=BUILD_FLOW,
+            elements=[ButtonElement(text="Build the callFlow", action_id=BUILD_FLOW, style="primary")],
+        ),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=f"Or build one: opens the callFlow builder for this {account.provider_name} call "
+                    f"(account `{account.name}`): commands one by one, a preview, Save as…."
+                )
+            ]
+        ),
+    ]
+    if not flows:
+        note = "No saved flow yet: build the callFlow, then *Save as…* to keep it for next time."
+        return [*build[:1], ContextBlock(elements=[MarkdownTextObject(text=note)])]
+    choices = flow_options(flows)
+    hint = "Run shows it before anything is sent."
+    if is_type_ahead(choices):
+        hint = f"{len(flows)} saved flows: type part of a name to find one. {hint}"
+    picker = _input(
+        FLOW_MENU, "Saved flow", menu(FLOW_MENU, choices, state.get(FLOW_MENU), "Pick a saved flow"), hint=hint
+    )
+    return [picker, *_closing_fields(account, state), *build]
+
+
+def _closing_fields(account: FormAccount, state: FormState) -> list[Block]:
+    """Reason, dry run and the account's line: the end of every action's fields."""
+    blocks: list[Block] = []
     blocks.append(
         _input(
             "reason",
@@ -344,6 +383,22 @@ def loading_view() -> View:
         title=plain("Call action"),
         close=plain("Cancel"),
         blocks=[SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: Loading your accounts…"))],
+    )
+
+
+def unavailable_view(why: str) -> View:
+    """In place of a form that could not be shown (Slack refused it, or callbot failed), so the
+    person is never left on "Loading…"."""
+    text = (
+        f":warning: callbot could not show the form ({why}). Nothing was done.\n"
+        "Type the command instead, e.g. `/call hangup ACCOUNT:CALL-ID`; `/call help` lists them."
+    )
+    return View(
+        type="modal",
+        callback_id=ACTION_MODAL,
+        title=plain("Call action"),
+        close=plain("Close"),
+        blocks=[SectionBlock(text=MarkdownTextObject(text=text))],
     )
 
 

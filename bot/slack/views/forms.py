@@ -25,8 +25,9 @@ from bot.domain.actions import (
 )
 from bot.domain.callflow_text import parse_callflow
 from bot.domain.errors import InvalidInput
-from bot.domain.grammar import CallCommand
-from bot.slack.views.action_form import OPTION_FIELDS, FormState
+from bot.domain.flows import parse_ref
+from bot.domain.grammar import CallCommand, SavedFlowCommand
+from bot.slack.views.action_form import FLOW_MENU, OPTION_FIELDS, FormState
 
 TEXT_FIELDS = ("url", "twiml", "callflow")
 
@@ -38,17 +39,49 @@ class FormErrors(Exception):
         self.first = first
 
 
-def command_from_form(state: FormState) -> CallCommand:
-    """Every field is checked, so the person sees all the problems at once."""
+def _target_errors(state: FormState) -> dict[str, InvalidInput]:
     errors: dict[str, InvalidInput] = {}
-    account, action_name = state.account, state.action
     call_id = (state.get("call_id") or "").strip()
-    if not account:
+    if not state.account:
         errors["account"] = InvalidInput(None, "Pick an account.")
     if not call_id:
         errors["call_id"] = InvalidInput(None, "Give the call's id.")
     elif any(c.isspace() for c in call_id):
         errors["call_id"] = InvalidInput(call_id, "contains spaces; a call id has none")
+    return errors
+
+
+def _refused(errors: dict[str, InvalidInput]) -> FormErrors:
+    first = next(iter(errors.values()), InvalidInput(None, "The form is incomplete."))
+    return FormErrors({block: error.message for block, error in errors.items()}, first)
+
+
+def saved_flow_from_form(state: FormState, flow_block: str) -> SavedFlowCommand:
+    """`flow` with a saved flow picked: the command `/call flow ACCOUNT:CALL NAME` is, which shows
+    the flow and asks to confirm. `flow_block`: where a problem with the flow is shown (the menu,
+    or the action when there is no saved flow to pick)."""
+    errors = _target_errors(state)
+    name = (state.get(FLOW_MENU) or "").strip()
+    ref = None
+    if not name:
+        errors[flow_block] = InvalidInput(None, "Pick a saved flow, or build a callFlow with the button.")
+    else:
+        try:
+            ref = parse_ref(name)
+        except InvalidInput as error:
+            errors[flow_block] = error
+    if errors or ref is None or state.account is None:
+        raise _refused(errors)
+    reason = (state.get("reason") or "").strip() or None
+    call = CallTarget(state.account, (state.get("call_id") or "").strip())
+    return SavedFlowCommand(call, ref, "dry-run" in (state.get("dry_run") or ""), reason)
+
+
+def command_from_form(state: FormState) -> CallCommand:
+    """Every field is checked, so the person sees all the problems at once."""
+    errors = _target_errors(state)
+    account, action_name = state.account, state.action
+    call_id = (state.get("call_id") or "").strip()
     if not action_name:
         errors["action"] = InvalidInput(None, "Pick an action.")
     options = {name: value for name in OPTION_FIELDS if (value := state.get(name)) is not None}
@@ -69,8 +102,7 @@ def command_from_form(state: FormState) -> CallCommand:
         except InvalidInput as error:
             errors[block_for(error.word, action_name)] = error
     if errors or action is None or account is None:
-        first = next(iter(errors.values()), InvalidInput(None, "The form is incomplete."))
-        raise FormErrors({block: error.message for block, error in errors.items()}, first)
+        raise _refused(errors)
     dry_run = "dry-run" in (state.get("dry_run") or "")
     return CallCommand(CallTarget(account, call_id), action, dry_run, frozenset(options))
 
@@ -144,6 +176,16 @@ def command_line(command: CallCommand) -> str:
         words.append("<callFlow>")
     if action.reason:
         words.append(f"reason={shlex.quote(action.reason)}")
+    if command.dry_run:
+        words.append("dry-run")
+    return " ".join(words)
+
+
+def saved_flow_line(command: SavedFlowCommand) -> str:
+    """The `/call` words of a saved flow picked in the form, for the audit row's command text."""
+    words = ["flow", command.target.display(), str(command.ref)]
+    if command.reason:
+        words.append(f"reason={shlex.quote(command.reason)}")
     if command.dry_run:
         words.append("dry-run")
     return " ".join(words)

@@ -13,6 +13,7 @@ from typing import Any
 
 from slack_sdk.models.blocks import Option, PlainTextObject, StaticSelectElement
 
+from bot.domain.callids import MAX_FOUND
 from bot.domain.outcomes import Source
 from bot.service.core import FormAccount, FoundCall
 
@@ -31,6 +32,7 @@ class FormOrigin:
     source: str | None = None
     calls: tuple[str, ...] | None = None
     thread: tuple[str, str] | None = None  # (channel, thread ts)
+    more: bool = False  # the message had more call ids than `calls` (MAX_FOUND)
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {}
@@ -40,6 +42,8 @@ class FormOrigin:
             meta["calls"] = list(self.calls)
         if self.thread:
             meta["thread"] = list(self.thread)
+        if self.more:
+            meta["more"] = True
         return meta
 
     @classmethod
@@ -48,18 +52,20 @@ class FormOrigin:
         source, calls, thread = meta.get("source"), meta.get("calls"), meta.get("thread")
         return cls(
             source if source in (Source.SHORTCUT, Source.MESSAGE_SHORTCUT) else None,
-            tuple(calls) if isinstance(calls, list) and all(isinstance(c, str) for c in calls) else None,
+            tuple(calls[:MAX_FOUND]) if isinstance(calls, list) and all(isinstance(c, str) for c in calls) else None,
             (thread[0], thread[1])
             if isinstance(thread, list) and len(thread) == 2 and all(isinstance(t, str) and t for t in thread)
             else None,
+            meta.get("more") is True,
         )
 
 
 def found_call_options(
-    accounts: Sequence[FormAccount], chosen: str | None, found: Sequence[FoundCall] | None
+    accounts: Sequence[FormAccount], chosen: str | None, found: Sequence[FoundCall] | None, more: bool = False
 ) -> tuple[list[Option], str | None]:
     """The call menu's options from the message (the ids of the chosen account, or of any account
-    the person may act on), and a note on what was found. No options: the usual type-ahead."""
+    the person may act on), and a note on what was found (`more`: the message had more than
+    MAX_FOUND ids). No options: the usual type-ahead."""
     if found is None:
         return [], None
     if not found:
@@ -79,6 +85,11 @@ def found_call_options(
         for call, on in fitting
     ]
     count = f"{len(fitting)} call id{'s' if len(fitting) != 1 else ''}"
+    if more:
+        return options, (
+            f":mag: {count} of the first {MAX_FOUND} found in that message; it has more: to act on another, "
+            "pick the account and search its live calls (shortened here; the whole id is used)."
+        )
     return options, f":mag: {count} found in that message (shortened here; the whole id is used)."
 
 

@@ -38,8 +38,11 @@ EMOJI = {
     Tone.INFO: ":information_source:",
 }
 SECTION_LIMIT = 3000  # Slack's limit for a section's text
-MAX_BLOCKS = 50
+MAX_BLOCKS = 50  # Slack's limit of blocks in a message
+BUTTON_TEXT = 75  # Slack's limit of a button's text
 MAX_BUTTONS = 25  # Slack's limit of elements in an actions block
+# The buttons of one message (an account per button, for a call id many accounts fit): 100.
+MAX_CHOICE_BLOCKS = 4
 CHOICE_ACTION = "choose_account"
 DISMISS_ACTION = "dismiss_choice"
 OPEN_FORM_ACTION = "open_form"
@@ -55,53 +58,87 @@ LIVE_FLOW_ACTION = "live_flow"  # value: "account:call-id"
 LIVE_MORE_ACTION = "live_more"  # value: the next page (see bot/service/live.py)
 
 
-def _chunks(lines: list[str], limit: int) -> list[str]:
-    chunks: list[str] = []
-    current = ""
+def _chunks(lines: list[str], limit: int) -> list[tuple[str, int]]:
+    """Lines packed into texts of at most `limit` characters, each with how many lines it holds; a
+    longer line is cut, visibly (…)."""
+    chunks: list[tuple[str, int]] = []
+    current, count = "", 0
     for line in lines:
-        line = line if len(line) <= limit else line[: limit - 1] + "…"
+        line = _clip(line, limit)
         if current and len(current) + 1 + len(line) > limit:
-            chunks.append(current)
-            current = line
+            chunks.append((current, count))
+            current, count = line, 1
         else:
-            current = f"{current}\n{line}" if current else line
-    if current:
-        chunks.append(current)
+            current, count = (f"{current}\n{line}" if current else line), count + 1
+    if current:  # never an empty text: Slack refuses a section without any
+        chunks.append((current, count))
     return chunks
 
 
 def message(reply: Reply) -> dict[str, Any]:
-    """Keyword arguments for ack()/respond(): an ephemeral message."""
-    blocks: list[Any] = [
-        SectionBlock(text=MarkdownTextObject(text=f"{EMOJI[reply.tone]} *{reply.title}*"[:SECTION_LIMIT]))
+    """Keyword arguments for ack()/respond(): an ephemeral message. Within Slack's 50 blocks: the
+    title, the lines, then what must stay (calls, code, buttons, the audit id); lines that do not
+    fit are left out, saying how many."""
+    head: list[Any] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip(f"{EMOJI[reply.tone]} *{reply.title}*", SECTION_LIMIT)))
     ]
+    body: list[Any] = []
+    held: list[int] = []  # lines per body block (a listing's blocks are bounded by its page)
     if reply.listing is not None:
-        blocks += _listing(reply.listing, reply.lines[:1])
+        body = _listing(reply.listing, reply.lines[:1])
     else:
-        for chunk in _chunks(list(reply.lines), SECTION_LIMIT):
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+        for chunk, count in _chunks(list(reply.lines), SECTION_LIMIT):
+            body.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+            held.append(count)
+    tail: list[Any] = []
     if reply.calls is not None:
-        blocks += _calls(reply.calls)
+        tail += _calls(reply.calls)
     if reply.code:
-        code = reply.code if len(reply.code) <= SECTION_LIMIT - 8 else reply.code[: SECTION_LIMIT - 9] + "…"
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{code}```")))
+        code = _clip(reply.code, SECTION_LIMIT - 6)
+        tail.append(SectionBlock(text=MarkdownTextObject(text=f"```{code}```")))
     if reply.choices:
-        buttons = [_button(i, choice) for i, choice in enumerate(reply.choices[:MAX_BUTTONS])]
-        blocks.append(ActionsBlock(block_id=CHOICE_ACTION, elements=buttons))
+        tail += _choices(reply.choices)
     if reply.offers_form:
-        blocks.append(
+        tail.append(
             ActionsBlock(
                 block_id=OPEN_FORM_ACTION,
                 elements=[ButtonElement(text="Open form", action_id=OPEN_FORM_ACTION, style="primary")],
             )
         )
     if reply.audit_id:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"audit #{reply.audit_id}")]))
+        tail.append(ContextBlock(elements=[MarkdownTextObject(text=f"audit #{reply.audit_id}")]))
+    room = max(1, MAX_BLOCKS - len(head) - len(tail))
+    if len(body) > room:
+        left_out = sum(held[room - 1 :]) if held else len(body) - room + 1
+        noun = "line" if held else "item"
+        note = f":scissors: {left_out} more {noun}{'' if left_out == 1 else 's'} not shown: Slack shows at most {MAX_BLOCKS} blocks in a message."
+        body = [*body[: room - 1], ContextBlock(elements=[MarkdownTextObject(text=note)])]
+    blocks = head + body + tail
     return {
-        "text": reply.as_text()[:3000],
-        "blocks": [block.to_dict() for block in blocks[:MAX_BLOCKS]],
+        "text": _clip(reply.as_text(), 3000),
+        "blocks": [block.to_dict() for block in blocks],
         "response_type": "ephemeral",
     }
+
+
+def _choices(choices: tuple[Choice, ...]) -> list[Any]:
+    """The buttons, 25 to an actions block (Slack's limit), at most MAX_CHOICE_BLOCKS blocks; any
+    more are named in a line instead."""
+    shown = choices[: MAX_BUTTONS * MAX_CHOICE_BLOCKS]
+    buttons = [_button(i, choice) for i, choice in enumerate(shown)]
+    blocks: list[Any] = [
+        ActionsBlock(
+            block_id=CHOICE_ACTION if n == 0 else f"{CHOICE_ACTION}_{n}", elements=buttons[at : at + MAX_BUTTONS]
+        )
+        for n, at in enumerate(range(0, len(buttons), MAX_BUTTONS))
+    ]
+    if len(choices) > len(shown):
+        more = len(choices) - len(shown)
+        note = (
+            f"…and {more} more, not shown as buttons: {_clip(', '.join(c.label for c in choices[len(shown) :]), 2000)}"
+        )
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
+    return blocks
 
 
 def entry_text(item: AuditEntry) -> str:
@@ -187,7 +224,7 @@ def _button(index: int, choice: Choice) -> ButtonElement:
             style="danger" if choice.style == "danger" else None,
         )
     return ButtonElement(
-        text=choice.label[:75],
+        text=_clip(choice.label, BUTTON_TEXT),
         action_id=f"{choice.handler or (DISMISS_ACTION if choice.dismiss else CHOICE_ACTION)}:{index}",
         value=choice.value,
         style=choice.style,
