@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -733,6 +734,54 @@ def test_a_late_callback_that_then_succeeds_loses_nothing(hooked: Bot, monkeypat
     # The provider's retry of a callback already taken: refused, and the row keeps what it had.
     assert post_twilio(hooked, params).status_code == 403
     assert receipt_count(hooked.db) == 1
+
+
+@contextmanager
+def writes_held(db: DbHelper, table: str) -> Iterator[Callable[[], None]]:
+    """Writes to `table` wait (they are not refused) until the function given is called: the
+    database busy, as under a long transaction (SQLite: the whole file; PostgreSQL: the table)."""
+    conn = db.engine.raw_connection()
+    cursor = conn.cursor()
+    if db.engine.dialect.name == "postgresql":
+        cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    else:
+        conn.commit()
+        cursor.execute("BEGIN EXCLUSIVE")
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            conn.rollback()
+
+    try:
+        yield release
+    finally:
+        release()
+        conn.close()
+
+
+def test_shutdown_waits_for_a_late_callback_before_closing_the_database(
+    hooked: Bot, make_bot: BotFactory, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acted_on_a_call(hooked)
+    [(server, _)] = make_bot.running
+    monkeypatch.setattr(webhooks, "ANSWER_WITHIN", 0.0)
+    caplog.set_level(logging.INFO, logger="bot.webhooks")
+    with writes_held(hooked.db, "webhook_receipts") as release:
+        assert post_twilio(hooked, twilio_status()).status_code == 503  # answered; still waiting on the database
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        # Shutdown reached the wait for callbacks still being handled (bot/web.py's lifespan)…
+        waiting = "waiting for 1 callbacks still being handled"
+        assert eventually(lambda: any(r.getMessage() == waiting for r in caplog.records))
+        release()  # …and the database lets the callback through before it is closed.
+    stopping.join(20)
+    assert not stopping.is_alive()
+    assert receipt_count(hooked.db) == 1
+    [row] = hooked.db.audit()
+    assert (row["confirmed_status"], row["confirmed_via"]) == ("completed", "callback")
 
 
 def test_a_verified_callback_callbot_cannot_record_gets_503_and_its_retry_is_taken(hooked: Bot) -> None:
