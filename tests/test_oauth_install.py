@@ -4,6 +4,7 @@ tokens and token rotation; the install pages' failures; no secret anywhere."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.fakes.slack import BOT_TOKEN, CLIENT_SECRET, FakeSlack, Workspace
-from tests.support.bots import ALICE, Bot, BotFactory
+from tests.support.bots import ALICE, SIGNING_SECRET, Bot, BotFactory
+from tests.support.leaks import traces
 from tests.support.oauth import Browser, command_from, event_from, start_oauth_bot
 
 ALPHA = Workspace("T0ALPHA01", team_name="Alpha", installer="U0ALPHAAD")
@@ -108,6 +110,10 @@ def test_an_org_wide_install_answers_every_workspace_of_the_enterprise_with_the_
     with oauth_bot.db.engine.connect() as conn:
         described = conn.execute(text("SELECT command_text FROM audit_log")).scalar_one()
     assert described == "app_installed (Grid Org) enterprise E0GRID001 org-wide"
+    # Removed from the org (the event comes through one of its workspaces): the org install goes.
+    event_from(oauth_bot, GRID_TEAM, {"type": "app_uninstalled"})
+    _wait(lambda: len(audit_actions(oauth_bot)) == 2)
+    assert installations(oauth_bot) == []
 
 
 @pytest.mark.parametrize("event", ["app_uninstalled", "tokens_revoked"])
@@ -238,3 +244,33 @@ def _wait(condition: object, timeout: float = 10.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_no_secret_in_logs_audit_or_pages(
+    oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    rotating = Workspace("T0ROTATE1", team_name="Rotating", expires_in=60)  # refreshed at once
+    pages = [browser.install_page()[0].text, browser.install(ALPHA, fake_slack).text]
+    pages.append(browser.install(rotating, fake_slack).text)
+    oauth_bot.db.grant(ALICE, "hangup")
+    for workspace in (ALPHA, rotating):
+        opens_form_with(oauth_bot, workspace, fake_slack)
+        command_from(oauth_bot, workspace, "hangup prod:CA0123456789abcdef0123456789abcdef dry-run")
+    fake_slack.oauth_refusal = "invalid_code"
+    pages.append(browser.install(BETA, fake_slack).text)
+    event_from(oauth_bot, ALPHA, {"type": "app_uninstalled"})
+    _wait(lambda: audit_actions(oauth_bot)[-1][0] == "app_uninstalled")
+    assert oauth_bot.slack.http.get("/healthz").status_code == 200
+
+    secrets = [CLIENT_SECRET, SIGNING_SECRET, *fake_slack.issued]
+    assert len(fake_slack.issued) >= 4, "two installs, a refresh token, refreshed tokens"
+    everything = "\n".join(
+        [
+            str(oauth_bot.db.audit()),
+            *pages,
+            *(r.body.decode() for r in fake_slack.responses()),
+            caplog.text,
+        ]
+    )
+    assert traces(everything, secrets) == []

@@ -111,6 +111,7 @@ class FakeSlack(RecordingServer):
         self.oauth_refusal: str | None = None  # oauth.v2.access answers this error (e.g. invalid_code)
         self._issued = itertools.count(1)
         self.app_redirect_url: str | None = None
+        self.issued: list[str] = []  # every bot and refresh token handed out, revoked ones too
 
     @property
     def api_url(self) -> str:
@@ -241,6 +242,7 @@ class FakeSlack(RecordingServer):
         number = next(self._issued)
         token = f"xoxb-{number}-{workspace.team_id or workspace.enterprise_id}-oauthbottoken{number:04d}"
         self.tokens[token] = workspace
+        self.issued.append(token)
         answer: dict[str, Any] = {
             "ok": True,
             "app_id": APP_ID,
@@ -256,6 +258,7 @@ class FakeSlack(RecordingServer):
         if workspace.expires_in is not None:
             refresh = f"xoxe-1-refreshtoken{number:04d}"
             self.refresh_tokens[refresh] = workspace
+            self.issued.append(refresh)
             answer |= {"refresh_token": refresh, "expires_in": workspace.expires_in}
         return Answer.json(200, answer)
 
