@@ -71,9 +71,9 @@ def test_rows_written_before_the_hash_chain_are_chained_by_the_upgrade(db: DbHel
 def test_0014_makes_the_tables_slack_sdk_s_stores_use_and_takes_them_down(database_url: str) -> None:
     """Column for column, index for index, what the stores' own create_tables() would make: the
     stores read and write them in OAuth mode (bot/db/installations.py)."""
-    from sqlalchemy import MetaData
     from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
     from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
+    from sqlalchemy import MetaData
 
     expected = MetaData()
     SQLAlchemyInstallationStore.build_installations_table(expected, "slack_installations")
