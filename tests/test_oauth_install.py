@@ -7,12 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import text
 
 from tests.fakes.slack import BOT_TOKEN, CLIENT_SECRET, FakeSlack, Workspace
+from tests.processes import callbot
 from tests.support.bots import ALICE, SIGNING_SECRET, Bot, BotFactory
 from tests.support.leaks import traces
 from tests.support.oauth import Browser, command_from, event_from, start_oauth_bot
@@ -274,3 +276,22 @@ def test_no_secret_in_logs_audit_or_pages(
         ]
     )
     assert traces(everything, secrets) == []
+
+
+def test_the_shell_reads_user_groups_with_the_team_s_installation(
+    oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    browser.install(ALPHA, fake_slack)
+    browser.install(BETA, fake_slack)
+    oauth_bot.db.grant("S0ONCALL1", "hangup", kind="group")
+    fake_slack.usergroups["S0ONCALL1"] = [ALICE]
+    command = ["run", "--as", ALICE, "hangup prod:CA0123456789abcdef0123456789abcdef dry-run"]
+
+    result = callbot([*command[:3], "--team", ALPHA.team_id or "", *command[3:]], oauth_bot.env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fake_slack.tokens_used("usergroups.users.list") == [token_of(fake_slack, ALPHA)]
+    # Two workspaces and no --team: which one's groups is unknown, and the refusal says so.
+    result = callbot(command, oauth_bot.env, tmp_path)
+    assert result.returncode == 1
+    assert "give `run --team T…`" in result.stdout
+    assert len(fake_slack.tokens_used("usergroups.users.list")) == 1

@@ -148,10 +148,11 @@ class WorkspaceDirectory:
 
     async def is_member(self, group_id: str, user_id: str) -> bool:
         # TODO(item 2): take the workspace from the grant row's team_id/enterprise_id, not the context.
-        where = current_workspace.get()
-        if where is None:
-            raise DirectoryError("the Slack workspace is not known here (from the shell, give `run --team T…`)")
+        # Unknown (the shell without --team): client_for takes the only installed workspace, if one.
+        where = current_workspace.get() or (None, None)
         client = await self.installs.client_for(*where, before_ack=True)
+        if client is None and where == (None, None):
+            raise DirectoryError("the Slack workspace is not known here (from the shell, give `run --team T…`)")
         if client is None:
             raise DirectoryError(f"callbot is not installed on {_where(*where)}")
         directory = self._directories.get(where)
