@@ -295,3 +295,14 @@ def test_the_shell_reads_user_groups_with_the_team_s_installation(
     assert result.returncode == 1
     assert "give `run --team T…`" in result.stdout
     assert len(fake_slack.tokens_used("usergroups.users.list")) == 1
+
+
+def test_a_rate_limited_call_is_retried_with_the_workspace_s_token(
+    oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack
+) -> None:
+    """callbot's retry handlers (bot/slack/client.py) hold on the per-workspace clients Bolt makes."""
+    browser.install(ALPHA, fake_slack)
+    fake_slack.failures["views.open"] = ["ratelimited"]
+    command_from(oauth_bot, ALPHA, "")
+    fake_slack.wait_for(lambda reqs: len([r for r in reqs if r.path == "/api/views.open"]) == 2)
+    assert fake_slack.tokens_used("views.open") == [token_of(fake_slack, ALPHA)] * 2
