@@ -4,6 +4,7 @@ tokens and token rotation; the install pages' failures; no secret anywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from bot.db.session import Database
+from bot.slack.installs import Installs
 from tests.fakes.slack import BOT_TOKEN, CLIENT_SECRET, FakeSlack, Workspace
 from tests.processes import callbot
 from tests.support.bots import ALICE, SIGNING_SECRET, Bot, BotFactory
@@ -306,3 +309,35 @@ def test_a_rate_limited_call_is_retried_with_the_workspace_s_token(
     command_from(oauth_bot, ALPHA, "")
     fake_slack.wait_for(lambda reqs: len([r for r in reqs if r.path == "/api/views.open"]) == 2)
     assert fake_slack.tokens_used("views.open") == [token_of(fake_slack, ALPHA)] * 2
+
+
+def test_outside_a_request_client_for_finds_the_workspace_s_token(
+    oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack
+) -> None:
+    """The lookup the sweeps and the user-group directory use (bot/slack/installs.py)."""
+    rotating = Workspace("T0ROTATE1", team_name="Rotating", expires_in=12 * 3600)
+    browser.install(rotating, fake_slack)
+
+    async def tokens(*asked: tuple[str | None, str | None]) -> list[str | None]:
+        database = Database(oauth_bot.db.url)
+        try:
+            installs = Installs(oauth_bot.settings, database)
+            found = [await installs.client_for(team, enterprise) for team, enterprise in asked]
+            return [client.token if client is not None else None for client in found]
+        finally:
+            await database.close()
+
+    first = token_of(fake_slack, rotating)
+    # The only installed workspace stands in for an unknown one (rows without a workspace yet).
+    assert asyncio.run(tokens((rotating.team_id, None), (None, None), (BETA.team_id, None))) == [first, first, None]
+    browser.install(GRID, fake_slack)
+    grid = token_of(fake_slack, GRID)
+    assert asyncio.run(tokens((GRID_TEAM.team_id, GRID.enterprise_id), (None, None))) == [grid, None]
+    with oauth_bot.db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE slack_installations SET bot_token_expires_at = :at WHERE team_id = :team"),
+            {"at": datetime.now(UTC).replace(tzinfo=None), "team": rotating.team_id},
+        )
+    (refreshed,) = asyncio.run(tokens((rotating.team_id, None)))
+    assert refreshed not in (None, first) and fake_slack.tokens[refreshed or ""] is rotating
+    assert asyncio.run(tokens((rotating.team_id, None))) == [refreshed]  # saved
