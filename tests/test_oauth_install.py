@@ -341,3 +341,12 @@ def test_outside_a_request_client_for_finds_the_workspace_s_token(
     (refreshed,) = asyncio.run(tokens((rotating.team_id, None)))
     assert refreshed not in (None, first) and fake_slack.tokens[refreshed or ""] is rotating
     assert asyncio.run(tokens((rotating.team_id, None))) == [refreshed]  # saved
+
+
+def test_install_rows_show_in_the_audit_like_any_other(oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack) -> None:
+    browser.install(ALPHA, fake_slack)
+    oauth_bot.db.grant(ALICE, "audit")
+    answer = command_from(oauth_bot, ALPHA, "audit action=app_installed")
+    assert answer.status_code == 200
+    shown = answer.text
+    assert "app_installed" in shown and ALPHA.installer in shown
