@@ -171,11 +171,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     port = args.port or settings.port
     log.info(
-        "callbot %s listening on %s:%d (accounts: %s)",
+        "callbot %s listening on %s:%d (accounts: %s; Slack: %s)",
         __version__,
         args.host,
         port,
         ", ".join(settings.accounts) or "none",
+        "OAuth mode, install at /slack/install" if settings.oauth else "one workspace",
     )
     uvicorn.run(create_web_app(settings), host=args.host, port=port, log_config=None, proxy_headers=True)
     return 0
