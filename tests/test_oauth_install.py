@@ -350,3 +350,17 @@ def test_install_rows_show_in_the_audit_like_any_other(oauth_bot: Bot, browser: 
     assert answer.status_code == 200
     shown = answer.text
     assert "app_installed" in shown and ALPHA.installer in shown
+
+
+def test_expired_install_states_do_not_pile_up(oauth_bot: Bot, browser: Browser) -> None:
+    """Anyone may open the install page; each visit's state lives CALLBOT_OAUTH_STATE_EXPIRY only."""
+    long_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
+    with oauth_bot.db.engine.begin() as conn:
+        for n in range(3):
+            conn.execute(
+                text("INSERT INTO slack_oauth_states (state, expire_at) VALUES (:s, :at)"),
+                {"s": f"old-{n}", "at": long_ago},
+            )
+    _, _, state = browser.install_page()
+    with oauth_bot.db.engine.connect() as conn:
+        assert conn.execute(text("SELECT state FROM slack_oauth_states")).scalars().all() == [state]

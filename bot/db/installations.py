@@ -6,9 +6,12 @@ callbot's own database engine. Their tables come from migration 0014, never from
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
+from slack_sdk.oauth.sqlalchemy_utils import normalize_datetime_for_db
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 
 from bot.db.session import Database
@@ -20,8 +23,19 @@ def installation_store(db: Database, client_id: str) -> AsyncSQLAlchemyInstallat
     return AsyncSQLAlchemyInstallationStore(client_id=client_id, engine=db.engine, logger=log)
 
 
+class StateStore(AsyncSQLAlchemyOAuthStateStore):
+    """slack_sdk's state store, whose expired states are deleted: anyone may open the install page,
+    and each visit adds a state that only a completed install would otherwise remove."""
+
+    async def async_issue(self, *args: Any, **kwargs: Any) -> str:
+        now = normalize_datetime_for_db(datetime.now(UTC))
+        async with self.engine.begin() as conn:
+            await conn.execute(self.oauth_states.delete().where(self.oauth_states.c.expire_at <= now))
+        return await super().async_issue(*args, **kwargs)
+
+
 def state_store(db: Database, expiry_seconds: int) -> AsyncSQLAlchemyOAuthStateStore:
-    return AsyncSQLAlchemyOAuthStateStore(expiration_seconds=expiry_seconds, engine=db.engine, logger=log)
+    return StateStore(expiration_seconds=expiry_seconds, engine=db.engine, logger=log)
 
 
 async def installed_workspaces(store: AsyncSQLAlchemyInstallationStore) -> list[tuple[str | None, str | None]]:
