@@ -152,6 +152,9 @@ def create_web_app(
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "reason": "database does not answer"}, status_code=503)
 
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _HideOAuthCode) for f in access_log.filters):
+        access_log.addFilter(_HideOAuthCode())
     hooks = Webhooks(settings)  # docs/webhooks.md
     return Starlette(
         routes=[
@@ -168,6 +171,21 @@ def create_web_app(
         middleware=[Middleware(RequestContext)],
         lifespan=lifespan,
     )
+
+
+class _HideOAuthCode(logging.Filter):
+    """The access log line of /slack/oauth_redirect without its query: the one-time code Slack
+    sends the installer back with stays out of the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The record is already formatted (bot/logs.py redacts each one as it is made).
+        message = record.getMessage()
+        if f"{REDIRECT_PATH}?" in message:
+            record.msg, record.args = _OAUTH_QUERY.sub(f"{REDIRECT_PATH}?…", message), None
+        return True
+
+
+_OAUTH_QUERY = re.compile(re.escape(REDIRECT_PATH) + r"\?\S*")
 
 
 _abandoned: set[asyncio.Future[bool]] = set()

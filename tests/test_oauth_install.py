@@ -279,6 +279,15 @@ def test_no_secret_in_logs_audit_or_pages(
         ]
     )
     assert traces(everything, secrets) == []
+    # Nor, at INFO and above (a server's default), the one-time codes Slack sent the installer
+    # back with: not in the access log, not in a refusal. (slack_sdk's own DEBUG lines show them.)
+    assert "/slack/oauth_redirect?…" in caplog.text
+    served = "\n".join(
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("uvicorn", "bot", "slack")) and r.levelno >= logging.INFO
+    )
+    assert "code-" not in served
 
 
 def test_the_shell_reads_user_groups_with_the_team_s_installation(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -30,6 +31,21 @@ from bot.service.installs import WorkspaceEvent
 from bot.slack.installs import Installs
 
 log = logging.getLogger(__name__)
+
+
+class _HideCode(logging.Filter):
+    """Bolt's flow logs a refused authorization code; the code stays out of the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "code:" in message:
+            record.msg, record.args = re.sub(r"code: \S+", "code: …", message), None
+        return True
+
+
+# What Bolt's OAuth flow logs with (bot/logs.py redacts it like the rest, then this hides the code).
+flow_log = logging.getLogger(f"{__name__}.flow")
+flow_log.addFilter(_HideCode())
 
 # Why an installation failed, as the installer should read it (Bolt's reason → sentence).
 _FAILURES = {
@@ -56,7 +72,7 @@ class CallbotOAuthFlow(AsyncOAuthFlow):
     failure shown as a failure page instead of an internal error."""
 
     def __init__(self, settings: AsyncOAuthSettings, client: AsyncWebClient, service: Service) -> None:
-        super().__init__(client=client, logger=log, settings=settings)
+        super().__init__(client=client, logger=flow_log, settings=settings)
         self.service = service
 
     async def build_install_page_html(self, url: str, request: AsyncBoltRequest) -> str:
@@ -111,7 +127,7 @@ def oauth_flow(settings: Settings, installs: Installs, service: Service, client:
         token_rotation_expiration_minutes=TOKEN_ROTATION_MINUTES,
         state_store=installs.state_store,
         state_expiration_seconds=oauth.state_expiry_seconds,
-        logger=log,
+        logger=flow_log,
     )
     return CallbotOAuthFlow(oauth_settings, client, service)
 
