@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 
@@ -117,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help='run a /call command as a Slack user, e.g. run --as U012AB3CD "hangup prod:CA…"')
     run.add_argument("--as", dest="as_user", required=True, help="the Slack user id to act as (permission-checked)")
     run.add_argument("text", help="the command, as typed after /call")
+    run.add_argument(
+        "--team", help="OAuth mode: the Slack workspace (team id, T…) whose user groups count, as if typed there"
+    )
     run.set_defaults(func=_run)
 
     sub.add_parser("accounts", help="the configured provider accounts (no secrets)").set_defaults(func=_accounts)
@@ -140,6 +144,13 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Reply]
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.socket:
+        if settings.oauth is not None:
+            raise ConfigError(
+                "environment",
+                "SLACK_CLIENT_ID",
+                "Socket Mode serves one workspace: run `callbot serve` over HTTP for OAuth installs, or unset "
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET and set SLACK_BOT_TOKEN for Socket Mode",
+            )
         if not settings.slack_app_token or not settings.slack_app_token.startswith("xapp-"):
             raise ConfigError("environment", "SLACK_APP_TOKEN", "Socket Mode needs an app-level token (xapp-…)")
         settings.require_bot_token()
@@ -160,11 +171,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     port = args.port or settings.port
     log.info(
-        "callbot %s listening on %s:%d (accounts: %s)",
+        "callbot %s listening on %s:%d (accounts: %s; Slack: %s)",
         __version__,
         args.host,
         port,
         ", ".join(settings.accounts) or "none",
+        "OAuth mode, install at /slack/install" if settings.oauth else "one workspace",
     )
     uvicorn.run(create_web_app(settings), host=args.host, port=port, log_config=None, proxy_headers=True)
     return 0
@@ -257,13 +269,33 @@ def _role_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    team = _team(settings, args.team)
     inv = Invocation(
         source="cli",
         user_id=grammar.parse_user(args.as_user),
         user_name=f"shell:{getpass.getuser()}",
         text=args.text,
+        team_id=team,
     )
+    if team is not None:
+        from bot.slack.installs import current_workspace
+
+        # Group grants are read from that workspace's user groups, with its installation's token.
+        # TODO(item 2): its enterprise id, from the workspaces table.
+        current_workspace.set((team, None))
     return _with_runtime(settings, lambda rt: rt.service.handle(inv))
+
+
+def _team(settings: Settings, team: str | None) -> str | None:
+    if team is None:
+        return None
+    if settings.oauth is None:
+        raise ConfigError(
+            "command line", "--team", "is for OAuth mode: with SLACK_BOT_TOKEN callbot serves one workspace"
+        )
+    if not re.fullmatch(r"T[A-Z0-9]{2,}", team):
+        raise ConfigError("command line", "--team", f"{team!r} is not a Slack team id (T…, like T0123ABCD)")
+    return team
 
 
 def _accounts(settings: Settings, args: argparse.Namespace) -> int:

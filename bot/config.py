@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StrictInt, Validatio
 from bot.domain.errors import ConfigError
 from bot.domain.permissions import BULK, CALL_ACTIONS
 from bot.domain.policy import Announce, Policy, check_bridge_pattern, check_private_rules, check_url_rule
+from bot.oauth_config import OAuthConfig, oauth_from_env
 
 DEFAULT_DATABASE_URL = "sqlite:///./callbot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -255,6 +256,8 @@ class Settings:
     # CALLBOT_PUBLIC_URL, without a trailing slash: the URL providers call callbot at, from which
     # the signed callback URLs are rebuilt (a proxy's Host header is never trusted for that).
     public_url: str | None = None
+    # OAuth mode (bot/oauth_config.py): None serves the one workspace of slack_bot_token.
+    oauth: OAuthConfig | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -285,6 +288,7 @@ class Settings:
             batch_stale_seconds=30.0 if stale is None else stale,
             metrics_token=env.get("CALLBOT_METRICS_TOKEN") or None,
             public_url=public_url,
+            oauth=oauth_from_env(env, public_url),
         )
 
     @property
@@ -301,6 +305,7 @@ class Settings:
 
     def secrets(self) -> list[str]:
         values = [self.slack_signing_secret, self.slack_bot_token, self.slack_app_token, self.metrics_token]
+        values += [self.oauth.client_secret] if self.oauth else []
         values += [s for account in self.accounts.values() for s in account.config.secrets()]
         # The database driver gets the password percent-decoded; an error may quote either form.
         password = _url_password(self.database_url)
@@ -314,7 +319,8 @@ class Settings:
                 "SLACK_SIGNING_SECRET",
                 "not set; copy it from your Slack app's Basic Information page",
             )
-        self.require_bot_token()
+        if self.oauth is None:  # in OAuth mode each workspace's token comes with its installation
+            self.require_bot_token()
 
     def require_bot_token(self) -> None:
         if not self.slack_bot_token:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,6 +26,9 @@ from bot.service.audit_retention import PurgeReport
 from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Clock, Recovered, Service
 
+if TYPE_CHECKING:
+    from bot.slack.installs import Installs
+
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +43,8 @@ class Runtime:
     gauges_readable: bool = True
     # What the start-up sweep closed: the pending sweeper tells the people concerned.
     recovered: list[Recovered] = field(default_factory=list)
+    # Which bot token talks to which workspace (bot/slack/installs.py): `client_for`.
+    installs: Installs | None = None
 
     @classmethod
     async def start(cls, settings: Settings, *, recover: bool = True, clock: Clock | None = None) -> Runtime:
@@ -49,6 +55,9 @@ class Runtime:
         clients = create_clients(settings.accounts, settings.public_url)
         db = Database(settings.database_url)
         db.observer = AttemptObserver()
+        from bot.slack.installs import Installs
+
+        installs = Installs(settings, db)
         policies = {name: account.config.policy() for name, account in settings.accounts.items()}
         service = Service(
             db,
@@ -56,10 +65,10 @@ class Runtime:
             redactor,
             policies=policies,
             clock=clock,
-            directory=create_directory(settings, clock),
+            directory=create_directory(installs, clock),
             batch_stale_after=settings.batch_stale_after,
         )
-        runtime = cls(settings, db, clients, service, redactor)
+        runtime = cls(settings, db, clients, service, redactor, installs=installs)
         if recover:
             try:
                 runtime.recovered = await service.recover_pending(settings.pending_grace)
@@ -220,16 +229,19 @@ class Runtime:
         await self.db.close()
 
 
-def create_directory(settings: Settings, clock: Clock | None) -> Directory | None:
-    """User-group membership from Slack, when a bot token is set (the server always has one; the
-    shell may not, and then group grants cannot match there)."""
-    if not settings.slack_bot_token:
-        return None
-    from bot.slack.client import web_client
+def create_directory(installs: Installs, clock: Clock | None) -> Directory | None:
+    """User-group membership from Slack: with the bot token (the server always has one; the
+    shell may not, and then group grants cannot match there), or in OAuth mode with the token of
+    the request's workspace."""
     from bot.slack.directory import SlackDirectory
+    from bot.slack.installs import WorkspaceDirectory
 
-    client = web_client(settings.slack_bot_token, settings.slack_api_url, before_ack=True)
-    return SlackDirectory(client, clock or (lambda: datetime.now(UTC)))
+    now = clock or (lambda: datetime.now(UTC))
+    if installs.oauth_mode:
+        return WorkspaceDirectory(installs, now)
+    # The user-group lookup runs before Slack's 3 s ack: no rate-limit retries.
+    client = installs.single_client(before_ack=True)
+    return SlackDirectory(client, now) if client is not None else None
 
 
 async def prepare_schema(database_url: str) -> None:

@@ -1,5 +1,5 @@
-"""The ASGI app: POST /slack/events (Bolt), the providers' POST /webhooks/… callbacks, GET /healthz and
-GET /metrics, served by uvicorn."""
+"""The ASGI app: POST /slack/events (Bolt), in OAuth mode GET /slack/install and /slack/oauth_redirect,
+the providers' POST /webhooks/… callbacks, GET /healthz and GET /metrics, served by uvicorn."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from slack_bolt.adapter.starlette.async_handler import to_starlette_response
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler, to_starlette_response
 from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
@@ -26,6 +26,7 @@ from bot.config import Settings
 from bot.domain.callbacks import CallbackProvider
 from bot.domain.replies import Reply, Tone
 from bot.logs import request_context
+from bot.oauth_config import INSTALL_PATH, REDIRECT_PATH
 from bot.runtime import Runtime
 from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Clock
@@ -58,14 +59,26 @@ def create_web_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings, clock=clock)
         app.state.runtime = runtime
-        bolt = create_bolt_app(settings, runtime.service)
+        installs = runtime.installs
+        assert installs is not None
+        bolt = create_bolt_app(settings, runtime.service, installs)
         app.state.bolt = bolt
 
+        # TODO(item 2): the approval's and the batch's team_id/enterprise_id, once their rows carry
+        # them; until then (None) the only installed workspace's client (bot/slack/installs.py).
         async def tell(update: ApprovalUpdate) -> None:
-            await apply_update(bolt.client, update)
+            client = await installs.client_for(None, None)
+            if client is None:
+                log.warning("cannot update an approval request's message: its Slack workspace is not known")
+                return
+            await apply_update(client, update)
 
         async def tell_batch(notice: BatchNotice) -> None:
-            await announce_interrupted(bolt.client, notice)
+            client = await installs.client_for(None, None)
+            if client is None:
+                log.warning("cannot update batch #%s's message: its Slack workspace is not known", notice.batch_id)
+                return
+            await announce_interrupted(client, notice)
 
         sweepers = runtime.start_background(
             tell,
@@ -100,6 +113,23 @@ def create_web_app(
             return JSONResponse(message(_BROKEN))
         return to_starlette_response(answer)
 
+    async def oauth_page(request: Request) -> Response:
+        bolt: AsyncApp = request.app.state.bolt
+        if bolt.oauth_flow is None:
+            return PlainTextResponse(
+                "OAuth mode is off: this callbot serves one workspace with SLACK_BOT_TOKEN, so there is nothing to "
+                "install here. To install it on workspaces by OAuth, set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+                "instead (docs/distribution.md).\n",
+                404,
+            )
+        try:
+            return await AsyncSlackRequestHandler(bolt).handle(request)
+        except Exception:
+            log.exception("the OAuth page %s failed", request.url.path)
+            return PlainTextResponse(
+                "callbot hit an internal error; nothing was installed. The server log has it.\n", 500
+            )
+
     async def metrics_endpoint(request: Request) -> Response:
         token = settings.metrics_token
         # Bytes: compare_digest refuses non-ASCII str, and a header is whatever a client sends.
@@ -122,10 +152,15 @@ def create_web_app(
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "reason": "database does not answer"}, status_code=503)
 
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _HideOAuthCode) for f in access_log.filters):
+        access_log.addFilter(_HideOAuthCode())
     hooks = Webhooks(settings)  # docs/webhooks.md
     return Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
+            Route(INSTALL_PATH, oauth_page, methods=["GET"]),
+            Route(REDIRECT_PATH, oauth_page, methods=["GET"]),
             *(
                 Route(f"/webhooks/{provider.value}/{{account}}", hooks.endpoint(provider), methods=["POST"])
                 for provider in CallbackProvider
@@ -136,6 +171,21 @@ def create_web_app(
         middleware=[Middleware(RequestContext)],
         lifespan=lifespan,
     )
+
+
+class _HideOAuthCode(logging.Filter):
+    """The access log line of /slack/oauth_redirect without its query: the one-time code Slack
+    sends the installer back with stays out of the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The record is already formatted (bot/logs.py redacts each one as it is made).
+        message = record.getMessage()
+        if f"{REDIRECT_PATH}?" in message:
+            record.msg, record.args = _OAUTH_QUERY.sub(f"{REDIRECT_PATH}?…", message), None
+        return True
+
+
+_OAUTH_QUERY = re.compile(re.escape(REDIRECT_PATH) + r"\?\S*")
 
 
 _abandoned: set[asyncio.Future[bool]] = set()

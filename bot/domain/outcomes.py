@@ -41,6 +41,16 @@ class Source(StrEnum):
     # submission keeps where the form came from).
     SHORTCUT = "shortcut"
     MESSAGE_SHORTCUT = "message_shortcut"
+    # Slack itself: an install through the OAuth redirect, an app_uninstalled or tokens_revoked event.
+    SLACK = "slack"
+
+
+class WorkspaceChange(StrEnum):
+    """The audit action of a change to an OAuth installation (docs/distribution.md)."""
+
+    INSTALLED = "app_installed"
+    UNINSTALLED = "app_uninstalled"
+    TOKENS_REVOKED = "tokens_revoked"
 
 
 OUTCOME_EMOJI: dict[str, str] = {

@@ -9,6 +9,7 @@ from bot.domain.actions import (
     REDIRECT_OPTIONS,
     ActionName,
 )
+from bot.domain.outcomes import WorkspaceChange
 from bot.domain.permissions import ALL_ACTIONS, BULK, FLOW_MANAGE
 
 
@@ -206,4 +207,6 @@ AUDIT_ACTIONS = (
     "batch.cancel",
     "batch.resume",
     "batch.show",
+    # OAuth mode: installs, uninstalls, revoked tokens (docs/distribution.md).
+    *(change.value for change in WorkspaceChange),
 )

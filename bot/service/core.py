@@ -60,6 +60,7 @@ from bot.service.calls import CallActions
 from bot.service.confirmations import Confirmations
 from bot.service.flows import SavedFlows
 from bot.service.help import Help
+from bot.service.installs import Installations
 from bot.service.live import LiveCalls
 from bot.service.recorder import Recorder
 from bot.service.recovery import Recovered
@@ -137,6 +138,8 @@ class Service:
         self.announcements = Announcements(db, self.safety.policy_of, redactor)
         # `/call audit` pages and details, the App Home summary, exports.
         self.audit = AuditReview(db, redactor, self.now, self.recorder, self.access)
+        # OAuth mode: installs, uninstalls and revoked tokens, audited (bot/slack/installs.py).
+        self.installs = Installations(self.recorder)
         # `/call grant|revoke|perms|roles|role create|freeze|unfreeze` and the shell's.
         self.grants = Grants(db, clients, self.now, self.recorder, self.access, self.safety)
         self.help = Help(clients, self.access)

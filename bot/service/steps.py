@@ -46,7 +46,7 @@ class Invocation:
 
     @property
     def command_text(self) -> str:
-        return f"/call {self.text}".rstrip() if self.source != Source.CLI else self.text
+        return f"/call {self.text}".rstrip() if self.source not in (Source.CLI, Source.SLACK) else self.text
 
 
 @dataclass(frozen=True)

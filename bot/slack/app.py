@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
 from bot.config import Settings
 from bot.domain.replies import Reply, Tone
@@ -20,6 +20,7 @@ from bot.logs import new_request_id, request_id, request_started
 from bot.service.core import Service
 from bot.slack.client import web_client
 from bot.slack.edge import envelope_problem
+from bot.slack.installs import Installs, current_workspace
 from bot.slack.listeners import register_listeners
 from bot.slack.views.render import message
 
@@ -42,20 +43,37 @@ class _SameTokenWarning(logging.Filter):
         return "`token` will be unused" not in record.getMessage()
 
 
-def create_bolt_app(settings: Settings, service: Service) -> AsyncApp:
-    """Built at start-up (never at import: a token means Slack calls), one per process."""
+def create_bolt_app(settings: Settings, service: Service, installs: Installs | None = None) -> AsyncApp:
+    """Built at start-up (never at import: a token means Slack calls), one per process. In OAuth
+    mode (`installs.oauth_mode`) each request is answered with its workspace's token."""
     bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
     if not any(isinstance(f, _SameTokenWarning) for f in bolt_logger.filters):
         bolt_logger.addFilter(_SameTokenWarning())
-    client = web_client(settings.slack_bot_token, settings.slack_api_url)
-    app = AsyncApp(
-        client=client,
-        signing_secret=settings.slack_signing_secret or "",
-        request_verification_enabled=bool(settings.slack_signing_secret),
-        process_before_response=False,
-        raise_error_for_unhandled_request=False,
-    )
+    if installs is not None and installs.oauth_mode:
+        from bot.slack.oauth import NOT_INSTALLED, oauth_flow, register_install_events
+
+        # No token of its own: Bolt gives each listener a copy carrying the workspace's.
+        client = web_client(None, settings.slack_api_url)
+        app = AsyncApp(
+            client=client,
+            signing_secret=settings.slack_signing_secret or "",
+            oauth_flow=oauth_flow(settings, installs, service, client),
+            authorize=installs.authorize,  # type: ignore[arg-type]  # an AsyncAuthorize, which Bolt takes as is
+            user_facing_authorize_error_message=NOT_INSTALLED,
+            process_before_response=False,
+            raise_error_for_unhandled_request=False,
+        )
+        register_install_events(app, service, installs)
+    else:
+        app = AsyncApp(
+            client=web_client(settings.slack_bot_token, settings.slack_api_url),
+            signing_secret=settings.slack_signing_secret or "",
+            request_verification_enabled=bool(settings.slack_signing_secret),
+            process_before_response=False,
+            raise_error_for_unhandled_request=False,
+        )
     app.middleware(stamp_request_id)
+    app.middleware(remember_workspace)
     register_listeners(app, service)
     # After /call's: any other command routed here (a renamed or added one in the app's
     # configuration) gets an answer rather than Bolt's 404, which Slack shows as a failure.
@@ -99,4 +117,11 @@ async def stamp_request_id(next: Callable[[], Awaitable[None]]) -> None:
     if request_id.get() is None:
         request_id.set(new_request_id())
         request_started.set(time.monotonic())
+    await next()
+
+
+async def remember_workspace(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
+    # What the listeners this request starts read when they need the workspace's client outside
+    # Bolt's (the user-group lookup: bot/slack/installs.py WorkspaceDirectory).
+    current_workspace.set((context.team_id, context.enterprise_id))
     await next()

@@ -215,6 +215,10 @@ EVENT = Obj(_EVENT_FIELDS, ("type",))
 # with only their envelope checked.
 EVENT_TYPES: Mapping[str, Obj] = {
     "app_home_opened": Obj({**_EVENT_FIELDS, "user": ID, "channel": ID}, ("type", "user")),
+    # OAuth mode (bot/slack/oauth.py): which user and bot tokens Slack revoked.
+    "tokens_revoked": Obj(
+        {**_EVENT_FIELDS, "tokens": Obj({"oauth": ListOf(ID), "bot": ListOf(ID)})}, ("type", "tokens")
+    ),
 }
 _ENVELOPE: dict[str, Shape] = {
     "type": str,

@@ -1,5 +1,12 @@
 """A fake Slack: the Web API methods callbot uses, and response_url endpoints.
 
+Every Web API call must carry a bot token the fake knows: BOT_TOKEN (workspace T0001, as
+single-workspace mode uses it), or one it issued through OAuth. `install(...)` queues a workspace
+to install: the browser's visit to the authorize URL (`/oauth/v2/authorize`) redirects back to
+callbot with a code, and `oauth.v2.access` trades that code for the workspace's own token (and,
+with rotation, a refresh token). `auth.test` answers for the token asked about; `tokens_used`
+says which token each call carried.
+
 Every view and message it receives is checked against Block Kit's limits (tests/fakes/blockkit.py)
 and refused as Slack refuses it; each refusal is kept in `refusals`, and a test in which callbot sent
 Slack anything it would refuse fails at teardown (tests/support/fixtures.py), unless marked
@@ -8,6 +15,7 @@ Slack anything it would refuse fails at teardown (tests/support/fixtures.py), un
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
@@ -19,6 +27,9 @@ from tests.fakes.blockkit import message_problems, view_problems
 from tests.fakes.server import Answer, Recorded, RecordingServer
 
 BOT_TOKEN = "xoxb-1111-2222-testbottokenvalue"
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "c1i3nt5ecretva1uef0rte5t5"
+APP_ID = "A0CALLBOT"
 APP_TOKEN = "xapp-1-A123456-3333-testapptokenvalue"
 # files.completeUploadExternal refuses anything else with invalid_arguments (a user id included).
 _CONVERSATION_ID = re.compile(r"^[CGDZ][A-Z0-9]{8,}$")
@@ -35,6 +46,20 @@ class Refusal:
 
     def __str__(self) -> str:
         return f"{self.where}: " + "; ".join(self.messages)
+
+
+@dataclass
+class Workspace:
+    """A workspace (or, org_wide, an Enterprise Grid org) as oauth.v2.access and auth.test describe it."""
+
+    team_id: str | None
+    enterprise_id: str | None = None
+    team_name: str = "Example"
+    org_wide: bool = False
+    installer: str = "U0INSTALL1"
+    bot_user_id: str = "U0BOT"
+    # Token rotation: oauth.v2.access also gives a refresh token, and a token lasting this long.
+    expires_in: int | None = None
 
 
 @dataclass
@@ -77,6 +102,16 @@ class FakeSlack(RecordingServer):
         # Retry-After: 0, as Slack rate-limits), "drop" (the connection closes unanswered) or any
         # other Slack error code (answered `ok: false` with it, e.g. "invalid_arguments").
         self.failures: dict[str, list[str]] = {}
+        # OAuth: bot token -> its workspace (BOT_TOKEN's is single-workspace mode's T0001);
+        # workspaces queued by `install`; codes and refresh tokens issued, one use each.
+        self.tokens: dict[str, Workspace] = {BOT_TOKEN: Workspace("T0001")}
+        self.to_install: list[Workspace] = []
+        self.codes: dict[str, Workspace] = {}
+        self.refresh_tokens: dict[str, Workspace] = {}
+        self.oauth_refusal: str | None = None  # oauth.v2.access answers this error (e.g. invalid_code)
+        self._issued = itertools.count(1)
+        self.app_redirect_url: str | None = None
+        self.issued: list[str] = []  # every bot and refresh token handed out, revoked ones too
 
     @property
     def api_url(self) -> str:
@@ -96,6 +131,8 @@ class FakeSlack(RecordingServer):
             return self._response_url(request)
         if request.path.startswith("/upload/v1/"):
             return self._receive_upload(request)
+        if request.path == "/oauth/v2/authorize":
+            return self._authorize(request)
         if not request.path.startswith("/api/"):
             return Answer(404, b"not found")
         method = request.path.removeprefix("/api/")
@@ -111,7 +148,10 @@ class FakeSlack(RecordingServer):
             if request.header("authorization") != f"Bearer {APP_TOKEN}" or not self.socket_url:
                 return Answer.json(200, {"ok": False, "error": "invalid_auth"})
             return Answer.json(200, {"ok": True, "url": self.socket_url})
-        if request.header("authorization") != f"Bearer {BOT_TOKEN}":
+        if method == "oauth.v2.access":
+            return self._oauth_access(request)
+        workspace = self.tokens.get((request.header("authorization") or "").removeprefix("Bearer "))
+        if workspace is None:
             return Answer.json(200, {"ok": False, "error": "invalid_auth"})
         if method == "auth.test":
             return Answer.json(
@@ -119,12 +159,13 @@ class FakeSlack(RecordingServer):
                 {
                     "ok": True,
                     "url": "https://example.slack.com/",
-                    "team": "Example",
+                    "team": workspace.team_name,
                     "user": "callbot",
-                    "team_id": "T0001",
-                    "user_id": "U0BOT",
+                    "team_id": workspace.team_id,
+                    **({"enterprise_id": workspace.enterprise_id} if workspace.enterprise_id else {}),
+                    "user_id": workspace.bot_user_id,
                     "bot_id": "B0123ABC",
-                    "is_enterprise_install": False,
+                    "is_enterprise_install": workspace.org_wide,
                 },
             )
         args = _args(request)
@@ -154,6 +195,72 @@ class FakeSlack(RecordingServer):
         if method == "files.completeUploadExternal":
             return self._complete_upload(args)
         return Answer.json(200, {"ok": False, "error": "unknown_method"})
+
+    def install(self, workspace: Workspace) -> None:
+        """The next visit to the authorize URL installs on this workspace."""
+        self.to_install.append(workspace)
+
+    def tokens_used(self, method: str) -> list[str]:
+        """The bot token each call to a Web API method carried, in order."""
+        return [
+            (r.header("authorization") or "").removeprefix("Bearer ")
+            for r in self.requests
+            if r.path == f"/api/{method}"
+        ]
+
+    def _authorize(self, request: Recorded) -> Answer:
+        """The installer approves in their browser: Slack redirects to the app's redirect URL with
+        a one-time code and the state it was given."""
+        query = dict(parse_qsl(request.query, keep_blank_values=True))
+        # Without one in the URL, Slack uses the first Redirect URL of the app's configuration.
+        redirect = query.get("redirect_uri") or self.app_redirect_url
+        if query.get("client_id") != CLIENT_ID or not redirect or not self.to_install:
+            return Answer(400, b"invalid authorize request", {"Content-Type": "text/plain"})
+        code = f"code-{next(self._issued)}"
+        self.codes[code] = self.to_install.pop(0)
+        return Answer(302, b"", {"Location": f"{redirect}?code={code}&state={query.get('state', '')}"})
+
+    def _oauth_access(self, request: Recorded) -> Answer:
+        """oauth.v2.access: a code (an install) or, grant_type=refresh_token, a refresh token
+        (rotation) for a new bot token; the app's credentials in HTTP Basic, as slack_sdk sends them."""
+        expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if request.header("authorization") != f"Basic {expected}":
+            return Answer.json(200, {"ok": False, "error": "invalid_client_id"})
+        if self.oauth_refusal:
+            return Answer.json(200, {"ok": False, "error": self.oauth_refusal})
+        args = _args(request)
+        if args.get("grant_type") == "refresh_token":
+            workspace = self.refresh_tokens.pop(str(args.get("refresh_token")), None)
+            if workspace is None:
+                return Answer.json(200, {"ok": False, "error": "invalid_refresh_token"})
+            for token in [t for t, w in self.tokens.items() if w is workspace]:
+                del self.tokens[token]  # the old token stops working
+        else:
+            workspace = self.codes.pop(str(args.get("code")), None)
+            if workspace is None:
+                return Answer.json(200, {"ok": False, "error": "invalid_code"})
+        number = next(self._issued)
+        token = f"xoxb-{number}-{workspace.team_id or workspace.enterprise_id}-oauthbottoken{number:04d}"
+        self.tokens[token] = workspace
+        self.issued.append(token)
+        answer: dict[str, Any] = {
+            "ok": True,
+            "app_id": APP_ID,
+            "authed_user": {"id": workspace.installer},
+            "scope": "commands,chat:write,chat:write.public,usergroups:read,files:write,im:write",
+            "token_type": "bot",
+            "access_token": token,
+            "bot_user_id": workspace.bot_user_id,
+            "team": {"id": workspace.team_id, "name": workspace.team_name} if workspace.team_id else None,
+            "enterprise": {"id": workspace.enterprise_id, "name": "Grid Org"} if workspace.enterprise_id else None,
+            "is_enterprise_install": workspace.org_wide,
+        }
+        if workspace.expires_in is not None:
+            refresh = f"xoxe-1-refreshtoken{number:04d}"
+            self.refresh_tokens[refresh] = workspace
+            self.issued.append(refresh)
+            answer |= {"refresh_token": refresh, "expires_in": workspace.expires_in}
+        return Answer.json(200, answer)
 
     def _publish(self, args: dict[str, Any]) -> Answer:
         """views.publish: a `home` view for one user, checked like views.open checks modals."""

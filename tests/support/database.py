@@ -132,6 +132,10 @@ TABLES = (
     "batch_items",
     "pending_replies",
     "webhook_receipts",
+    # OAuth mode's stores (migration 0014).
+    "slack_installations",
+    "slack_bots",
+    "slack_oauth_states",
 )
 
 
