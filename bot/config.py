@@ -66,6 +66,11 @@ class _Account(BaseModel):
     # line each; `announce`: "always" (the default) or "on_request" (commands typed with `announce`).
     announce_channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,}$")
     announce: Announce | None = None
+    # The Slack workspaces (team ids, T…) the account exists in (bot/service/accounts.py
+    # `shared_with`). Left out: the one workspace of single-workspace mode (SLACK_BOT_TOKEN's).
+    workspaces: tuple[Annotated[str, Field(pattern=r"^T[A-Z0-9]{2,31}$")], ...] | None = Field(
+        default=None, min_length=1
+    )
 
     @field_validator("confirm", "require_reason", "approval")
     @classmethod

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.config import Settings
-from bot.db import migrate, problems, repo
+from bot.db import migrate, problems, repo, workspaces
 from bot.db.session import Database, is_sqlite
 from bot.domain.directory import Directory
 from bot.domain.redact import Redactor
@@ -49,6 +49,11 @@ class Runtime:
         clients = create_clients(settings.accounts, settings.public_url)
         db = Database(settings.database_url)
         db.observer = AttemptObserver()
+        try:
+            home = await home_workspace(settings, db)
+        except Exception:
+            await db.close()
+            raise
         policies = {name: account.config.policy() for name, account in settings.accounts.items()}
         service = Service(
             db,
@@ -58,6 +63,8 @@ class Runtime:
             clock=clock,
             directory=create_directory(settings, clock),
             batch_stale_after=settings.batch_stale_after,
+            workspaces={name: account.config.workspaces for name, account in settings.accounts.items()},
+            home=home,
         )
         runtime = cls(settings, db, clients, service, redactor)
         if recover:
@@ -67,6 +74,10 @@ class Runtime:
                 await runtime.close()
                 raise
         return runtime
+
+    async def team(self, asked: str | None) -> str:
+        """The workspace a shell command is about (`--team`; optional while callbot knows one)."""
+        return await workspaces.choose(self.db, asked, self.service.home)
 
     async def sweep_pending_forever(self, every: float = 30.0) -> None:
         """In a long-running server, rows of a crashed sibling process are recovered too. Each
@@ -218,6 +229,18 @@ class Runtime:
         for client in self.clients.values():
             await client.aclose()
         await self.db.close()
+
+
+async def home_workspace(settings: Settings, db: Database) -> str | None:
+    """The workspace of SLACK_BOT_TOKEN (auth.test; rows without a workspace are assigned to it).
+    When Slack cannot say, the one workspace recorded earlier, if there is exactly one."""
+    from bot.slack.identity import identify
+
+    team = await identify(settings, db)
+    if team is None and settings.slack_bot_token:
+        known = await workspaces.known(db)
+        team = known[0].team_id if len(known) == 1 else None
+    return team
 
 
 def create_directory(settings: Settings, clock: Clock | None) -> Directory | None:

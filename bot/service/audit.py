@@ -23,7 +23,7 @@ from bot.db.audit_search import AuditFilter, Cursor
 from bot.db.models import ApprovalRow, AuditRow
 from bot.db.session import Database
 from bot.domain import grammar
-from bot.domain.errors import InvalidInput, PermissionDenied
+from bot.domain.errors import ForeignWorkspace, InvalidInput, PermissionDenied
 from bot.domain.grammar import AuditQuery
 from bot.domain.outcomes import OUTCOME_EMOJI, Outcome
 from bot.domain.permissions import ANY_ACCOUNT, Decision
@@ -58,6 +58,7 @@ class Scope:
     accounts: tuple[str, ...] | None  # None: every row
     user: str | None  # their own rows, whatever the account
     reads_others: bool
+    team: str  # the workspace: another's rows are never read
 
     @property
     def label(self) -> str:
@@ -66,7 +67,7 @@ class Scope:
         return "visible to you" if self.reads_others else "yours"
 
     def restrict(self, flt: AuditFilter) -> AuditFilter:
-        return replace(flt, visible_accounts=self.accounts, visible_user=self.user)
+        return replace(flt, visible_accounts=self.accounts, visible_user=self.user, workspace=self.team)
 
 
 class AuditReview:
@@ -129,6 +130,14 @@ class AuditReview:
         """The whole row, if the clicker may see it now; otherwise a refusal (audited)."""
         scope = await self.scope(inv)
         row = await audit_search.get(self.db, audit_id, scope.restrict(AuditFilter()))
+        anywhere = await repo.audit_by_id(self.db, None, audit_id) if row is None else None
+        if anywhere is not None and anywhere.workspace_id != scope.team:
+            # Another workspace's row, named in a forged or foreign button.
+            return await self.recorder.refuse(
+                replace(inv, text=f"audit details #{audit_id}", idempotency_key=None),
+                ForeignWorkspace("audit row"),
+                action="audit",
+            )
         if row is None:
             detail = f"Audit row #{audit_id} does not exist or is not yours to see; others' rows need `audit`."
             return await self.recorder.refuse(  # an attempt to read: audited like `/call audit user=…`
@@ -137,12 +146,12 @@ class AuditReview:
                 action="audit",
                 decision=Decision(False, "audit", None),
             )
-        approval = await self._approval_of(row)
+        approval = await self._approval_of(scope.team, row)
         return self._detail(row, approval)
 
-    async def _approval_of(self, row: AuditRow) -> ApprovalRow | None:
+    async def _approval_of(self, team: str, row: AuditRow) -> ApprovalRow | None:
         """The two-person approval this row requested, executed or decided, if any."""
-        return await repo.approval_linked_to(self.db, row.id, _approval_id(row))
+        return await repo.approval_linked_to(self.db, team, row.id, _approval_id(row))
 
     def _detail(self, row: AuditRow, approval: ApprovalRow | None) -> AuditDetail:
         safe = self.redactor.text  # stored redacted already; redact again in case secrets changed
@@ -182,23 +191,25 @@ class AuditReview:
 
     # -- App Home -------------------------------------------------------------------------------
 
-    async def home(self, user_id: str, team_filter: str | None = None) -> AuditHome:
+    async def home(self, team: str, user_id: str, team_filter: str | None = None) -> AuditHome:
         """The person's last attempts and, if they read others' rows, the team's (quick filter
         applied). Grants limited to a channel do not count here: the Home tab is no channel.
         Without `team_filter` (a refresh after an action) the person's last pick stays; it is
         remembered in this process only, so a restart shows "All" again."""
 
-        scope = await self.scope(Invocation("home", user_id, ""))
-        own = await audit_search.page(self.db, AuditFilter(user_id=user_id, visible_user=user_id), HOME_OWN)
+        scope = await self.scope(Invocation("home", user_id, "", team_id=team))
+        own = await audit_search.page(
+            self.db, AuditFilter(user_id=user_id, visible_user=user_id, workspace=team), HOME_OWN
+        )
         if team_filter is None:
-            team_filter = self._team_filters.get(user_id, "all")
+            team_filter = self._team_filters.get(f"{team}:{user_id}", "all")
         team_filter = team_filter if team_filter in HOME_FILTERS else "all"
-        self._team_filters[user_id] = team_filter
-        team = None
+        self._team_filters[f"{team}:{user_id}"] = team_filter
+        others = None
         if scope.reads_others:
             found = await audit_search.page(self.db, scope.restrict(self._quick(team_filter)), HOME_TEAM)
-            team = self._entries(found.rows)
-        return AuditHome(user_id, self._entries(own.rows), team, team_filter, scope.label)
+            others = self._entries(found.rows)
+        return AuditHome(user_id, self._entries(own.rows), others, team_filter, scope.label)
 
     def _entries(self, rows: list[AuditRow]) -> tuple[AuditEntry, ...]:
         """The rows as list lines. The confirmation holds the provider's word, so it is masked
@@ -303,8 +314,8 @@ class AuditReview:
         grants = await self.access.usable(inv)
         readable = sorted({g.account for g in grants if g.actions & {"audit", "admin"}})
         if ANY_ACCOUNT in readable:
-            return Scope(None, None, True)
-        return Scope(tuple(readable), inv.user_id, bool(readable))
+            return Scope(None, None, True, inv.team)
+        return Scope(tuple(readable), inv.user_id, bool(readable), inv.team)
 
     async def _refuse_others(self, inv: Invocation, user: str | None, scope: Scope, action: str) -> Reply | None:
         """Asking for someone else's rows without `audit` is refused (and audited), not just empty."""

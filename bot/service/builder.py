@@ -34,6 +34,7 @@ class FlowDraft:
     commands: tuple[dict[str, Any], ...]
     end_call: bool
     updated_at: datetime
+    team_id: str = ""  # its workspace: every later read and write of the draft is scoped by it
 
     @property
     def label(self) -> str:
@@ -55,7 +56,7 @@ class FlowBuilder:
         self.recorder = recorder
         self.accounts = accounts
 
-    def target(self, text: str) -> CallTarget | None:
+    def target(self, team: str, text: str) -> CallTarget | None:
         """`/call flow CALL` alone, on an account whose provider takes callFlows: the call the builder
         is for (account resolved). None otherwise; the normal pipeline then explains what is missing.
         No database access, so Slack's listener can decide at once whether to open a modal."""
@@ -63,11 +64,11 @@ class FlowBuilder:
             command = grammar.parse(text)
         except InvalidInput:
             return None
-        return self.target_of(command) if isinstance(command, FlowBuilderCommand) else None
+        return self.target_of(team, command) if isinstance(command, FlowBuilderCommand) else None
 
-    def target_of(self, command: FlowBuilderCommand) -> CallTarget | None:
+    def target_of(self, team: str, command: FlowBuilderCommand) -> CallTarget | None:
         try:
-            account, client = self.accounts.resolve(command.target)
+            account, client = self.accounts.resolve(team, command.target)
         except InvalidInput:
             return None
         return CallTarget(account, command.target.call_id) if ActionName.FLOW in client.supported else None
@@ -85,18 +86,19 @@ class FlowBuilder:
             return self.recorder.redact(
                 await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context)
             )
-        row = await repo.latest_draft(self.db, inv.user_id, authorised.account, target.call_id)
+        row = await repo.latest_draft(self.db, inv.team, inv.user_id, authorised.account, target.call_id)
         return BuilderOpening(authorised.account, target.call_id, _draft(row) if row else None)
 
     async def start_draft(
-        self, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]] | None = None
+        self, team: str, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]] | None = None
     ) -> FlowDraft:
         """A fresh draft (replacing the person's earlier one for this call)."""
-        return _draft(await repo.create_draft(self.db, user_id, account, call_id, commands or []))
+        return _draft(await repo.create_draft(self.db, team, user_id, account, call_id, commands or []))
 
-    async def draft(self, draft_id: int, user_id: str) -> FlowDraft | None:
-        """The person's own live draft; None when expired, applied, or someone else's."""
-        row = await repo.get_draft(self.db, draft_id)
+    async def draft(self, team: str, draft_id: int, user_id: str) -> FlowDraft | None:
+        """The person's own live draft; None when expired, applied, someone else's or another
+        workspace's."""
+        row = await repo.get_draft(self.db, team, draft_id)
         return _draft(row) if row is not None and row.user_id == user_id else None
 
     async def update_draft(
@@ -110,6 +112,7 @@ class FlowBuilder:
         )
         await repo.update_draft(
             self.db,
+            draft.team_id,
             draft.id,
             commands=list(changed.commands),
             end_call=changed.end_call,
@@ -117,8 +120,8 @@ class FlowBuilder:
         )
         return changed
 
-    async def discard_draft(self, draft_id: int) -> None:
-        await repo.delete_draft(self.db, draft_id)
+    async def discard_draft(self, team: str, draft_id: int) -> None:
+        await repo.delete_draft(self.db, team, draft_id)
 
     def request_body(self, account: str, call_id: str, flow: CallFlow, *, end_call: bool) -> Any:
         """The exact JSON body `flow` would PATCH to the call: the builder's Preview."""
@@ -137,5 +140,12 @@ class FlowBuilder:
 
 def _draft(row: Any) -> FlowDraft:
     return FlowDraft(
-        row.id, row.user_id, row.account, row.call_id, tuple(row.commands), bool(row.end_call), row.updated_at
+        row.id,
+        row.user_id,
+        row.account,
+        row.call_id,
+        tuple(row.commands),
+        bool(row.end_call),
+        row.updated_at,
+        row.team_id,
     )

@@ -168,7 +168,9 @@ class BulkActions:
         beyond = len(calls) > limit
         stored = replace(command, max=count)
         token = secrets.token_urlsafe(16)
-        await repo.save_choice(self.db, token, inv.user_id, command_text(stored), [plan.account], purpose="confirm")
+        await repo.save_choice(
+            self.db, inv.team, token, inv.user_id, command_text(stored), [plan.account], purpose="confirm"
+        )
         lines = [f"*{calls_text(count)}* match now on `{plan.account}`{about}."]
         if beyond and command.max:
             lines.append(
@@ -206,7 +208,7 @@ class BulkActions:
         return self.recorder.redact(outcome) if isinstance(outcome, Reply) else outcome
 
     async def _confirmed(self, inv: Invocation, token: str) -> Reply | BatchPlan:
-        choice = await repo.take_choice(self.db, token, inv.user_id)
+        choice = await repo.take_choice(self.db, inv.team, token, inv.user_id)
         if choice is None:
             refused = await self.safety.refuse_foreign_choice(inv, token)
             return refused or Reply(
@@ -308,6 +310,8 @@ class BulkActions:
             )
         batch = await batches.create(
             self.db,
+            plan.inv.team,
+            enterprise_id=plan.inv.enterprise_id,
             account=account,
             action="hangup",
             requested_by=plan.inv.user_id,
@@ -457,7 +461,7 @@ class BulkActions:
         where the account requires one. Refusals are audited (as `hangup-all`)."""
         context: dict[str, Any] = {"action": BULK_ACTION, "account": command.account, "request": shown_filter(command)}
         try:
-            client = self.live._client(command.account)
+            client = self.live._client(inv.team, command.account)
             call_filter(command)
         except InvalidInput as invalid:
             return await self.recorder.refuse(inv, invalid, **context)
