@@ -123,7 +123,6 @@ def on_database(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
 
 
 TABLES = (
-    "pending_choices",
     "approvals",
     "freezes",
     "audit_log",
