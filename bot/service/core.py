@@ -145,7 +145,7 @@ class Service:
         self.audit = AuditReview(db, redactor, self.now, self.recorder, self.access)
         # `/call grant|revoke|perms|roles|role create|freeze|unfreeze` and the shell's.
         self.grants = Grants(db, self.accounts, self.now, self.recorder, self.access, self.safety)
-        self.help = Help(clients, self.access)
+        self.help = Help(self.accounts, self.access)
         # Each parsed command's use case (call actions and saved flows have their own steps).
         self._routes: dict[type[Command], Handler] = {
             CallCommand: self.calls.begin,
