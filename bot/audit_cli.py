@@ -267,7 +267,11 @@ def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         except chain.ChainHeadMissing as error:
             raise CallbotError(str(error)) from None
         print(report.summary())
-        return 0 if report.ok else 1
+        moved = await workspaces.misplaced(db)
+        if moved:
+            ids = ", ".join(f"#{n}" for n in moved)
+            print(f"FAILED: audit rows shown in another workspace than their hashed team_id names: {ids}")
+        return 0 if report.ok and not moved else 1
 
     return _with_database(settings, work)
 

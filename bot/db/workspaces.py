@@ -126,3 +126,16 @@ async def choose(db: Database, asked: str | None, home: str | None = None) -> st
             "auth.test) and run `callbot migrate`, or pass --team T…."
         )
     raise WorkspaceUnknown(f"callbot serves several Slack workspaces ({listed}): say which with --team T….")
+
+
+async def misplaced(db: Database, limit: int = 20) -> list[int]:
+    """Audit rows shown in a workspace other than the one their hashed team_id names: the chain
+    does not cover `workspace_id`, so `audit verify` checks it against what it does cover."""
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(AuditRow.id)
+            .where(AuditRow.team_id.is_not(None), AuditRow.workspace_id != AuditRow.team_id)
+            .order_by(AuditRow.id)
+            .limit(limit)
+        )
+        return list(rows)
