@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.fakes import bandwidth
+from tests.fakes import bandwidth, bird
 from tests.fakes.twilio import FakeTwilio, call_sid
 from tests.processes import callbot
 from tests.support.bots import ALICE, BOB, CAROL, PAYLOADS, Bot, BotFactory, reply_text
@@ -26,6 +26,7 @@ from tests.support.clock import FakeClock
 from tests.support.database import DbHelper
 from tests.test_app_home import rows_in, wait_home
 from tests.test_audit_slack import export, shown
+from tests.test_flow_builder import Builder
 
 A, B = "T0001", "T0002"
 SHARED = f'workspaces = ["{A}", "{B}"]'
@@ -371,3 +372,40 @@ def test_cli_team_is_optional_with_one_workspace_and_required_with_several(
     finally:
         with db.engine.begin() as conn:
             conn.execute(text("DELETE FROM workspaces WHERE team_id = :t"), {"t": B})
+
+
+def test_a_flow_draft_cannot_be_read_from_another_workspace(make_bot: BotFactory) -> None:
+    bot = make_bot()
+    bot.db.grant(ALICE, "flow", "bird", team=A)
+    bot.db.grant(ALICE, "flow", "bird", team=B)
+    builder = Builder(bot, bird.bird_call_id(1))
+    root = builder.open()
+    draft = json.loads(root["private_metadata"])["draft"]
+
+    payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+    for key in ("channel", "response_url"):
+        payload.pop(key)
+    payload["team"] = {"id": B, "domain": "other"}
+    payload["user"] = {"id": ALICE, "username": "alice", "name": "alice", "team_id": B}
+    payload["container"] = {"type": "view", "view_id": builder.root_id}
+    payload["view"] = {
+        "id": builder.root_id,
+        "hash": "1.1",
+        "type": "modal",
+        "callback_id": root["callback_id"],
+        "private_metadata": root["private_metadata"],
+        "state": {"values": {}},
+        "blocks": root["blocks"],
+        "root_view_id": builder.root_id,
+    }
+    payload["actions"] = [{"action_id": "fb_json", "block_id": "fb_tools", "type": "button", "action_ts": "1.2"}]
+    pushed = len(bot.fake_slack.calls("views.push"))
+    assert bot.slack.interact(payload).status_code == 200
+    bot.fake_slack.wait_for(lambda reqs: sum(r.path == "/api/views.push" for r in reqs) > pushed)
+    shown = json.dumps(bot.fake_slack.calls("views.push")[-1]["view"])
+    assert "This callFlow draft has expired or was already applied." in shown  # nothing of A's draft
+    [refused] = [r for r in bot.db.audit() if r["workspace_id"] == B]
+    assert (refused["action"], refused["outcome"], refused["user_id"]) == ("flow", "denied", ALICE)
+    assert refused["command_text"] == f"/call flow draft #{draft}"
+    with bot.db.engine.connect() as conn:
+        assert conn.execute(text("SELECT team_id FROM flow_drafts")).scalar_one() == A

@@ -463,6 +463,13 @@ async def get_draft(db: Database, team: str, draft_id: int) -> FlowDraftRow | No
         return row if row.updated_at >= utcnow() - DRAFT_TTL else None
 
 
+async def draft_workspace(db: Database, draft_id: int) -> str | None:
+    """Whose draft `draft_id` is (None: no such draft), to tell a foreign one from an expired one."""
+    async with db.session() as session:
+        team: str | None = await session.scalar(select(FlowDraftRow.team_id).where(FlowDraftRow.id == draft_id))
+        return team
+
+
 async def update_draft(db: Database, team: str, draft_id: int, **fields: Any) -> None:
     fields.setdefault("updated_at", utcnow())
     async with db.session() as session:

@@ -14,7 +14,7 @@ from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.actions import ActionName, ApplyFlow, CallTarget
 from bot.domain.callflow import CallFlow
-from bot.domain.errors import InvalidInput
+from bot.domain.errors import ForeignWorkspace, InvalidInput
 from bot.domain.grammar import FlowBuilderCommand
 from bot.domain.outcomes import Source
 from bot.domain.replies import Reply
@@ -99,6 +99,11 @@ class FlowBuilder:
         """The person's own live draft; None when expired, applied, someone else's or another
         workspace's."""
         row = await repo.get_draft(self.db, team, draft_id)
+        if row is None and await repo.draft_workspace(self.db, draft_id) not in (None, team):
+            # A builder view naming another workspace's draft: nothing of it is shown, and the
+            # attempt is audited (the person then sees the draft as gone).
+            inv = Invocation("modal", user_id, f"flow draft #{draft_id}", team_id=team)
+            await self.recorder.refuse(inv, ForeignWorkspace("draft"), action=ActionName.FLOW)
         return _draft(row) if row is not None and row.user_id == user_id else None
 
     async def update_draft(

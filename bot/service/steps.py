@@ -83,6 +83,9 @@ class Started:
     dry_run: Reply | None = None
     # The account's announce_channel, when the outcome is to be announced there (bot/slack/announce.py).
     announce: str | None = None
+    # The workspace it runs in: an announcement posted after the request is over uses its token.
+    team_id: str | None = None
+    enterprise_id: str | None = None
 
 
 @dataclass(frozen=True)
