@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
@@ -225,7 +226,8 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if settings.slack_bot_token:
         # Rows written before callbot knew workspaces go to the bot token's (auth.test), once.
         team = asyncio.run(_identify(settings))
-        print(f"Slack workspace: {team}" if team else "Slack workspace: unknown (auth.test failed; see the log)")
+        said = f"Slack workspace: {team}" if team else "Slack workspace: unknown (auth.test failed; see the log)"
+        print(said, file=sys.stderr)
     return 0
 
 

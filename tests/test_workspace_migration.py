@@ -146,7 +146,8 @@ def test_every_row_is_kept_and_assigned_to_the_bot_tokens_workspace(
 
     migrated = callbot(["migrate"], env, tmp_path)
     assert migrated.returncode == 0, migrated.stderr
-    assert f"Slack workspace: {TEAM}" in migrated.stdout
+    assert migrated.stdout == "database schema is up to date\n"
+    assert f"Slack workspace: {TEAM}" in migrated.stderr
     assert counts(db) == before
     for table in SCOPED:
         assert teams(db, table) == {TEAM}, table
@@ -189,13 +190,13 @@ def test_auth_test_failing_leaves_the_rows_waiting_and_the_next_start_assigns_th
     fake_slack.failures["auth.test"] = ["invalid_auth", "invalid_auth", "invalid_auth"]
     failed = callbot(["migrate"], env, tmp_path)
     assert failed.returncode == 0, failed.stderr
-    assert "Slack workspace: unknown" in failed.stdout
+    assert "Slack workspace: unknown" in failed.stderr
     assert "could not read this bot's Slack workspace from auth.test" in failed.stderr
     assert "rows without a workspace, shown nowhere until then" in failed.stderr and "grants 2" in failed.stderr
     assert counts(db) == before
     assert teams(db, "grants") == {""}
 
     fake_slack.failures.clear()
-    assert f"Slack workspace: {TEAM}" in callbot(["migrate"], env, tmp_path).stdout
+    assert f"Slack workspace: {TEAM}" in callbot(["migrate"], env, tmp_path).stderr
     assert teams(db, "grants") == {TEAM} and teams(db, "audit_log") == {TEAM}
     assert counts(db) == before

@@ -70,7 +70,9 @@ async def on_call(
     *,
     service: Service,
 ) -> None:
-    inv = slash_invocation(body, request)
+    # Slack names the workspace in every command; one that does not is the home workspace's, as the
+    # service scopes any request without one (Service.scoped).
+    inv = service.scoped(slash_invocation(body, request))
     slash = Slash(service, inv, ack, respond, client, str(body.get("trigger_id") or ""))
     if not inv.text.strip():
         await ack()
