@@ -258,7 +258,7 @@ COUNTED_OUTCOMES = ("pending", "succeeded", "failed", "unknown")
 
 async def recent_attempt_times(
     db: Database,
-    team: str,
+    team: str | None,
     since: datetime,
     actions: tuple[str, ...],
     *,
@@ -266,16 +266,17 @@ async def recent_attempt_times(
     user_id: str | None = None,
 ) -> list[datetime]:
     """When the counted call attempts on `account` (by `user_id`, or by anyone) in workspace `team`
-    since `since` began. The calls of a bulk action do not count: its one command was counted, and
-    its own throttle paces it."""
+    (None: in every workspace the account is shared with) since `since` began. The calls of a bulk
+    action do not count: its one command was counted, and its own throttle paces it."""
     query = select(AuditRow.created_at).where(
-        AuditRow.workspace_id == team,
         AuditRow.created_at >= since,
         AuditRow.account == account,
         AuditRow.action.in_(actions),
         AuditRow.outcome.in_(COUNTED_OUTCOMES),
         AuditRow.source != "bulk",
     )
+    if team is not None:
+        query = query.where(AuditRow.workspace_id == team)
     if user_id is not None:
         query = query.where(AuditRow.user_id == user_id)
     async with db.session() as session:

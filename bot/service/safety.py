@@ -121,7 +121,8 @@ class Safety:
         limit = policy.max_account_actions_per_minute
         if limit is None:
             return None
-        everyone = await repo.recent_attempt_times(self.db, team, since, CALL_ACTIONS, account=account)
+        # The account's limit protects the provider account: everyone in every workspace it is shared with.
+        everyone = await repo.recent_attempt_times(self.db, None, since, CALL_ACTIONS, account=account)
         wait = rate_limit_wait(everyone, limit, now)
         if wait is None:
             return None
