@@ -229,7 +229,7 @@ class SavedFlowRow(Base):
 class FlowDraftRow(Base):
     """A callFlow being built in the Slack builder, kept here rather than in the view because
     Slack's `private_metadata` holds at most 3,000 characters. One person, one call: reopening the
-    builder on the same call offers to resume it. Drafts older than DRAFT_TTL (repo) are ignored and
+    builder on the same call offers to resume it. Drafts older than DRAFT_TTL (flow_store) are ignored and
     purged; a draft is deleted once its flow has been applied."""
 
     __tablename__ = "flow_drafts"

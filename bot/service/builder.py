@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from bot.db import repo
+from bot.db import flow_store
 from bot.db.models import utcnow
 from bot.db.session import Database
 from bot.domain import grammar
@@ -86,20 +86,20 @@ class FlowBuilder:
             return self.recorder.redact(
                 await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context)
             )
-        row = await repo.latest_draft(self.db, inv.team, inv.user_id, authorised.account, target.call_id)
+        row = await flow_store.latest_draft(self.db, inv.team, inv.user_id, authorised.account, target.call_id)
         return BuilderOpening(authorised.account, target.call_id, _draft(row) if row else None)
 
     async def start_draft(
         self, team: str, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]] | None = None
     ) -> FlowDraft:
         """A fresh draft (replacing the person's earlier one for this call)."""
-        return _draft(await repo.create_draft(self.db, team, user_id, account, call_id, commands or []))
+        return _draft(await flow_store.create_draft(self.db, team, user_id, account, call_id, commands or []))
 
     async def draft(self, team: str, draft_id: int, user_id: str) -> FlowDraft | None:
         """The person's own live draft; None when expired, applied, someone else's or another
         workspace's."""
-        row = await repo.get_draft(self.db, team, draft_id)
-        if row is None and await repo.draft_workspace(self.db, draft_id) not in (None, team):
+        row = await flow_store.get_draft(self.db, team, draft_id)
+        if row is None and await flow_store.draft_workspace(self.db, draft_id) not in (None, team):
             # A builder view naming another workspace's draft: nothing of it is shown, and the
             # attempt is audited (the person then sees the draft as gone).
             inv = Invocation("modal", user_id, f"flow draft #{draft_id}", team_id=team)
@@ -115,7 +115,7 @@ class FlowBuilder:
             end_call=draft.end_call if end_call is None else end_call,
             updated_at=utcnow(),
         )
-        await repo.update_draft(
+        await flow_store.update_draft(
             self.db,
             draft.team_id,
             draft.id,
@@ -126,7 +126,7 @@ class FlowBuilder:
         return changed
 
     async def discard_draft(self, team: str, draft_id: int) -> None:
-        await repo.delete_draft(self.db, team, draft_id)
+        await flow_store.delete_draft(self.db, team, draft_id)
 
     def request_body(self, account: str, call_id: str, flow: CallFlow, *, end_call: bool) -> Any:
         """The exact JSON body `flow` would PATCH to the call: the builder's Preview."""
