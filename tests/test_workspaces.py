@@ -158,7 +158,13 @@ def test_an_approval_cannot_be_decided_from_another_workspace(make_bot: BotFacto
     assert "belongs to another Slack workspace" in click(bot, approve, CAROL, team=B)
     assert bot.fake_twilio.updates() == []
     with bot.db.engine.connect() as conn:
-        assert conn.execute(text("SELECT status, team_id FROM approvals")).one() == ("pending", A)
+        # The slash-command sample comes from Enterprise Grid organisation E0001: kept with the request,
+        # so its later messages can be sent with that workspace's token.
+        assert conn.execute(text("SELECT status, team_id, enterprise_id FROM approvals")).one() == (
+            "pending",
+            A,
+            "E0001",
+        )
     refusals = [r for r in bot.db.audit() if r["action"] == "approval.approve"]
     assert [(r["workspace_id"], r["user_id"], r["outcome"]) for r in refusals] == [
         (A, BOB, "denied"),
