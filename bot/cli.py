@@ -316,7 +316,8 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
             or getattr(config, "account_id", None)
             or getattr(config, "workspace_id", "")
         )
-        print(f"  {name:<16} {account.provider:<10} {ident}  {config.base_url}")
+        shared = f"  workspaces: {', '.join(config.workspaces)}" if config.workspaces else ""
+        print(f"  {name:<16} {account.provider:<10} {ident}  {config.base_url}{shared}")
     return 0
 
 

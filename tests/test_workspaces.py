@@ -300,7 +300,7 @@ def test_exports_in_slack_and_from_the_shell_hold_one_workspace(
 # -- accounts, freezes, saved flows ------------------------------------------------------------------
 
 
-def test_an_account_exists_only_in_the_workspaces_it_is_shared_with(make_bot: BotFactory) -> None:
+def test_an_account_exists_only_in_the_workspaces_it_is_shared_with(make_bot: BotFactory, tmp_path: Path) -> None:
     bot = make_bot({"prod": ONLY_A, "bw": SHARED})
     bot.db.grant(ALICE, "admin", "*", team=A)
     bot.db.grant(ALICE, "admin", "*", team=B)
@@ -320,6 +320,8 @@ def test_an_account_exists_only_in_the_workspaces_it_is_shared_with(make_bot: Bo
     call = bandwidth.bw_call_id(1)
     for team in (A, B):  # shared with both: the same account works in each
         assert "Dry run" in reply_text(slash(bot, f"hangup bw:{call} dry-run", team=team))
+    listed = callbot(["accounts"], bot.env, tmp_path).stdout
+    assert f"workspaces: {A}\n" in listed and f"workspaces: {A}, {B}\n" in listed
 
 
 def test_freezes_and_saved_flows_are_per_workspace(make_bot: BotFactory) -> None:

@@ -344,7 +344,9 @@ async def due_approvals(db: Database, now: datetime) -> list[ApprovalRow]:
     async with db.session() as session:
         result = await session.execute(
             select(ApprovalRow)
-            .where(ApprovalRow.status == "pending", ApprovalRow.expires_at <= now)
+            # A request still waiting for its workspace (written before workspaces, auth.test not
+            # read yet) expires once it has one: its audit row needs the workspace.
+            .where(ApprovalRow.status == "pending", ApprovalRow.expires_at <= now, ApprovalRow.team_id != "")
             .order_by(ApprovalRow.id)
         )
         return list(result.scalars())
