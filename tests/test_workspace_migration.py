@@ -200,3 +200,26 @@ def test_auth_test_failing_leaves_the_rows_waiting_and_the_next_start_assigns_th
     assert f"Slack workspace: {TEAM}" in callbot(["migrate"], env, tmp_path).stderr
     assert teams(db, "grants") == {TEAM} and teams(db, "audit_log") == {TEAM}
     assert counts(db) == before
+
+
+def test_without_slack_the_shell_works_and_the_first_start_gives_its_rows_a_workspace(
+    at_0013: DbHelper, env: dict[str, str], tmp_path: Path
+) -> None:
+    db = at_0013
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM workspaces"))  # a new deployment: no workspace known yet
+    no_slack = {k: v for k, v in env.items() if k != "SLACK_BOT_TOKEN"}
+    granted = callbot(["grant", OLD_ADMIN, "admin"], no_slack, tmp_path)
+    assert granted.returncode == 0, granted.stderr  # the README's first minute, without Slack
+    denied = callbot(["run", "--as", "U0NOBODY1", "hangup prod:CA0123456789abcdef0123456789abcdef"], no_slack, tmp_path)
+    assert denied.returncode == 1 and "not allowed" in denied.stdout
+    listed = callbot(["audit", "list"], no_slack, tmp_path).stdout
+    assert "U0NOBODY1" in listed and "grant" in listed
+    assert teams(db, "grants") == {""} and teams(db, "audit_log") == {None}
+
+    started = callbot(["migrate"], env, tmp_path)  # Slack configured: its workspace takes them
+    assert f"Slack workspace: {TEAM}" in started.stderr
+    assert teams(db, "grants") == {TEAM} and teams(db, "audit_log") == {TEAM}
+    assert f"<@{OLD_ADMIN}> `admin` on all accounts" in callbot(["perms"], env, tmp_path).stdout
+    verified = callbot(["audit", "verify"], env, tmp_path)
+    assert verified.returncode == 0, verified.stdout

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, Select, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
+from bot.db import workspaces
 from bot.db.models import AuditRow
 from bot.db.session import Database
 from bot.domain.permissions import ANY_ACCOUNT
@@ -68,9 +69,9 @@ class AuditPage:
 
 def _conditions(flt: AuditFilter) -> list[Any]:
     """The filters proper, without the visibility scope, within the filter's workspace."""
-    if not flt.workspace:
+    if flt.workspace is None:
         raise ValueError("an audit read names its workspace")
-    found: list[Any] = [AuditRow.workspace_id == flt.workspace] + [
+    found: list[Any] = [workspaces.scoped(AuditRow.workspace_id, flt.workspace)] + [
         column == value
         for column, value in (
             (AuditRow.user_id, flt.user_id),

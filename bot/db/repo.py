@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db import chain, pending
+from bot.db import chain, pending, workspaces
 from bot.db.models import (
     ApprovalRow,
     AuditRow,
@@ -178,7 +178,7 @@ async def insert_audit(db: Database, team: str, *, reply_url: str | None = None,
     """Inserts the row, in the audit of workspace `team`, and appends its opening entry to the hash
     chain, in one transaction. `reply_url`: a pending call action's response_url (bot/db/pending.py)."""
     fields.setdefault("created_at", utcnow())
-    fields["workspace_id"] = team
+    fields["workspace_id"] = team or None  # the shell before any workspace is known: assigned later
     try:
         async with db.chain_session() as session:
             row = await chain.append_row(session, fields)
@@ -212,7 +212,7 @@ async def audit_by_id(db: Database, team: str | None, audit_id: int) -> AuditRow
     bookkeeping of rows it wrote)."""
     async with db.session() as session:
         row = await session.get(AuditRow, audit_id)
-        return row if row is not None and (team is None or row.workspace_id == team) else None
+        return row if row is not None and (team is None or workspaces.same(row.workspace_id, team)) else None
 
 
 async def save_choice(
@@ -273,7 +273,7 @@ async def recent_attempt_times(
         AuditRow.source != "bulk",
     )
     if team is not None:
-        query = query.where(AuditRow.workspace_id == team)
+        query = query.where(workspaces.scoped(AuditRow.workspace_id, team))
     if user_id is not None:
         query = query.where(AuditRow.user_id == user_id)
     async with db.session() as session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 
@@ -121,11 +122,21 @@ async def choose(db: Database, asked: str | None, home: str | None = None) -> st
     if len(teams) == 1:
         return teams[0]
     if not teams:
-        raise WorkspaceUnknown(
-            "callbot knows no Slack workspace yet: set SLACK_BOT_TOKEN (it reads the workspace from "
-            "auth.test) and run `callbot migrate`, or pass --team T…."
-        )
+        # No Slack yet (no SLACK_BOT_TOKEN, or auth.test unread): the shell writes rows without a
+        # workspace, given to the bot token's at the first start that reads it, like older rows.
+        return UNASSIGNED
     raise WorkspaceUnknown(f"callbot serves several Slack workspaces ({listed}): say which with --team T….")
+
+
+def scoped(column: Any, team: str) -> Any:
+    """The condition "in workspace `team`" on an audit_log workspace column: NULL is the rows not
+    assigned yet (UNASSIGNED, what the shell works in before callbot knows a workspace)."""
+    return column.is_(None) if team == UNASSIGNED else column == team
+
+
+def same(workspace_id: str | None, team: str) -> bool:
+    """`scoped`, for a row already read."""
+    return (workspace_id or UNASSIGNED) == team
 
 
 async def misplaced(db: Database, limit: int = 20) -> list[int]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.db import audit_search, repo
+from bot.db import audit_search, repo, workspaces
 from bot.db.audit_search import AuditFilter, Cursor
 from bot.db.models import ApprovalRow, AuditRow
 from bot.db.session import Database
@@ -131,7 +131,7 @@ class AuditReview:
         scope = await self.scope(inv)
         row = await audit_search.get(self.db, audit_id, scope.restrict(AuditFilter()))
         anywhere = await repo.audit_by_id(self.db, None, audit_id) if row is None else None
-        if anywhere is not None and anywhere.workspace_id != scope.team:
+        if anywhere is not None and not workspaces.same(anywhere.workspace_id, scope.team):
             # Another workspace's row, named in a forged or foreign button.
             return await self.recorder.refuse(
                 replace(inv, text=f"audit details #{audit_id}", idempotency_key=None),

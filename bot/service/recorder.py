@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.db import repo
+from bot.db import repo, workspaces
 from bot.db.models import AuditRow, utcnow
 from bot.db.session import Database
 from bot.domain.errors import CallbotError
@@ -53,9 +53,10 @@ class Recorder:
             "created_at": now,
             "break_glass": break_glass,
             "source": inv.source,
-            "team_id": inv.team,
-            # The workspace whose audit shows the row (bot/db/workspaces.py); equal to the hashed team_id.
-            "workspace_id": inv.team,
+            # The workspace (bot/db/workspaces.py): none yet from a shell that knows none (assigned
+            # at the first start that reads it); workspace_id, what shows the row, equals it.
+            "team_id": inv.team or None,
+            "workspace_id": inv.team or None,
             "user_id": inv.user_id,
             "user_name": inv.user_name,
             "channel_id": inv.channel_id,
@@ -172,7 +173,7 @@ def _storable_row(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def duplicate_reply(row: AuditRow, team: str) -> Reply:
-    if row.workspace_id != team:
+    if not workspaces.same(row.workspace_id, team):
         # Slack's trigger ids are unique: the same one from another workspace is forged or replayed
         # there. Nothing of the other workspace's row is shown.
         return Reply(Tone.DENIED, "Not allowed.", ("This request was already used: nothing was done.",))

@@ -51,8 +51,9 @@ class Invocation:
 
     @property
     def team(self) -> str:
-        """The workspace every query of this invocation is scoped by: there is no unscoped one."""
-        if not self.team_id:
+        """The workspace every query of this invocation is scoped by: there is no unscoped one. ""
+        is the shell's before callbot knows any workspace (bot/db/workspaces.py UNASSIGNED)."""
+        if self.team_id is None:
             raise WorkspaceUnknown("This request names no Slack workspace, so callbot cannot tell whose it is.")
         return self.team_id
 

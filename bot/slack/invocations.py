@@ -20,7 +20,7 @@ def slash_invocation(body: dict[str, Any], request: AsyncBoltRequest) -> Invocat
         source="slash",
         user_id=str(body.get("user_id") or "unknown"),
         user_name=body.get("user_name"),
-        team_id=body.get("team_id"),
+        team_id=team_of(body),
         enterprise_id=enterprise_of(body),
         channel_id=body.get("channel_id"),
         text=plain_text(str(body.get("text") or "")),
