@@ -11,12 +11,13 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bot.config import Settings
-from bot.db import audit_search, chain
+from bot.db import audit_search, chain, workspaces
 from bot.db.audit_search import AuditFilter
 from bot.db.models import AuditRow
 from bot.db.session import Database
@@ -24,7 +25,7 @@ from bot.domain import grammar
 from bot.domain.errors import CallbotError, InvalidInput
 from bot.domain.permissions import OUTCOMES
 from bot.domain.redact import Redactor
-from bot.runtime import prepare_schema
+from bot.runtime import home_workspace, prepare_schema
 from bot.service import audit_export, audit_retention
 from bot.service.audit_confirmed import is_confirmed
 
@@ -37,11 +38,13 @@ def add_audit_commands(sub: Any) -> None:
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
     listing = audit_sub.add_parser("list", help="recent audited attempts as a table, newest first")
     _audit_filter_options(listing)
+    add_team_option(listing)
     listing.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
     listing.set_defaults(func=_audit_list)
     export = audit_sub.add_parser("export", help="every matching row as CSV or JSON Lines, oldest first")
     export.add_argument("--format", default="csv", help="csv (default) or jsonl")
     _audit_filter_options(export)
+    add_team_option(export)
     export.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
     export.set_defaults(func=_audit_export)
     verify = audit_sub.add_parser("verify", help="check the audit hash chain: nothing modified, deleted or reordered")
@@ -66,6 +69,21 @@ _AUDIT_FILTERS = {
     "since": "from this moment on: 2h, 7d, 2026-11-01 or 2026-11-01T09:00 (UTC)",
     "until": "before this moment (same forms as --since)",
 }
+
+
+def add_team_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--team",
+        metavar="T…",
+        help="the Slack workspace (team id); optional while callbot serves one, required with several",
+    )
+
+
+async def _scoped(settings: Settings, db: Database, flt: AuditFilter, asked: str | None) -> AuditFilter:
+    """The filter within one workspace: `--team`, else the only one callbot knows (read from
+    auth.test, as at start, which also assigns rows written before callbot knew workspaces)."""
+    home = await home_workspace(settings, db)
+    return replace(flt, workspace=await workspaces.choose(db, asked, home))
 
 
 def _audit_filter_options(cmd: argparse.ArgumentParser) -> None:
@@ -136,7 +154,7 @@ def _audit_list(settings: Settings, args: argparse.Namespace) -> int:
     limit = min(args.limit, 10_000)
 
     async def work(db: Database) -> int:
-        found = await audit_search.page(db, flt, size=limit)
+        found = await audit_search.page(db, await _scoped(settings, db, flt, args.team), size=limit)
         if not found.rows:
             print("No audited attempts match.")
             return 0
@@ -195,7 +213,7 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     flt = _audit_filter(args)
     redactor = Redactor(settings.secrets())
     if args.output is None:
-        return _export_to_stdout(settings, flt, fmt, redactor)
+        return _export_to_stdout(settings, flt, fmt, redactor, args.team)
     target = Path(args.output)
     # Written beside the target and renamed when complete: an auditor never finds half a file.
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -206,7 +224,7 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
         raise CallbotError(f"cannot write {args.output}: {error.strerror or error}") from None
     try:
         with sink:
-            count = _with_database(settings, lambda db: audit_export.write(db, flt, fmt, sink, redactor))
+            count = _with_database(settings, _exporting(settings, flt, fmt, sink, redactor, args.team))
         if not direct:
             os.replace(partial, target)
     except OSError as error:
@@ -217,11 +235,20 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_to_stdout(settings: Settings, flt: AuditFilter, fmt: str, redactor: Redactor) -> int:
+def _exporting(
+    settings: Settings, flt: AuditFilter, fmt: str, out: TextIO, redactor: Redactor, team: str | None
+) -> Callable[[Database], Awaitable[int]]:
+    async def work(db: Database) -> int:
+        return await audit_export.write(db, await _scoped(settings, db, flt, team), fmt, out, redactor)
+
+    return work
+
+
+def _export_to_stdout(settings: Settings, flt: AuditFilter, fmt: str, redactor: Redactor, team: str | None) -> int:
     # UTF-8 whatever the locale, and no newline translation (CSV rows end in \r\n by RFC 4180).
     out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
     try:
-        _with_database(settings, lambda db: audit_export.write(db, flt, fmt, out, redactor))
+        _with_database(settings, _exporting(settings, flt, fmt, out, redactor, team))
         out.flush()
     except BrokenPipeError:
         # `callbot audit export | head`: the reader has what it wanted. Point stdout at
@@ -240,7 +267,11 @@ def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         except chain.ChainHeadMissing as error:
             raise CallbotError(str(error)) from None
         print(report.summary())
-        return 0 if report.ok else 1
+        moved = await workspaces.misplaced(db)
+        if moved:
+            ids = ", ".join(f"#{n}" for n in moved)
+            print(f"FAILED: audit rows shown in another workspace than their hashed team_id names: {ids}")
+        return 0 if report.ok and not moved else 1
 
     return _with_database(settings, work)
 

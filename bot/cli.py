@@ -7,23 +7,25 @@ import asyncio
 import getpass
 import logging
 import os
-import re
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import __version__
-from bot.audit_cli import add_audit_commands
+from bot.audit_cli import add_audit_commands, add_team_option
 from bot.config import Settings
 from bot.db import migrate, problems
+from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.errors import CallbotError, ConfigError
 from bot.domain.grammar import GrantCommand, RoleCommand
 from bot.domain.redact import Redactor
 from bot.domain.replies import Reply
 from bot.logs import LogSettings, configure_logging, install_redaction, report_failure, request_context
-from bot.runtime import Runtime, prepare_schema
+from bot.runtime import Runtime, home_workspace, prepare_schema
 from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Invocation
 
@@ -101,26 +103,29 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="hold what this grant allows for two-person approval (the account needs approvers_channel)",
             )
+        add_team_option(cmd)
         cmd.set_defaults(func=_grant, revoke=name == "revoke")
 
     perms = sub.add_parser("perms", help="who may do what, where, until when (one user or group, or everyone)")
     perms.add_argument("user", nargs="?")
+    add_team_option(perms)
     perms.set_defaults(func=_perms)
 
-    sub.add_parser("roles", help="the built-in and custom roles and their actions").set_defaults(func=_roles)
+    roles = sub.add_parser("roles", help="the built-in and custom roles and their actions")
+    add_team_option(roles)
+    roles.set_defaults(func=_roles)
     role = sub.add_parser("role", help="define roles: role create NAME ACTIONS")
     role_sub = role.add_subparsers(dest="role_command", metavar="SUBCOMMAND", required=True)
     create = role_sub.add_parser("create", help="create or redefine a custom role")
     create.add_argument("name")
     create.add_argument("actions", help="comma-separated actions, e.g. hangup,audit")
+    add_team_option(create)
     create.set_defaults(func=_role_create)
 
     run = sub.add_parser("run", help='run a /call command as a Slack user, e.g. run --as U012AB3CD "hangup prod:CA…"')
     run.add_argument("--as", dest="as_user", required=True, help="the Slack user id to act as (permission-checked)")
     run.add_argument("text", help="the command, as typed after /call")
-    run.add_argument(
-        "--team", help="OAuth mode: the Slack workspace (team id, T…) whose user groups count, as if typed there"
-    )
+    add_team_option(run)
     run.set_defaults(func=_run)
 
     sub.add_parser("accounts", help="the configured provider accounts (no secrets)").set_defaults(func=_accounts)
@@ -226,7 +231,20 @@ def _serve_socket(settings: Settings) -> int:
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     migrate.upgrade(settings.database_url)
     print("database schema is up to date")
+    if settings.slack_bot_token:
+        # Rows written before callbot knew workspaces go to the bot token's (auth.test), once.
+        team = asyncio.run(_identify(settings))
+        said = f"Slack workspace: {team}" if team else "Slack workspace: unknown (auth.test failed; see the log)"
+        print(said, file=sys.stderr)
     return 0
+
+
+async def _identify(settings: Settings) -> str | None:
+    db = Database(settings.database_url)
+    try:
+        return await home_workspace(settings, db)
+    finally:
+        await db.close()
 
 
 def _grant(settings: Settings, args: argparse.Namespace) -> int:
@@ -246,56 +264,58 @@ def _grant(settings: Settings, args: argparse.Namespace) -> int:
     )
 
     async def work(rt: Runtime) -> Reply:
+        team = await rt.team(args.team)
         # An unknown action or role is a usage error (stderr, exit 2), as before roles existed.
-        grammar.check_grantable(command.actions, await rt.service.grants.custom_role_names())
-        return await rt.service.grants.shell_grant(command, getpass.getuser())
+        grammar.check_grantable(command.actions, await rt.service.grants.custom_role_names(team))
+        return await rt.service.grants.shell_grant(team, command, getpass.getuser())
 
     return _with_runtime(settings, work)
 
 
 def _perms(settings: Settings, args: argparse.Namespace) -> int:
     kind, subject = grammar.parse_subject(args.user) if args.user else ("user", None)
-    return _with_runtime(settings, lambda rt: rt.service.grants.perms_of(subject, kind))
+
+    async def work(rt: Runtime) -> Reply:
+        return await rt.service.grants.perms_of(await rt.team(args.team), subject, kind)
+
+    return _with_runtime(settings, work)
 
 
 def _roles(settings: Settings, args: argparse.Namespace) -> int:
-    return _with_runtime(settings, lambda rt: rt.service.grants.roles())
+    async def work(rt: Runtime) -> Reply:
+        return await rt.service.grants.roles(await rt.team(args.team))
+
+    return _with_runtime(settings, work)
 
 
 def _role_create(settings: Settings, args: argparse.Namespace) -> int:
     command = grammar.parse(f"role create {args.name} {args.actions}")
     assert isinstance(command, RoleCommand)
-    return _with_runtime(settings, lambda rt: rt.service.grants.shell_role(command, getpass.getuser()))
+
+    async def work(rt: Runtime) -> Reply:
+        return await rt.service.grants.shell_role(await rt.team(args.team), command, getpass.getuser())
+
+    return _with_runtime(settings, work)
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    team = _team(settings, args.team)
     inv = Invocation(
         source="cli",
         user_id=grammar.parse_user(args.as_user),
         user_name=f"shell:{getpass.getuser()}",
         text=args.text,
-        team_id=team,
     )
-    if team is not None:
+
+    async def work(rt: Runtime) -> Reply:
+        team = await rt.team(args.team)
+        enterprise = await rt.enterprise_of(team)
         from bot.slack.installs import current_workspace
 
-        # Group grants are read from that workspace's user groups, with its installation's token.
-        # TODO(item 2): its enterprise id, from the workspaces table.
-        current_workspace.set((team, None))
-    return _with_runtime(settings, lambda rt: rt.service.handle(inv))
+        # Group grants are read from that workspace's user groups (OAuth mode: its installation's token).
+        current_workspace.set((team, enterprise))
+        return await rt.service.handle(replace(inv, team_id=team, enterprise_id=enterprise))
 
-
-def _team(settings: Settings, team: str | None) -> str | None:
-    if team is None:
-        return None
-    if settings.oauth is None:
-        raise ConfigError(
-            "command line", "--team", "is for OAuth mode: with SLACK_BOT_TOKEN callbot serves one workspace"
-        )
-    if not re.fullmatch(r"T[A-Z0-9]{2,}", team):
-        raise ConfigError("command line", "--team", f"{team!r} is not a Slack team id (T…, like T0123ABCD)")
-    return team
+    return _with_runtime(settings, work)
 
 
 def _accounts(settings: Settings, args: argparse.Namespace) -> int:
@@ -310,7 +330,8 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
             or getattr(config, "account_id", None)
             or getattr(config, "workspace_id", "")
         )
-        print(f"  {name:<16} {account.provider:<10} {ident}  {config.base_url}")
+        shared = f"  workspaces: {', '.join(config.workspaces)}" if config.workspaces else ""
+        print(f"  {name:<16} {account.provider:<10} {ident}  {config.base_url}{shared}")
     return 0
 
 

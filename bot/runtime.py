@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.config import Settings
-from bot.db import migrate, problems, repo
+from bot.db import migrate, problems, repo, workspaces
 from bot.db.session import Database, is_sqlite
 from bot.domain.directory import Directory
 from bot.domain.redact import Redactor
@@ -58,6 +58,11 @@ class Runtime:
         from bot.slack.installs import Installs
 
         installs = Installs(settings, db)
+        try:
+            home = await home_workspace(settings, db)
+        except Exception:
+            await db.close()
+            raise
         policies = {name: account.config.policy() for name, account in settings.accounts.items()}
         service = Service(
             db,
@@ -67,6 +72,8 @@ class Runtime:
             clock=clock,
             directory=create_directory(installs, clock),
             batch_stale_after=settings.batch_stale_after,
+            workspaces={name: account.config.workspaces for name, account in settings.accounts.items()},
+            home=home,
         )
         runtime = cls(settings, db, clients, service, redactor, installs=installs)
         if recover:
@@ -76,6 +83,13 @@ class Runtime:
                 await runtime.close()
                 raise
         return runtime
+
+    async def team(self, asked: str | None) -> str:
+        """The workspace a shell command is about (`--team`; optional while callbot knows one)."""
+        return await workspaces.choose(self.db, asked, self.service.home)
+
+    async def enterprise_of(self, team: str) -> str | None:
+        return await workspaces.enterprise_of(self.db, team)
 
     async def sweep_pending_forever(self, every: float = 30.0) -> None:
         """In a long-running server, rows of a crashed sibling process are recovered too. Each
@@ -227,6 +241,18 @@ class Runtime:
         for client in self.clients.values():
             await client.aclose()
         await self.db.close()
+
+
+async def home_workspace(settings: Settings, db: Database) -> str | None:
+    """The workspace of SLACK_BOT_TOKEN (auth.test; rows without a workspace are assigned to it).
+    When Slack cannot say, the one workspace recorded earlier, if there is exactly one."""
+    from bot.slack.identity import identify
+
+    team = await identify(settings, db)
+    if team is None and settings.slack_bot_token:
+        known = await workspaces.known(db)
+        team = known[0].team_id if len(known) == 1 else None
+    return team
 
 
 def create_directory(installs: Installs, clock: Clock | None) -> Directory | None:

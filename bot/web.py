@@ -23,10 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot import metrics
 from bot.config import Settings
+from bot.config.oauth import INSTALL_PATH, REDIRECT_PATH
 from bot.domain.callbacks import CallbackProvider
 from bot.domain.replies import Reply, Tone
 from bot.logs import request_context
-from bot.oauth_config import INSTALL_PATH, REDIRECT_PATH
 from bot.runtime import Runtime
 from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Clock
@@ -64,19 +64,22 @@ def create_web_app(
         bolt = create_bolt_app(settings, runtime.service, installs)
         app.state.bolt = bolt
 
-        # TODO(item 2): the approval's and the batch's team_id/enterprise_id, once their rows carry
-        # them; until then (None) the only installed workspace's client (bot/slack/installs.py).
+        # Outside any request: each message is updated with its own workspace's token (OAuth mode).
         async def tell(update: ApprovalUpdate) -> None:
-            client = await installs.client_for(None, None)
+            client = await installs.client_for(update.team_id or None, update.enterprise_id)
             if client is None:
-                log.warning("cannot update an approval request's message: its Slack workspace is not known")
+                log.warning(
+                    "cannot update an approval request's message: callbot is not installed on %s", update.team_id
+                )
                 return
             await apply_update(client, update)
 
         async def tell_batch(notice: BatchNotice) -> None:
-            client = await installs.client_for(None, None)
+            client = await installs.client_for(notice.team_id or None, notice.enterprise_id)
             if client is None:
-                log.warning("cannot update batch #%s's message: its Slack workspace is not known", notice.batch_id)
+                log.warning(
+                    "cannot update batch #%s's message: callbot is not installed on %s", notice.batch_id, notice.team_id
+                )
                 return
             await announce_interrupted(client, notice)
 

@@ -93,8 +93,10 @@ def test_two_takes_of_one_choice_at_once_give_it_to_exactly_one(db: Any) -> None
     async def race(database: Any) -> list[Any]:
         results = []
         for n in range(10):
-            await repo.save_choice(database, f"tok{n}", ALICE, "hangup CA1", ["prod"], purpose="confirm")
-            results.append(await asyncio.gather(*(repo.take_choice(database, f"tok{n}", ALICE) for _ in range(3))))
+            await repo.save_choice(database, "T0001", f"tok{n}", ALICE, "hangup CA1", ["prod"], purpose="confirm")
+            results.append(
+                await asyncio.gather(*(repo.take_choice(database, "T0001", f"tok{n}", ALICE) for _ in range(3)))
+            )
         return results
 
     for takes in on_database(db.url, race):

@@ -37,7 +37,7 @@ def insert(db: DbHelper, rows: list[dict[str, Any]]) -> list[int]:
     async def go(database: Database) -> list[int]:
         ids = []
         for fields in rows:
-            ids.append((await repo.insert_audit(database, **fields)).id)
+            ids.append((await repo.insert_audit(database, "T0001", **fields)).id)
         return ids
 
     return on_database(db.url, go)
@@ -272,7 +272,7 @@ from bot.db.session import Database
 async def main(url, name, count):
     db = Database(url)
     for n in range(count):
-        row = await repo.insert_audit(db, source="cli", user_id=name, command_text=f"hangup {n}", outcome="pending")
+        row = await repo.insert_audit(db, "T0001", source="cli", user_id=name, command_text=f"hangup {n}", outcome="pending")
         await repo.complete_audit(db, row.id, outcome="succeeded", latency_ms=n)
     await db.close()
 
@@ -377,7 +377,7 @@ def test_a_confirmation_set_outside_the_chain_is_caught_and_not_shown(db: DbHelp
     assert report.problem == (
         f"audit #{ids[3]} has a confirmation or outcome outside the chain: it was set after the fact, not by callbot"
     )
-    row = on_database(db.url, lambda database: repo.audit_by_id(database, ids[3]))
+    row = on_database(db.url, lambda database: repo.audit_by_id(database, None, ids[3]))
     assert row is not None and audit_confirmed.mark(row) is None
     assert "read-back" not in audit_confirmed.fact(row)
 

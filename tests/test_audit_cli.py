@@ -113,7 +113,7 @@ def shell(db: DbHelper, tmp_path: Path) -> dict[str, str]:
         try:
             for spec in ROWS:
                 fields = {k: v for k, v in spec.items() if k != "done"}
-                row = await repo.insert_audit(database, **fields)
+                row = await repo.insert_audit(database, "T0001", **fields)
                 if "done" in spec:
                     assert await repo.complete_audit(database, row.id, **spec["done"])
         finally:
@@ -291,6 +291,7 @@ def confirm_some(db: DbHelper) -> int:
     async def go(database: Database) -> int:
         row = await repo.insert_audit(
             database,
+            "T0001",
             created_at=at(24, 9),
             source="slash",
             user_id=BOB,

@@ -25,18 +25,18 @@ CURSOR = Cursor(T0 + timedelta(days=1), 42)
 ALICE, BOB = "U0ALICE01", "U0BOB0002"
 
 FILTERS: dict[str, AuditFilter] = {
-    "user": AuditFilter(user_id=ALICE),
-    "account": AuditFilter(account="prod"),
-    "call": AuditFilter(call_id="CA0123"),
-    "action": AuditFilter(action="hangup"),
-    "outcome": AuditFilter(outcome="failed"),
-    "since": AuditFilter(since=T0),
-    "until": AuditFilter(until=T0),
-    "combination": AuditFilter(account="prod", action="hangup", outcome="failed", since=T0),
-    "own rows": AuditFilter(visible_user=ALICE, visible_accounts=()),
-    "own rows + one account": AuditFilter(visible_user=ALICE, visible_accounts=("prod",)),
+    "user": AuditFilter(workspace="T0001", user_id=ALICE),
+    "account": AuditFilter(workspace="T0001", account="prod"),
+    "call": AuditFilter(workspace="T0001", call_id="CA0123"),
+    "action": AuditFilter(workspace="T0001", action="hangup"),
+    "outcome": AuditFilter(workspace="T0001", outcome="failed"),
+    "since": AuditFilter(workspace="T0001", since=T0),
+    "until": AuditFilter(workspace="T0001", until=T0),
+    "combination": AuditFilter(workspace="T0001", account="prod", action="hangup", outcome="failed", since=T0),
+    "own rows": AuditFilter(workspace="T0001", visible_user=ALICE, visible_accounts=()),
+    "own rows + one account": AuditFilter(workspace="T0001", visible_user=ALICE, visible_accounts=("prod",)),
     "own rows + two accounts, filtered": AuditFilter(
-        action="hangup", since=T0, visible_user=ALICE, visible_accounts=("prod", "bw")
+        workspace="T0001", action="hangup", since=T0, visible_user=ALICE, visible_accounts=("prod", "bw")
     ),
 }
 PAGES: dict[str, dict[str, Cursor]] = {"first": {}, "next": {"older_than": CURSOR}, "previous": {"newer_than": CURSOR}}
@@ -123,7 +123,7 @@ def _seed(url: str) -> list[dict[str, Any]]:
                     "outcome": "denied",
                     "decision": "denied",
                 }
-                row = await repo.insert_audit(database, **fields)
+                row = await repo.insert_audit(database, "T0001", **fields)
                 made.append({**fields, "id": row.id})
         finally:
             await database.close()
@@ -163,9 +163,9 @@ def _walk(url: str, flt: AuditFilter, size: int) -> tuple[list[list[int]], list[
 @pytest.mark.parametrize(
     "flt",
     [
-        AuditFilter(visible_user=ALICE, visible_accounts=("prod",)),
-        AuditFilter(visible_user=BOB, visible_accounts=("prod", "bw")),
-        AuditFilter(action="hangup", visible_user=ALICE, visible_accounts=("bw", "bw")),
+        AuditFilter(workspace="T0001", visible_user=ALICE, visible_accounts=("prod",)),
+        AuditFilter(workspace="T0001", visible_user=BOB, visible_accounts=("prod", "bw")),
+        AuditFilter(workspace="T0001", action="hangup", visible_user=ALICE, visible_accounts=("bw", "bw")),
     ],
     ids=["one account", "two accounts", "filtered, account repeated"],
 )

@@ -78,6 +78,7 @@ def new_batch(db: DbHelper, sids: list[str]) -> int:
     async def work(database: Database) -> int:
         row = await batches.create(
             database,
+            "T0001",
             account="prod",
             action="hangup",
             requested_by="U0ALICE01",

@@ -31,9 +31,10 @@ def test_each_call_of_a_batch_gets_its_own_audit_row(
     async def go() -> tuple[batches.Summary[str], chain.ChainReport]:
         runtime = await Runtime.start(Settings.from_env(env))
         try:
-            inv = Invocation("slash", ALICE, "hangup-all prod", channel_id="C0OPS")
+            inv = Invocation("slash", ALICE, "hangup-all prod", team_id="T0001", channel_id="C0OPS")
             batch = await batches.create(
                 runtime.db,
+                "T0001",
                 account="prod",
                 action="hangup",
                 requested_by=ALICE,
@@ -80,9 +81,10 @@ def test_a_duplicate_in_a_group_commit_fails_that_call_alone(
     async def go() -> batches.Summary[str]:
         runtime = await Runtime.start(Settings.from_env(env))
         try:
-            inv = Invocation("slash", ALICE, "hangup-all prod", channel_id="C0OPS")
+            inv = Invocation("slash", ALICE, "hangup-all prod", team_id="T0001", channel_id="C0OPS")
             batch = await batches.create(
                 runtime.db,
+                "T0001",
                 account="prod",
                 action="hangup",
                 requested_by=ALICE,
@@ -137,9 +139,10 @@ def run_batch(
     async def go() -> tuple[batches.Summary[str], list[batches.BatchItemRow], str]:
         runtime = await Runtime.start(Settings.from_env(env))
         try:
-            inv = Invocation("slash", ALICE, "hangup-all prod", channel_id="C0OPS")
+            inv = Invocation("slash", ALICE, "hangup-all prod", team_id="T0001", channel_id="C0OPS")
             batch = await batches.create(
                 runtime.db,
+                "T0001",
                 account="prod",
                 action="hangup",
                 requested_by=ALICE,

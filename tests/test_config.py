@@ -81,3 +81,24 @@ def test_a_bad_plain_variable_is_named_as_the_variable(tmp_path: Path, monkeypat
         Settings.from_env({"TWILIO_ACCOUNT_SID": "AC-not-a-sid", "TWILIO_AUTH_TOKEN": "tok-123456"})
     assert str(raised.value).startswith("environment: TWILIO_ACCOUNT_SID: has the wrong shape")
     assert "tok-123456" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[]", "at least 1 item"),
+        ('["acme"]', "workspaces.0: has the wrong shape"),
+        ('"T0123ABCD"', "valid tuple"),
+    ],
+)
+def test_account_workspaces_are_slack_team_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    account = f'[accounts.main]\nprovider = "twilio"\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "x"\n'
+    (tmp_path / "callbot.toml").write_text(account + f"workspaces = {value}\n")
+    with pytest.raises(ConfigError, match="workspaces") as raised:
+        Settings.from_env({})
+    assert problem in str(raised.value)
+    (tmp_path / "callbot.toml").write_text(account + 'workspaces = ["T0123ABCD", "T0456EFGH"]\n')
+    assert Settings.from_env({}).accounts["main"].config.workspaces == ("T0123ABCD", "T0456EFGH")

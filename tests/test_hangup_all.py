@@ -339,6 +339,7 @@ def _leave_interrupted(db: DbHelper, calls: list[str], ended: int, sending: int)
     async def go(database: Database) -> int:
         batch = await batches.create(
             database,
+            "T0001",
             account="prod",
             action="hangup",
             requested_by=ALICE,
@@ -524,10 +525,11 @@ def test_a_running_batch_keeps_its_audit_row_pending_until_it_is_interrupted(env
         runtime = await Runtime.start(Settings.from_env(env))
         try:
             service = runtime.service
-            inv = Invocation("slash", ALICE, "hangup-all prod", channel_id=CHANNEL)
+            inv = Invocation("slash", ALICE, "hangup-all prod", team_id="T0001", channel_id=CHANNEL)
             row = await service.recorder.record(inv, outcome="pending", action="hangup-all", account="prod")
             batch = await batches.create(
                 runtime.db,
+                "T0001",
                 account="prod",
                 action="hangup",
                 requested_by=ALICE,

@@ -1,16 +1,17 @@
-"""OAuth mode's configuration (bot/oauth_config.py): which mode the environment selects, and the
+"""OAuth mode's configuration (bot/config/oauth.py): which mode the environment selects, and the
 setups refused at start with a clear message."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bot.config import Settings
+from bot.config.oauth import BOT_SCOPES
 from bot.domain.errors import ConfigError
-from bot.oauth_config import BOT_SCOPES
 from tests.fakes.slack import CLIENT_ID, CLIENT_SECRET
 from tests.processes import callbot
 
@@ -60,7 +61,16 @@ def test_the_server_refuses_a_mixed_setup_in_one_line(env: dict[str, str], tmp_p
 
 
 def test_socket_mode_stays_single_workspace(env: dict[str, str], tmp_path: Path) -> None:
-    oauth_env = {**env, "SLACK_BOT_TOKEN": "", "SLACK_CLIENT_ID": CLIENT_ID, "SLACK_CLIENT_SECRET": CLIENT_SECRET}
+    config = Path(env["CALLBOT_CONFIG"])
+    shared = tmp_path / "shared.toml"  # in OAuth mode every account names its workspaces
+    shared.write_text(re.sub(r"(\[accounts\.\w+\]\n)", r'\1workspaces = ["T0ALPHA01"]\n', config.read_text()))
+    oauth_env = {
+        **env,
+        "CALLBOT_CONFIG": str(shared),
+        "SLACK_BOT_TOKEN": "",
+        "SLACK_CLIENT_ID": CLIENT_ID,
+        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+    }
     result = callbot(["serve", "--socket"], {**oauth_env, "SLACK_APP_TOKEN": "xapp-1-A1-2-three"}, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -69,14 +79,18 @@ def test_socket_mode_stays_single_workspace(env: dict[str, str], tmp_path: Path)
     )
 
 
-def test_run_takes_a_team_only_in_oauth_mode(env: dict[str, str], tmp_path: Path) -> None:
-    result = callbot(["run", "--as", "U012AB3CD", "--team", "T0ALPHA01", "help"], env, tmp_path)
-    assert result.returncode == 2
-    assert "--team: is for OAuth mode" in result.stderr
-    oauth_env = {**env, "SLACK_BOT_TOKEN": "", "SLACK_CLIENT_ID": CLIENT_ID, "SLACK_CLIENT_SECRET": CLIENT_SECRET}
-    result = callbot(["run", "--as", "U012AB3CD", "--team", "alpha", "help"], oauth_env, tmp_path)
-    assert result.returncode == 2
-    assert "'alpha' is not a Slack team id" in result.stderr
+def test_in_oauth_mode_every_account_names_its_workspaces(tmp_path: Path) -> None:
+    # Without `workspaces` an account is the single workspace's; OAuth mode has none, and sharing
+    # it with every workspace installed would cross the boundary between them.
+    account = '[accounts.main]\nprovider = "twilio"\naccount_sid = "AC' + "0" * 32 + '"\nauth_token = "x"\n'
+    config = tmp_path / "callbot.toml"
+    config.write_text(account)
+    with pytest.raises(ConfigError, match=r"accounts\.main\.workspaces: is required in OAuth mode"):
+        Settings.from_env({**OAUTH, "CALLBOT_CONFIG": str(config)})
+    assert Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1-2-three", "CALLBOT_CONFIG": str(config)}).accounts
+    config.write_text(account + 'workspaces = ["T0ALPHA01"]\n')
+    settings = Settings.from_env({**OAUTH, "CALLBOT_CONFIG": str(config)})
+    assert settings.accounts["main"].config.workspaces == ("T0ALPHA01",)
 
 
 def test_the_manifest_asks_for_the_scopes_the_install_asks_for() -> None:

@@ -111,7 +111,8 @@ def test_an_org_wide_install_answers_every_workspace_of_the_enterprise_with_the_
     assert installations(oauth_bot) == [(None, GRID.enterprise_id, True)]
     # A workspace of the org that was never installed by itself is answered with the org's token.
     assert opens_form_with(oauth_bot, GRID_TEAM, fake_slack) == token_of(fake_slack, GRID)
-    assert audit_actions(oauth_bot)[0] == ("app_installed", "slack", None)
+    # An org-wide install names no workspace: its rows are the enterprise's (`--team E…`).
+    assert audit_actions(oauth_bot)[0] == ("app_installed", "slack", "E0GRID001")
     with oauth_bot.db.engine.connect() as conn:
         described = conn.execute(text("SELECT command_text FROM audit_log")).scalar_one()
     assert described == "app_installed (Grid Org) enterprise E0GRID001 org-wide"
@@ -188,7 +189,7 @@ def test_the_user_group_lookup_uses_the_workspace_s_own_token(
 ) -> None:
     browser.install(ALPHA, fake_slack)
     browser.install(BETA, fake_slack)
-    oauth_bot.db.grant("S0ONCALL1", "hangup", kind="group")
+    oauth_bot.db.grant("S0ONCALL1", "hangup", kind="group", team=BETA.team_id or "")
     fake_slack.usergroups["S0ONCALL1"] = [ALICE]
     answer = command_from(oauth_bot, BETA, "hangup prod:CA0123456789abcdef0123456789abcdef dry-run")
     assert answer.status_code == 200 and "Dry run" in answer.text, answer.text
@@ -295,17 +296,17 @@ def test_the_shell_reads_user_groups_with_the_team_s_installation(
 ) -> None:
     browser.install(ALPHA, fake_slack)
     browser.install(BETA, fake_slack)
-    oauth_bot.db.grant("S0ONCALL1", "hangup", kind="group")
+    oauth_bot.db.grant("S0ONCALL1", "hangup", kind="group", team=ALPHA.team_id or "")
     fake_slack.usergroups["S0ONCALL1"] = [ALICE]
     command = ["run", "--as", ALICE, "hangup prod:CA0123456789abcdef0123456789abcdef dry-run"]
 
     result = callbot([*command[:3], "--team", ALPHA.team_id or "", *command[3:]], oauth_bot.env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert fake_slack.tokens_used("usergroups.users.list") == [token_of(fake_slack, ALPHA)]
-    # Two workspaces and no --team: which one's groups is unknown, and the refusal says so.
+    # Two workspaces and no --team: which one is meant is unknown, and the refusal says so.
     result = callbot(command, oauth_bot.env, tmp_path)
-    assert result.returncode == 1
-    assert "give `run --team T…`" in result.stdout
+    assert result.returncode == 2
+    assert "serves several Slack workspaces (T0ALPHA01, T0BETA002): say which with --team" in result.stderr
     assert len(fake_slack.tokens_used("usergroups.users.list")) == 1
 
 
@@ -354,7 +355,7 @@ def test_outside_a_request_client_for_finds_the_workspace_s_token(
 
 def test_install_rows_show_in_the_audit_like_any_other(oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack) -> None:
     browser.install(ALPHA, fake_slack)
-    oauth_bot.db.grant(ALICE, "audit")
+    oauth_bot.db.grant(ALICE, "audit", team=ALPHA.team_id or "")
     answer = command_from(oauth_bot, ALPHA, "audit action=app_installed")
     assert answer.status_code == 200
     shown = answer.text
@@ -373,3 +374,39 @@ def test_expired_install_states_do_not_pile_up(oauth_bot: Bot, browser: Browser)
     _, _, state = browser.install_page()
     with oauth_bot.db.engine.connect() as conn:
         assert conn.execute(text("SELECT state FROM slack_oauth_states")).scalars().all() == [state]
+
+
+def test_a_grant_from_the_shell_in_one_installed_workspace_does_not_authorise_the_other(
+    oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    browser.install(ALPHA, fake_slack)
+    browser.install(BETA, fake_slack)
+    # Installed workspaces are the ones the shell's --team knows; with two, it must be given.
+    grant = ["grant", ALICE, "hangup", "--on", "prod"]
+    refused = callbot(grant, oauth_bot.env, tmp_path)
+    assert refused.returncode == 2
+    assert "serves several Slack workspaces (T0ALPHA01, T0BETA002): say which with --team" in refused.stderr
+    granted = callbot([*grant, "--team", ALPHA.team_id or ""], oauth_bot.env, tmp_path)
+    assert granted.returncode == 0, granted.stderr
+
+    hangup = "hangup prod:CA0123456789abcdef0123456789abcdef dry-run"
+    assert "Dry run" in command_from(oauth_bot, ALPHA, hangup).text
+    # The same user id in the other workspace: a stranger there.
+    assert "You are not allowed to `hangup`" in command_from(oauth_bot, BETA, hangup).text
+    rows = [(action, team) for action, _, team in audit_actions(oauth_bot) if action == "hangup"]
+    assert rows == [("hangup", ALPHA.team_id), ("hangup", BETA.team_id)]
+
+
+def test_under_an_org_wide_install_a_workspace_is_known_once_it_used_callbot(
+    oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    browser.install(GRID, fake_slack)
+    grant = ["grant", ALICE, "hangup", "--on", "prod", "--team", GRID_TEAM.team_id or ""]
+    unknown = callbot(grant, oauth_bot.env, tmp_path)
+    assert unknown.returncode == 2 and "--team T0GRIDWS1: not a workspace callbot serves" in unknown.stderr
+    opens_form_with(oauth_bot, GRID_TEAM, fake_slack)  # someone there used callbot
+    granted = callbot(grant, oauth_bot.env, tmp_path)
+    assert granted.returncode == 0, granted.stderr
+    assert (
+        "Dry run" in command_from(oauth_bot, GRID_TEAM, "hangup prod:CA0123456789abcdef0123456789abcdef dry-run").text
+    )

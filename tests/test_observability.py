@@ -178,7 +178,7 @@ def test_rows_a_sweep_closes_as_unknown_are_reported_once(db: DbHelper) -> None:
         database.observer = seen.extend
         fields = {"source": "slash", "user_id": ALICE, "action": "hangup", "account": "prod", "provider": "twilio"}
         row = await repo.insert_audit(
-            database, **fields, call_id=call_sid(5), command_text="/call hangup", outcome="pending"
+            database, "T0001", **fields, call_id=call_sid(5), command_text="/call hangup", outcome="pending"
         )
         await pending.close_abandoned(database, utcnow() + timedelta(seconds=1), utcnow())
         await pending.close_abandoned(database, utcnow() + timedelta(seconds=1), utcnow())  # nothing left to close

@@ -223,7 +223,11 @@ def test_migration_0006_keeps_plain_grants_and_drops_narrower_ones_on_downgrade(
                 None,
             )
             conn.execute(text("UPDATE grants SET channel = 'C1' WHERE user_id = :u"), {"u": ALICE})
-            conn.execute(text(insert), {"u": BOB})
+            # At head a grant names its workspace (revision 0015).
+            conn.execute(
+                text(insert.replace("(user_id,", "(team_id, user_id,").replace("VALUES (:u,", "VALUES ('T0001', :u,")),
+                {"u": BOB},
+            )
         migrate.downgrade(url, "0005")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT user_id FROM grants")).scalars().all() == [BOB]

@@ -21,6 +21,7 @@ from bot.service.core import Invocation, Service
 from tests.fakes.bird import CHANNEL_ID, WORKSPACE_ID, bird_call_id, schema_errors
 from tests.processes import callbot
 from tests.support.bots import ALICE, BOB, CAROL, PAYLOADS, Bot, reply_text
+from tests.support.database import TEAM
 
 # The worker's one default bot, lent to each test (tests/support/bots.py SharedBot).
 pytestmark = pytest.mark.shared_bot
@@ -482,12 +483,14 @@ def test_service_save_flow_is_the_builders_entry_point(lib: Bot) -> None:
         try:
             flow = parse_callflow(json.dumps(V1))
             saved = await service.save_flow(
-                Invocation("modal", ALICE, "builder: save as hold-music"), "hold-music", flow
+                Invocation("modal", ALICE, "builder: save as hold-music", team_id=TEAM), "hold-music", flow
             )
             denied = await service.save_flow(
-                Invocation("modal", BOB, "builder: save as hold-music"), "hold-music", flow
+                Invocation("modal", BOB, "builder: save as hold-music", team_id=TEAM), "hold-music", flow
             )
-            invalid = await service.save_flow(Invocation("modal", ALICE, "builder: save as Hold"), "Hold Music", flow)
+            invalid = await service.save_flow(
+                Invocation("modal", ALICE, "builder: save as Hold", team_id=TEAM), "Hold Music", flow
+            )
             return saved.as_text(), denied.as_text(), invalid.as_text()
         finally:
             await db.close()

@@ -263,6 +263,7 @@ def test_the_shell_masks_rows_an_older_callbot_stored_unmasked(
         try:
             row = await repo.insert_audit(
                 database,
+                "T0001",
                 created_at=datetime(2026, 11, 20, 9, tzinfo=UTC),
                 source="slash",
                 user_id=ALICE,

@@ -137,7 +137,7 @@ def confirming(shared_service_for: Lend) -> ServiceBot:
 def cancel(service: ServiceBot, reply: Reply, user: str) -> Reply | None:
     """Cancel as the buttons listener handles it: drop the command, or refuse someone else's click."""
     token = reply.choices[1].value.partition("|")[0]
-    dropped = service.call(service.service.dismiss_choice(user, token))
+    dropped = service.call(service.service.dismiss_choice("T0001", user, token))
     if dropped is not None:
         return dropped
     inv = service.invocation("", user, source=Source.BUTTON)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, Select, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
+from bot.db import workspaces
 from bot.db.models import AuditRow
 from bot.db.session import Database
 from bot.domain.permissions import ANY_ACCOUNT
@@ -31,6 +32,9 @@ class AuditFilter:
     # Who is asking decides what they may see: None means every row.
     visible_accounts: tuple[str, ...] | None = None
     visible_user: str | None = None
+    # The workspace whose audit is read (audit_log.workspace_id). Every read needs it: a filter
+    # without one is refused (ValueError), so no listing, page or export can span workspaces.
+    workspace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,10 @@ class AuditPage:
 
 
 def _conditions(flt: AuditFilter) -> list[Any]:
-    """The filters proper, without the visibility scope."""
-    found: list[Any] = [
+    """The filters proper, without the visibility scope, within the filter's workspace."""
+    if flt.workspace is None:
+        raise ValueError("an audit read names its workspace")
+    found: list[Any] = [workspaces.scoped(AuditRow.workspace_id, flt.workspace)] + [
         column == value
         for column, value in (
             (AuditRow.user_id, flt.user_id),

@@ -169,7 +169,9 @@ Act = Callable[[Step], Awaitable[ItemOutcome]]
 
 async def create(
     db: Database,
+    team: str,
     *,
+    enterprise_id: str | None = None,
     account: str,
     action: str,
     requested_by: str,
@@ -183,6 +185,8 @@ async def create(
     unique = list(dict.fromkeys(call_ids))
     now = utcnow()
     row = BatchRow(
+        team_id=team,
+        enterprise_id=enterprise_id,
         account=account,
         action=action,
         requested_by=requested_by,

@@ -68,11 +68,19 @@ class GrantRow(Base):
     __tablename__ = "grants"
     __table_args__ = (
         UniqueConstraint(
-            "subject_kind", "user_id", "action", "account", "channel", name="uq_grants_subject_action_account_channel"
+            "team_id",
+            "subject_kind",
+            "user_id",
+            "action",
+            "account",
+            "channel",
+            name="uq_grants_team_subject_action_account_channel",
         ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # The workspace (bot/db/workspaces.py) the grant holds in: never in another, whatever the user id.
+    team_id: Mapped[str] = mapped_column(String(32))
     # A Slack user id, or a user group id (`S…`) when subject_kind is "group".
     user_id: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(32))  # an action or a role name
@@ -93,6 +101,7 @@ class RoleRow(Base):
 
     __tablename__ = "roles"
 
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     actions: Mapped[list[str]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(64))
@@ -123,6 +132,11 @@ class AuditRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source: Mapped[str] = mapped_column(String(16))
     team_id: Mapped[str | None] = mapped_column(String(32))
+    # The workspace whose audit the row is in: the hashed `team_id` where the row has one, else (a
+    # row written before workspaces, or by the shell then) the workspace it was assigned to at start
+    # (bot/db/workspaces.py). Not hashed, so assigning old rows leaves the chain intact; `audit
+    # verify` checks it equals `team_id` wherever that is set. NULL: not assigned yet (shown nowhere).
+    workspace_id: Mapped[str | None] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(64))
     user_name: Mapped[str | None] = mapped_column(String(128))
     channel_id: Mapped[str | None] = mapped_column(String(32))
@@ -184,6 +198,7 @@ class PendingChoice(Base):
     __tablename__ = "pending_choices"
 
     token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     accounts: Mapped[list[str]] = mapped_column(JSON)
@@ -198,9 +213,10 @@ class SavedFlowRow(Base):
     version, deleting a name marks all its versions deleted (who, when), so history stays for audit."""
 
     __tablename__ = "saved_flows"
-    __table_args__ = (UniqueConstraint("name", "version", name="uq_saved_flows_name_version"),)
+    __table_args__ = (UniqueConstraint("team_id", "name", "version", name="uq_saved_flows_team_name_version"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     callflow: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # the wire form, as sent to Bird
@@ -213,13 +229,16 @@ class SavedFlowRow(Base):
 class FlowDraftRow(Base):
     """A callFlow being built in the Slack builder, kept here rather than in the view because
     Slack's `private_metadata` holds at most 3,000 characters. One person, one call: reopening the
-    builder on the same call offers to resume it. Drafts older than DRAFT_TTL (repo) are ignored and
+    builder on the same call offers to resume it. Drafts older than DRAFT_TTL (flow_store) are ignored and
     purged; a draft is deleted once its flow has been applied."""
 
     __tablename__ = "flow_drafts"
-    __table_args__ = (Index("ix_flow_drafts_user_id_account_call_id", "user_id", "account", "call_id"),)
+    __table_args__ = (
+        Index("ix_flow_drafts_team_id_user_id_account_call_id", "team_id", "user_id", "account", "call_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(64))
     account: Mapped[str] = mapped_column(String(64))
     call_id: Mapped[str] = mapped_column(String(128))
@@ -234,9 +253,10 @@ class FreezeRow(Base):
     refused (except under `break-glass`). Rows are never deleted: lifting sets who and when."""
 
     __tablename__ = "freezes"
-    __table_args__ = (Index("ix_freezes_account_lifted_at", "account", "lifted_at"),)
+    __table_args__ = (Index("ix_freezes_team_id_account_lifted_at", "team_id", "account", "lifted_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
     account: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     frozen_by: Mapped[str] = mapped_column(String(64))
@@ -258,6 +278,8 @@ class ApprovalRow(Base):
     __table_args__ = (Index("ix_approvals_status_expires_at", "status", "expires_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
     account: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))
     call_id: Mapped[str] = mapped_column(String(128))
@@ -290,6 +312,8 @@ class BatchRow(Base):
     __table_args__ = (Index("ix_batches_status_heartbeat_at", "status", "heartbeat_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
     account: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))  # the action run on each call: "hangup"
     requested_by: Mapped[str] = mapped_column(String(64))
@@ -352,3 +376,17 @@ class WebhookReceipt(Base):
     account: Mapped[str] = mapped_column(String(64), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WorkspaceRow(Base):
+    """A Slack workspace callbot serves (bot/db/workspaces.py): the one its bot token belongs to
+    (read from `auth.test` at start), or one installed by OAuth. `assigned_at`: when the rows
+    written before callbot knew workspaces were given to it (at most one workspace has it)."""
+
+    __tablename__ = "workspaces"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(128))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import chain
-from bot.db.models import AuditRow, BatchItemRow, BatchRow, PendingReply
+from bot.db.models import AuditRow, BatchItemRow, BatchRow, PendingReply, WorkspaceRow
 from bot.db.session import Database
 
 # Slack takes messages on a response_url for 30 minutes after the request.
@@ -34,6 +34,9 @@ class Abandoned:
     account: str | None
     call_id: str | None
     response_url: str | None = field(default=None, repr=False)
+    # Its workspace (the person is told there, with that workspace's token).
+    team_id: str | None = None
+    enterprise_id: str | None = None
 
 
 async def keep_reply(session: AsyncSession, audit_id: int, url: str, now: datetime) -> None:
@@ -64,7 +67,16 @@ async def close_abandoned(db: Database, older_than: datetime, now: datetime) -> 
     async with db.chain_session() as session:
         stale = (
             await session.execute(
-                select(AuditRow.id, AuditRow.created_at, AuditRow.action, AuditRow.account, AuditRow.call_id)
+                select(
+                    AuditRow.id,
+                    AuditRow.created_at,
+                    AuditRow.action,
+                    AuditRow.account,
+                    AuditRow.call_id,
+                    AuditRow.workspace_id,
+                    WorkspaceRow.enterprise_id,
+                )
+                .outerjoin(WorkspaceRow, WorkspaceRow.team_id == AuditRow.workspace_id)
                 .where(
                     AuditRow.outcome == chain.PENDING,
                     AuditRow.created_at < older_than,
@@ -91,6 +103,8 @@ async def close_abandoned(db: Database, older_than: datetime, now: datetime) -> 
             row.account,
             row.call_id,
             urls.get(row.id) if row.created_at > usable else None,
+            row.workspace_id,
+            row.enterprise_id,
         )
         for row in stale
         if row.id in closed

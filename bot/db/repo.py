@@ -8,24 +8,21 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db import chain, pending
+from bot.db import chain, pending, workspaces
 from bot.db.models import (
     ApprovalRow,
     AuditRow,
     BatchRow,
-    FlowDraftRow,
     FreezeRow,
     GrantRow,
     PendingChoice,
     RoleRow,
-    SavedFlowRow,
     utcnow,
 )
 from bot.db.session import Database
 from bot.domain.permissions import GROUP, USER, Grant
 
 CHOICE_TTL = timedelta(minutes=15)
-DRAFT_TTL = timedelta(hours=24)
 
 
 class DuplicateRequest(Exception):
@@ -45,41 +42,49 @@ def _grant(row: GrantRow) -> Grant:
     )
 
 
-async def group_grants(db: Database) -> list[Grant]:
+async def group_grants(db: Database, team: str) -> list[Grant]:
     async with db.session() as session:
-        rows = await session.scalars(select(GrantRow).where(GrantRow.subject_kind == GROUP).order_by(GrantRow.id))
+        rows = await session.scalars(
+            select(GrantRow).where(GrantRow.team_id == team, GrantRow.subject_kind == GROUP).order_by(GrantRow.id)
+        )
         return [_grant(row) for row in rows]
 
 
-async def grants_for(db: Database, user_id: str) -> tuple[list[Grant], list[Grant], dict[str, tuple[str, ...]]]:
+async def grants_for(
+    db: Database, team: str, user_id: str
+) -> tuple[list[Grant], list[Grant], dict[str, tuple[str, ...]]]:
     """What a permission check reads, in one session: the user's own grants, every group grant and
-    the custom roles (expired grants included)."""
+    the custom roles of the workspace `team` (expired grants included)."""
     async with db.session() as session:
         rows = await session.scalars(
             select(GrantRow)
             .where(
+                GrantRow.team_id == team,
                 or_(
                     and_(GrantRow.user_id == user_id, GrantRow.subject_kind == USER),
                     GrantRow.subject_kind == GROUP,
-                )
+                ),
             )
             .order_by(GrantRow.id)
         )
         grants = [(row.subject_kind, _grant(row)) for row in rows]
-        roles = await session.scalars(select(RoleRow).order_by(RoleRow.name))
+        roles = await session.scalars(select(RoleRow).where(RoleRow.team_id == team).order_by(RoleRow.name))
         custom = {row.name: tuple(row.actions) for row in roles}
     own = [grant for kind, grant in grants if kind == USER]
     return own, [grant for kind, grant in grants if kind == GROUP], custom
 
 
-async def all_grants(db: Database) -> list[Grant]:
+async def all_grants(db: Database, team: str) -> list[Grant]:
     async with db.session() as session:
-        rows = await session.scalars(select(GrantRow).order_by(GrantRow.user_id, GrantRow.id))
+        rows = await session.scalars(
+            select(GrantRow).where(GrantRow.team_id == team).order_by(GrantRow.user_id, GrantRow.id)
+        )
         return [_grant(row) for row in rows]
 
 
-def _same_grant(kind: str, subject: str, action: str, account: str, channel: str | None) -> list[Any]:
+def _same_grant(team: str, kind: str, subject: str, action: str, account: str, channel: str | None) -> list[Any]:
     return [
+        GrantRow.team_id == team,
         GrantRow.subject_kind == kind,
         GrantRow.user_id == subject,
         GrantRow.action == action,
@@ -90,6 +95,7 @@ def _same_grant(kind: str, subject: str, action: str, account: str, channel: str
 
 async def add_grant(
     db: Database,
+    team: str,
     user_id: str,
     action: str,
     account: str,
@@ -104,10 +110,13 @@ async def add_grant(
     made permanent) or "held" (nothing changed)."""
     try:
         async with db.session() as session:
-            row = await session.scalar(select(GrantRow).where(*_same_grant(kind, user_id, action, account, channel)))
+            row = await session.scalar(
+                select(GrantRow).where(*_same_grant(team, kind, user_id, action, account, channel))
+            )
             if row is None:
                 session.add(
                     GrantRow(
+                        team_id=team,
                         user_id=user_id,
                         action=action,
                         account=account,
@@ -128,10 +137,11 @@ async def add_grant(
 
 
 async def remove_grant(
-    db: Database, user_id: str, action: str, account: str, *, kind: str = USER, channel: str | None = None
+    db: Database, team: str, user_id: str, action: str, account: str, *, kind: str = USER, channel: str | None = None
 ) -> bool:
     """Without `channel`, every grant of that action on that account goes (whatever its channel)."""
     conditions = [
+        GrantRow.team_id == team,
         GrantRow.subject_kind == kind,
         GrantRow.user_id == user_id,
         GrantRow.action == action,
@@ -144,28 +154,31 @@ async def remove_grant(
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def custom_roles(db: Database) -> dict[str, tuple[str, ...]]:
+async def custom_roles(db: Database, team: str) -> dict[str, tuple[str, ...]]:
     async with db.session() as session:
-        rows = await session.scalars(select(RoleRow).order_by(RoleRow.name))
+        rows = await session.scalars(select(RoleRow).where(RoleRow.team_id == team).order_by(RoleRow.name))
         return {row.name: tuple(row.actions) for row in rows}
 
 
-async def save_role(db: Database, name: str, actions: list[str], by: str, now: datetime) -> tuple[str, ...] | None:
+async def save_role(
+    db: Database, team: str, name: str, actions: list[str], by: str, now: datetime
+) -> tuple[str, ...] | None:
     """Create or redefine a custom role; returns its previous actions (None when new)."""
     async with db.session() as session:
-        row = await session.get(RoleRow, name)
+        row = await session.get(RoleRow, (team, name))
         if row is None:
-            session.add(RoleRow(name=name, actions=actions, created_by=by, updated_at=now))
+            session.add(RoleRow(team_id=team, name=name, actions=actions, created_by=by, updated_at=now))
             return None
         previous = tuple(row.actions)
         row.actions, row.created_by, row.updated_at = actions, by, now
         return previous
 
 
-async def insert_audit(db: Database, *, reply_url: str | None = None, **fields: Any) -> AuditRow:
-    """Inserts the row and appends its opening entry to the hash chain, in one transaction.
-    `reply_url`: a pending call action's response_url (bot/db/pending.py)."""
+async def insert_audit(db: Database, team: str, *, reply_url: str | None = None, **fields: Any) -> AuditRow:
+    """Inserts the row, in the audit of workspace `team`, and appends its opening entry to the hash
+    chain, in one transaction. `reply_url`: a pending call action's response_url (bot/db/pending.py)."""
     fields.setdefault("created_at", utcnow())
+    fields["workspace_id"] = team or None  # the shell before any workspace is known: assigned later
     try:
         async with db.chain_session() as session:
             row = await chain.append_row(session, fields)
@@ -188,35 +201,45 @@ async def complete_audit(db: Database, audit_id: int, **fields: Any) -> bool:
 
 
 async def audit_by_key(db: Database, key: str) -> AuditRow | None:
+    """Idempotency keys are Slack's trigger ids (unique across workspaces): the replay check reads
+    the row whatever its workspace, and the caller compares it with the asker's."""
     async with db.session() as session:
         return await session.scalar(select(AuditRow).where(AuditRow.idempotency_key == key))
 
 
-async def audit_by_id(db: Database, audit_id: int) -> AuditRow | None:
+async def audit_by_id(db: Database, team: str | None, audit_id: int) -> AuditRow | None:
+    """The row if it is in workspace `team` (None: whatever its workspace, for the process's own
+    bookkeeping of rows it wrote)."""
     async with db.session() as session:
-        return await session.get(AuditRow, audit_id)
+        row = await session.get(AuditRow, audit_id)
+        return row if row is not None and (team is None or workspaces.same(row.workspace_id, team)) else None
 
 
 async def save_choice(
-    db: Database, token: str, user_id: str, text: str, accounts: list[str], purpose: str = "account"
+    db: Database, team: str, token: str, user_id: str, text: str, accounts: list[str], purpose: str = "account"
 ) -> None:
     async with db.session() as session:
         await session.execute(delete(PendingChoice).where(PendingChoice.created_at < utcnow() - CHOICE_TTL))
-        session.add(PendingChoice(token=token, user_id=user_id, text=text, accounts=accounts, purpose=purpose))
+        session.add(
+            PendingChoice(team_id=team, token=token, user_id=user_id, text=text, accounts=accounts, purpose=purpose)
+        )
 
 
-async def peek_choice(db: Database, token: str) -> PendingChoice | None:
-    """The stored command, left in place; None when unknown or expired."""
+async def peek_choice(db: Database, team: str | None, token: str) -> PendingChoice | None:
+    """The stored command, left in place; None when unknown, expired or (with `team`) of
+    another workspace."""
     async with db.session() as session:
         choice = await session.get(PendingChoice, token)
-        return choice if choice is not None and choice.created_at >= utcnow() - CHOICE_TTL else None
+        if choice is None or (team is not None and choice.team_id != team):
+            return None
+        return choice if choice.created_at >= utcnow() - CHOICE_TTL else None
 
 
-async def take_choice(db: Database, token: str, user_id: str | None = None) -> PendingChoice | None:
+async def take_choice(db: Database, team: str, token: str, user_id: str | None = None) -> PendingChoice | None:
     """The stored command, removed as it is taken; None when unknown or expired. With `user_id`,
     someone else's click leaves it in place (the owner's buttons keep working). One DELETE …
     RETURNING, so of two clicks at once exactly one gets the command and the other None."""
-    taking = delete(PendingChoice).where(PendingChoice.token == token)
+    taking = delete(PendingChoice).where(PendingChoice.token == token, PendingChoice.team_id == team)
     if user_id is not None:
         taking = taking.where(PendingChoice.user_id == user_id)
     async with db.session() as session:
@@ -231,10 +254,17 @@ COUNTED_OUTCOMES = ("pending", "succeeded", "failed", "unknown")
 
 
 async def recent_attempt_times(
-    db: Database, since: datetime, actions: tuple[str, ...], *, account: str, user_id: str | None = None
+    db: Database,
+    team: str | None,
+    since: datetime,
+    actions: tuple[str, ...],
+    *,
+    account: str,
+    user_id: str | None = None,
 ) -> list[datetime]:
-    """When the counted call attempts on `account` (by `user_id`, or by anyone) since `since` began.
-    The calls of a bulk action do not count: its one command was counted, and its own throttle paces it."""
+    """When the counted call attempts on `account` (by `user_id`, or by anyone) in workspace `team`
+    (None: in every workspace the account is shared with) since `since` began. The calls of a bulk
+    action do not count: its one command was counted, and its own throttle paces it."""
     query = select(AuditRow.created_at).where(
         AuditRow.created_at >= since,
         AuditRow.account == account,
@@ -242,188 +272,66 @@ async def recent_attempt_times(
         AuditRow.outcome.in_(COUNTED_OUTCOMES),
         AuditRow.source != "bulk",
     )
+    if team is not None:
+        query = query.where(workspaces.scoped(AuditRow.workspace_id, team))
     if user_id is not None:
         query = query.where(AuditRow.user_id == user_id)
     async with db.session() as session:
         return list(await session.scalars(query))
 
 
-async def active_freeze(db: Database, account: str) -> FreezeRow | None:
+async def active_freeze(db: Database, team: str, account: str) -> FreezeRow | None:
     async with db.session() as session:
         query = (
             select(FreezeRow)
-            .where(FreezeRow.account == account, FreezeRow.lifted_at.is_(None))
+            .where(FreezeRow.team_id == team, FreezeRow.account == account, FreezeRow.lifted_at.is_(None))
             .order_by(FreezeRow.id.desc())
             .limit(1)
         )
         return (await session.scalars(query)).first()
 
 
-async def add_freeze(db: Database, account: str, reason: str, frozen_by: str, at: datetime) -> FreezeRow:
-    row = FreezeRow(account=account, reason=reason, frozen_by=frozen_by, frozen_at=at)
+async def add_freeze(db: Database, team: str, account: str, reason: str, frozen_by: str, at: datetime) -> FreezeRow:
+    row = FreezeRow(team_id=team, account=account, reason=reason, frozen_by=frozen_by, frozen_at=at)
     async with db.session() as session:
         session.add(row)
     return row
 
 
-async def lift_freezes(db: Database, account: str, lifted_by: str, at: datetime, reason: str | None) -> list[int]:
-    """Lift every active freeze of `account`; the ids lifted (none when it was not frozen)."""
+async def lift_freezes(
+    db: Database, team: str, account: str, lifted_by: str, at: datetime, reason: str | None
+) -> list[int]:
+    """Lift every active freeze of `account` in workspace `team`; the ids lifted (none when it was
+    not frozen)."""
     async with db.session() as session:
         rows = list(
-            await session.scalars(select(FreezeRow).where(FreezeRow.account == account, FreezeRow.lifted_at.is_(None)))
+            await session.scalars(
+                select(FreezeRow).where(
+                    FreezeRow.team_id == team, FreezeRow.account == account, FreezeRow.lifted_at.is_(None)
+                )
+            )
         )
         for row in rows:
             row.lifted_by, row.lifted_at, row.lift_reason = lifted_by, at, reason
         return [row.id for row in rows]
 
 
-# -- saved flows ----------------------------------------------------------------------------------
-
-SAVE_ATTEMPTS = 5
-
-
-async def insert_saved_flow(db: Database, name: str, callflow: list[dict[str, Any]], author: str) -> SavedFlowRow:
-    """The next version of `name` (1 for a new name; numbers are never reused, even after a delete).
-
-    Two people saving the same name at once both compute the same next version; the unique
-    (name, version) constraint refuses one of them, which then tries the following number.
-    """
-    for attempt in range(SAVE_ATTEMPTS):
-        try:
-            async with db.session() as session:
-                latest = await session.scalar(select(func.max(SavedFlowRow.version)).where(SavedFlowRow.name == name))
-                row = SavedFlowRow(name=name, version=(latest or 0) + 1, callflow=callflow, author=author)
-                session.add(row)
-            return row
-        except IntegrityError:
-            if attempt == SAVE_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def saved_flow_versions(db: Database, name: str) -> list[SavedFlowRow]:
-    """Every version of a name, deleted ones included, oldest first."""
-    async with db.session() as session:
-        rows = await session.scalars(
-            select(SavedFlowRow).where(SavedFlowRow.name == name).order_by(SavedFlowRow.version)
-        )
-        return list(rows)
-
-
-async def latest_saved_flows(db: Database) -> list[tuple[SavedFlowRow, int]]:
-    """Each name that has live (not deleted) versions: its newest live version and how many it has."""
-    live = SavedFlowRow.deleted_at.is_(None)
-    newest = (
-        select(
-            SavedFlowRow.name.label("name"),
-            func.max(SavedFlowRow.version).label("version"),
-            func.count().label("versions"),
-        )
-        .where(live)
-        .group_by(SavedFlowRow.name)
-        .subquery()
-    )
-    query = (
-        select(SavedFlowRow, newest.c.versions)
-        .join(newest, (SavedFlowRow.name == newest.c.name) & (SavedFlowRow.version == newest.c.version))
-        .order_by(SavedFlowRow.name)
-    )
-    async with db.session() as session:
-        return [(row, int(count)) for row, count in (await session.execute(query)).all()]
-
-
-async def saved_flow_names(db: Database, *, deleted: bool = False) -> list[str]:
-    """Names with live versions (or, with deleted=True, names whose every version is deleted)."""
-    live_names = select(SavedFlowRow.name).where(SavedFlowRow.deleted_at.is_(None)).distinct()
-    query = select(SavedFlowRow.name).where(SavedFlowRow.name.not_in(live_names)).distinct() if deleted else live_names
-    async with db.session() as session:
-        return sorted(await session.scalars(query))
-
-
-async def delete_saved_flow(db: Database, name: str, deleted_by: str) -> list[int]:
-    """Marks every live version of `name` deleted; the versions it marked (none: nothing to delete)."""
-    async with db.session() as session:
-        rows = list(
-            await session.scalars(
-                select(SavedFlowRow)
-                .where(SavedFlowRow.name == name, SavedFlowRow.deleted_at.is_(None))
-                .order_by(SavedFlowRow.version)
-                .with_for_update()
-            )
-        )
-        now = utcnow()
-        for row in rows:
-            row.deleted_at = now
-            row.deleted_by = deleted_by
-        return [row.version for row in rows]
-
-
-# -- callFlow builder drafts ----------------------------------------------------------------------
-
-
-async def create_draft(
-    db: Database, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]]
-) -> FlowDraftRow:
-    """A new draft; the person's earlier drafts for the same call, and every expired draft, go."""
-    async with db.session() as session:
-        await session.execute(delete(FlowDraftRow).where(FlowDraftRow.updated_at < utcnow() - DRAFT_TTL))
-        await session.execute(
-            delete(FlowDraftRow).where(
-                FlowDraftRow.user_id == user_id, FlowDraftRow.account == account, FlowDraftRow.call_id == call_id
-            )
-        )
-        row = FlowDraftRow(user_id=user_id, account=account, call_id=call_id, commands=commands, end_call=False)
-        session.add(row)
-    return row
-
-
-async def latest_draft(db: Database, user_id: str, account: str, call_id: str) -> FlowDraftRow | None:
-    """The person's live draft for this call, if any (expired ones are ignored)."""
-    async with db.session() as session:
-        return await session.scalar(
-            select(FlowDraftRow)
-            .where(
-                FlowDraftRow.user_id == user_id,
-                FlowDraftRow.account == account,
-                FlowDraftRow.call_id == call_id,
-                FlowDraftRow.updated_at >= utcnow() - DRAFT_TTL,
-            )
-            .order_by(FlowDraftRow.updated_at.desc(), FlowDraftRow.id.desc())
-            .limit(1)
-        )
-
-
-async def get_draft(db: Database, draft_id: int) -> FlowDraftRow | None:
-    """A live draft by id; None when unknown or expired."""
-    async with db.session() as session:
-        row = await session.get(FlowDraftRow, draft_id)
-        return row if row is not None and row.updated_at >= utcnow() - DRAFT_TTL else None
-
-
-async def update_draft(db: Database, draft_id: int, **fields: Any) -> None:
-    fields.setdefault("updated_at", utcnow())
-    async with db.session() as session:
-        await session.execute(update(FlowDraftRow).where(FlowDraftRow.id == draft_id).values(**fields))
-
-
-async def delete_draft(db: Database, draft_id: int) -> None:
-    async with db.session() as session:
-        await session.execute(delete(FlowDraftRow).where(FlowDraftRow.id == draft_id))
-
-
 # -- two-person approval ------------------------------------------------------------------------------
 
 
-async def insert_approval(db: Database, **fields: Any) -> ApprovalRow:
-    row = ApprovalRow(**fields)
+async def insert_approval(db: Database, team: str, **fields: Any) -> ApprovalRow:
+    row = ApprovalRow(team_id=team, **fields)
     async with db.session() as session:
         session.add(row)
     return row
 
 
-async def get_approval(db: Database, approval_id: int) -> ApprovalRow | None:
+async def get_approval(db: Database, team: str | None, approval_id: int) -> ApprovalRow | None:
+    """The request if it is in workspace `team` (None: whatever its workspace, for the process's
+    own bookkeeping: expiry, execution)."""
     async with db.session() as session:
-        return await session.get(ApprovalRow, approval_id)
+        row = await session.get(ApprovalRow, approval_id)
+        return row if row is not None and (team is None or row.team_id == team) else None
 
 
 async def set_approval(db: Database, approval_id: int, **fields: Any) -> None:
@@ -436,7 +344,9 @@ async def due_approvals(db: Database, now: datetime) -> list[ApprovalRow]:
     async with db.session() as session:
         result = await session.execute(
             select(ApprovalRow)
-            .where(ApprovalRow.status == "pending", ApprovalRow.expires_at <= now)
+            # A request still waiting for its workspace (written before workspaces, auth.test not
+            # read yet) expires once it has one: its audit row needs the workspace.
+            .where(ApprovalRow.status == "pending", ApprovalRow.expires_at <= now, ApprovalRow.team_id != "")
             .order_by(ApprovalRow.id)
         )
         return list(result.scalars())
@@ -468,14 +378,16 @@ async def gauges(db: Database) -> tuple[int, int]:
     return int(pending or 0), int(running or 0)
 
 
-async def approval_linked_to(db: Database, audit_id: int, approval_id: int | None) -> ApprovalRow | None:
+async def approval_linked_to(db: Database, team: str, audit_id: int, approval_id: int | None) -> ApprovalRow | None:
     """The two-person approval an audit row requested, executed or decided (`approval_id`: named
-    in the row), if any."""
+    in the row), if any, in workspace `team`."""
     conditions = [ApprovalRow.request_audit_id == audit_id, ApprovalRow.result_audit_id == audit_id]
     if approval_id is not None:
         conditions.append(ApprovalRow.id == approval_id)
     async with db.session() as session:
-        row: ApprovalRow | None = await session.scalar(select(ApprovalRow).where(or_(*conditions)).limit(1))
+        row: ApprovalRow | None = await session.scalar(
+            select(ApprovalRow).where(ApprovalRow.team_id == team, or_(*conditions)).limit(1)
+        )
         return row
 
 

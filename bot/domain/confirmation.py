@@ -116,3 +116,11 @@ def _noun(action: str) -> str:
         "twiml": "TwiML",
         "flow": "callFlow",
     }.get(action, action)
+
+
+def batch_confirmed_line(provider: str, account: str, ended: int, live: int) -> str:
+    """What one listing of the live calls after a batch showed of the calls it touched."""
+    line = f"{provider} confirms {ended:,} of these calls ended (one listing of live calls after the batch)."
+    if live:
+        line += f" {live:,} still show as live: `/call list {account}`."
+    return line

@@ -61,6 +61,24 @@ class PermissionDenied(CallbotError):
         super().__init__(message)
 
 
+class WorkspaceUnknown(CallbotError):
+    """A request or shell command whose Slack workspace callbot cannot tell (no team id, or from
+    the shell several known workspaces and no `--team`)."""
+
+    outcome = "invalid"
+
+
+class ForeignWorkspace(CallbotError):
+    """A button or form of one workspace naming a row of another (an approval, a batch, a pending
+    choice, an audit row, a draft): refused as if the row did not exist, and audited."""
+
+    outcome = "denied"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"This {what} belongs to another Slack workspace: nothing was done.")
+
+
 class ConfigError(CallbotError):
     """A configuration problem found at start-up: names the file, the key and what is wrong."""
 

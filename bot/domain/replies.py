@@ -66,6 +66,9 @@ class ApprovalNotice:
     approval_id: int
     channel: str
     message: Reply
+    # The workspace it is posted in: out of any request, the chat layer picks that workspace's token.
+    team_id: str | None = None
+    enterprise_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,13 @@ class Access:
         self.now = clock
 
     async def held(
-        self, user_id: str, relevant: Callable[[Grant], bool] = lambda grant: True
+        self, team: str, user_id: str, relevant: Callable[[Grant], bool] = lambda grant: True
     ) -> tuple[list[Grant], list[str]]:
-        """A user's own grants and those of the groups they are in (roles expanded, expired
-        included), and the groups whose members could not be read. Only groups with a `relevant`,
-        unexpired grant are looked up, so an unrelated group costs no Slack call."""
-        own, groups, custom = await repo.grants_for(self.db, user_id)
+        """A user's own grants in workspace `team` and those of the groups they are in (roles
+        expanded, expired included), and the groups whose members could not be read. Only groups
+        with a `relevant`, unexpired grant are looked up, so an unrelated group costs no Slack call.
+        A grant of another workspace never counts, whatever its user id."""
+        own, groups, custom = await repo.grants_for(self.db, team, user_id)
         held = with_roles(own, custom)
         now = self.now()
         membership: dict[str, bool] = {}
@@ -52,14 +53,14 @@ class Access:
             return False
 
     async def decide(self, inv: Invocation, action: str, account: str | None) -> Decision:
-        held, problems = await self.held(inv.user_id, lambda grant: concerns(grant, action, account))
+        held, problems = await self.held(inv.team, inv.user_id, lambda grant: concerns(grant, action, account))
         decision = decide(held, action, account, channel=inv.channel_id, now=self.now())
         if not decision.allowed and problems:
             decision = replace(decision, note="; ".join(filter(None, [decision.note, *problems])))
         return decision
 
     async def all_held(self, inv: Invocation) -> list[Grant]:
-        return (await self.held(inv.user_id))[0]
+        return (await self.held(inv.team, inv.user_id))[0]
 
     async def usable(self, inv: Invocation) -> list[Grant]:
         """The grants that count for this command: unexpired, and from its channel."""

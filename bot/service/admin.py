@@ -11,7 +11,7 @@ audited like call actions, through the service's audit rows. The shell's entry p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +35,8 @@ from bot.domain.permissions import (
     with_roles,
 )
 from bot.domain.replies import Reply, Tone, mention
-from bot.providers.base import ProviderClient
 from bot.service.access import Access
+from bot.service.accounts import Accounts
 from bot.service.recorder import Recorder
 from bot.service.safety import Safety
 from bot.service.steps import Clock, Invocation
@@ -49,14 +49,15 @@ class Grants:
     def __init__(
         self,
         db: Database,
-        clients: Mapping[str, ProviderClient],
+        accounts: Accounts,
         clock: Clock,
         recorder: Recorder,
         access: Access,
         safety: Safety,
     ) -> None:
         self.db = db
-        self.clients = dict(clients)
+        # Grants, freezes and `needs_approval` name the accounts of the asker's workspace only.
+        self.accounts = accounts
         self.now = clock
         self.recorder = recorder
         self.access = access
@@ -67,9 +68,9 @@ class Grants:
     async def change(self, inv: Invocation, command: GrantCommand) -> Reply:
         verb = "revoke" if command.revoke else "grant"
         try:
-            self._check_accounts(command.accounts)
+            self._check_accounts(inv.team, command.accounts)
             _check_team_wide(command)
-            expires_at = await self._check_grant(command)
+            expires_at = await self._check_grant(inv.team, command)
         except InvalidInput as error:
             return await self.recorder.refuse(inv, error, action=verb)
         wanted = None if command.revoke else Limits(command.channel, expires_at)
@@ -91,7 +92,7 @@ class Grants:
         """`/call freeze|unfreeze on=…`: admins of every account named. History is kept (freezes table)."""
         verb = command.verb
         try:
-            self._check_accounts(command.accounts)
+            self._check_accounts(inv.team, command.accounts)
         except InvalidInput as error:
             return await self.recorder.refuse(inv, error, action=verb)
         decision = decide_management(
@@ -107,13 +108,13 @@ class Grants:
         unchanged: list[str] = []
         for account in command.accounts:
             if command.lift:
-                lifted = await repo.lift_freezes(self.db, account, inv.user_id, now, command.reason)
+                lifted = await repo.lift_freezes(self.db, inv.team, account, inv.user_id, now, command.reason)
                 (changed if lifted else unchanged).append(account)
                 continue
-            if await repo.active_freeze(self.db, account) is not None:
+            if await repo.active_freeze(self.db, inv.team, account) is not None:
                 unchanged.append(account)
                 continue
-            await repo.add_freeze(self.db, account, command.reason or "", inv.user_id, now)
+            await repo.add_freeze(self.db, inv.team, account, command.reason or "", inv.user_id, now)
             changed.append(account)
         request = {"accounts": list(command.accounts), "reason": command.reason, "changed": changed}
         row = await self.recorder.record(
@@ -132,11 +133,11 @@ class Grants:
         if target != inv.user_id and not any("admin" in g.actions for g in await self.access.usable(inv)):
             denial = PermissionDenied("perms", None, "Seeing someone else's permissions needs `admin`.")
             return await self.recorder.refuse(inv, denial, action="perms", decision=Decision(False, "admin", None))
-        return await self._describe_perms(target, command.subject_kind)
+        return await self._describe_perms(inv.team, target, command.subject_kind)
 
-    async def roles(self) -> Reply:
+    async def roles(self, team: str) -> Reply:
         """`/call roles` and `callbot roles`, redacted already."""
-        return self.recorder.redact(await self._roles())
+        return self.recorder.redact(await self._roles(team))
 
     async def define_role(self, inv: Invocation, command: RoleCommand) -> Reply:
         """Roles are team-wide (a grant of one reaches whatever it will contain): admin on `*`."""
@@ -147,7 +148,7 @@ class Grants:
         if not decision.allowed:
             denial = PermissionDenied("role create", None, "Defining roles needs `admin` on `*`.")
             return await self.recorder.refuse(inv, denial, action="role", decision=decision, request=request)
-        previous = await repo.save_role(self.db, command.name, list(command.actions), inv.user_id, self.now())
+        previous = await repo.save_role(self.db, inv.team, command.name, list(command.actions), inv.user_id, self.now())
         request["previous"] = list(previous) if previous is not None else None
         row = await self.recorder.record(
             inv, outcome=Outcome.SUCCEEDED, decision=decision, action="role", request=request, completed=True
@@ -158,13 +159,13 @@ class Grants:
             lines.append(f"Before: {_actions_text(previous)}. Every grant of `{command.name}` changes at once.")
         return Reply(Tone.SUCCESS, f"{verb} role `{command.name}`.", tuple(lines), audit_id=row.id)
 
-    async def shell_grant(self, command: GrantCommand, os_user: str) -> Reply:
+    async def shell_grant(self, team: str, command: GrantCommand, os_user: str) -> Reply:
         """`callbot grant` from the shell: trusted (it can reach the database anyway), still audited."""
 
-        inv = Invocation("cli", f"shell:{os_user}", _grant_text(command), user_name=os_user)
+        inv = Invocation("cli", f"shell:{os_user}", _grant_text(command), user_name=os_user, team_id=team)
         try:
             _check_team_wide(command)
-            expires_at = await self._check_grant(command)
+            expires_at = await self._check_grant(team, command)
         except InvalidInput as error:
             return self.recorder.redact(
                 await self.recorder.refuse(inv, error, action="revoke" if command.revoke else "grant")
@@ -172,12 +173,12 @@ class Grants:
         shell = Decision(True, "admin", ANY_ACCOUNT, note="trusted shell")
         return self.recorder.redact(await self._apply_grants(inv, command, shell, expires_at))
 
-    async def shell_role(self, command: RoleCommand, os_user: str) -> Reply:
+    async def shell_role(self, team: str, command: RoleCommand, os_user: str) -> Reply:
         """`callbot role create` from the shell: trusted like `callbot grant`, still audited."""
 
         text = f"role create {command.name} {','.join(command.actions)}"
-        inv = Invocation("cli", f"shell:{os_user}", text, user_name=os_user)
-        previous = await repo.save_role(self.db, command.name, list(command.actions), inv.user_id, self.now())
+        inv = Invocation("cli", f"shell:{os_user}", text, user_name=os_user, team_id=team)
+        previous = await repo.save_role(self.db, team, command.name, list(command.actions), inv.user_id, self.now())
         request = {"name": command.name, "actions": list(command.actions), "previous": previous and list(previous)}
         shell = Decision(True, "admin", ANY_ACCOUNT, note="trusted shell")
         row = await self.recorder.record(
@@ -186,20 +187,20 @@ class Grants:
         verb = "Created" if previous is None else "Redefined"
         return Reply(Tone.SUCCESS, f"{verb} role `{command.name}`: {_actions_text(command.actions)}.", audit_id=row.id)
 
-    async def perms_of(self, user_id: str | None, kind: str = "user") -> Reply:
-        return self.recorder.redact(await self._describe_perms(user_id, kind))
+    async def perms_of(self, team: str, user_id: str | None, kind: str = "user") -> Reply:
+        return self.recorder.redact(await self._describe_perms(team, user_id, kind))
 
-    async def custom_role_names(self) -> tuple[str, ...]:
-        return tuple(await repo.custom_roles(self.db))
+    async def custom_role_names(self, team: str) -> tuple[str, ...]:
+        return tuple(await repo.custom_roles(self.db, team))
 
     # -- the work --------------------------------------------------------------------------------
 
-    async def _check_grant(self, command: GrantCommand) -> datetime | None:
+    async def _check_grant(self, team: str, command: GrantCommand) -> datetime | None:
         """Role names must exist; the expiry (from `for=` or `until=`) must be in the future; a
         grant held for approval (`needs_approval=yes`) only on accounts with an approvers_channel."""
-        grammar.check_grantable(command.actions, tuple(await repo.custom_roles(self.db)))
+        grammar.check_grantable(command.actions, tuple(await repo.custom_roles(self.db, team)))
         if command.needs_approval and not command.revoke:
-            accounts = sorted(self.clients) if ANY_ACCOUNT in command.accounts else command.accounts
+            accounts = sorted(self.accounts.visible(team)) if ANY_ACCOUNT in command.accounts else command.accounts
             missing = [a for a in accounts if self.safety.policy_of(a).approvers_channel is None]
             if missing:
                 raise InvalidInput(
@@ -227,6 +228,7 @@ class Grants:
                 if command.revoke:
                     done = await repo.remove_grant(
                         self.db,
+                        inv.team,
                         command.user_id,
                         action,
                         account,
@@ -237,6 +239,7 @@ class Grants:
                     continue
                 result = await repo.add_grant(
                     self.db,
+                    inv.team,
                     command.user_id,
                     action,
                     account,
@@ -268,27 +271,28 @@ class Grants:
         )
         return Reply(Tone.SUCCESS, *_grant_wording(command, outcomes, expires_at), audit_id=row.id)
 
-    def _check_accounts(self, accounts: tuple[str, ...]) -> None:
+    def _check_accounts(self, team: str, accounts: tuple[str, ...]) -> None:
+        visible = self.accounts.visible(team)
         for account in accounts:
-            if account != ANY_ACCOUNT and account not in self.clients:
-                names = sorted(self.clients)
+            if account != ANY_ACCOUNT and account not in visible:
+                names = sorted(visible)
                 hint = (
                     grammar.suggest(account, names) or f"Use `*` or one of: {', '.join(names) or '(none configured)'}."
                 )
                 raise InvalidInput(f"on={account}", "is not a configured account.", hint)
 
-    async def _describe_perms(self, subject: str | None, kind: str = "user") -> Reply:
+    async def _describe_perms(self, team: str, subject: str | None, kind: str = "user") -> Reply:
         now = self.now()
         if subject is None:
-            grants = with_roles(await repo.all_grants(self.db), await repo.custom_roles(self.db))
+            grants = with_roles(await repo.all_grants(self.db, team), await repo.custom_roles(self.db, team))
             every = tuple(f"{_subject(g)} {_grant_line(g, now)}" for g in grants)
             return Reply(Tone.INFO, "Every grant:", every or ("Nobody holds anything yet.",))
         if kind == GROUP:
-            custom = await repo.custom_roles(self.db)
-            grants = [g for g in with_roles(await repo.group_grants(self.db), custom) if g.user_id == subject]
+            custom = await repo.custom_roles(self.db, team)
+            grants = [g for g in with_roles(await repo.group_grants(self.db, team), custom) if g.user_id == subject]
             problems: list[str] = []
         else:
-            grants, problems = await self.access.held(subject)
+            grants, problems = await self.access.held(team, subject)
         who = group_mention(subject) if kind == GROUP else mention(subject)
         active = [_grant_line(g, now) for g in grants if not g.expired(now)]
         expired = [_grant_line(g, now) for g in grants if g.expired(now)]
@@ -299,8 +303,8 @@ class Grants:
             return Reply(Tone.INFO, title, tuple(lines))
         return Reply(Tone.INFO, f"{who} may:", tuple(lines))
 
-    async def _roles(self) -> Reply:
-        custom = await repo.custom_roles(self.db)
+    async def _roles(self, team: str) -> Reply:
+        custom = await repo.custom_roles(self.db, team)
         lines: list[str] = [f"`{name}` (built in): {_actions_text(actions)}" for name, actions in BUILTIN_ROLES.items()]
         lines += [f"`{name}` (custom): {_actions_text(actions)}" for name, actions in custom.items()]
         lines.append("Grant one like an action: `/call grant @someone operator on=ACCOUNT`.")

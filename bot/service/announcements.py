@@ -27,7 +27,7 @@ class Announcements:
     async def line(self, audit_id: int) -> str | None:
         """The line for audit row `audit_id`; None when it records nothing that reached a provider
         (refused, a dry run, not sent, or still pending)."""
-        row = await repo.audit_by_id(self.db, audit_id)
+        row = await repo.audit_by_id(self.db, None, audit_id)
         if row is None or not row.account or not row.action:
             return None
         if row.action == BULK_ACTION:

@@ -52,6 +52,9 @@ class ApprovalUpdate:
     requester: str
     requester_channel: str | None
     notice: Reply
+    # The request's workspace (the approvers' message and the requester are there).
+    team_id: str = ""
+    enterprise_id: str | None = None
 
 
 class ApprovalRequests:
@@ -101,6 +104,8 @@ class ApprovalRequests:
             return row
         approval = await repo.insert_approval(
             self.db,
+            inv.team,
+            enterprise_id=inv.enterprise_id,
             account=ask.account,
             action=ask.verb,
             call_id=ask.call_id,
@@ -146,7 +151,7 @@ class ApprovalRequests:
             f"Waiting for approval #{approval.id}: {ask.verb} {ask.label}",
             lines,
             audit_id=row.id,
-            approval=ApprovalNotice(approval.id, channel, posted),
+            approval=ApprovalNotice(approval.id, channel, posted, approval.team_id, approval.enterprise_id),
         )
 
     async def posted(self, approval_id: int, message_ts: str) -> None:
@@ -158,7 +163,16 @@ class ApprovalRequests:
         label = f"`{row.action} {target}`"
         message = self.message(row, tone, title, said)
         notice = self.recorder.redact(Reply(tone, f"Your request {label} (approval #{row.id}): {title}", said))
-        return ApprovalUpdate(row.channel, row.message_ts, message, row.requester, row.requester_channel, notice)
+        return ApprovalUpdate(
+            row.channel,
+            row.message_ts,
+            message,
+            row.requester,
+            row.requester_channel,
+            notice,
+            row.team_id,
+            row.enterprise_id,
+        )
 
     def message(
         self, row: ApprovalRow, tone: Tone, title: str, lines: Iterable[str], choices: tuple[Choice, ...] = ()

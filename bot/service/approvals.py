@@ -9,7 +9,7 @@ from bot.db import repo
 from bot.db.models import ApprovalRow
 from bot.db.session import Database
 from bot.domain import grammar
-from bot.domain.errors import InvalidInput, PermissionDenied, PolicyDenied
+from bot.domain.errors import ForeignWorkspace, InvalidInput, PermissionDenied, PolicyDenied
 from bot.domain.grammar import CallCommand, DocumentCall, SavedFlowCommand
 from bot.domain.outcomes import OUTCOME_EMOJI, Outcome, Source
 from bot.domain.permissions import Decision, when
@@ -66,7 +66,11 @@ class Approvals:
         request out of `pending` acts (conditional UPDATE): a double click runs the action once."""
         verb = "approval.approve" if approve else "approval.deny"
         inv = replace(inv, text=f"{'approve' if approve else 'deny'} approval #{approval_id}", idempotency_key=None)
-        row = await repo.get_approval(self.db, approval_id)
+        row = await repo.get_approval(self.db, None, approval_id)
+        if row is not None and row.team_id != inv.team:
+            # Another workspace's request: its approvers are not these, whatever their user ids.
+            foreign = ForeignWorkspace("approval request")
+            return ApprovalDecision(await self._refuse(inv, None, verb, foreign.message))
         if row is None:
             return ApprovalDecision(await self._refuse(inv, None, verb, "This approval request does not exist."))
         if row.status != "pending":
@@ -118,6 +122,8 @@ class Approvals:
             Source.APPROVAL,
             row.requester,
             row.text,
+            team_id=row.team_id,
+            enterprise_id=row.enterprise_id,
             channel_id=row.requester_channel,
             account=row.account,
             idempotency_key=f"approval:{row.id}",
@@ -136,10 +142,10 @@ class Approvals:
     async def finished(self, approval_id: int, outcome: Reply) -> ApprovalUpdate | None:
         """The approved action ran (or the pipeline refused it): record the outcome on the request,
         and say it in the approvers' message and to the requester."""
-        row = await repo.get_approval(self.db, approval_id)
+        row = await repo.get_approval(self.db, None, approval_id)
         if row is None:
             return None
-        audit = await repo.audit_by_id(self.db, outcome.audit_id) if outcome.audit_id else None
+        audit = await repo.audit_by_id(self.db, row.team_id, outcome.audit_id) if outcome.audit_id else None
         result = audit.outcome if audit is not None else outcome.tone.value
         await repo.move_approval(
             self.db, row.id, "approved", "executed", outcome=result[:16], result_audit_id=outcome.audit_id
@@ -161,7 +167,12 @@ class Approvals:
                 continue
             said = f"Approval request #{row.id} expired {when(row.expires_at)} with no decision: nothing was sent."
             inv = Invocation(
-                Source.APPROVAL, row.requester, f"expire approval #{row.id}", channel_id=row.requester_channel
+                Source.APPROVAL,
+                row.requester,
+                f"expire approval #{row.id}",
+                team_id=row.team_id,
+                enterprise_id=row.enterprise_id,
+                channel_id=row.requester_channel,
             )
             await self.recorder.record(
                 inv,

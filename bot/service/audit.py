@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.db import audit_search, repo
+from bot.db import audit_search, repo, workspaces
 from bot.db.audit_search import AuditFilter, Cursor
 from bot.db.models import ApprovalRow, AuditRow
 from bot.db.session import Database
 from bot.domain import grammar
-from bot.domain.errors import InvalidInput, PermissionDenied
+from bot.domain.errors import ForeignWorkspace, InvalidInput, PermissionDenied
 from bot.domain.grammar import AuditQuery
 from bot.domain.outcomes import OUTCOME_EMOJI, Outcome
 from bot.domain.permissions import ANY_ACCOUNT, Decision
@@ -31,6 +31,7 @@ from bot.domain.redact import Redactor
 from bot.domain.replies import AuditDetail, AuditEntry, AuditHome, AuditListing, Reply, Tone, mention
 from bot.service import audit_confirmed, audit_export
 from bot.service.access import Access
+from bot.service.audit_tokens import decode_token, filter_fields, page_token
 from bot.service.recorder import Recorder
 from bot.service.steps import Clock, Invocation
 
@@ -42,10 +43,7 @@ HOME_TEAM = 20
 # The most rows one `/call audit export` file holds (the newest ones): Slack reads the whole file
 # into memory to upload it. The shell's `callbot audit export` has no such limit.
 EXPORT_CAP = 100_000
-TOKEN_LIMIT = 2000  # Slack's limit on a button value
 HOME_FILTERS = ("all", "failed", "denied", "today")
-# Token keys: short, since the whole token must fit in a button value.
-_TOKEN_FIELDS = {"u": "user_id", "a": "account", "c": "call_id", "x": "action", "o": "outcome"}
 
 # Uploads the finished file: (path, file name, the comment to post with it).
 Upload = Callable[[Path, str, str], Awaitable[None]]
@@ -58,6 +56,7 @@ class Scope:
     accounts: tuple[str, ...] | None  # None: every row
     user: str | None  # their own rows, whatever the account
     reads_others: bool
+    team: str  # the workspace: another's rows are never read
 
     @property
     def label(self) -> str:
@@ -66,7 +65,7 @@ class Scope:
         return "visible to you" if self.reads_others else "yours"
 
     def restrict(self, flt: AuditFilter) -> AuditFilter:
-        return replace(flt, visible_accounts=self.accounts, visible_user=self.user)
+        return replace(flt, visible_accounts=self.accounts, visible_user=self.user, workspace=self.team)
 
 
 class AuditReview:
@@ -113,8 +112,8 @@ class AuditReview:
             return Reply(Tone.INFO, f"No audited attempts match ({scope.label}{about}).")
         listing = AuditListing(
             self._entries(found.rows),
-            newer=_token(flt, "n", found.newest) if found.has_newer else None,
-            older=_token(flt, "o", found.oldest) if found.has_older else None,
+            newer=page_token(flt, "n", found.newest) if found.has_newer else None,
+            older=page_token(flt, "o", found.oldest) if found.has_older else None,
         )
         first, last = found.rows[0].created_at, found.rows[-1].created_at
         count = len(found.rows)
@@ -129,6 +128,14 @@ class AuditReview:
         """The whole row, if the clicker may see it now; otherwise a refusal (audited)."""
         scope = await self.scope(inv)
         row = await audit_search.get(self.db, audit_id, scope.restrict(AuditFilter()))
+        anywhere = await repo.audit_by_id(self.db, None, audit_id) if row is None else None
+        if anywhere is not None and not workspaces.same(anywhere.workspace_id, scope.team):
+            # Another workspace's row, named in a forged or foreign button.
+            return await self.recorder.refuse(
+                replace(inv, text=f"audit details #{audit_id}", idempotency_key=None),
+                ForeignWorkspace("audit row"),
+                action="audit",
+            )
         if row is None:
             detail = f"Audit row #{audit_id} does not exist or is not yours to see; others' rows need `audit`."
             return await self.recorder.refuse(  # an attempt to read: audited like `/call audit user=…`
@@ -137,12 +144,12 @@ class AuditReview:
                 action="audit",
                 decision=Decision(False, "audit", None),
             )
-        approval = await self._approval_of(row)
+        approval = await self._approval_of(scope.team, row)
         return self._detail(row, approval)
 
-    async def _approval_of(self, row: AuditRow) -> ApprovalRow | None:
+    async def _approval_of(self, team: str, row: AuditRow) -> ApprovalRow | None:
         """The two-person approval this row requested, executed or decided, if any."""
-        return await repo.approval_linked_to(self.db, row.id, _approval_id(row))
+        return await repo.approval_linked_to(self.db, team, row.id, _approval_id(row))
 
     def _detail(self, row: AuditRow, approval: ApprovalRow | None) -> AuditDetail:
         safe = self.redactor.text  # stored redacted already; redact again in case secrets changed
@@ -182,23 +189,25 @@ class AuditReview:
 
     # -- App Home -------------------------------------------------------------------------------
 
-    async def home(self, user_id: str, team_filter: str | None = None) -> AuditHome:
+    async def home(self, team: str, user_id: str, team_filter: str | None = None) -> AuditHome:
         """The person's last attempts and, if they read others' rows, the team's (quick filter
         applied). Grants limited to a channel do not count here: the Home tab is no channel.
         Without `team_filter` (a refresh after an action) the person's last pick stays; it is
         remembered in this process only, so a restart shows "All" again."""
 
-        scope = await self.scope(Invocation("home", user_id, ""))
-        own = await audit_search.page(self.db, AuditFilter(user_id=user_id, visible_user=user_id), HOME_OWN)
+        scope = await self.scope(Invocation("home", user_id, "", team_id=team))
+        own = await audit_search.page(
+            self.db, AuditFilter(user_id=user_id, visible_user=user_id, workspace=team), HOME_OWN
+        )
         if team_filter is None:
-            team_filter = self._team_filters.get(user_id, "all")
+            team_filter = self._team_filters.get(f"{team}:{user_id}", "all")
         team_filter = team_filter if team_filter in HOME_FILTERS else "all"
-        self._team_filters[user_id] = team_filter
-        team = None
+        self._team_filters[f"{team}:{user_id}"] = team_filter
+        others = None
         if scope.reads_others:
             found = await audit_search.page(self.db, scope.restrict(self._quick(team_filter)), HOME_TEAM)
-            team = self._entries(found.rows)
-        return AuditHome(user_id, self._entries(own.rows), team, team_filter, scope.label)
+            others = self._entries(found.rows)
+        return AuditHome(user_id, self._entries(own.rows), others, team_filter, scope.label)
 
     def _entries(self, rows: list[AuditRow]) -> tuple[AuditEntry, ...]:
         """The rows as list lines. The confirmation holds the provider's word, so it is masked
@@ -238,7 +247,7 @@ class AuditReview:
         snapshot = self.now()
         flt = _filter(query)
         flt = scope.restrict(replace(flt, until=min(flt.until, snapshot) if flt.until else snapshot))
-        request = {**_filter_fields(flt), "format": query.format, "scope": scope.label}
+        request = {**filter_fields(flt), "format": query.format, "scope": scope.label}
         try:
             row = await self.recorder.record(inv, outcome=Outcome.PENDING, action="audit.export", request=request)
         except repo.DuplicateRequest:
@@ -303,8 +312,8 @@ class AuditReview:
         grants = await self.access.usable(inv)
         readable = sorted({g.account for g in grants if g.actions & {"audit", "admin"}})
         if ANY_ACCOUNT in readable:
-            return Scope(None, None, True)
-        return Scope(tuple(readable), inv.user_id, bool(readable))
+            return Scope(None, None, True, inv.team)
+        return Scope(tuple(readable), inv.user_id, bool(readable), inv.team)
 
     async def _refuse_others(self, inv: Invocation, user: str | None, scope: Scope, action: str) -> Reply | None:
         """Asking for someone else's rows without `audit` is refused (and audited), not just empty."""
@@ -371,76 +380,6 @@ def _filter(query: AuditQuery) -> AuditFilter:
         since=query.since,
         until=query.until,
     )
-
-
-def _filter_fields(flt: AuditFilter) -> dict[str, Any]:
-    fields: dict[str, Any] = {name: getattr(flt, name) for name in _TOKEN_FIELDS.values()}
-    fields["since"] = flt.since.isoformat() if flt.since else None
-    fields["until"] = flt.until.isoformat() if flt.until else None
-    return fields
-
-
-def _token(flt: AuditFilter, direction: str, cursor: Cursor | None) -> str | None:
-    """A compact button value: the filter, the direction and the cursor. None if it would not fit
-    (a filter of absurd length): that button is then left out."""
-    if cursor is None:
-        return None
-    data: dict[str, Any] = {key: getattr(flt, name) for key, name in _TOKEN_FIELDS.items() if getattr(flt, name)}
-    for key, moment in (("s", flt.since), ("t", flt.until)):
-        if moment is not None:
-            data[key] = _iso(moment)
-    data["d"] = direction
-    data["k"] = [_iso(cursor.created_at), cursor.id]
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= TOKEN_LIMIT else None
-
-
-def decode_token(token: str) -> tuple[AuditFilter, Cursor | None, Cursor | None]:
-    """The filter and the cursor of a page button. ValueError if it is not one of ours."""
-    try:
-        data = json.loads(token)
-        fields = {name: _text(data.get(key)) for key, name in _TOKEN_FIELDS.items()}
-        since, until = (_moment(data.get(key)) for key in ("s", "t"))
-        at, row_id = data["k"]
-        cursor = Cursor(_moment(at) or _missing(), int(row_id))
-        direction = data["d"]
-    except (TypeError, KeyError, ValueError, AttributeError) as error:
-        raise ValueError(f"not an audit page token: {error}") from None
-    if direction not in ("n", "o"):
-        raise ValueError("not an audit page token: direction")
-    flt = AuditFilter(
-        user_id=fields["user_id"],
-        account=fields["account"],
-        call_id=fields["call_id"],
-        action=fields["action"],
-        outcome=fields["outcome"],
-        since=since,
-        until=until,
-    )
-    return (flt, cursor, None) if direction == "o" else (flt, None, cursor)
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("a filter value is not text")
-    return value
-
-
-def _moment(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _missing() -> datetime:
-    raise ValueError("no cursor time")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _stamp(moment: datetime) -> str:

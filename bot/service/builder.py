@@ -8,13 +8,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from bot.db import repo
+from bot.db import flow_store
 from bot.db.models import utcnow
 from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.actions import ActionName, ApplyFlow, CallTarget
 from bot.domain.callflow import CallFlow
-from bot.domain.errors import InvalidInput
+from bot.domain.errors import ForeignWorkspace, InvalidInput
 from bot.domain.grammar import FlowBuilderCommand
 from bot.domain.outcomes import Source
 from bot.domain.replies import Reply
@@ -34,6 +34,7 @@ class FlowDraft:
     commands: tuple[dict[str, Any], ...]
     end_call: bool
     updated_at: datetime
+    team_id: str = ""  # its workspace: every later read and write of the draft is scoped by it
 
     @property
     def label(self) -> str:
@@ -55,7 +56,7 @@ class FlowBuilder:
         self.recorder = recorder
         self.accounts = accounts
 
-    def target(self, text: str) -> CallTarget | None:
+    def target(self, team: str, text: str) -> CallTarget | None:
         """`/call flow CALL` alone, on an account whose provider takes callFlows: the call the builder
         is for (account resolved). None otherwise; the normal pipeline then explains what is missing.
         No database access, so Slack's listener can decide at once whether to open a modal."""
@@ -63,11 +64,11 @@ class FlowBuilder:
             command = grammar.parse(text)
         except InvalidInput:
             return None
-        return self.target_of(command) if isinstance(command, FlowBuilderCommand) else None
+        return self.target_of(team, command) if isinstance(command, FlowBuilderCommand) else None
 
-    def target_of(self, command: FlowBuilderCommand) -> CallTarget | None:
+    def target_of(self, team: str, command: FlowBuilderCommand) -> CallTarget | None:
         try:
-            account, client = self.accounts.resolve(command.target)
+            account, client = self.accounts.resolve(team, command.target)
         except InvalidInput:
             return None
         return CallTarget(account, command.target.call_id) if ActionName.FLOW in client.supported else None
@@ -85,18 +86,24 @@ class FlowBuilder:
             return self.recorder.redact(
                 await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context)
             )
-        row = await repo.latest_draft(self.db, inv.user_id, authorised.account, target.call_id)
+        row = await flow_store.latest_draft(self.db, inv.team, inv.user_id, authorised.account, target.call_id)
         return BuilderOpening(authorised.account, target.call_id, _draft(row) if row else None)
 
     async def start_draft(
-        self, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]] | None = None
+        self, team: str, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]] | None = None
     ) -> FlowDraft:
         """A fresh draft (replacing the person's earlier one for this call)."""
-        return _draft(await repo.create_draft(self.db, user_id, account, call_id, commands or []))
+        return _draft(await flow_store.create_draft(self.db, team, user_id, account, call_id, commands or []))
 
-    async def draft(self, draft_id: int, user_id: str) -> FlowDraft | None:
-        """The person's own live draft; None when expired, applied, or someone else's."""
-        row = await repo.get_draft(self.db, draft_id)
+    async def draft(self, team: str, draft_id: int, user_id: str) -> FlowDraft | None:
+        """The person's own live draft; None when expired, applied, someone else's or another
+        workspace's."""
+        row = await flow_store.get_draft(self.db, team, draft_id)
+        if row is None and await flow_store.draft_workspace(self.db, draft_id) not in (None, team):
+            # A builder view naming another workspace's draft: nothing of it is shown, and the
+            # attempt is audited (the person then sees the draft as gone).
+            inv = Invocation("modal", user_id, f"flow draft #{draft_id}", team_id=team)
+            await self.recorder.refuse(inv, ForeignWorkspace("draft"), action=ActionName.FLOW)
         return _draft(row) if row is not None and row.user_id == user_id else None
 
     async def update_draft(
@@ -108,8 +115,9 @@ class FlowBuilder:
             end_call=draft.end_call if end_call is None else end_call,
             updated_at=utcnow(),
         )
-        await repo.update_draft(
+        await flow_store.update_draft(
             self.db,
+            draft.team_id,
             draft.id,
             commands=list(changed.commands),
             end_call=changed.end_call,
@@ -117,8 +125,8 @@ class FlowBuilder:
         )
         return changed
 
-    async def discard_draft(self, draft_id: int) -> None:
-        await repo.delete_draft(self.db, draft_id)
+    async def discard_draft(self, team: str, draft_id: int) -> None:
+        await flow_store.delete_draft(self.db, team, draft_id)
 
     def request_body(self, account: str, call_id: str, flow: CallFlow, *, end_call: bool) -> Any:
         """The exact JSON body `flow` would PATCH to the call: the builder's Preview."""
@@ -137,5 +145,12 @@ class FlowBuilder:
 
 def _draft(row: Any) -> FlowDraft:
     return FlowDraft(
-        row.id, row.user_id, row.account, row.call_id, tuple(row.commands), bool(row.end_call), row.updated_at
+        row.id,
+        row.user_id,
+        row.account,
+        row.call_id,
+        tuple(row.commands),
+        bool(row.end_call),
+        row.updated_at,
+        row.team_id,
     )

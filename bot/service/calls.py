@@ -147,6 +147,8 @@ class CallActions:
             command.target.call_id,
             check_state=check,
             announce=announce,
+            team_id=inv.team,
+            enterprise_id=inv.enterprise_id,
         )
 
     async def _open_pending(
@@ -275,6 +277,8 @@ class CallActions:
             command.target.call_id,
             check_state=True,
             dry_run=dry,
+            team_id=inv.team,
+            enterprise_id=inv.enterprise_id,
         )
 
     async def _request_approval(

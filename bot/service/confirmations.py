@@ -140,7 +140,7 @@ class Confirmations:
         try:
             if seen is not None and await store.confirm(self.db, {audit_id: seen.fields()}):
                 return seen
-            row = await repo.audit_by_id(self.db, audit_id)
+            row = await repo.audit_by_id(self.db, None, audit_id)
         except Exception:
             # The person still hears what the provider showed; the row stays unconfirmed.
             log.exception("could not record the confirmation of audit #%s", audit_id)

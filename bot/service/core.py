@@ -100,6 +100,8 @@ class Service:
         clock: Clock | None = None,
         directory: Directory | None = None,
         batch_stale_after: timedelta = timedelta(seconds=30),
+        workspaces: Mapping[str, tuple[str, ...] | None] | None = None,
+        home: str | None = None,
     ) -> None:
         self.db = db
         self.clients = dict(clients)
@@ -108,7 +110,11 @@ class Service:
         self.now: Clock = clock or real_clock
         self.recorder = Recorder(db, redactor, self.now)
         self.access = Access(db, directory or NoDirectory(), self.now)
-        self.accounts = Accounts(clients, db, self.recorder, self.access)
+        # The workspace of SLACK_BOT_TOKEN (auth.test at start; None: unknown, or OAuth): where a
+        # request that names none (the shell's, given no --team) is scoped, and where accounts
+        # without a `workspaces` key exist (bot/service/accounts.py `shared_with`).
+        self.home = home
+        self.accounts = Accounts(clients, db, self.recorder, self.access, workspaces, home)
         self.safety = Safety(db, policies or {}, self.access, self.recorder, self.now)
         self.requests = ApprovalRequests(db, self.recorder, self.safety, self.now)
         # `/call list`, `/call status`, the form's call type-ahead, check_state.
@@ -139,10 +145,10 @@ class Service:
         # `/call audit` pages and details, the App Home summary, exports.
         self.audit = AuditReview(db, redactor, self.now, self.recorder, self.access)
         # OAuth mode: installs, uninstalls and revoked tokens, audited (bot/slack/installs.py).
-        self.installs = Installations(self.recorder)
+        self.installs = Installations(self.recorder, db)
         # `/call grant|revoke|perms|roles|role create|freeze|unfreeze` and the shell's.
-        self.grants = Grants(db, clients, self.now, self.recorder, self.access, self.safety)
-        self.help = Help(clients, self.access)
+        self.grants = Grants(db, self.accounts, self.now, self.recorder, self.access, self.safety)
+        self.help = Help(self.accounts, self.access)
         # Each parsed command's use case (call actions and saved flows have their own steps).
         self._routes: dict[type[Command], Handler] = {
             CallCommand: self.calls.begin,
@@ -158,13 +164,19 @@ class Service:
             FreezeCommand: self._done(self.grants.freeze),
             AuditQuery: self._done(self._audit),
             PermsCommand: self._done(self.grants.perms),
-            RolesCommand: self._done(lambda inv, command: self.grants.roles()),
+            RolesCommand: self._done(lambda inv, command: self.grants.roles(inv.team)),
             RoleCommand: self._done(self.grants.define_role),
             HelpCommand: self._done(lambda inv, command: self.help.answer(inv, command.topic)),
             OpenFormCommand: self._done(lambda inv, command: self.help.answer(inv, None)),
         }
 
     # -- entry points -------------------------------------------------------------------------
+
+    def scoped(self, inv: Invocation) -> Invocation:
+        """`inv` with its workspace: Slack always names one; a request that names none (the shell's,
+        internal ones) is the home workspace's. With no home known it stays unscoped, and whatever
+        reads or writes a row refuses it (Invocation.team)."""
+        return inv if inv.team_id or self.home is None else replace(inv, team_id=self.home)
 
     async def handle(self, inv: Invocation) -> Reply:
         """A command from start to end (the shell's `callbot run`): the outcome of a call action
@@ -179,6 +191,7 @@ class Service:
     async def begin(self, inv: Invocation) -> Done | Started:
         """Everything that needs no provider: replay, parse, route. A call action comes back
         `Started` (audited pending; `finish` sends it), anything else `Done`."""
+        inv = self.scoped(inv)
         earlier = await self.recorder.replay(inv)
         if earlier is not None:
             return Done(earlier)
@@ -190,6 +203,7 @@ class Service:
 
     async def begin_parsed(self, inv: Invocation, command: Command) -> Done | Started:
         """`begin` for a text the caller parsed already (Slack's edge parses each `/call` once)."""
+        inv = self.scoped(inv)
         earlier = await self.recorder.replay(inv)
         if earlier is not None:
             return Done(earlier)
@@ -213,10 +227,11 @@ class Service:
     async def begin_choice(self, inv: Invocation, token: str, account: str) -> Done | Started:
         """The person picked `account` for a command whose call id fitted several accounts, or
         clicked the Confirm of a confirmation."""
+        inv = self.scoped(inv)
         earlier = await self.recorder.replay(inv)
         if earlier is not None:
             return Done(earlier)
-        choice = await repo.take_choice(self.db, token, inv.user_id)
+        choice = await repo.take_choice(self.db, inv.team, token, inv.user_id)
         if choice is None:
             refused = await self.safety.refuse_foreign_choice(inv, token)
             if refused is not None:
@@ -237,7 +252,7 @@ class Service:
 
     async def record_invalid(self, inv: Invocation, error: InvalidInput, action: str | None) -> None:
         """A form submission refused field by field is still an attempt: it leaves an audit row."""
-        await self.recorder.refuse(inv, error, action=action)
+        await self.recorder.refuse(self.scoped(inv), error, action=action)
 
     async def recover_pending(self, grace_seconds: float) -> list[Recovered]:
         """Attempts a stopped process left `pending` (older than any live request) become `unknown`;
@@ -250,25 +265,25 @@ class Service:
 
     # -- what the chat layer calls by name -------------------------------------------------------
 
-    async def form_accounts(self, user_id: str) -> list[FormAccount]:
-        return await self.accounts.for_form(user_id)
+    async def form_accounts(self, team: str, user_id: str) -> list[FormAccount]:
+        return await self.accounts.for_form(team, user_id)
 
-    async def form_flows(self, user_id: str) -> list[LibraryEntry]:
+    async def form_flows(self, team: str, user_id: str) -> list[LibraryEntry]:
         """The saved flows the action form offers this person (none if they may not read them)."""
-        return await self.flows.menu(user_id)
+        return await self.flows.menu(team, user_id)
 
-    def calls_in(self, texts: Iterable[str]) -> list[FoundCall]:
+    def calls_in(self, team: str, texts: Iterable[str]) -> list[FoundCall]:
         """The call ids in a message (the "Act on this call" shortcut), for the action form."""
-        return self.accounts.found_calls(texts)
+        return self.accounts.found_calls(team, texts)
 
     async def refuse_foreign_choice(self, inv: Invocation, token: str) -> Reply | None:
-        return await self.safety.refuse_foreign_choice(inv, token)
+        return await self.safety.refuse_foreign_choice(self.scoped(inv), token)
 
-    async def dismiss_choice(self, user_id: str, token: str) -> Reply | None:
-        return await self.safety.dismiss_choice(user_id, token)
+    async def dismiss_choice(self, team: str, user_id: str, token: str) -> Reply | None:
+        return await self.safety.dismiss_choice(team, user_id, token)
 
     async def save_flow(self, inv: Invocation, name: str, flow: CallFlow) -> Reply:
-        return await self.flows.save(inv, name, flow)
+        return await self.flows.save(self.scoped(inv), name, flow)
 
     def policy_of(self, account: str) -> Policy:
         return self.safety.policy_of(account)
@@ -277,7 +292,7 @@ class Service:
         await self.requests.posted(approval_id, message_ts)
 
     async def decide_approval(self, inv: Invocation, approval_id: int, *, approve: bool) -> ApprovalDecision:
-        return await self.approvals.decide(inv, approval_id, approve=approve)
+        return await self.approvals.decide(self.scoped(inv), approval_id, approve=approve)
 
     async def approval_finished(self, approval_id: int, outcome: Reply) -> ApprovalUpdate | None:
         return await self.approvals.finished(approval_id, outcome)
@@ -285,30 +300,30 @@ class Service:
     async def expire_approvals(self) -> list[ApprovalUpdate]:
         return await self.approvals.expire()
 
-    def builder_target(self, text: str) -> CallTarget | None:
-        return self.builder.target(text)
+    def builder_target(self, team: str, text: str) -> CallTarget | None:
+        return self.builder.target(team, text)
 
-    def builder_target_of(self, command: FlowBuilderCommand) -> CallTarget | None:
-        return self.builder.target_of(command)
+    def builder_target_of(self, team: str, command: FlowBuilderCommand) -> CallTarget | None:
+        return self.builder.target_of(team, command)
 
     async def open_builder(self, inv: Invocation, target: CallTarget) -> BuilderOpening | Reply:
-        return await self.builder.open(inv, target)
+        return await self.builder.open(self.scoped(inv), target)
 
     async def start_draft(
-        self, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]] | None = None
+        self, team: str, user_id: str, account: str, call_id: str, commands: list[dict[str, Any]] | None = None
     ) -> FlowDraft:
-        return await self.builder.start_draft(user_id, account, call_id, commands)
+        return await self.builder.start_draft(team, user_id, account, call_id, commands)
 
-    async def draft(self, draft_id: int, user_id: str) -> FlowDraft | None:
-        return await self.builder.draft(draft_id, user_id)
+    async def draft(self, team: str, draft_id: int, user_id: str) -> FlowDraft | None:
+        return await self.builder.draft(team, draft_id, user_id)
 
     async def update_draft(
         self, draft: FlowDraft, *, commands: list[dict[str, Any]] | None = None, end_call: bool | None = None
     ) -> FlowDraft:
         return await self.builder.update_draft(draft, commands=commands, end_call=end_call)
 
-    async def discard_draft(self, draft_id: int) -> None:
-        await self.builder.discard_draft(draft_id)
+    async def discard_draft(self, team: str, draft_id: int) -> None:
+        await self.builder.discard_draft(team, draft_id)
 
     def flow_request_body(self, account: str, call_id: str, flow: CallFlow, *, end_call: bool) -> Any:
         return self.builder.request_body(account, call_id, flow, end_call=end_call)

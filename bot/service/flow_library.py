@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 
-from bot.db import repo
+from bot.db import flow_store
 from bot.db.models import SavedFlowRow
 from bot.db.session import Database
 from bot.domain.callflow import CallFlow, validate_callflow
@@ -28,17 +28,17 @@ from bot.domain.flows import FlowRef, LibraryEntry, SavedFlow, check_name
 from bot.domain.replies import mention
 
 
-async def save(db: Database, name: str, flow: CallFlow, author: str) -> SavedFlow:
+async def save(db: Database, team: str, name: str, flow: CallFlow, author: str) -> SavedFlow:
     """Stores `flow` as the next version of `name`. No permission check, no audit: see the service."""
-    row = await repo.insert_saved_flow(db, check_name(name), flow.to_wire(), author)
+    row = await flow_store.insert_saved_flow(db, team, check_name(name), flow.to_wire(), author)
     return SavedFlow(row.id, row.name, row.version, flow, row.author, row.created_at)
 
 
-async def resolve(db: Database, ref: FlowRef) -> SavedFlow:
+async def resolve(db: Database, team: str, ref: FlowRef) -> SavedFlow:
     """The version a reference means, or an InvalidInput saying clearly why there is none."""
-    rows = await repo.saved_flow_versions(db, ref.name)
+    rows = await flow_store.saved_flow_versions(db, team, ref.name)
     if not rows:
-        raise InvalidInput(ref.name, "is not a saved flow", await _unknown_hint(db, ref.name))
+        raise InvalidInput(ref.name, "is not a saved flow", await _unknown_hint(db, team, ref.name))
     live = [row for row in rows if row.deleted_at is None]
     if not live:
         raise InvalidInput(ref.name, f"was {_deleted(rows[-1])}", "See `/call flows` for the saved flows.")
@@ -54,26 +54,26 @@ async def resolve(db: Database, ref: FlowRef) -> SavedFlow:
     return _saved(row)
 
 
-async def entries(db: Database) -> list[LibraryEntry]:
+async def entries(db: Database, team: str) -> list[LibraryEntry]:
     return [
         LibraryEntry(row.name, row.version, len(row.callflow), row.author, row.created_at, count)
-        for row, count in await repo.latest_saved_flows(db)
+        for row, count in await flow_store.latest_saved_flows(db, team)
     ]
 
 
-async def versions(db: Database, name: str) -> list[int]:
+async def versions(db: Database, team: str, name: str) -> list[int]:
     """The live versions of a name, oldest first."""
-    return [row.version for row in await repo.saved_flow_versions(db, name) if row.deleted_at is None]
+    return [row.version for row in await flow_store.saved_flow_versions(db, team, name) if row.deleted_at is None]
 
 
-async def delete(db: Database, name: str, deleted_by: str) -> list[int]:
+async def delete(db: Database, team: str, name: str, deleted_by: str) -> list[int]:
     """Marks every version of `name` deleted; the versions marked. Unknown or deleted: InvalidInput."""
-    marked = await repo.delete_saved_flow(db, check_name(name), deleted_by)
+    marked = await flow_store.delete_saved_flow(db, team, check_name(name), deleted_by)
     if not marked:
-        rows = await repo.saved_flow_versions(db, name)
+        rows = await flow_store.saved_flow_versions(db, team, name)
         if rows:
             raise InvalidInput(name, f"was already {_deleted(rows[-1])}")
-        raise InvalidInput(name, "is not a saved flow", await _unknown_hint(db, name))
+        raise InvalidInput(name, "is not a saved flow", await _unknown_hint(db, team, name))
     return marked
 
 
@@ -94,8 +94,8 @@ def _saved(row: SavedFlowRow) -> SavedFlow:
     return SavedFlow(row.id, row.name, row.version, flow, row.author, row.created_at)
 
 
-async def _unknown_hint(db: Database, name: str) -> str:
-    names = await repo.saved_flow_names(db)
+async def _unknown_hint(db: Database, team: str, name: str) -> str:
+    names = await flow_store.saved_flow_names(db, team)
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     if close:
         return f"Did you mean `{close[0]}`?"

@@ -81,7 +81,7 @@ class SavedFlows:
         if isinstance(authorised, Done):
             return authorised
         try:
-            saved = await flow_library.resolve(self.db, command.ref)
+            saved = await flow_library.resolve(self.db, inv.team, command.ref)
         except InvalidInput as error:
             return Done(await self.recorder.refuse(inv, error, decision=authorised.decision, **authorised.context))
         action = ApplyFlow(saved.flow, command.reason, saved_name=saved.name, saved_version=saved.version)
@@ -112,7 +112,9 @@ class SavedFlows:
         if command.announce:
             words.append("announce")
         token = secrets.token_urlsafe(16)
-        await repo.save_choice(self.db, token, inv.user_id, shlex.join(words), [authorised.account], purpose="confirm")
+        await repo.save_choice(
+            self.db, inv.team, token, inv.user_id, shlex.join(words), [authorised.account], purpose="confirm"
+        )
         summary = saved.flow.summary()
         lines = [
             f"Saved by {mention(saved.author)} on {_when(saved)}; {plural(len(summary), 'command')}:",
@@ -129,15 +131,15 @@ class SavedFlows:
             Tone.INFO, f"Apply saved flow {saved.label} to {authorised.label}?", tuple(lines), choices=(button,)
         )
 
-    async def menu(self, user_id: str) -> list[LibraryEntry]:
+    async def menu(self, team: str, user_id: str) -> list[LibraryEntry]:
         """The saved flows the action form offers, to someone who may read them (as the form does,
         channel-scoped grants count: applying one is decided again, with its channel)."""
-        held, _ = await self.access.held(user_id)
+        held, _ = await self.access.held(team, user_id)
         now = self.access.now()
         grants = [replace(g, channel=None) for g in held if not g.expired(now)]
         if not decide_flow_read(grants).allowed:
             return []
-        return await flow_library.entries(self.db)
+        return await flow_library.entries(self.db, team)
 
     async def library(self, inv: Invocation, command: FlowsCommand) -> Reply:
         """`/call flows`: list and show need `flow` somewhere (or `flow:manage`); save and delete
@@ -154,7 +156,7 @@ class SavedFlows:
                     "Ask an admin: `/call grant @you flow on=ACCOUNT`.",
                 )
                 return await self.recorder.refuse(inv, denial, action=action, decision=decision)
-            return await (self._list_flows() if command.sub == "list" else self._show_flow(command))
+            return await (self._list_flows(inv.team) if command.sub == "list" else self._show_flow(inv.team, command))
         assert command.ref is not None
         name = command.ref.name
         request: dict[str, Any] = {"name": name}
@@ -215,18 +217,18 @@ class SavedFlows:
         return replace(reply, audit_id=row.id)
 
     async def _store_flow(self, inv: Invocation, name: str, flow: CallFlow) -> tuple[Reply, dict[str, Any]]:
-        saved = await flow_library.save(self.db, name, flow, inv.user_id)
+        saved = await flow_library.save(self.db, inv.team, name, flow, inv.user_id)
         summary = flow.summary()
         lines = [*(f"{i}. {line}" for i, line in enumerate(summary, 1))]
         if saved.version > 1:
             lines.append(f"Earlier versions are kept: `/call flows show {name}@{saved.version - 1}`.")
-        lines.append(f"Apply it: `/call flow {self.accounts.bird_example()}:CALL-ID {name}`.")
+        lines.append(f"Apply it: `/call flow {self.accounts.bird_example(inv.team)}:CALL-ID {name}`.")
         title = f"Saved {saved.label} ({plural(len(summary), 'command')})."
         result = {"name": saved.name, "version": saved.version, "saved_flow_id": saved.id}
         return Reply(Tone.SUCCESS, title, tuple(lines)), result
 
     async def _drop_flow(self, inv: Invocation, name: str) -> tuple[Reply, dict[str, Any]]:
-        versions = await flow_library.delete(self.db, name, inv.user_id)
+        versions = await flow_library.delete(self.db, inv.team, name, inv.user_id)
         kept = f"version {versions[0]}" if len(versions) == 1 else f"versions {versions[0]}–{versions[-1]}"
         title = f"Deleted saved flow `{name}`."
         lines = (
@@ -235,8 +237,8 @@ class SavedFlows:
         )
         return Reply(Tone.SUCCESS, title, lines), {"name": name, "versions": versions}
 
-    async def _list_flows(self) -> Reply:
-        entries = await flow_library.entries(self.db)
+    async def _list_flows(self, team: str) -> Reply:
+        entries = await flow_library.entries(self.db, team)
         if not entries:
             return Reply(
                 Tone.INFO,
@@ -249,25 +251,25 @@ class SavedFlows:
             for e in entries
         ]
         lines.append(
-            f"Show one: `/call flows show NAME`. Apply: `/call flow {self.accounts.bird_example()}:CALL-ID NAME` "
+            f"Show one: `/call flows show NAME`. Apply: `/call flow {self.accounts.bird_example(team)}:CALL-ID NAME` "
             "(shows it first and asks to confirm)."
         )
         return Reply(Tone.INFO, f"Saved flows ({len(entries)}):", tuple(lines))
 
-    async def _show_flow(self, command: FlowsCommand) -> Reply:
+    async def _show_flow(self, team: str, command: FlowsCommand) -> Reply:
         assert command.ref is not None
         try:
-            saved = await flow_library.resolve(self.db, command.ref)
+            saved = await flow_library.resolve(self.db, team, command.ref)
         except InvalidInput as error:
             return Reply(Tone.INVALID, "No such saved flow.", (error.message,))
-        versions = await flow_library.versions(self.db, saved.name)
+        versions = await flow_library.versions(self.db, team, saved.name)
         latest = "latest" if saved.version == versions[-1] else f"latest is v{versions[-1]}"
         summary = saved.flow.summary()
         lines = (
             f"Saved by {mention(saved.author)} on {_when(saved)}. Versions: {', '.join(str(v) for v in versions)}.",
             f"{plural(len(summary), 'command')}:",
             *(f"{i}. {line}" for i, line in enumerate(summary, 1)),
-            f"Apply it: `/call flow {self.accounts.bird_example()}:CALL-ID {saved.ref}`.",
+            f"Apply it: `/call flow {self.accounts.bird_example(team)}:CALL-ID {saved.ref}`.",
         )
         wire = saved.flow.to_wire()
         code = json.dumps(wire, indent=2, ensure_ascii=False)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from bot.domain import grammar
 from bot.domain.permissions import CALL_ACTIONS, allowed_actions
 from bot.domain.replies import Reply, Tone
-from bot.providers.base import ProviderClient
 from bot.service.access import Access
+from bot.service.accounts import Accounts
 from bot.service.steps import Invocation
 
 
 class Help:
-    def __init__(self, clients: Mapping[str, ProviderClient], access: Access) -> None:
-        self.clients = dict(clients)
+    def __init__(self, accounts: Accounts, access: Access) -> None:
+        self.accounts = accounts
         self.access = access
 
     async def answer(self, inv: Invocation, topic: str | None) -> Reply:
@@ -33,7 +31,7 @@ class Help:
         lines = [f"`{spec.usage}` — {spec.summary}" for spec in visible]
         if not held & set(CALL_ACTIONS) and "admin" not in held:
             lines.append("You may not run any call action yet. Ask an admin: `/call grant @you hangup on=ACCOUNT`.")
-        accounts = ", ".join(f"{name} ({c.provider})" for name, c in sorted(self.clients.items()))
+        accounts = ", ".join(f"{name} ({c.provider})" for name, c in sorted(self.accounts.visible(inv.team).items()))
         lines.append(f"Accounts: {accounts or 'none configured'}. Write a call as `account:CALL-ID`.")
         lines.append("Add `dry-run` to any call action to see the exact request without sending it.")
         lines.append("Add `announce` to post its outcome to the account's announce channel, where it has one.")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.db import workspaces
+from bot.db.session import Database
 from bot.domain.outcomes import Outcome, Source, WorkspaceChange
 from bot.service.recorder import Recorder
 from bot.service.steps import Invocation
@@ -37,19 +39,34 @@ class WorkspaceEvent:
 
 
 class Installations:
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, db: Database) -> None:
         self.recorder = recorder
+        self.db = db
+        # Workspaces this process recorded already: one write per workspace, not per request.
+        self._seen: set[str] = set()
 
     async def record(self, event: WorkspaceEvent) -> int:
-        """The audit row of the change; returns its id."""
-        # TODO(item 2): the row's enterprise_id column, once audit rows carry the workspace; until
-        # then the enterprise is in the command text.
+        """The audit row of the change; returns its id. An installed workspace is recorded too, so
+        the shell's `--team` knows it. An org-wide install names no workspace: its rows, and the
+        shell's `--team`, use the enterprise id (E…)."""
+        team = event.team_id or event.enterprise_id
+        if event.change is WorkspaceChange.INSTALLED and team:
+            await workspaces.record(self.db, team, event.enterprise_id, event.team_name)
+            self._seen.add(team)
         inv = Invocation(
             source=Source.SLACK,
             user_id=event.user_id or "slack",
             user_name=None if event.user_id else "Slack",
             text=event.describe(),
-            team_id=event.team_id,
+            team_id=team,
+            enterprise_id=event.enterprise_id,
         )
         row = await self.recorder.record(inv, outcome=Outcome.SUCCEEDED, action=event.change.value, completed=True)
         return row.id
+
+    async def seen(self, team_id: str | None, enterprise_id: str | None) -> None:
+        """A request came from this workspace (OAuth mode): under an org-wide install, the first
+        sign of a workspace callbot serves, which the shell's `--team` then accepts."""
+        if team_id and team_id not in self._seen:
+            await workspaces.record(self.db, team_id, enterprise_id)
+            self._seen.add(team_id)

@@ -105,7 +105,7 @@ class LiveCalls:
         inv = replace(inv, text=_list_text(account, shown, token), idempotency_key=None)
         context: dict[str, Any] = {"action": LIST_ACTION, "account": account, "request": request}
         try:
-            client = self._client(account)
+            client = self._client(inv.team, account)
             wanted = CallFilter(flt.get("status"), normalised_number(flt.get("to")), normalised_number(flt.get("from")))
         except InvalidInput as error:
             return await self.recorder.refuse(inv, error, **context)
@@ -131,7 +131,7 @@ class LiveCalls:
     async def more(self, inv: Invocation, value: str) -> Reply:
         """The More button: the next page, checked and audited again with the clicker's grants now."""
         if value.startswith(STORED):
-            choice = await repo.take_choice(self.db, value[len(STORED) :], inv.user_id)
+            choice = await repo.take_choice(self.db, inv.team, value[len(STORED) :], inv.user_id)
             value = choice.text if choice is not None else ""
         try:
             data = json.loads(value)
@@ -150,7 +150,7 @@ class LiveCalls:
             return value
         # Too long for a button (a provider's long next-page URL): kept in the database for 15 minutes.
         key = secrets.token_urlsafe(16)
-        await repo.save_choice(self.db, key, inv.user_id, value, [account], purpose="page")
+        await repo.save_choice(self.db, inv.team, key, inv.user_id, value, [account], purpose="page")
         return STORED + key
 
     # -- /call status ---------------------------------------------------------------------------
@@ -160,7 +160,7 @@ class LiveCalls:
         if target.account is None and inv.account is not None:
             target = CallTarget(inv.account, target.call_id)
         try:
-            account, client = self.accounts.resolve(target)
+            account, client = self.accounts.resolve(inv.team, target)
         except AmbiguousAccount as error:
             return await self.accounts.offer(inv, error, STATUS_ACTION)
         except InvalidInput as error:
@@ -192,15 +192,15 @@ class LiveCalls:
 
     # -- the action form's type-ahead ---------------------------------------------------------------
 
-    async def options(self, user_id: str, account: str | None, typed: str) -> list[CallOption]:
+    async def options(self, team: str, user_id: str, account: str | None, typed: str) -> list[CallOption]:
         """The account's live calls matching what was typed (id or number digits), for the form's
         call menu. A typed text that has the provider's call id shape is offered as itself too,
         so a call that is not listed can still be picked. Never raises: Slack needs an answer."""
-        client = self.clients.get(account or "")
+        client = self.accounts.client(team, account or "")
         if client is None or account is None:
             return []
         typed = typed.strip()
-        if not await self._may_see(user_id, account):
+        if not await self._may_see(team, user_id, account):
             return []
         own = [CallOption(f"Use {typed}"[:75], typed)] if client.call_id_pattern.fullmatch(typed) else []
         try:
@@ -214,10 +214,10 @@ class LiveCalls:
             own = []
         return (own + found)[:OPTIONS_LIMIT]
 
-    async def _may_see(self, user_id: str, account: str) -> bool:
+    async def _may_see(self, team: str, user_id: str, account: str) -> bool:
         """As the form does: channel-scoped grants count (the form has no channel); the submission
         is decided again with its channel."""
-        held, _ = await self.access.held(user_id, lambda g: any(concerns(g, a, account) for a in CALL_ACTIONS))
+        held, _ = await self.access.held(team, user_id, lambda g: any(concerns(g, a, account) for a in CALL_ACTIONS))
         grants = [replace(g, channel=None) for g in held]
         return decide_any(grants, CALL_ACTIONS, account, now=self.now()).allowed
 
@@ -235,17 +235,18 @@ class LiveCalls:
 
     # -- shared ---------------------------------------------------------------------------------
 
-    def _client(self, account: str) -> ProviderClient:
-        client = self.clients.get(account)
+    def _client(self, team: str, account: str) -> ProviderClient:
+        visible = self.accounts.visible(team)
+        client = visible.get(account)
         if client is None:
-            names = sorted(self.clients)
+            names = sorted(visible)
             hint = grammar.suggest(account, names) or f"Configured accounts: {', '.join(names) or 'none'}."
             raise InvalidInput(account, "is not a configured account.", hint)
         return client
 
     async def _decide(self, inv: Invocation, account: str) -> Decision:
         held, problems = await self.access.held(
-            inv.user_id, lambda g: any(concerns(g, a, account) for a in CALL_ACTIONS)
+            inv.team, inv.user_id, lambda g: any(concerns(g, a, account) for a in CALL_ACTIONS)
         )
         decision = decide_any(held, CALL_ACTIONS, account, channel=inv.channel_id, now=self.now())
         if not decision.allowed and problems:
@@ -267,7 +268,7 @@ class LiveCalls:
             return ()
         if inv.source == Source.CLI:  # the shell has no buttons: nothing to store for them
             return tuple(CallEntry(account, c.call_id, _call_line(c, self.now()) if with_text else "") for c in calls)
-        held, _ = await self.access.held(inv.user_id)
+        held, _ = await self.access.held(inv.team, inv.user_id)
         now = self.now()
         allowed = {
             a
@@ -280,7 +281,7 @@ class LiveCalls:
             if "hangup" in allowed:
                 token = secrets.token_urlsafe(16)
                 text = f"hangup {account}:{call.call_id}"
-                await repo.save_choice(self.db, token, inv.user_id, text, [account])
+                await repo.save_choice(self.db, inv.team, token, inv.user_id, text, [account])
                 hangup = f"{token}|{account}"
             line = _call_line(call, now) if with_text else ""
             entries.append(CallEntry(account, call.call_id, line, hangup, "redirect" in allowed, "flow" in allowed))

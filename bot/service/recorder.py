@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.db import repo
+from bot.db import repo, workspaces
 from bot.db.models import AuditRow, utcnow
 from bot.db.session import Database
 from bot.domain.errors import CallbotError
@@ -53,7 +53,10 @@ class Recorder:
             "created_at": now,
             "break_glass": break_glass,
             "source": inv.source,
-            "team_id": inv.team_id,
+            # The workspace (bot/db/workspaces.py): none yet from a shell that knows none (assigned
+            # at the first start that reads it); workspace_id, what shows the row, equals it.
+            "team_id": inv.team or None,
+            "workspace_id": inv.team or None,
             "user_id": inv.user_id,
             "user_name": inv.user_name,
             "channel_id": inv.channel_id,
@@ -84,7 +87,7 @@ class Recorder:
 
     async def record(self, inv: Invocation, *, reply_url: str | None = None, **fields: Any) -> AuditRow:
         """Inserts a new audit row (see `fields` for what it takes); `reply_url`: see `open`."""
-        return await repo.insert_audit(self.db, reply_url=reply_url, **self.fields(inv, **fields))
+        return await repo.insert_audit(self.db, inv.team, reply_url=reply_url, **self.fields(inv, **fields))
 
     async def open(self, inv: Invocation, *, announce: bool = False, **fields: Any) -> AuditRow | Reply:
         """Records a row before acting on it. A replayed request (its idempotency key used before)
@@ -95,14 +98,14 @@ class Recorder:
         except repo.DuplicateRequest:
             earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
             assert earlier is not None
-            return duplicate_reply(earlier)
+            return duplicate_reply(earlier, inv.team)
 
     async def replay(self, inv: Invocation) -> Reply | None:
         """The answer to a request Slack delivered before (same idempotency key), else None."""
         if not inv.idempotency_key:
             return None
         earlier = await repo.audit_by_key(self.db, inv.idempotency_key)
-        return self.redact(duplicate_reply(earlier)) if earlier is not None else None
+        return self.redact(duplicate_reply(earlier, inv.team)) if earlier is not None else None
 
     async def refuse(
         self,
@@ -128,7 +131,7 @@ class Recorder:
         except repo.DuplicateRequest:
             earlier = await repo.audit_by_key(self.db, inv.idempotency_key or "")
             assert earlier is not None
-            return self.redact(duplicate_reply(earlier))
+            return self.redact(duplicate_reply(earlier, inv.team))
         tone = Tone.DENIED if error.outcome in (Outcome.DENIED, Outcome.RATE_LIMITED) else Tone.INVALID
         title = _REFUSED_TITLES.get(error.outcome, "That command is not valid.")
         return Reply(tone, title, (error.message,), audit_id=row.id, field=getattr(error, "word", None))
@@ -169,7 +172,11 @@ def _storable_row(fields: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def duplicate_reply(row: AuditRow) -> Reply:
+def duplicate_reply(row: AuditRow, team: str) -> Reply:
+    if not workspaces.same(row.workspace_id, team):
+        # Slack's trigger ids are unique: the same one from another workspace is forged or replayed
+        # there. Nothing of the other workspace's row is shown.
+        return Reply(Tone.DENIED, "Not allowed.", ("This request was already used: nothing was done.",))
     if row.outcome == Outcome.PENDING:
         return Reply(Tone.INFO, "This request is already being handled; nothing was sent twice.", audit_id=row.id)
     detail = (row.error_message,) if row.error_message else ()

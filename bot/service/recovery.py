@@ -28,6 +28,8 @@ class Recovered:
     audit_id: int
     reply: Reply
     response_url: str | None = field(default=None, repr=False)
+    team_id: str | None = None
+    enterprise_id: str | None = None
 
 
 async def recover(db: Database, grace_seconds: float, now: Clock, redactor: Redactor) -> list[Recovered]:
@@ -35,7 +37,10 @@ async def recover(db: Database, grace_seconds: float, now: Clock, redactor: Reda
     rows = await pending.close_abandoned(db, when - timedelta(seconds=grace_seconds), when)
     if rows:
         log.warning("%d audit rows were still pending from a process that stopped; marked unknown", len(rows))
-    return [Recovered(row.audit_id, _reply(row).map_text(redactor.text), row.response_url) for row in rows]
+    return [
+        Recovered(row.audit_id, _reply(row).map_text(redactor.text), row.response_url, row.team_id, row.enterprise_id)
+        for row in rows
+    ]
 
 
 def _reply(row: pending.Abandoned) -> Reply:

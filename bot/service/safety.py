@@ -13,7 +13,7 @@ from bot.db import repo
 from bot.db.session import Database
 from bot.domain import grammar
 from bot.domain.actions import ApplyFlow, CallAction, action_params
-from bot.domain.errors import CallbotError, PolicyDenied, RateLimited
+from bot.domain.errors import CallbotError, ForeignWorkspace, PolicyDenied, RateLimited
 from bot.domain.grammar import CallCommand
 from bot.domain.outcomes import Source
 from bot.domain.permissions import BREAK_GLASS, CALL_ACTIONS, Decision
@@ -62,7 +62,7 @@ class Safety:
         except PolicyDenied as denied:
             error, rule = denied, denied.rule
         if error is None and not command.dry_run:  # a dry run sends nothing: not limited, not counted
-            error = await self.rate_limit(inv.user_id, account, policy)
+            error = await self.rate_limit(inv.team, inv.user_id, account, policy)
             rule = "rate limit"
         if error is not None:
             refused = replace(decision, allowed=False, note=f"refused by {rule}")
@@ -75,7 +75,7 @@ class Safety:
         """A frozen account refuses everyone but holders of `break-glass` there, who must give a
         reason; their rows are flagged `break_glass` and name the grant and the freeze. A refusal
         is audited (`context`: the row's action, account…) and returned as the reply."""
-        freeze = await repo.active_freeze(self.db, account)
+        freeze = await repo.active_freeze(self.db, inv.team, account)
         if freeze is None:
             return Cleared(decision, False)
         frozen = (
@@ -104,12 +104,12 @@ class Safety:
             return await self.recorder.refuse(inv, error, decision=refused, break_glass=True, **context)
         return Cleared(replace(decision, note=note), True)
 
-    async def rate_limit(self, user_id: str, account: str, policy: Policy) -> RateLimited | None:
+    async def rate_limit(self, team: str, user_id: str, account: str, policy: Policy) -> RateLimited | None:
         """Soft limits: attempts sent or being sent in the last minute (two requests arriving at the
         same instant may both pass)."""
         now = self.now()
         since = now - RATE_WINDOW
-        mine = await repo.recent_attempt_times(self.db, since, CALL_ACTIONS, account=account, user_id=user_id)
+        mine = await repo.recent_attempt_times(self.db, team, since, CALL_ACTIONS, account=account, user_id=user_id)
         wait = rate_limit_wait(mine, policy.max_actions_per_minute, now)
         if wait is not None:
             return RateLimited(
@@ -121,7 +121,8 @@ class Safety:
         limit = policy.max_account_actions_per_minute
         if limit is None:
             return None
-        everyone = await repo.recent_attempt_times(self.db, since, CALL_ACTIONS, account=account)
+        # The account's limit protects the provider account: everyone in every workspace it is shared with.
+        everyone = await repo.recent_attempt_times(self.db, None, since, CALL_ACTIONS, account=account)
         wait = rate_limit_wait(everyone, limit, now)
         if wait is None:
             return None
@@ -144,7 +145,7 @@ class Safety:
         again, then audited); Cancel drops it. Both buttons are the typist's only, for 15 minutes."""
         account, label, verb = authorised.account, authorised.label, command.action.name.value
         token = secrets.token_urlsafe(16)
-        await repo.save_choice(self.db, token, inv.user_id, inv.text, [account], purpose="confirm")
+        await repo.save_choice(self.db, inv.team, token, inv.user_id, inv.text, [account], purpose="confirm")
         lines = [*action_summary(command.action)]
         lines.append(
             f"Account `{account}` asks to confirm `{verb}` (confirm in callbot.toml): nothing is sent until you "
@@ -164,7 +165,10 @@ class Safety:
     async def refuse_foreign_choice(self, inv: Invocation, token: str) -> Reply | None:
         """A click on someone else's Confirm / Cancel: nothing is done (their buttons stay live),
         audited as denied with why. None when the token is not a live confirmation of someone else."""
-        choice = await repo.peek_choice(self.db, token)
+        choice = await repo.peek_choice(self.db, None, token)
+        if choice is not None and choice.team_id != inv.team:
+            # Another workspace's button: the same user id there is someone else.
+            return await self.refuse_foreign(inv, ForeignWorkspace("button"), action=verb_of(choice.text))
         if choice is None or choice.purpose != "confirm" or choice.user_id == inv.user_id:
             return None
         verb = verb_of(choice.text)
@@ -178,10 +182,16 @@ class Safety:
         account = choice.accounts[0] if len(choice.accounts) == 1 else None
         return self.recorder.redact(await self.recorder.refuse(clicker, error, action=verb, account=account))
 
-    async def dismiss_choice(self, user_id: str, token: str) -> Reply | None:
+    async def refuse_foreign(self, inv: Invocation, error: ForeignWorkspace, **fields: Any) -> Reply:
+        """A button or form naming another workspace's row: nothing done, audited as denied (in
+        the clicker's workspace: the row's stays untouched)."""
+        clicker = replace(inv, text=f"{error.what} of another workspace", idempotency_key=None)
+        return self.recorder.redact(await self.recorder.refuse(clicker, error, **fields))
+
+    async def dismiss_choice(self, team: str, user_id: str, token: str) -> Reply | None:
         """The Cancel button of a confirmation: the stored command is dropped, nothing is sent.
         None when the button is not this person's (or already used): their message stays."""
-        choice = await repo.take_choice(self.db, token, user_id)
+        choice = await repo.take_choice(self.db, team, token, user_id)
         if choice is None:
             return None
         return Reply(Tone.INFO, "Canceled: nothing was sent.", (f"`/call {choice.text}`",))

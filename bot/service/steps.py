@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain.actions import CallAction
+from bot.domain.errors import WorkspaceUnknown
 from bot.domain.outcomes import Source
 from bot.domain.permissions import Decision
 from bot.domain.replies import Reply
@@ -34,6 +35,8 @@ class Invocation:
     user_id: str
     text: str
     user_name: str | None = None
+    # The workspace (bot/db/workspaces.py): Slack names it in every payload; the shell's comes from
+    # `--team` (or the one workspace callbot knows). Every row read or written is scoped by it.
     team_id: str | None = None
     channel_id: str | None = None
     idempotency_key: str | None = None
@@ -43,6 +46,16 @@ class Invocation:
     # can still tell the person (bot/db/pending.py). Anyone holding it may post for 30 minutes:
     # never logged, so out of the repr too.
     response_url: str | None = field(default=None, repr=False)
+    # Enterprise Grid: the organisation the workspace belongs to, when Slack names one.
+    enterprise_id: str | None = None
+
+    @property
+    def team(self) -> str:
+        """The workspace every query of this invocation is scoped by: there is no unscoped one. ""
+        is the shell's before callbot knows any workspace (bot/db/workspaces.py UNASSIGNED)."""
+        if self.team_id is None:
+            raise WorkspaceUnknown("This request names no Slack workspace, so callbot cannot tell whose it is.")
+        return self.team_id
 
     @property
     def command_text(self) -> str:
@@ -71,6 +84,9 @@ class Started:
     dry_run: Reply | None = None
     # The account's announce_channel, when the outcome is to be announced there (bot/slack/announce.py).
     announce: str | None = None
+    # The workspace it runs in: an announcement posted after the request is over uses its token.
+    team_id: str | None = None
+    enterprise_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,16 @@ def create_bolt_app(settings: Settings, service: Service, installs: Installs | N
         )
     app.middleware(stamp_request_id)
     app.middleware(remember_workspace)
+    if installs is not None and installs.oauth_mode:
+
+        async def record_workspace(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await service.installs.seen(context.team_id, context.enterprise_id)
+            except Exception:  # the request goes on: the next one records it
+                log.exception("could not record workspace %s", context.team_id)
+            await next()
+
+        app.middleware(record_workspace)
     register_listeners(app, service)
     # After /call's: any other command routed here (a renamed or added one in the app's
     # configuration) gets an answer rather than Bolt's 404, which Slack shows as a failure.

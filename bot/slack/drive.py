@@ -87,7 +87,7 @@ async def drive(
     begin: Callable[[], Awaitable[Done | Started]],
     answer: Answer,
     *,
-    home_of: str | None,
+    home_of: Invocation | None,
 ) -> Reply | None:
     """Begin, answer at once, then send the provider request and give its outcome (or, for an action
     that needs two-person approval, post the request to the approvers). Once a sent action's outcome
@@ -131,7 +131,7 @@ async def drive(
     except Exception:
         log.exception("could not deliver the outcome of audit #%s to Slack", step.audit_id)
     if home_of is not None:
-        await refresh_home(client, service, home_of)
+        await refresh_home(client, service, home_of.team, home_of.user_id)
     if reply is not None:
         after_action(client, service, step, answer.thread if isinstance(answer, Modal) else None)
         # Not awaited: whoever waits for the outcome (an approval's people) need not wait for this.
@@ -296,7 +296,7 @@ async def drive_modal(
 ) -> None:
     """A submitted modal through the same pipeline as a typed command."""
     answer = Modal(ack, client, inv, block_for, after_success, thread=thread)
-    await drive(service, client, lambda: service.begin_command(inv, command), answer, home_of=inv.user_id)
+    await drive(service, client, lambda: service.begin_command(inv, command), answer, home_of=inv)
 
 
 async def reply_after_ack(work: Callable[[], Awaitable[Reply]], respond: AsyncRespond) -> None:

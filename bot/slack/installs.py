@@ -21,10 +21,10 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.config.oauth import TOKEN_ROTATION_MINUTES
 from bot.db import installations
 from bot.db.session import Database
 from bot.domain.directory import DirectoryError
-from bot.oauth_config import TOKEN_ROTATION_MINUTES
 from bot.slack.client import web_client
 from bot.slack.directory import SlackDirectory
 
@@ -147,7 +147,7 @@ class WorkspaceDirectory:
         self._directories: dict[Workspace, SlackDirectory] = {}
 
     async def is_member(self, group_id: str, user_id: str) -> bool:
-        # TODO(item 2): take the workspace from the grant row's team_id/enterprise_id, not the context.
+        # The request's workspace is the grant's: grants are read for that workspace only (bot/db).
         # Unknown (the shell without --team): client_for takes the only installed workspace, if one.
         where = current_workspace.get() or (None, None)
         client = await self.installs.client_for(*where, before_ack=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from bot.domain.errors import WorkspaceUnknown
 from bot.service.core import Invocation
 from bot.slack.text import plain_text
 
@@ -18,7 +20,8 @@ def slash_invocation(body: dict[str, Any], request: AsyncBoltRequest) -> Invocat
         source="slash",
         user_id=str(body.get("user_id") or "unknown"),
         user_name=body.get("user_name"),
-        team_id=body.get("team_id"),
+        team_id=team_of(body),
+        enterprise_id=enterprise_of(body),
         channel_id=body.get("channel_id"),
         text=plain_text(str(body.get("text") or "")),
         idempotency_key=_idempotency_key(body, request),
@@ -33,7 +36,8 @@ def button_invocation(body: dict[str, Any], idempotency_key: str | None = None) 
         source="button",
         user_id=str(user.get("id") or "unknown"),
         user_name=user.get("username") or user.get("name"),
-        team_id=(body.get("team") or {}).get("id"),
+        team_id=team_of(body),
+        enterprise_id=enterprise_of(body),
         channel_id=(body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
         text="",
         idempotency_key=idempotency_key,
@@ -49,7 +53,8 @@ def shortcut_invocation(body: dict[str, Any], source: str) -> Invocation:
         source=source,
         user_id=str(user.get("id") or "unknown"),
         user_name=user.get("username") or user.get("name"),
-        team_id=(body.get("team") or {}).get("id"),
+        team_id=team_of(body),
+        enterprise_id=enterprise_of(body),
         channel_id=(body.get("channel") or {}).get("id"),
         text="",
     )
@@ -65,7 +70,8 @@ def modal_invocation(body: dict[str, Any], view: dict[str, Any], channel: str | 
         source="modal",
         user_id=str(user.get("id") or "unknown"),
         user_name=user.get("username") or user.get("name"),
-        team_id=(body.get("team") or {}).get("id"),
+        team_id=team_of(body),
+        enterprise_id=enterprise_of(body),
         channel_id=channel,
         text="",
         idempotency_key=f"modal:{digest[:48]}",
@@ -78,6 +84,47 @@ def view_metadata(view: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         return {}
     return meta if isinstance(meta, dict) else {}
+
+
+def team_of(body: Mapping[str, Any]) -> str | None:
+    """The workspace of an interaction payload: `team.id`; failing that (an org-wide install's
+    payloads may carry none) the user's team, then the first authorization's."""
+    team = body.get("team") or {}
+    found = (
+        (team.get("id") if isinstance(team, dict) else None)
+        or body.get("team_id")
+        or (body.get("user") or {}).get("team_id")
+        or _authorization(body).get("team_id")
+    )
+    return str(found) if found else None
+
+
+def workspace(body: Mapping[str, Any]) -> str:
+    """The workspace a payload comes from, for the reads it leads to; a payload naming none is
+    refused (there is no unscoped read)."""
+    team = team_of(body)
+    if not team:
+        raise WorkspaceUnknown("This request names no Slack workspace, so callbot cannot tell whose it is.")
+    return team
+
+
+def enterprise_of(body: Mapping[str, Any]) -> str | None:
+    """The Enterprise Grid organisation, as Slack sends it: `enterprise_id` (slash commands, events),
+    `enterprise.id` (interactions), or the first authorization's."""
+    enterprise = body.get("enterprise")
+    found = (
+        body.get("enterprise_id")
+        or (enterprise.get("id") if isinstance(enterprise, dict) else None)
+        or (body.get("team") or {}).get("enterprise_id")
+        or _authorization(body).get("enterprise_id")
+    )
+    return str(found) if found else None
+
+
+def _authorization(body: Mapping[str, Any]) -> dict[str, Any]:
+    found = body.get("authorizations")
+    first = found[0] if isinstance(found, list) and found else None
+    return first if isinstance(first, dict) else {}
 
 
 def user_id(body: dict[str, Any]) -> str:

@@ -69,14 +69,14 @@ async def tell(respond: AsyncRespond | None, reply: Reply) -> None:
 # actions (or a bulk run's) costs one refresh at the start and one at the end, not one each.
 HOME_DEBOUNCE = 1.0
 HOME_REFRESH_TASK = "callbot-home-"  # the name of a deferred refresh's task (tests wait for none)
-_home_published: dict[tuple[int, str], float] = {}  # (service, user) -> when, by time.monotonic()
-_home_due: set[tuple[int, str]] = set()  # a trailing refresh is scheduled
+_home_published: dict[tuple[int, str, str], float] = {}  # (service, team, user) -> when, by time.monotonic()
+_home_due: set[tuple[int, str, str]] = set()  # a trailing refresh is scheduled
 
 
-async def refresh_home(client: AsyncWebClient, service: Service, user_id: str) -> None:
+async def refresh_home(client: AsyncWebClient, service: Service, team: str, user_id: str) -> None:
     """An action's outcome shows on its person's Home tab: at once if their tab was not published
     in the last HOME_DEBOUNCE seconds, else once, at the end of that second, with all that happened."""
-    key = (id(service), user_id)
+    key = (id(service), team, user_id)
     now = time.monotonic()
     last = _home_published.get(key)
     if last is None or now - last >= HOME_DEBOUNCE:
@@ -84,7 +84,7 @@ async def refresh_home(client: AsyncWebClient, service: Service, user_id: str) -
             for old in [k for k, t in _home_published.items() if now - t >= HOME_DEBOUNCE]:
                 del _home_published[old]
         _home_published[key] = now
-        await publish_home(client, service, user_id)
+        await publish_home(client, service, team, user_id)
         return
     if key in _home_due:
         return
@@ -94,16 +94,18 @@ async def refresh_home(client: AsyncWebClient, service: Service, user_id: str) -
         await asyncio.sleep(last + HOME_DEBOUNCE - now)
         _home_due.discard(key)
         _home_published[key] = time.monotonic()
-        await publish_home(client, service, user_id)
+        await publish_home(client, service, team, user_id)
 
     asyncio.get_running_loop().create_task(trailing(), name=f"{HOME_REFRESH_TASK}{user_id}")
 
 
-async def publish_home(client: AsyncWebClient, service: Service, user_id: str, team_filter: str | None = None) -> None:
+async def publish_home(
+    client: AsyncWebClient, service: Service, team: str, user_id: str, team_filter: str | None = None
+) -> None:
     """Best effort: a Home tab Slack refuses (app not installed for them, rate limit…) is logged;
     whatever the person was doing carries on. Without `team_filter`, their last pick stays."""
     try:
-        home = await service.audit.home(user_id, team_filter)
+        home = await service.audit.home(team, user_id, team_filter)
         await client.views_publish(user_id=user_id, view=home_view(home, service.now()))
     except Exception:
         log.exception("could not publish the App Home of %s", user_id)
@@ -134,7 +136,14 @@ async def apply_update(client: AsyncWebClient, update: ApprovalUpdate) -> None:
             await client.chat_update(channel=update.channel, ts=update.message_ts, **posted(update.message))
         except Exception:
             log.exception("could not update the approval message %s in %s", update.message_ts, update.channel)
-    requester = Invocation("approval", update.requester, "", channel_id=update.requester_channel)
+    requester = Invocation(
+        "approval",
+        update.requester,
+        "",
+        team_id=update.team_id,
+        enterprise_id=update.enterprise_id,
+        channel_id=update.requester_channel,
+    )
     await deliver(client, requester, update.notice)
 
 
@@ -196,7 +205,7 @@ async def run_batch(client: AsyncWebClient, service: Service, run: BatchRun, res
             log.exception("could not put the summary of batch #%s in its message", run.batch_id)
     if not delivered:
         await tell(respond, summary)
-    await refresh_home(client, service, run.inv.user_id)
+    await refresh_home(client, service, run.inv.team, run.inv.user_id)
     after_batch(client, service, run)
     return summary
 

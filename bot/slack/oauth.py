@@ -24,8 +24,8 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.config.oauth import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH, TOKEN_ROTATION_MINUTES
 from bot.domain.outcomes import WorkspaceChange
-from bot.oauth_config import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH, TOKEN_ROTATION_MINUTES
 from bot.service.core import Service
 from bot.service.installs import WorkspaceEvent
 from bot.slack.installs import Installs
@@ -92,7 +92,6 @@ class CallbotOAuthFlow(AsyncOAuthFlow):
     async def store_installation(self, request: AsyncBoltRequest, installation: Installation) -> None:
         try:
             await super().store_installation(request, installation)
-            # TODO(item 2): record the new workspace in the workspaces table too.
             await self.service.installs.record(
                 WorkspaceEvent(
                     WorkspaceChange.INSTALLED,

@@ -30,6 +30,8 @@ from bot.db.models import UTCDateTime
 from bot.db.session import Database, parse_database_url
 
 ENV_URL = "CALLBOT_TEST_DATABASE_URL"
+# The workspace of the sample payloads (tests/payloads/) and of the fake Slack's auth.test.
+TEAM = "T0001"
 T = TypeVar("T")
 
 
@@ -132,6 +134,8 @@ TABLES = (
     "batch_items",
     "pending_replies",
     "webhook_receipts",
+    # The workspaces callbot knows (migration 0015): from auth.test at start, and from OAuth installs.
+    "workspaces",
     # OAuth mode's stores (migration 0014).
     "slack_installations",
     "slack_bots",
@@ -188,26 +192,30 @@ class DbHelper:
         kind: str = "user",
         channel: str | None = None,
         expires_at: datetime | None = None,
+        team: str = TEAM,
     ) -> int:
-        """Insert a grant (a user's, or a user group's with kind="group"); returns its id."""
+        """Insert a grant (a user's, or a user group's with kind="group") in workspace `team`
+        (the one the sample payloads come from, by default); returns its id."""
         with self.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO grants (user_id, action, account, granted_by, created_at, subject_kind, channel, "
-                    "expires_at) VALUES (:u, :a, :acc, 'test-setup', CURRENT_TIMESTAMP, :k, :c, :e)"
+                    "INSERT INTO grants (team_id, user_id, action, account, granted_by, created_at, subject_kind, "
+                    "channel, expires_at) VALUES (:t, :u, :a, :acc, 'test-setup', CURRENT_TIMESTAMP, :k, :c, :e)"
                 ).bindparams(bindparam("e", type_=UTCDateTime())),  # stored exactly as the bot stores it
-                {"u": user, "a": action, "acc": account, "k": kind, "c": channel, "e": expires_at},
+                {"t": team, "u": user, "a": action, "acc": account, "k": kind, "c": channel, "e": expires_at},
             )
             return int(conn.execute(text("SELECT max(id) FROM grants")).scalar_one())
 
-    def save_flows(self, names: Sequence[str], callflow: list[dict[str, Any]], author: str = "U0ALICE01") -> None:
+    def save_flows(
+        self, names: Sequence[str], callflow: list[dict[str, Any]], author: str = "U0ALICE01", team: str = TEAM
+    ) -> None:
         """Version 1 of each name, with that callFlow, as `/call flows save` stores it (one insert)."""
         statement = text(
-            "INSERT INTO saved_flows (name, version, callflow, author, created_at) "
-            "VALUES (:n, 1, :c, :a, CURRENT_TIMESTAMP)"
+            "INSERT INTO saved_flows (team_id, name, version, callflow, author, created_at) "
+            "VALUES (:t, :n, 1, :c, :a, CURRENT_TIMESTAMP)"
         ).bindparams(bindparam("c", type_=JSON()))
         with self.engine.begin() as conn:
-            conn.execute(statement, [{"n": name, "c": callflow, "a": author} for name in names])
+            conn.execute(statement, [{"t": team, "n": name, "c": callflow, "a": author} for name in names])
 
     def grants(self) -> list[tuple[str, str, str]]:
         with self.engine.connect() as conn:

@@ -30,7 +30,9 @@ def oauth_env(fake_slack: FakeSlack) -> dict[str, str]:
 
 
 def start_oauth_bot(make_bot: BotFactory, fake_slack: FakeSlack, env: Mapping[str, str] | None = None) -> Bot:
-    bot = make_bot({"prod": ""}, env={**oauth_env(fake_slack), **(env or {})})
+    # In OAuth mode each account names the workspaces it serves: here, every one the tests install.
+    shared = 'workspaces = ["T0ALPHA01", "T0BETA002", "T0GRIDWS1", "T0ROTATE1"]'
+    bot = make_bot({"prod": shared}, env={**oauth_env(fake_slack), **(env or {})})
     # The Redirect URL of the Slack app's configuration (manifest.yml's oauth_config.redirect_urls).
     fake_slack.app_redirect_url = f"{bot.url}/slack/oauth_redirect"
     return bot

@@ -33,6 +33,7 @@ from typing import Any
 from bot.db import batches, repo
 from bot.db.session import Database
 from bot.domain import grammar, phone
+from bot.domain.confirmation import batch_confirmed_line
 from bot.domain.errors import CallbotError, InvalidInput, PermissionDenied, PolicyDenied
 from bot.domain.grammar import MAX_BATCH, BatchCommand, HangupAllCommand
 from bot.domain.outcomes import Outcome, Source
@@ -168,7 +169,9 @@ class BulkActions:
         beyond = len(calls) > limit
         stored = replace(command, max=count)
         token = secrets.token_urlsafe(16)
-        await repo.save_choice(self.db, token, inv.user_id, command_text(stored), [plan.account], purpose="confirm")
+        await repo.save_choice(
+            self.db, inv.team, token, inv.user_id, command_text(stored), [plan.account], purpose="confirm"
+        )
         lines = [f"*{calls_text(count)}* match now on `{plan.account}`{about}."]
         if beyond and command.max:
             lines.append(
@@ -206,7 +209,7 @@ class BulkActions:
         return self.recorder.redact(outcome) if isinstance(outcome, Reply) else outcome
 
     async def _confirmed(self, inv: Invocation, token: str) -> Reply | BatchPlan:
-        choice = await repo.take_choice(self.db, token, inv.user_id)
+        choice = await repo.take_choice(self.db, inv.team, token, inv.user_id)
         if choice is None:
             refused = await self.safety.refuse_foreign_choice(inv, token)
             return refused or Reply(
@@ -308,6 +311,8 @@ class BulkActions:
             )
         batch = await batches.create(
             self.db,
+            plan.inv.team,
+            enterprise_id=plan.inv.enterprise_id,
             account=account,
             action="hangup",
             requested_by=plan.inv.user_id,
@@ -409,7 +414,8 @@ class BulkActions:
         reply = summary_reply(run, done, summary.stopped, cancelled_by, failures, already)
         confirmed = await self._confirm(run, every)
         if confirmed:
-            reply = replace(reply, lines=(*reply.lines, self._confirmed_line(run, *confirmed)))
+            line = batch_confirmed_line(self.clients[run.account].display_name, run.account, *confirmed)
+            reply = replace(reply, lines=(*reply.lines, line))
         return self.recorder.redact(reply).map_text(phone.mask_in_text)
 
     async def _confirm(self, run: BatchRun, items: list[Any]) -> tuple[int, int] | None:
@@ -427,13 +433,6 @@ class BulkActions:
         except Exception:
             log.exception("could not confirm the calls of batch #%s", run.batch_id)
             return None
-
-    def _confirmed_line(self, run: BatchRun, ended: int, live: int) -> str:
-        provider = self.clients[run.account].display_name
-        line = f"{provider} confirms {ended:,} of these calls ended (one listing of live calls after the batch)."
-        if live:
-            line += f" {live:,} still show as live: `/call list {run.account}`."
-        return line
 
     # -- cancel, resume, show (bot/service/bulk/control.py) ------------------------------------
 
@@ -457,7 +456,7 @@ class BulkActions:
         where the account requires one. Refusals are audited (as `hangup-all`)."""
         context: dict[str, Any] = {"action": BULK_ACTION, "account": command.account, "request": shown_filter(command)}
         try:
-            client = self.live._client(command.account)
+            client = self.live._client(inv.team, command.account)
             call_filter(command)
         except InvalidInput as invalid:
             return await self.recorder.refuse(inv, invalid, **context)

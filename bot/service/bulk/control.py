@@ -12,7 +12,7 @@ from typing import Any
 from bot.db import batches, pending
 from bot.db.models import BatchRow
 from bot.db.session import Database
-from bot.domain.errors import CallbotError, InvalidInput, PermissionDenied
+from bot.domain.errors import CallbotError, ForeignWorkspace, InvalidInput, PermissionDenied
 from bot.domain.outcomes import Outcome
 from bot.domain.permissions import BULK, Decision
 from bot.domain.replies import (
@@ -90,7 +90,7 @@ class BatchControl:
         batch, decision = found
         assert decision is not None  # allow_requester=False: always decided
         context: dict[str, Any] = {"action": RESUME_ACTION, "account": batch.account, "request": {"batch": batch_id}}
-        if batch.account not in self.clients:
+        if batch.account not in self.clients:  # the batch's workspace is this one (_batch_for)
             error = InvalidInput(batch.account, "is no longer a configured account: the batch cannot resume there.")
             return await self.recorder.refuse(inv, error, **context)
         cleared = await self.safety.check_freeze(inv, batch.account, decision, batch.reason, context)
@@ -169,7 +169,16 @@ class BatchControl:
                 audit_id=batch.audit_id,
                 choices=(resume_button(batch_id),),
             )
-            notices.append(BatchNotice(batch_id, batch.message_channel, batch.message_ts, self.recorder.redact(reply)))
+            notices.append(
+                BatchNotice(
+                    batch_id,
+                    batch.message_channel,
+                    batch.message_ts,
+                    self.recorder.redact(reply),
+                    batch.team_id,
+                    batch.enterprise_id,
+                )
+            )
         return notices
 
     async def _mark_interrupted(self) -> list[int]:
@@ -185,6 +194,10 @@ class BatchControl:
         """The batch and the `bulk` decision that lets this person act on it (None: they started it,
         where that is enough); else the refusal, audited as `action`."""
         batch = await batches.get(self.db, batch_id)
+        if batch is not None and batch.team_id != inv.team:
+            # Another workspace's batch (a forged or foreign Cancel): its requester is not this person.
+            foreign = ForeignWorkspace("batch")
+            return await self.recorder.refuse(inv, foreign, action=action, request={"batch": batch_id})
         if batch is None:
             error: CallbotError = InvalidInput(
                 None, f"There is no batch #{batch_id}.", "Its progress message names it (batch #12)."

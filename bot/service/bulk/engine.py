@@ -32,7 +32,7 @@ from bot.providers.base import ProviderClient, ProviderResult, WireRequest
 T = TypeVar("T")
 # Our own backoff after a 429 that names no Retry-After (a provider's Retry-After is never capped).
 MAX_BACKOFF = 30.0
-MAX_PAUSE = 3600.0  # seconds: the highest bulk_max_retry_after (bot/config.py)
+MAX_PAUSE = 3600.0  # seconds: the highest bulk_max_retry_after (bot/config/accounts.py)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,9 @@ class BatchNotice:
     channel: str | None
     message_ts: str | None
     reply: Reply
+    # The batch's workspace: the message is updated with that workspace's token.
+    team_id: str = ""
+    enterprise_id: str | None = None
 
 
 def progress_reply(run: BatchRun, progress: Progress) -> Reply:

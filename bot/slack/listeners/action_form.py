@@ -23,7 +23,7 @@ from bot.domain.replies import Reply, Tone
 from bot.service.core import FormAccount, FoundCall, Invocation, Service
 from bot.slack.announce import Thread
 from bot.slack.drive import Modal, drive, drive_modal
-from bot.slack.invocations import button_invocation, modal_invocation, user_id, view_metadata
+from bot.slack.invocations import button_invocation, modal_invocation, user_id, view_metadata, workspace
 from bot.slack.views.action_form import (
     ACCOUNT_MENU,
     ACTION_MODAL,
@@ -85,12 +85,12 @@ async def open_action_form(
     try:
         opened = await client.views_open(trigger_id=trigger_id, view=loading_view())
         view = opened.get("view") or {}
-        accounts = await service.form_accounts(inv.user_id)
+        accounts = await service.form_accounts(inv.team, inv.user_id)
         state = state or FormState()
-        found = _found(service, origin)
+        found = _found(service, inv.team, origin)
         if state.account is None and (inferred := inferred_account(accounts, found)):
             state = replace(state, account=inferred)
-        flows = await _flows(service, inv.user_id, state)
+        flows = await _flows(service, inv.team, inv.user_id, state)
         await client.views_update(
             view_id=view.get("id"),
             hash=view.get("hash"),
@@ -111,12 +111,13 @@ async def on_form_change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebCl
     await ack()
     view = body.get("view") or {}
     try:
-        accounts = await service.form_accounts(user_id(body))
+        team = workspace(body)
+        accounts = await service.form_accounts(team, user_id(body))
         meta = view_metadata(view)
         origin = FormOrigin.of(meta)
-        found = _found(service, origin)
+        found = _found(service, team, origin)
         state = read_state(view)
-        flows = await _flows(service, user_id(body), state)
+        flows = await _flows(service, team, user_id(body), state)
         updated = action_view(accounts, state, meta.get("channel"), origin=origin, found=found, flows=flows)
         await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=updated)
     except Exception as error:
@@ -167,7 +168,7 @@ async def on_call_options(ack: AsyncAck, body: dict[str, Any], *, service: Servi
     view = body.get("view") or {}
     account = read_state(view).account or view_metadata(view).get("account")
     try:
-        found = await service.live.options(user, account, str(body.get("value") or ""))
+        found = await service.live.options(workspace(body), user, account, str(body.get("value") or ""))
     except Exception:
         log.exception("could not offer live calls to %s", user)
         found = []
@@ -181,7 +182,7 @@ async def on_account_options(ack: AsyncAck, body: dict[str, Any], *, service: Se
     """The account menu as a type-ahead (above 100 accounts): the accounts this person may act on
     whose name has what was typed."""
     try:
-        accounts = await service.form_accounts(user_id(body))
+        accounts = await service.form_accounts(workspace(body), user_id(body))
     except Exception:
         log.exception("could not offer accounts to %s", user_id(body))
         accounts = []
@@ -195,8 +196,9 @@ async def on_flow_options(ack: AsyncAck, body: dict[str, Any], *, service: Servi
     view = body.get("view") or {}
     account = read_state(view).account or view_metadata(view).get("account")
     try:
-        accounts = await service.form_accounts(user)
-        flows = await service.form_flows(user) if _may_flow(accounts, account) else []
+        team = workspace(body)
+        accounts = await service.form_accounts(team, user)
+        flows = await service.form_flows(team, user) if _may_flow(accounts, account) else []
     except Exception:
         log.exception("could not offer saved flows to %s", user)
         flows = []
@@ -244,7 +246,7 @@ async def _run_saved_flow(
 
     thread = Thread(*origin.thread) if origin.thread else None
     answer = Modal(ack, client, inv, block, thread=thread)
-    await drive(service, client, lambda: service.begin_parsed(inv, command), answer, home_of=inv.user_id)
+    await drive(service, client, lambda: service.begin_parsed(inv, command), answer, home_of=inv)
 
 
 async def _unavailable(client: AsyncWebClient, view_id: str | None, error: Exception) -> None:
@@ -266,9 +268,9 @@ def _has_input(view: dict[str, Any], block_id: str) -> bool:
     return block_id in values or any(isinstance(b, dict) and b.get("block_id") == block_id for b in blocks)
 
 
-async def _flows(service: Service, user: str, state: FormState) -> list[LibraryEntry]:
+async def _flows(service: Service, team: str, user: str, state: FormState) -> list[LibraryEntry]:
     """The saved flows, when the form is to offer them (the action is `flow`)."""
-    return await service.form_flows(user) if state.action == "flow" else []
+    return await service.form_flows(team, user) if state.action == "flow" else []
 
 
 def _may_flow(accounts: list[FormAccount], account: str | None) -> bool:
@@ -280,11 +282,11 @@ def _from(inv: Invocation, origin: FormOrigin) -> Invocation:
     return replace(inv, source=origin.source) if origin.source else inv
 
 
-def _found(service: Service, origin: FormOrigin | None) -> list[FoundCall] | None:
+def _found(service: Service, team: str, origin: FormOrigin | None) -> list[FoundCall] | None:
     """The call ids of the message the form was opened on (None: not opened on a message)."""
     if origin is None or origin.calls is None:
         return None
-    return service.calls_in(origin.calls)
+    return service.calls_in(team, origin.calls)
 
 
 def _partial_line(state: FormState) -> str:

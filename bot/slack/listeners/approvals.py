@@ -68,6 +68,6 @@ async def on_decide(
         update = await service.approval_finished(approval_id, outcome)
         if update is not None:
             await apply_update(client, update)
-            await refresh_home(client, service, update.requester)  # their action ran: show it
+            await refresh_home(client, service, update.team_id, update.requester)  # their action ran: show it
     except Exception:
         log.exception("could not handle a click on approval #%s", approval_id)

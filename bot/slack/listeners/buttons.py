@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.actions import CallTarget
 from bot.domain.errors import InvalidInput
 from bot.domain.replies import Reply, Tone
-from bot.service.core import Invocation, Service
+from bot.service.core import Service
 from bot.slack.drive import Ephemeral, drive, reply_after_ack
 from bot.slack.invocations import button_invocation
 from bot.slack.listeners.action_form import open_action_form
@@ -68,7 +68,7 @@ async def on_stored_command(
         await respond(**message(reply), replace_original=in_place)
 
     answer = Ephemeral(first, respond, replace=in_place)
-    await drive(service, client, lambda: service.begin_choice(inv, token, account), answer, home_of=inv.user_id)
+    await drive(service, client, lambda: service.begin_choice(inv, token, account), answer, home_of=inv)
 
 
 async def on_dismiss_choice(
@@ -77,11 +77,11 @@ async def on_dismiss_choice(
     """Cancel on a confirmation: drop the stored command; nothing is sent, nothing audited."""
     await ack()
     token = str(action.get("value") or "").partition("|")[0]
-    user = str((body.get("user") or {}).get("id") or "unknown")
+    inv = button_invocation(body)
     try:
-        reply = await service.dismiss_choice(user, token)
+        reply = await service.dismiss_choice(inv.team, inv.user_id, token)
         if reply is None:  # not this person's button, or already used: leave the message alone
-            refused = await service.refuse_foreign_choice(Invocation("button", user, ""), token)
+            refused = await service.refuse_foreign_choice(replace(inv, response_url=None), token)
             await respond(**message(refused or STALE_CHOICE), replace_original=False)
         else:
             await respond(**message(reply), replace_original=True)

@@ -70,7 +70,9 @@ async def on_call(
     *,
     service: Service,
 ) -> None:
-    inv = slash_invocation(body, request)
+    # Slack names the workspace in every command; one that does not is the home workspace's, as the
+    # service scopes any request without one (Service.scoped).
+    inv = service.scoped(slash_invocation(body, request))
     slash = Slash(service, inv, ack, respond, client, str(body.get("trigger_id") or ""))
     if not inv.text.strip():
         await ack()
@@ -118,7 +120,7 @@ async def _audit(slash: Slash, command: AuditQuery) -> None:
 async def _flow_builder(slash: Slash, command: FlowBuilderCommand) -> None:
     # The service resolves the account (no I/O) and says whether its provider takes callFlows; if
     # not, the pipeline refuses the command and says why.
-    target = slash.service.builder_target_of(command)
+    target = slash.service.builder_target_of(slash.inv.team, command)
     if target is None:
         await _other(slash, command)
         return
@@ -150,4 +152,4 @@ async def _pipeline(slash: Slash, begin: Callable[[], Awaitable[Done | Started]]
         await slash.ack(**message(reply))
 
     answer = Ephemeral(first, slash.respond, acks=True)
-    await drive(slash.service, slash.client, begin, answer, home_of=slash.inv.user_id)
+    await drive(slash.service, slash.client, begin, answer, home_of=slash.inv)

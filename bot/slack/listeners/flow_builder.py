@@ -24,7 +24,7 @@ from bot.domain.grammar import CallCommand
 from bot.domain.replies import Reply, Tone
 from bot.service.core import BuilderOpening, FlowDraft, Invocation, Service
 from bot.slack.drive import INTERNAL_ERROR, drive_modal
-from bot.slack.invocations import modal_invocation, view_metadata
+from bot.slack.invocations import enterprise_of, modal_invocation, team_of, view_metadata, workspace
 from bot.slack.notify import deliver
 from bot.slack.views.action_form import BUILD_FLOW, read_state
 from bot.slack.views.flow_builder import (
@@ -102,13 +102,13 @@ async def _first_view(service: Service, inv: Invocation, opening: BuilderOpening
         return notice_view(opening)
     if opening.earlier is not None and opening.earlier.commands:
         return resume_view(opening.earlier, inv.channel_id)
-    draft = await service.start_draft(inv.user_id, opening.account, opening.call_id)
+    draft = await service.start_draft(inv.team, inv.user_id, opening.account, opening.call_id)
     return builder_view(draft, inv.channel_id)
 
 
 async def _load(service: Service, body: Mapping[str, Any]) -> tuple[dict[str, Any], FlowDraft | None]:
     meta = view_metadata(body.get("view") or {})
-    return meta, await service.draft(_draft_id(meta), _user(body))
+    return meta, await service.draft(workspace(body), _draft_id(meta), _user(body))
 
 
 async def _redraw_root(
@@ -125,7 +125,15 @@ async def on_build(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, 
     state = read_state(view)
     user = body.get("user") or {}
     channel = view_metadata(view).get("channel")
-    inv = Invocation("modal", str(user.get("id") or "unknown"), "", user.get("username"), channel_id=channel)
+    inv = Invocation(
+        "modal",
+        str(user.get("id") or "unknown"),
+        "",
+        user.get("username"),
+        team_id=team_of(body),
+        channel_id=channel,
+        enterprise_id=enterprise_of(body),
+    )
     call_id = (state.get("call_id") or "").strip()
     if not state.account or not call_id:
         reply = Reply(Tone.INVALID, "Give the account and the call's id first.", ("Then click the button again.",))
@@ -142,7 +150,9 @@ async def on_resume(
         meta, draft = await _load(service, body)
         view = body.get("view") or {}
         if action.get("action_id") == "fb_restart" or draft is None:
-            draft = await service.start_draft(_user(body), str(meta.get("account")), str(meta.get("call")))
+            draft = await service.start_draft(
+                workspace(body), _user(body), str(meta.get("account")), str(meta.get("call"))
+            )
         await client.views_update(view_id=view.get("id"), view=builder_view(draft, meta.get("channel")))
     except Exception:
         log.exception("could not resume a callFlow draft")
@@ -213,7 +223,7 @@ async def on_tool(
         if which == "fb_add":  # no database needed: push at once, within the trigger's 3 s
             await client.views_push(trigger_id=trigger, view=command_view({**meta, "conds": 1}, None, {}))
             return
-        draft = await service.draft(_draft_id(meta), _user(body))
+        draft = await service.draft(workspace(body), _draft_id(meta), _user(body))
         if draft is None:
             await client.views_push(trigger_id=trigger, view=notice_view(EXPIRED, PREVIEW))
         elif which == "fb_json":
@@ -356,7 +366,7 @@ async def _apply(
     """Apply: permission checked again (a grant may have gone while the modal was open), audited
     with the full callFlow; refusals stay in the modal under "On Apply", the outcome is delivered
     like the action modal's (ephemeral in the channel, else a DM)."""
-    draft = await service.draft(_draft_id(meta), inv.user_id)
+    draft = await service.draft(inv.team, _draft_id(meta), inv.user_id)
     if draft is None:
         await ack(response_action="errors", errors={APPLY_BLOCK: f"{EXPIRED.title} {EXPIRED.lines[0]}"})
         return
@@ -376,7 +386,7 @@ async def _apply(
     inv = replace(inv, text=command_line(command) + (" (then end the call)" if end_call else ""))
 
     async def discard() -> None:
-        await service.discard_draft(draft.id)  # applied: reopening the builder starts afresh
+        await service.discard_draft(draft.team_id, draft.id)  # applied: reopening the builder starts afresh
 
     await drive_modal(service, client, ack, inv, command, block_for=lambda _reply: APPLY_BLOCK, after_success=discard)
 

@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.service.core import Service
-from bot.slack.invocations import user_id
+from bot.slack.invocations import user_id, workspace
 from bot.slack.notify import publish_home
 from bot.slack.views.home import HOME_FILTER_ACTION
 
@@ -21,14 +21,16 @@ def register(app: AsyncApp, service: Service) -> None:
     app.action(re.compile(rf"^{HOME_FILTER_ACTION}:"))(partial(on_home_filter, service=service))
 
 
-async def on_home_opened(event: dict[str, Any], client: AsyncWebClient, *, service: Service) -> None:
+async def on_home_opened(
+    event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, *, service: Service
+) -> None:
     if event.get("tab", "home") != "home":  # the Messages tab fires the same event
         return
-    await publish_home(client, service, str(event.get("user") or ""))
+    await publish_home(client, service, workspace(body), str(event.get("user") or ""))
 
 
 async def on_home_filter(
     ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, *, service: Service
 ) -> None:
     await ack()
-    await publish_home(client, service, user_id(body), str(action.get("value") or "all"))
+    await publish_home(client, service, workspace(body), user_id(body), str(action.get("value") or "all"))

@@ -54,7 +54,7 @@ async def on_message_shortcut(ack: AsyncAck, body: dict[str, Any], client: Async
     inv = shortcut_invocation(body, Source.MESSAGE_SHORTCUT)
     message = body.get("message") or {}
     try:
-        found = service.calls_in(message_texts(message))
+        found = service.calls_in(inv.team, message_texts(message))
     except Exception:
         log.exception("could not read the call ids of a message")
         found = []
