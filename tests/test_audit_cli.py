@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot.db import chain, confirmations, repo
+from bot.db import chain, confirmations, repo, workspaces
 from bot.db.session import Database
 from bot.domain.confirmation import Seen, Via
 from bot.service.audit_export import COLUMNS
@@ -111,6 +111,8 @@ def shell(db: DbHelper, tmp_path: Path) -> dict[str, str]:
     async def seed() -> None:
         database = Database(db.url)
         try:
+            # The workspace the rows are in, as the server records it at start (auth.test).
+            await workspaces.record(database, "T0001")
             for spec in ROWS:
                 fields = {k: v for k, v in spec.items() if k != "done"}
                 row = await repo.insert_audit(database, "T0001", **fields)
