@@ -236,3 +236,45 @@ def test_an_unknown_button_where_there_is_no_message_to_answer_logs_no_error(
     assert bot.slack.interact(payload).status_code == 200
     assert server.wait_idle()
     assert [r.getMessage() for r in errors.records] == []
+
+
+@pytest.mark.parametrize("action_id", ["approval_approve:1", "batch_cancel:1", "audit_details:1", "no_such_button"])
+def test_a_button_naming_no_workspace_is_answered_clearly_and_logs_no_error(
+    make_bot: BotFactory, errors: _Errors, action_id: str
+) -> None:
+    """Every read is scoped by the workspace (docs/permissions.md, "Workspaces"): a payload that
+    names none is refused with a message, not a traceback."""
+    bot = make_bot()
+    server, _ = make_bot.running[-1]
+    payload = json.loads((PAYLOADS / "block_actions.json").read_text())
+    for key in ("team", "enterprise", "is_enterprise_install"):
+        payload.pop(key, None)
+    payload["user"].pop("team_id", None)
+    payload["response_url"] = bot.fake_slack.response_url("no-team")
+    payload["actions"][0]["action_id"] = action_id
+    before = len(bot.fake_slack.responses())
+    assert bot.slack.interact(payload).status_code == 200
+    assert server.wait_idle()
+    assert [r.getMessage() for r in errors.records] == []
+    [told] = [r.json for r in bot.fake_slack.responses()[before:]]
+    assert "This request names no Slack workspace" in told["text"], told
+
+
+@pytest.mark.parametrize("payload_file", ["view_submission.json", "shortcut.json", "message_action.json"])
+def test_a_submission_or_shortcut_naming_no_workspace_reads_nothing_and_logs_no_error(
+    make_bot: BotFactory, errors: _Errors, payload_file: str
+) -> None:
+    bot = make_bot()
+    server, _ = make_bot.running[-1]
+    payload = json.loads((PAYLOADS / payload_file).read_text())
+    for key in ("team", "team_id", "enterprise", "enterprise_id", "is_enterprise_install", "authorizations"):
+        payload.pop(key, None)
+    if isinstance(payload.get("user"), dict):
+        payload["user"].pop("team_id", None)
+    answer = bot.slack.interact(payload)
+    assert answer.status_code == 200
+    assert server.wait_idle()
+    assert [r.getMessage() for r in errors.records] == []
+    if payload_file == "view_submission.json":  # the modal says why, in place of the form
+        assert "names no Slack workspace" in answer.text
+    assert not bot.fake_slack.calls("views.open") and bot.db.audit() == []

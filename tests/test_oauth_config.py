@@ -97,6 +97,7 @@ def test_the_manifest_asks_for_the_scopes_the_install_asks_for() -> None:
     manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
     assert tuple(manifest["oauth_config"]["scopes"]["bot"]) == BOT_SCOPES
     assert manifest["settings"]["org_deploy_enabled"] is True
-    assert manifest["settings"]["token_rotation_enabled"] is True
+    # Off, so an app made from it for SLACK_BOT_TOKEN never has its token expire (OAuth mode may turn it on).
+    assert manifest["settings"]["token_rotation_enabled"] is False
     assert {"app_uninstalled", "tokens_revoked"} <= set(manifest["settings"]["event_subscriptions"]["bot_events"])
     assert any(url.endswith("/slack/oauth_redirect") for url in manifest["oauth_config"]["redirect_urls"])
