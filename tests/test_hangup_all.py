@@ -415,6 +415,19 @@ def test_resume_needs_bulk_and_show_tells_the_state(start: Any) -> None:
     assert "There is no batch #999" in reply_text(unknown)
 
 
+def test_a_batch_does_not_resume_on_an_account_no_longer_shared_with_its_workspace(start: Any) -> None:
+    # Since the batch ran, callbot.toml shared prod with another workspace only.
+    bot = start('workspaces = ["T0OTHER01"]', batch_sweep_every=0.2)
+    fraud = fraud_calls(bot.twilio, 3)
+    batch_id = _leave_interrupted(bot.db, fraud, ended=1, sending=0)
+    bot.db.grant(ALICE, "bulk", "*")
+    _, refused = bot.ask(f"batch {batch_id} resume")
+    assert "is no longer a configured account: the batch cannot resume there" in reply_text(refused)
+    assert sum(bot.twilio.hangups.values()) == 0
+    [row] = bot.rows("batch.resume")
+    assert row["outcome"] == "invalid"
+
+
 # -- permission and approval ---------------------------------------------------------------------
 
 

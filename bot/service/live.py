@@ -105,7 +105,7 @@ class LiveCalls:
         inv = replace(inv, text=_list_text(account, shown, token), idempotency_key=None)
         context: dict[str, Any] = {"action": LIST_ACTION, "account": account, "request": request}
         try:
-            client = self._client(inv.team, account)
+            client = self.client_in(inv.team, account)
             wanted = CallFilter(flt.get("status"), normalised_number(flt.get("to")), normalised_number(flt.get("from")))
         except InvalidInput as error:
             return await self.recorder.refuse(inv, error, **context)
@@ -235,7 +235,8 @@ class LiveCalls:
 
     # -- shared ---------------------------------------------------------------------------------
 
-    def _client(self, team: str, account: str) -> ProviderClient:
+    def client_in(self, team: str, account: str) -> ProviderClient:
+        """The account's client if it exists in workspace `team`; else InvalidInput, as for an unknown one."""
         visible = self.accounts.visible(team)
         client = visible.get(account)
         if client is None:

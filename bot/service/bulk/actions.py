@@ -108,7 +108,7 @@ class BulkActions:
         self.confirmations = confirmations
         self.stale_after = stale_after
         self.hangup = BulkHangup(clients, recorder, safety)
-        self.control = BatchControl(db, clients, clock, recorder, access, safety, stale_after)
+        self.control = BatchControl(db, live.client_in, clock, recorder, access, safety, stale_after)
 
     @staticmethod
     def command(text: str) -> HangupAllCommand | BatchCommand | None:
@@ -456,7 +456,7 @@ class BulkActions:
         where the account requires one. Refusals are audited (as `hangup-all`)."""
         context: dict[str, Any] = {"action": BULK_ACTION, "account": command.account, "request": shown_filter(command)}
         try:
-            client = self.live._client(inv.team, command.account)
+            client = self.live.client_in(inv.team, command.account)
             call_filter(command)
         except InvalidInput as invalid:
             return await self.recorder.refuse(inv, invalid, **context)

@@ -4,7 +4,7 @@ interruption, `/call batch ID`, and the sweep that finds batches whose process d
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -45,7 +45,7 @@ class BatchControl:
     def __init__(
         self,
         db: Database,
-        clients: Mapping[str, ProviderClient],
+        client_in: Callable[[str, str], ProviderClient],
         clock: Clock,
         recorder: Recorder,
         access: Access,
@@ -53,7 +53,8 @@ class BatchControl:
         stale_after: timedelta,
     ) -> None:
         self.db = db
-        self.clients = dict(clients)
+        # The account's client in a workspace; InvalidInput where it does not exist (bot/service/live.py).
+        self.client_in = client_in
         self.now = clock
         self.recorder = recorder
         self.access = access
@@ -90,7 +91,9 @@ class BatchControl:
         batch, decision = found
         assert decision is not None  # allow_requester=False: always decided
         context: dict[str, Any] = {"action": RESUME_ACTION, "account": batch.account, "request": {"batch": batch_id}}
-        if batch.account not in self.clients:  # the batch's workspace is this one (_batch_for)
+        try:  # the batch's workspace is this one (_batch_for); the account may no longer be shared with it
+            self.client_in(inv.team, batch.account)
+        except InvalidInput:
             error = InvalidInput(batch.account, "is no longer a configured account: the batch cannot resume there.")
             return await self.recorder.refuse(inv, error, **context)
         cleared = await self.safety.check_freeze(inv, batch.account, decision, batch.reason, context)
