@@ -3,6 +3,7 @@ before callbot knew workspaces are given to it (bot/db/workspaces.py), once."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from bot.config import Settings
@@ -12,6 +13,9 @@ from bot.slack.client import web_client
 
 log = logging.getLogger(__name__)
 
+# Start-up waits at most this long for Slack: a Slack that hangs must not keep callbot down.
+IDENTIFY_WITHIN = 10.0
+
 
 async def identify(settings: Settings, db: Database) -> str | None:
     """The bot token's workspace (recorded, unassigned rows assigned to it); None without a token
@@ -19,7 +23,8 @@ async def identify(settings: Settings, db: Database) -> str | None:
     if not settings.slack_bot_token:
         return None
     try:
-        answer = await web_client(settings.slack_bot_token, settings.slack_api_url).auth_test()
+        client = web_client(settings.slack_bot_token, settings.slack_api_url)
+        answer = await asyncio.wait_for(client.auth_test(), IDENTIFY_WITHIN)
         team = str(answer.get("team_id") or "")
         if not team:
             raise ValueError("auth.test named no team_id")
