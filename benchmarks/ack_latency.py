@@ -54,8 +54,8 @@ def prepare_database(url: str, grants: list[tuple[str, str, str]] | None = None)
         for user, action, account in grants if grants is not None else [(u, "hangup", "prod") for u in USERS]:
             conn.execute(
                 text(
-                    "INSERT INTO grants (user_id, action, account, granted_by, created_at) "
-                    "VALUES (:u, :a, :c, 'benchmark', CURRENT_TIMESTAMP)"
+                    "INSERT INTO grants (team_id, user_id, action, account, granted_by, created_at) "
+                    "VALUES ('T0001', :u, :a, :c, 'benchmark', CURRENT_TIMESTAMP)"
                 ),
                 {"u": user, "a": action, "c": account},
             )

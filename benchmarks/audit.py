@@ -51,6 +51,7 @@ ACCOUNTS = {
     "eu": ("twilio", 8),
 }
 CALL_ACTIONS = {"hangup": 45, "redirect": 16, "cancel": 10, "twiml": 6, "flow": 6}
+TEAM = "T0BENCH01"  # every seeded row is this workspace's, as after a single-workspace upgrade
 OTHER_ACTIONS = {"perms": 8, "grant": 3, "revoke": 1, "audit": 3, "flows.save": 1, "freeze": 1}
 # (outcome, weight, pending first: whether the row was opened pending and closed by a second entry)
 OUTCOMES = [
@@ -112,6 +113,7 @@ def generate(rows: int, seed: int = 7) -> Iterator[dict[str, Any]]:
             "created_at": created,
             "source": rng.choices(["slash", "modal", "button", "cli"], weights=[80, 10, 8, 2])[0],
             "team_id": "T0BENCH01",
+            "workspace_id": "T0BENCH01",
             "user_id": user,
             "user_name": "user" + user[2:],
             "channel_id": "C0OPSVOICE",
@@ -219,7 +221,7 @@ def _insert(engine: Engine, batch: list[dict[str, Any]]) -> None:
                     [
                         Json(fields[name])
                         if name in ("request", "result") and fields[name] is not None
-                        else fields[name]
+                        else fields.get(name)
                         for name in names
                     ]
                 )
@@ -261,19 +263,21 @@ def filters(url: str) -> dict[str, AuditFilter]:
     now = datetime.now(UTC)
     user = USERS[20]  # neither the busiest nor the quietest
     return {
-        "(none)": AuditFilter(),
-        "user": AuditFilter(user_id=user),
-        "account": AuditFilter(account="prod"),
-        "call": AuditFilter(call_id=call),
-        "action": AuditFilter(action="hangup"),
-        "outcome=failed": AuditFilter(outcome="failed"),
-        "outcome=unknown (1%)": AuditFilter(outcome="unknown"),
-        "since=7d": AuditFilter(since=now - timedelta(days=7)),
-        "until=30d ago": AuditFilter(until=now - timedelta(days=30)),
-        "account+action+since=30d": AuditFilter(account="prod", action="hangup", since=now - timedelta(days=30)),
-        "user+outcome=failed": AuditFilter(user_id=user, outcome="failed"),
-        "own rows (no audit)": AuditFilter(visible_user=user, visible_accounts=()),
-        "own rows + audit on bw,eu": AuditFilter(visible_user=user, visible_accounts=("bw", "eu")),
+        "(none)": AuditFilter(workspace=TEAM),
+        "user": AuditFilter(workspace=TEAM, user_id=user),
+        "account": AuditFilter(workspace=TEAM, account="prod"),
+        "call": AuditFilter(workspace=TEAM, call_id=call),
+        "action": AuditFilter(workspace=TEAM, action="hangup"),
+        "outcome=failed": AuditFilter(workspace=TEAM, outcome="failed"),
+        "outcome=unknown (1%)": AuditFilter(workspace=TEAM, outcome="unknown"),
+        "since=7d": AuditFilter(workspace=TEAM, since=now - timedelta(days=7)),
+        "until=30d ago": AuditFilter(workspace=TEAM, until=now - timedelta(days=30)),
+        "account+action+since=30d": AuditFilter(
+            workspace=TEAM, account="prod", action="hangup", since=now - timedelta(days=30)
+        ),
+        "user+outcome=failed": AuditFilter(workspace=TEAM, user_id=user, outcome="failed"),
+        "own rows (no audit)": AuditFilter(workspace=TEAM, visible_user=user, visible_accounts=()),
+        "own rows + audit on bw,eu": AuditFilter(workspace=TEAM, visible_user=user, visible_accounts=("bw", "eu")),
     }
 
 

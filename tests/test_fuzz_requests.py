@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
+from tests.fakes.slack import FakeSlack
 from tests.support.bots import PAYLOADS, Bot, BotFactory
 
 FORM = "application/x-www-form-urlencoded"
@@ -278,3 +279,21 @@ def test_a_submission_or_shortcut_naming_no_workspace_reads_nothing_and_logs_no_
     if payload_file == "view_submission.json":  # the modal says why, in place of the form
         assert "names no Slack workspace" in answer.text
     assert not bot.fake_slack.calls("views.open") and bot.db.audit() == []
+
+
+def test_a_slash_command_naming_no_workspace_when_none_is_known_is_refused_clearly(
+    make_bot: BotFactory, fake_slack: FakeSlack, errors: _Errors
+) -> None:
+    """auth.test failed at start (no home workspace): a command whose body names no team cannot be
+    scoped, so nothing is read or written, and the person is told why."""
+    fake_slack.failures["auth.test"] = ["invalid_auth"]  # callbot's at start; Bolt's own then succeeds
+    bot = make_bot()
+    server, _ = make_bot.running[-1]
+    body = bot.slack.command_body("hangup prod:CA0123456789abcdef0123456789abcdef")
+    body = "&".join(part for part in body.split("&") if not part.startswith(("team_id=", "enterprise_id=")))
+    answer = bot.slack.post(body, bot.slack.sign(body), "application/x-www-form-urlencoded")
+    assert answer.status_code == 200
+    assert server.wait_idle()
+    assert "names no Slack workspace" in answer.text + json.dumps([r.json for r in bot.fake_slack.responses()])
+    assert [r.getMessage() for r in errors.records] == []
+    assert bot.db.audit() == [] and bot.fake_twilio.requests == []

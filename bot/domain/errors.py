@@ -61,6 +61,9 @@ class PermissionDenied(CallbotError):
         super().__init__(message)
 
 
+NO_WORKSPACE = "This request names no Slack workspace, so callbot cannot tell whose it is."
+
+
 class WorkspaceUnknown(CallbotError):
     """A request or shell command whose Slack workspace callbot cannot tell (no team id, or from
     the shell several known workspaces and no `--team`)."""

@@ -18,7 +18,7 @@ from bot.domain import grammar
 from bot.domain.actions import ActionName, CallTarget
 from bot.domain.callflow import CallFlow
 from bot.domain.directory import Directory, NoDirectory
-from bot.domain.errors import InvalidInput
+from bot.domain.errors import NO_WORKSPACE, InvalidInput
 from bot.domain.flows import LibraryEntry
 from bot.domain.grammar import (
     AuditQuery,
@@ -87,6 +87,11 @@ __all__ = [
 ]
 
 Handler = Callable[[Invocation, Any], Awaitable[Done | Started]]
+
+
+# Slack always names a workspace; without one (and no home workspace) no row can be scoped, not
+# even the audit row, so nothing is read or written.
+UNSCOPED = Done(Reply(Tone.DENIED, NO_WORKSPACE, ("Nothing was done.",)))
 
 
 class Service:
@@ -192,6 +197,8 @@ class Service:
         """Everything that needs no provider: replay, parse, route. A call action comes back
         `Started` (audited pending; `finish` sends it), anything else `Done`."""
         inv = self.scoped(inv)
+        if inv.team_id is None:
+            return UNSCOPED
         earlier = await self.recorder.replay(inv)
         if earlier is not None:
             return Done(earlier)
@@ -204,6 +211,8 @@ class Service:
     async def begin_parsed(self, inv: Invocation, command: Command) -> Done | Started:
         """`begin` for a text the caller parsed already (Slack's edge parses each `/call` once)."""
         inv = self.scoped(inv)
+        if inv.team_id is None:
+            return UNSCOPED
         earlier = await self.recorder.replay(inv)
         if earlier is not None:
             return Done(earlier)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain.actions import CallAction
-from bot.domain.errors import WorkspaceUnknown
+from bot.domain.errors import NO_WORKSPACE, WorkspaceUnknown
 from bot.domain.outcomes import Source
 from bot.domain.permissions import Decision
 from bot.domain.replies import Reply
@@ -54,7 +54,7 @@ class Invocation:
         """The workspace every query of this invocation is scoped by: there is no unscoped one. ""
         is the shell's before callbot knows any workspace (bot/db/workspaces.py UNASSIGNED)."""
         if self.team_id is None:
-            raise WorkspaceUnknown("This request names no Slack workspace, so callbot cannot tell whose it is.")
+            raise WorkspaceUnknown(NO_WORKSPACE)
         return self.team_id
 
     @property

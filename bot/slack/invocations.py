@@ -10,7 +10,7 @@ from typing import Any
 
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.domain.errors import WorkspaceUnknown
+from bot.domain.errors import NO_WORKSPACE, WorkspaceUnknown
 from bot.service.core import Invocation
 from bot.slack.text import plain_text
 
@@ -31,14 +31,14 @@ def slash_invocation(body: dict[str, Any], request: AsyncBoltRequest) -> Invocat
 
 def button_invocation(body: dict[str, Any], idempotency_key: str | None = None) -> Invocation:
     """Who clicked a button (block_actions), and in which channel the message was."""
-    user = body.get("user") or {}
+    user = _field(body, "user")
     return Invocation(
         source="button",
         user_id=str(user.get("id") or "unknown"),
         user_name=user.get("username") or user.get("name"),
         team_id=team_of(body),
         enterprise_id=enterprise_of(body),
-        channel_id=(body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
+        channel_id=_field(body, "channel").get("id") or _field(body, "container").get("channel_id"),
         text="",
         idempotency_key=idempotency_key,
         response_url=_response_url(body),
@@ -48,20 +48,20 @@ def button_invocation(body: dict[str, Any], idempotency_key: str | None = None) 
 def shortcut_invocation(body: dict[str, Any], source: str) -> Invocation:
     """Who used a shortcut (global, or on a message: then in that message's channel). Nothing is
     audited yet: the form it opens is, when submitted."""
-    user = body.get("user") or {}
+    user = _field(body, "user")
     return Invocation(
         source=source,
         user_id=str(user.get("id") or "unknown"),
         user_name=user.get("username") or user.get("name"),
         team_id=team_of(body),
         enterprise_id=enterprise_of(body),
-        channel_id=(body.get("channel") or {}).get("id"),
+        channel_id=_field(body, "channel").get("id"),
         text="",
     )
 
 
 def modal_invocation(body: dict[str, Any], view: dict[str, Any], channel: str | None) -> Invocation:
-    user = body.get("user") or {}
+    user = _field(body, "user")
     # A replayed submission carries the same view and values; a corrected one does not.
     digest = hashlib.sha256(
         json.dumps([view.get("id"), view.get("hash"), (view.get("state") or {}).get("values")], sort_keys=True).encode()
@@ -89,14 +89,13 @@ def view_metadata(view: dict[str, Any]) -> dict[str, Any]:
 def team_of(body: Mapping[str, Any]) -> str | None:
     """The workspace of an interaction payload: `team.id`; failing that (an org-wide install's
     payloads may carry none) the user's team, then the first authorization's."""
-    team = body.get("team") or {}
     found = (
-        (team.get("id") if isinstance(team, dict) else None)
+        _field(body, "team").get("id")
         or body.get("team_id")
-        or (body.get("user") or {}).get("team_id")
+        or _field(body, "user").get("team_id")
         or _authorization(body).get("team_id")
     )
-    return str(found) if found else None
+    return found if isinstance(found, str) and found else None
 
 
 def workspace(body: Mapping[str, Any]) -> str:
@@ -104,21 +103,26 @@ def workspace(body: Mapping[str, Any]) -> str:
     refused (there is no unscoped read)."""
     team = team_of(body)
     if not team:
-        raise WorkspaceUnknown("This request names no Slack workspace, so callbot cannot tell whose it is.")
+        raise WorkspaceUnknown(NO_WORKSPACE)
     return team
 
 
 def enterprise_of(body: Mapping[str, Any]) -> str | None:
     """The Enterprise Grid organisation, as Slack sends it: `enterprise_id` (slash commands, events),
     `enterprise.id` (interactions), or the first authorization's."""
-    enterprise = body.get("enterprise")
     found = (
         body.get("enterprise_id")
-        or (enterprise.get("id") if isinstance(enterprise, dict) else None)
-        or (body.get("team") or {}).get("enterprise_id")
+        or _field(body, "enterprise").get("id")
+        or _field(body, "team").get("enterprise_id")
         or _authorization(body).get("enterprise_id")
     )
-    return str(found) if found else None
+    return found if isinstance(found, str) and found else None
+
+
+def _field(body: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """An object of the payload, or {} when Slack (or a forger) sent something else there."""
+    value = body.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def _authorization(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +133,7 @@ def _authorization(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def user_id(body: dict[str, Any]) -> str:
     """The clicker of a block_actions or view payload ("" when Slack sent none)."""
-    return str((body.get("user") or {}).get("id") or "")
+    return str(_field(body, "user").get("id") or "")
 
 
 def _response_url(body: dict[str, Any]) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.response import BoltResponse
 
+from bot.domain.errors import NO_WORKSPACE
 from bot.domain.replies import Reply, Tone
 from bot.service.core import Service
 from bot.slack.invocations import team_of
@@ -18,9 +19,9 @@ from bot.slack.views.render import message
 
 log = logging.getLogger(__name__)
 
-NO_WORKSPACE = Reply(
+NO_WORKSPACE_REPLY = Reply(
     Tone.DENIED,
-    "This request names no Slack workspace, so callbot cannot tell whose it is.",
+    NO_WORKSPACE,
     ("Nothing was done. Slack always sends one: if this keeps happening, tell whoever runs callbot.",),
 )
 # Payloads of a person's click or submission: every read they lead to is scoped by the workspace.
@@ -74,13 +75,13 @@ async def refuse_without_workspace(
     log.warning("refused a Slack %s that names no workspace", kind)
     if kind == "view_submission":
         title = {"type": "plain_text", "text": "callbot"}
-        view = {"type": "modal", "title": title, "blocks": message(NO_WORKSPACE)["blocks"]}
+        view = {"type": "modal", "title": title, "blocks": message(NO_WORKSPACE_REPLY)["blocks"]}
         return await ack(response_action="update", view=view)
     if kind == "block_suggestion":
         return await ack(options=[])
     if kind == "block_actions" and respond.response_url:
         try:
-            await respond(**message(NO_WORKSPACE), replace_original=False)
+            await respond(**message(NO_WORKSPACE_REPLY), replace_original=False)
         except Exception:
             log.exception("could not answer a button that names no workspace")
     return await ack()
