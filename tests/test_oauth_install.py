@@ -410,3 +410,18 @@ def test_under_an_org_wide_install_a_workspace_is_known_once_it_used_callbot(
     assert (
         "Dry run" in command_from(oauth_bot, GRID_TEAM, "hangup prod:CA0123456789abcdef0123456789abcdef dry-run").text
     )
+
+
+def test_an_install_callbot_cannot_audit_is_taken_back(oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack) -> None:
+    with oauth_bot.db.engine.begin() as conn:  # the audit cannot be written: as if the database failed
+        conn.execute(text("ALTER TABLE audit_log RENAME TO audit_log_away"))
+    try:
+        page = browser.install(ALPHA, fake_slack)
+    finally:
+        with oauth_bot.db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE audit_log_away RENAME TO audit_log"))
+    assert page.status_code == 500 and "installed" in page.text
+    assert installations(oauth_bot) == []  # not live without its audit row
+    assert command_from(oauth_bot, ALPHA, "help").status_code == 200
+    assert "callbot is not installed on this workspace" in fake_slack.wait_responses(1)[0].json["text"]
+    assert audit_actions(oauth_bot) == []

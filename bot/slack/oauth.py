@@ -90,8 +90,16 @@ class CallbotOAuthFlow(AsyncOAuthFlow):
             return None
 
     async def store_installation(self, request: AsyncBoltRequest, installation: Installation) -> None:
+        store = self.settings.installation_store
+        org_wide = bool(installation.is_enterprise_install)
+        where = {"enterprise_id": installation.enterprise_id, "team_id": None if org_wide else installation.team_id}
         try:
+            earlier = await store.async_find_installation(**where, is_enterprise_install=org_wide)
             await super().store_installation(request, installation)
+        except Exception as error:
+            log.error("could not save an installation (%s)", type(error).__name__)
+            raise BoltError("storage_error") from None
+        try:
             await self.service.installs.record(
                 WorkspaceEvent(
                     WorkspaceChange.INSTALLED,
@@ -99,11 +107,18 @@ class CallbotOAuthFlow(AsyncOAuthFlow):
                     enterprise_id=installation.enterprise_id,
                     user_id=installation.user_id,
                     team_name=installation.team_name or installation.enterprise_name,
-                    org_wide=bool(installation.is_enterprise_install),
+                    org_wide=org_wide,
                 )
             )
         except Exception as error:
-            log.error("could not save an installation (%s)", type(error).__name__)
+            # Unaudited, a new install is taken back (the page says nothing was installed); a
+            # re-install keeps the workspace working with its new token.
+            log.error("could not audit an installation (%s)", type(error).__name__)
+            if earlier is None:
+                try:
+                    await store.async_delete_all(**where)
+                except Exception:
+                    log.exception("could not take back an installation it could not audit")
             raise BoltError("storage_error") from None
 
 
