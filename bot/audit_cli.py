@@ -83,7 +83,9 @@ async def _scoped(settings: Settings, db: Database, flt: AuditFilter, asked: str
     """The filter within one workspace: `--team`, else the only one callbot knows (read from
     auth.test, as at start, which also assigns rows written before callbot knew workspaces)."""
     home = await home_workspace(settings, db)
-    return replace(flt, workspace=await workspaces.choose(db, asked, home))
+    return replace(
+        flt, workspace=await workspaces.choose(db, asked, home, organisations=True, oauth=settings.oauth is not None)
+    )
 
 
 def _audit_filter_options(cmd: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from bot.domain.grammar import GrantCommand, RoleCommand
 from bot.domain.redact import Redactor
 from bot.domain.replies import Reply
 from bot.logs import LogSettings, configure_logging, install_redaction, report_failure, request_context
-from bot.runtime import Runtime, home_workspace, prepare_schema
+from bot.runtime import Runtime, home_workspace, prepare_schema, require_assigned
 from bot.service.bulk.plans import BatchNotice
 from bot.service.core import ApprovalUpdate, Invocation
 
@@ -170,6 +170,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             await client.aclose()
 
     asyncio.run(check_clients())
+    if settings.oauth is not None:
+        asyncio.run(_require_assigned(settings))
     import uvicorn
 
     from bot.web import create_web_app
@@ -237,6 +239,14 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         said = f"Slack workspace: {team}" if team else "Slack workspace: unknown (auth.test failed; see the log)"
         print(said, file=sys.stderr)
     return 0
+
+
+async def _require_assigned(settings: Settings) -> None:
+    db = Database(settings.database_url)
+    try:
+        await require_assigned(settings, db)
+    finally:
+        await db.close()
 
 
 async def _identify(settings: Settings) -> str | None:

@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.db import migrate, problems, repo, workspaces
 from bot.db.session import Database, is_sqlite
 from bot.domain.directory import Directory
+from bot.domain.errors import ConfigError
 from bot.domain.redact import Redactor
 from bot.logs import install_redaction
 from bot.observe import AttemptObserver
@@ -86,7 +87,7 @@ class Runtime:
 
     async def team(self, asked: str | None) -> str:
         """The workspace a shell command is about (`--team`; optional while callbot knows one)."""
-        return await workspaces.choose(self.db, asked, self.service.home)
+        return await workspaces.choose(self.db, asked, self.service.home, oauth=self.settings.oauth is not None)
 
     async def enterprise_of(self, team: str) -> str | None:
         return await workspaces.enterprise_of(self.db, team)
@@ -243,11 +244,30 @@ class Runtime:
         await self.db.close()
 
 
+async def require_assigned(settings: Settings, db: Database) -> None:
+    """OAuth mode starts only once every row has its workspace (ConfigError otherwise)."""
+    if settings.oauth is None:
+        return
+    waiting = await workspaces.unassigned(db)
+    if waiting:
+        # Only a bot token's auth.test says whose they are: OAuth mode would show them nowhere,
+        # and their freezes would hold nowhere.
+        listed = ", ".join(f"{table} {count}" for table, count in sorted(waiting.items()))
+        raise ConfigError(
+            "environment",
+            "SLACK_CLIENT_ID",
+            f"rows written before workspaces have none yet ({listed}): run `callbot migrate` once with "
+            "the old SLACK_BOT_TOKEN set (and SLACK_CLIENT_ID unset) to give them its workspace, then "
+            "switch to OAuth mode",
+        )
+
+
 async def home_workspace(settings: Settings, db: Database) -> str | None:
     """The workspace of SLACK_BOT_TOKEN (auth.test; rows without a workspace are assigned to it).
     When Slack cannot say, the one workspace recorded earlier, if there is exactly one."""
     from bot.slack.identity import identify
 
+    await require_assigned(settings, db)
     team = await identify(settings, db)
     if team is None and settings.slack_bot_token:
         known = await workspaces.known(db)

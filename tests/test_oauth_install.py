@@ -401,6 +401,13 @@ def test_under_an_org_wide_install_a_workspace_is_known_once_it_used_callbot(
     oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
     browser.install(GRID, fake_slack)
+    # The org's own rows are filed under its id, but no request comes from it: no grant goes there.
+    bare = callbot(["grant", ALICE, "hangup", "--on", "prod"], oauth_bot.env, tmp_path)
+    assert bare.returncode == 2 and "No Slack workspace is known yet" in bare.stderr
+    org = callbot(["grant", ALICE, "hangup", "--on", "prod", "--team", "E0GRID001"], oauth_bot.env, tmp_path)
+    assert org.returncode == 2 and "an Enterprise Grid organisation, not a workspace" in org.stderr
+    listed = callbot(["audit", "list", "--team", "E0GRID001"], oauth_bot.env, tmp_path)
+    assert listed.returncode == 0 and "app_installed" in listed.stdout, listed.stderr
     grant = ["grant", ALICE, "hangup", "--on", "prod", "--team", GRID_TEAM.team_id or ""]
     unknown = callbot(grant, oauth_bot.env, tmp_path)
     assert unknown.returncode == 2 and "--team T0GRIDWS1: not a workspace callbot serves" in unknown.stderr

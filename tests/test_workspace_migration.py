@@ -7,6 +7,7 @@ SQLite and, with CALLBOT_TEST_DATABASE_URL, PostgreSQL (tests/support/database.p
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from sqlalchemy import text
 
 from bot.db import migrate, repo
 from bot.db.session import Database
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import CLIENT_ID, CLIENT_SECRET, FakeSlack
 from tests.processes import callbot
 from tests.support.database import DbHelper
 
@@ -223,3 +224,34 @@ def test_without_slack_the_shell_works_and_the_first_start_gives_its_rows_a_work
     assert f"<@{OLD_ADMIN}> `admin` on all accounts" in callbot(["perms"], env, tmp_path).stdout
     verified = callbot(["audit", "verify"], env, tmp_path)
     assert verified.returncode == 0, verified.stdout
+
+
+def test_oauth_mode_does_not_start_while_old_rows_wait_for_their_workspace(
+    at_0013: DbHelper, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Only a bot token's auth.test says whose the old rows are: in OAuth mode they would show
+    nowhere (and their freezes hold nowhere), so callbot says how to give them their workspace."""
+    db = at_0013
+    before = seed_0013(db)
+    config = Path(env["CALLBOT_CONFIG"])
+    shared = tmp_path / "shared.toml"  # in OAuth mode every account names its workspaces
+    shared.write_text(re.sub(r"(\[accounts\.\w+\]\n)", r'\1workspaces = ["T0001"]\n', config.read_text()))
+    oauth = {
+        **env,
+        "CALLBOT_CONFIG": str(shared),
+        "SLACK_BOT_TOKEN": "",
+        "SLACK_CLIENT_ID": CLIENT_ID,
+        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+    }
+    assert callbot(["migrate"], oauth, tmp_path).returncode == 0  # the schema; no workspace to give
+    refused = callbot(["serve", "--port", "0"], oauth, tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "rows written before workspaces have none yet (" in refused.stderr
+    assert "run `callbot migrate` once with the old SLACK_BOT_TOKEN" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert counts(db) == before
+
+    # As it says: migrate with the bot token, then OAuth mode starts (the shell's audit list here).
+    assert f"Slack workspace: {TEAM}" in callbot(["migrate"], env, tmp_path).stderr
+    listed = callbot(["audit", "list", "--team", TEAM], oauth, tmp_path)
+    assert listed.returncode == 0, listed.stderr

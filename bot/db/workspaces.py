@@ -109,18 +109,33 @@ async def assign_unassigned(db: Database, team_id: str, at: datetime | None = No
     return moved
 
 
-async def choose(db: Database, asked: str | None, home: str | None = None) -> str:
+async def choose(
+    db: Database, asked: str | None, home: str | None = None, *, organisations: bool = False, oauth: bool = False
+) -> str:
     """The workspace a shell command is about: `--team` when given (it must be one callbot knows),
-    else the only one it knows. Several and no `--team`: a clear error listing them."""
-    teams = sorted({w.team_id for w in await known(db)} | ({home} if home else set()))
+    else the only one it knows. Several and no `--team`: a clear error listing them. An org-wide
+    install's rows are filed under its enterprise id (E…): only the audit commands
+    (`organisations`) take one, and never by default, since no request ever comes from it."""
+    known_ids = {w.team_id for w in await known(db)} | ({home} if home else set())
+    teams = sorted(team for team in known_ids if not team.startswith("E"))
     listed = ", ".join(teams)
     if asked:
-        if asked not in teams:
+        if asked.startswith("E") and asked in known_ids and not organisations:
+            raise WorkspaceUnknown(
+                f"--team {asked}: an Enterprise Grid organisation, not a workspace; name one of its workspaces (T…)."
+            )
+        if asked not in (known_ids if organisations else teams):
             known_text = f"known: {listed}" if teams else "callbot knows none yet"
             raise WorkspaceUnknown(f"--team {asked}: not a workspace callbot serves ({known_text}).")
         return asked
     if len(teams) == 1:
         return teams[0]
+    if not teams and oauth:
+        # No bot token whose auth.test would later claim unassigned rows: there must be a workspace.
+        raise WorkspaceUnknown(
+            "No Slack workspace is known yet: install callbot from /slack/install (under an org-wide"
+            " install, a workspace is known once someone there has used callbot)."
+        )
     if not teams:
         # No Slack yet (no SLACK_BOT_TOKEN, or auth.test unread): the shell writes rows without a
         # workspace, given to the bot token's at the first start that reads it, like older rows.
