@@ -193,6 +193,8 @@ def seed(url: str, rows: int) -> float:
             .where(AuditChainRow.id == chain.HEAD_ID)
             .values(seq=head_seq, hash=head_hash)
         )
+        # The workspace is known, as after the first start (the shell's --team then defaults to it).
+        conn.execute(text("INSERT INTO workspaces (team_id, first_seen) VALUES (:t, CURRENT_TIMESTAMP)"), {"t": TEAM})
         if engine.dialect.name == "postgresql":
             conn.execute(
                 text("SELECT setval(pg_get_serial_sequence('audit_log', 'id'), (SELECT max(id) FROM audit_log))")

@@ -7,7 +7,7 @@ Audit rows keep their hashed fields untouched: their workspace goes in `workspac
 hash chain does not cover.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-06
 """
 
