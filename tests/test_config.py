@@ -102,3 +102,17 @@ def test_account_workspaces_are_slack_team_ids(
     assert problem in str(raised.value)
     (tmp_path / "callbot.toml").write_text(account + 'workspaces = ["T0123ABCD", "T0456EFGH"]\n')
     assert Settings.from_env({}).accounts["main"].config.workspaces == ("T0123ABCD", "T0456EFGH")
+
+
+@pytest.mark.parametrize("key", ["approvers_channel", "announce_channel"])
+def test_a_channel_is_one_workspace_s_so_an_account_shared_with_several_cannot_name_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    account = f'[accounts.main]\nprovider = "twilio"\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "x"\n'
+    account += f'{key} = "C0123ABCD"\n' + ('approval = ["hangup"]\n' if key == "approvers_channel" else "")
+    (tmp_path / "callbot.toml").write_text(account + 'workspaces = ["T0123ABCD", "T0456EFGH"]\n')
+    with pytest.raises(ConfigError, match=f"{key} is one workspace's channel, but the account is shared with 2"):
+        Settings.from_env({})
+    (tmp_path / "callbot.toml").write_text(account + 'workspaces = ["T0123ABCD"]\n')
+    assert Settings.from_env({}).accounts["main"].config.workspaces == ("T0123ABCD",)

@@ -139,7 +139,7 @@ def test_admins_grants_perms_and_roles_stay_in_their_workspace(make_bot: BotFact
 
 
 def test_an_approval_cannot_be_decided_from_another_workspace(make_bot: BotFactory) -> None:
-    policy = f'{SHARED}\napproval = ["hangup"]\napprovers_channel = "{APPROVERS}"'
+    policy = f'{ONLY_A}\napproval = ["hangup"]\napprovers_channel = "{APPROVERS}"'
     bot = make_bot({"prod": policy}, clock=FakeClock())
     bot.db.grant(ALICE, "operator", "prod", team=A)
     bot.db.grant(CAROL, "approve", "prod", team=A)

@@ -98,6 +98,19 @@ class AccountBase(BaseModel):
             raise ValueError("announce is set: announce_channel (a Slack channel id, like C0123ABCD) is required")
         return self
 
+    @model_validator(mode="after")
+    def _one_workspace_per_channel(self) -> AccountBase:
+        # A channel id is one workspace's: an account shared with several would post one workspace's
+        # approvals and announcements where the other's people are (or fail to post at all).
+        shared = self.workspaces is not None and len(self.workspaces) > 1
+        for key in ("approvers_channel", "announce_channel"):
+            if shared and getattr(self, key):
+                raise ValueError(
+                    f"{key} is one workspace's channel, but the account is shared with {len(self.workspaces or ())}"
+                    " workspaces: declare one account per workspace for approvals and announcements"
+                )
+        return self
+
     def policy(self) -> Policy:
         return Policy(
             confirm=frozenset(self.confirm),
