@@ -3,7 +3,6 @@ setups refused at start with a clear message."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from bot.config.oauth import BOT_SCOPES
 from bot.domain.errors import ConfigError
 from tests.fakes.slack import CLIENT_ID, CLIENT_SECRET
 from tests.processes import callbot
+from tests.support.oauth import shell_oauth_env
 
 OAUTH = {"SLACK_SIGNING_SECRET": "s" * 32, "SLACK_CLIENT_ID": CLIENT_ID, "SLACK_CLIENT_SECRET": CLIENT_SECRET}
 MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yml"
@@ -61,16 +61,7 @@ def test_the_server_refuses_a_mixed_setup_in_one_line(env: dict[str, str], tmp_p
 
 
 def test_socket_mode_stays_single_workspace(env: dict[str, str], tmp_path: Path) -> None:
-    config = Path(env["CALLBOT_CONFIG"])
-    shared = tmp_path / "shared.toml"  # in OAuth mode every account names its workspaces
-    shared.write_text(re.sub(r"(\[accounts\.\w+\]\n)", r'\1workspaces = ["T0ALPHA01"]\n', config.read_text()))
-    oauth_env = {
-        **env,
-        "CALLBOT_CONFIG": str(shared),
-        "SLACK_BOT_TOKEN": "",
-        "SLACK_CLIENT_ID": CLIENT_ID,
-        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
-    }
+    oauth_env = shell_oauth_env(env, tmp_path, "T0ALPHA01")
     result = callbot(["serve", "--socket"], {**oauth_env, "SLACK_APP_TOKEN": "xapp-1-A1-2-three"}, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (

@@ -7,7 +7,6 @@ SQLite and, with CALLBOT_TEST_DATABASE_URL, PostgreSQL (tests/support/database.p
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +15,10 @@ from sqlalchemy import text
 
 from bot.db import migrate, repo
 from bot.db.session import Database
-from tests.fakes.slack import CLIENT_ID, CLIENT_SECRET, FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.processes import callbot
 from tests.support.database import DbHelper
+from tests.support.oauth import shell_oauth_env
 
 TEAM = "T0001"  # the fake Slack's auth.test
 OLD_ADMIN = "U0OLDADM1"
@@ -233,16 +233,7 @@ def test_oauth_mode_does_not_start_while_old_rows_wait_for_their_workspace(
     nowhere (and their freezes hold nowhere), so callbot says how to give them their workspace."""
     db = at_0013
     before = seed_0013(db)
-    config = Path(env["CALLBOT_CONFIG"])
-    shared = tmp_path / "shared.toml"  # in OAuth mode every account names its workspaces
-    shared.write_text(re.sub(r"(\[accounts\.\w+\]\n)", r'\1workspaces = ["T0001"]\n', config.read_text()))
-    oauth = {
-        **env,
-        "CALLBOT_CONFIG": str(shared),
-        "SLACK_BOT_TOKEN": "",
-        "SLACK_CLIENT_ID": CLIENT_ID,
-        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
-    }
+    oauth = shell_oauth_env(env, tmp_path, "T0001")
     assert callbot(["migrate"], oauth, tmp_path).returncode == 0  # the schema; no workspace to give
     refused = callbot(["serve", "--port", "0"], oauth, tmp_path)
     assert refused.returncode == 2, refused.stderr

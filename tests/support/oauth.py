@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -26,6 +27,21 @@ def oauth_env(fake_slack: FakeSlack) -> dict[str, str]:
         "SLACK_CLIENT_ID": CLIENT_ID,
         "SLACK_CLIENT_SECRET": CLIENT_SECRET,
         "SLACK_OAUTH_AUTHORIZE_URL": f"{fake_slack.url}/oauth/v2/authorize",
+    }
+
+
+def shell_oauth_env(env: Mapping[str, str], directory: Path, team: str) -> dict[str, str]:
+    """A deployment's environment (tests/support/fixtures.py `env`) switched to OAuth mode, for
+    `callbot` processes: its accounts shared with `team` (OAuth mode wants every account's)."""
+    shared = directory / "shared.toml"
+    config = Path(env["CALLBOT_CONFIG"]).read_text()
+    shared.write_text(re.sub(r"(\[accounts\.\w+\]\n)", rf'\1workspaces = ["{team}"]\n', config))
+    return {
+        **env,
+        "CALLBOT_CONFIG": str(shared),
+        "SLACK_BOT_TOKEN": "",
+        "SLACK_CLIENT_ID": CLIENT_ID,
+        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
     }
 
 
