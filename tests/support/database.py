@@ -133,6 +133,7 @@ TABLES = (
     "batches",
     "batch_items",
     "pending_replies",
+    "pending_choices",
     "webhook_receipts",
     # The workspaces callbot knows (migration 0015): from auth.test at start, and from OAuth installs.
     "workspaces",
