@@ -46,6 +46,8 @@ def test_a_bot_token_alone_keeps_single_workspace_mode() -> None:
         ({"SLACK_REDIRECT_URI": "https://x.example/r"}, "SLACK_REDIRECT_URI: is an OAuth setting"),
         ({**OAUTH, "SLACK_REDIRECT_URI": "callbot.example"}, "SLACK_REDIRECT_URI: must be an http\\(s\\) URL"),
         ({**OAUTH, "CALLBOT_OAUTH_STATE_EXPIRY": "5"}, "CALLBOT_OAUTH_STATE_EXPIRY: must be a whole number"),
+        ({"SLACK_ALLOWED_TEAMS": "T0ALPHA01"}, "SLACK_ALLOWED_TEAMS: is an OAuth setting"),
+        ({**OAUTH, "SLACK_ALLOWED_TEAMS": "T0ALPHA01, acme"}, "SLACK_ALLOWED_TEAMS: 'acme' is not a Slack team"),
     ],
 )
 def test_a_mixed_or_half_setup_is_refused(env: dict[str, str], message: str) -> None:

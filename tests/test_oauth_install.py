@@ -432,3 +432,22 @@ def test_an_install_callbot_cannot_audit_is_taken_back(oauth_bot: Bot, browser: 
     assert command_from(oauth_bot, ALPHA, "help").status_code == 200
     assert "callbot is not installed on this workspace" in fake_slack.wait_responses(1)[0].json["text"]
     assert audit_actions(oauth_bot) == []
+
+
+def test_a_workspace_callbot_is_not_set_up_for_cannot_install_it(
+    oauth_bot: Bot, browser: Browser, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    browser.install(ALPHA, fake_slack)
+    stranger = Workspace("T0STRANGE", team_name="Stranger", installer="U0STRANGE")
+    page = browser.install(stranger, fake_slack)
+    assert page.status_code == 403 and "not set up for this workspace" in page.text
+    assert installations(oauth_bot) == [(ALPHA.team_id, None, False)]
+    # Its requests are answered as not installed, and nothing of it is written anywhere.
+    assert command_from(oauth_bot, stranger, "hangup prod:CA0123456789abcdef0123456789abcdef").status_code == 200
+    assert "callbot is not installed on this workspace" in fake_slack.wait_responses(1)[0].json["text"]
+    assert [team for _, _, team in audit_actions(oauth_bot)] == [ALPHA.team_id]
+    # The shell still knows one workspace only: no --team needed.
+    assert callbot(["grant", ALICE, "hangup", "--on", "prod"], oauth_bot.env, tmp_path).returncode == 0
+    # An org-wide install needs its organisation listed in SLACK_ALLOWED_TEAMS.
+    other_org = Workspace(None, enterprise_id="E0OTHER01", team_name="Other", org_wide=True, installer="U0OTHER01")
+    assert browser.install(other_org, fake_slack).status_code == 403

@@ -110,6 +110,16 @@ class Settings:
             oauth=oauth,
         )
 
+    def installable(self, team_id: str | None, enterprise_id: str | None, *, org_wide: bool) -> bool:
+        """Whether an OAuth install there is taken: a workspace an account names, or one (or its
+        organisation) in SLACK_ALLOWED_TEAMS; an org-wide install only when its organisation is listed."""
+        allowed = self.oauth.allowed if self.oauth is not None else frozenset()
+        if enterprise_id and enterprise_id in allowed:
+            return True
+        if org_wide or not team_id:
+            return False
+        return team_id in allowed or any(team_id in (a.config.workspaces or ()) for a in self.accounts.values())
+
     @property
     def batch_stale_after(self) -> timedelta:
         return timedelta(seconds=self.batch_stale_seconds)

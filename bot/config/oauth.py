@@ -10,6 +10,7 @@ Both at once would leave it unclear which token answers a workspace: that is ref
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -35,6 +36,9 @@ class OAuthConfig:
     redirect_uri: str | None = None
     authorize_url: str = DEFAULT_AUTHORIZE_URL
     state_expiry_seconds: int = DEFAULT_STATE_EXPIRY
+    # SLACK_ALLOWED_TEAMS: workspaces (T…) and Enterprise Grid organisations (E…) that may install
+    # callbot, besides the workspaces its accounts name (Settings.installable).
+    allowed: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:  # the client secret stays out of any repr
         return f"OAuthConfig(client_id={self.client_id!r}, redirect_uri={self.redirect_uri!r})"
@@ -45,7 +49,12 @@ def oauth_from_env(env: Mapping[str, str], public_url: str | None) -> OAuthConfi
     client_id = env.get("SLACK_CLIENT_ID") or None
     client_secret = env.get("SLACK_CLIENT_SECRET") or None
     if client_id is None and client_secret is None:
-        for name in ("SLACK_REDIRECT_URI", "SLACK_OAUTH_AUTHORIZE_URL", "CALLBOT_OAUTH_STATE_EXPIRY"):
+        for name in (
+            "SLACK_REDIRECT_URI",
+            "SLACK_OAUTH_AUTHORIZE_URL",
+            "CALLBOT_OAUTH_STATE_EXPIRY",
+            "SLACK_ALLOWED_TEAMS",
+        ):
             if env.get(name):
                 raise ConfigError(
                     "environment", name, "is an OAuth setting: set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET too"
@@ -78,7 +87,13 @@ def oauth_from_env(env: Mapping[str, str], public_url: str | None) -> OAuthConfi
         raise ConfigError(
             "environment", "CALLBOT_OAUTH_STATE_EXPIRY", "must be a whole number of seconds from 60 to 86400"
         )
-    return OAuthConfig(client_id, client_secret, redirect, authorize_url, int(expiry_text))
+    allowed = frozenset(word for word in re.split(r"[\s,]+", env.get("SLACK_ALLOWED_TEAMS") or "") if word)
+    for word in sorted(allowed):
+        if not re.fullmatch(r"[TE][A-Z0-9]{2,31}", word):
+            raise ConfigError(
+                "environment", "SLACK_ALLOWED_TEAMS", f"{word!r} is not a Slack team (T…) or organisation (E…) id"
+            )
+    return OAuthConfig(client_id, client_secret, redirect, authorize_url, int(expiry_text), allowed)
 
 
 def _check_url(name: str, value: str) -> None:

@@ -61,6 +61,12 @@ _FAILURES = {
     ),
     "storage_error": "callbot could not save the installation, so nothing was installed. The server log says why.",
 }
+NOT_ALLOWED = "not_allowed"
+_NOT_ALLOWED_PAGE = (
+    "callbot is not set up for this workspace, so nothing was installed. Whoever runs callbot adds its "
+    "team id (T…) to an account's <code>workspaces</code> in callbot.toml, or to SLACK_ALLOWED_TEAMS "
+    "(an organisation's id, E…, for an org-wide install)."
+)
 NOT_INSTALLED = (
     "callbot is not installed on this workspace, or it was uninstalled. A Slack admin can install it from "
     "callbot's install page (/slack/install on callbot's address)."
@@ -71,9 +77,12 @@ class CallbotOAuthFlow(AsyncOAuthFlow):
     """Bolt's flow, with callbot's install page, the install audited, and a store or network
     failure shown as a failure page instead of an internal error."""
 
-    def __init__(self, settings: AsyncOAuthSettings, client: AsyncWebClient, service: Service) -> None:
+    def __init__(
+        self, settings: AsyncOAuthSettings, client: AsyncWebClient, service: Service, callbot: Settings
+    ) -> None:
         super().__init__(client=client, logger=flow_log, settings=settings)
         self.service = service
+        self.callbot = callbot
 
     async def build_install_page_html(self, url: str, request: AsyncBoltRequest) -> str:
         return _page(
@@ -93,6 +102,14 @@ class CallbotOAuthFlow(AsyncOAuthFlow):
         store = self.settings.installation_store
         org_wide = bool(installation.is_enterprise_install)
         where = {"enterprise_id": installation.enterprise_id, "team_id": None if org_wide else installation.team_id}
+        if not self.callbot.installable(installation.team_id, installation.enterprise_id, org_wide=org_wide):
+            # Not stored: its requests are answered "not installed", and nothing of it is written.
+            log.warning(
+                "refused an installation on %s %s: not named by an account's workspaces nor SLACK_ALLOWED_TEAMS",
+                "organisation" if org_wide else "workspace",
+                installation.enterprise_id if org_wide else installation.team_id,
+            )
+            raise BoltError(NOT_ALLOWED)
         try:
             earlier = await store.async_find_installation(**where, is_enterprise_install=org_wide)
             await super().store_installation(request, installation)
@@ -143,7 +160,7 @@ def oauth_flow(settings: Settings, installs: Installs, service: Service, client:
         state_expiration_seconds=oauth.state_expiry_seconds,
         logger=flow_log,
     )
-    return CallbotOAuthFlow(oauth_settings, client, service)
+    return CallbotOAuthFlow(oauth_settings, client, service, settings)
 
 
 async def _success(args: AsyncSuccessArgs) -> BoltResponse:
@@ -162,6 +179,10 @@ async def _success(args: AsyncSuccessArgs) -> BoltResponse:
 
 
 async def _failure(args: AsyncFailureArgs) -> BoltResponse:
+    if args.error is not None and str(args.error) == NOT_ALLOWED:
+        log.info("an installation failed: not allowed")
+        body = _page("callbot was not installed", _NOT_ALLOWED_PAGE, "")
+        return BoltResponse(status=403, body=body, headers={"Content-Type": "text/html; charset=utf-8"})
     reason = _FAILURES.get(args.reason) or (
         f"Slack reported <code>{html.escape(args.reason[:64])}</code>. Nothing was installed; "
         "start again from the install page."

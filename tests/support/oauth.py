@@ -27,6 +27,8 @@ def oauth_env(fake_slack: FakeSlack) -> dict[str, str]:
         "SLACK_CLIENT_ID": CLIENT_ID,
         "SLACK_CLIENT_SECRET": CLIENT_SECRET,
         "SLACK_OAUTH_AUTHORIZE_URL": f"{fake_slack.url}/oauth/v2/authorize",
+        # The org-wide installs' organisation (the workspaces are allowed by the accounts' lists).
+        "SLACK_ALLOWED_TEAMS": "E0GRID001",
     }
 
 
