@@ -3,6 +3,7 @@ listener that raises is logged. Registered after every other listener."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -80,8 +81,18 @@ async def refuse_without_workspace(
     if kind == "block_suggestion":
         return await ack(options=[])
     if kind == "block_actions" and respond.response_url:
-        try:
-            await respond(**message(NO_WORKSPACE_REPLY), replace_original=False)
-        except Exception:
-            log.exception("could not answer a button that names no workspace")
+        # After the ack (this returns it): nothing slow before Slack has its answer.
+        task = asyncio.get_running_loop().create_task(_tell_no_workspace(respond))
+        _TELLING.add(task)
+        task.add_done_callback(_TELLING.discard)
     return await ack()
+
+
+_TELLING: set[asyncio.Task[None]] = set()
+
+
+async def _tell_no_workspace(respond: AsyncRespond) -> None:
+    try:
+        await respond(**message(NO_WORKSPACE_REPLY), replace_original=False)
+    except Exception:
+        log.exception("could not answer a button that names no workspace")
