@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,8 +27,7 @@ from bot.domain.redact import Redactor
 from bot.domain.replies import Reply
 from bot.logs import LogSettings, configure_logging, install_redaction, report_failure, request_context
 from bot.runtime import Runtime, home_workspace, prepare_schema, require_assigned
-from bot.service.bulk.plans import BatchNotice
-from bot.service.core import ApprovalUpdate, Invocation
+from bot.service.core import Invocation
 
 log = logging.getLogger("bot.cli")
 EXIT_USAGE = 2
@@ -194,7 +194,7 @@ def _serve_socket(settings: Settings) -> int:
     from slack_sdk.errors import SlackApiError
 
     from bot.slack.app import create_bolt_app, socket_mode_handler
-    from bot.slack.notify import announce_interrupted, apply_update
+    from bot.slack.notify import tell_interrupted, tell_update
 
     async def go() -> None:
         runtime = await Runtime.start(settings)
@@ -211,13 +211,9 @@ def _serve_socket(settings: Settings) -> int:
             handler = socket_mode_handler(app, app_token)
             log.info("callbot %s connected over Socket Mode", __version__)
 
-            async def tell(update: ApprovalUpdate) -> None:
-                await apply_update(app.client, update)
-
-            async def tell_batch(notice: BatchNotice) -> None:
-                await announce_interrupted(app.client, notice)
-
-            background = runtime.start_background(tell, tell_batch)
+            installs = runtime.installs
+            assert installs is not None
+            background = runtime.start_background(partial(tell_update, installs), partial(tell_interrupted, installs))
             try:
                 await handler.start_async()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
             finally:

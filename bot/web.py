@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler, to_starlette_response
 from slack_bolt.async_app import AsyncApp
@@ -28,11 +29,10 @@ from bot.domain.callbacks import CallbackProvider
 from bot.domain.replies import Reply, Tone
 from bot.logs import request_context
 from bot.runtime import Runtime
-from bot.service.bulk.plans import BatchNotice
-from bot.service.core import ApprovalUpdate, Clock
+from bot.service.core import Clock
 from bot.slack import edge
 from bot.slack.app import create_bolt_app
-from bot.slack.notify import announce_interrupted, apply_update
+from bot.slack.notify import tell_interrupted, tell_update
 from bot.slack.views.render import message
 from bot.webhooks import Webhooks
 
@@ -64,28 +64,9 @@ def create_web_app(
         bolt = create_bolt_app(settings, runtime.service, installs)
         app.state.bolt = bolt
 
-        # Outside any request: each message is updated with its own workspace's token (OAuth mode).
-        async def tell(update: ApprovalUpdate) -> None:
-            client = await installs.client_for(update.team_id or None, update.enterprise_id)
-            if client is None:
-                log.warning(
-                    "cannot update an approval request's message: callbot is not installed on %s", update.team_id
-                )
-                return
-            await apply_update(client, update)
-
-        async def tell_batch(notice: BatchNotice) -> None:
-            client = await installs.client_for(notice.team_id or None, notice.enterprise_id)
-            if client is None:
-                log.warning(
-                    "cannot update batch #%s's message: callbot is not installed on %s", notice.batch_id, notice.team_id
-                )
-                return
-            await announce_interrupted(client, notice)
-
         sweepers = runtime.start_background(
-            tell,
-            tell_batch,
+            partial(tell_update, installs),
+            partial(tell_interrupted, installs),
             approval_sweep_every=approval_sweep_every,
             retention_every=retention_every,
             batch_sweep_every=batch_sweep_every,

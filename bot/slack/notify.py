@@ -25,6 +25,7 @@ from bot.domain.replies import ApprovalNotice, Reply, Tone
 from bot.service.bulk.plans import BatchNotice, BatchPlan, BatchRun
 from bot.service.core import ApprovalUpdate, Invocation, Service
 from bot.slack.announce import after_batch
+from bot.slack.installs import Installs
 from bot.slack.views.home import home_view
 from bot.slack.views.render import message
 
@@ -234,3 +235,24 @@ async def announce_interrupted(client: AsyncWebClient, notice: BatchNotice) -> N
     if not (notice.channel and notice.message_ts):
         return
     await client.chat_update(channel=notice.channel, ts=notice.message_ts, **posted(notice.reply))
+
+
+# Outside any request (the sweeps): each message is updated with its own workspace's token.
+
+
+async def tell_update(installs: Installs, update: ApprovalUpdate) -> None:
+    client = await installs.client_for(update.team_id or None, update.enterprise_id)
+    if client is None:
+        log.warning("cannot update an approval request's message: callbot is not installed on %s", update.team_id)
+        return
+    await apply_update(client, update)
+
+
+async def tell_interrupted(installs: Installs, notice: BatchNotice) -> None:
+    client = await installs.client_for(notice.team_id or None, notice.enterprise_id)
+    if client is None:
+        log.warning(
+            "cannot update batch #%s's message: callbot is not installed on %s", notice.batch_id, notice.team_id
+        )
+        return
+    await announce_interrupted(client, notice)
