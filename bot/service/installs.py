@@ -47,8 +47,8 @@ class Installations:
 
     async def record(self, event: WorkspaceEvent) -> int:
         """The audit row of the change; returns its id. An installed workspace is recorded too, so
-        the shell's `--team` knows it. An org-wide install names no workspace: its rows, and the
-        shell's `--team`, use the enterprise id (E…)."""
+        the shell's `--team` knows it. An org-wide install names no workspace: its rows are filed
+        under the enterprise id (E…), which only the shell's audit commands take."""
         team = event.team_id or event.enterprise_id
         if event.change is WorkspaceChange.INSTALLED and team:
             await workspaces.record(self.db, team, event.enterprise_id, event.team_name)
